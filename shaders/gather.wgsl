@@ -1,0 +1,47 @@
+// Sample a batch per instance from a dataset held on the GPU as bytes, and gather it.
+//
+// Images: `count` images of F = features bytes each, packed four per u32 (little-endian), pixel
+// value v ∈ 0..255 read as v / 255. Labels: one u32 per image.
+// For instance n < batch and row b < rows, at inner step `step` with seed `seed`:
+//     idx = pcg(pcg(pcg(pcg(seed) ^ n) ^ step) ^ b) mod count           (counter-based: reproducible)
+//     x[x_off + (n·rows + b)·F + f] = byte(idx·F + f) / 255               for f < F
+//     y[y_off + n·rows + b]        = labels[idx]
+// with pcg(v): s = v·747796405 + 2891336453; w = ((s >> ((s >> 28) + 4)) ^ s)·277803737; (w >> 22) ^ w
+// (all mod 2³²). One thread per output element of x.
+
+struct Params {
+    rows: u32, features: u32, batch: u32, count: u32,
+    seed: u32, step: u32, x_off: u32, y_off: u32,
+}
+
+@group(0) @binding(0) var<storage, read> images: array<u32>;
+@group(0) @binding(1) var<storage, read> labels: array<u32>;
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<u32>;
+@group(1) @binding(0) var<uniform> p: Params;
+
+fn pcg(v: u32) -> u32 {
+    let s = v * 747796405u + 2891336453u;
+    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+    return (w >> 22u) ^ w;
+}
+
+@compute @workgroup_size(256)
+fn gather(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let t = (wid.x + wid.y * nwg.x) * 256u + li;
+    let per_inst = p.rows * p.features;
+    if (t >= p.batch * per_inst) { return; }
+    let n = t / per_inst;
+    let b = (t % per_inst) / p.features;
+    let f = t % p.features;
+    let idx = pcg(pcg(pcg(pcg(p.seed) ^ n) ^ p.step) ^ b) % p.count;
+    let byte_index = idx * p.features + f;
+    let word = images[byte_index / 4u];
+    let v = (word >> (8u * (byte_index % 4u))) & 0xffu;
+    x[p.x_off + t] = f32(v) / 255.0;
+    if (f == 0u) { y[p.y_off + n * p.rows + b] = labels[idx]; }
+}

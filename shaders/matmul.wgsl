@@ -1,0 +1,165 @@
+// Batched tiled matrix product with fused epilogues.
+//
+// For every instance n < batch:
+//     acc = op(A_n) · op(B_n)                      op(A_n): M×K, op(B_n): K×N, C_n: M×N
+//     op(A) = A, or Aᵀ when TRANS_A;  op(B) = B, or Bᵀ when TRANS_B.
+// Row-major storage with element offsets, leading dimensions and per-instance strides:
+//     A_n[i,k]  = a[a_off + n·a_bs + i·lda + k]         (TRANS_A: op(A)[i,k] = a[a_off + n·a_bs + k·lda + i])
+//     B_n[k,j]  = b[b_off + n·b_bs + k·ldb + j]         (TRANS_B: op(B)[k,j] = b[b_off + n·b_bs + j·ldb + k])
+//     C_n[i,j]  = c[c_off + n·c_bs + i·ldc + j]
+// Epilogue (p.epi), with act ∈ {0 identity, 1 sigmoid, 2 relu, 3 tanh} (p.act):
+//     0:  C = acc                 (p.accumulate = 1: C = C + acc)
+//     1:  C = act(acc + e[e_off + n·e_bs + j])                       bias, then activation
+//     2:  C = acc · act'(h),  h = e[e_off + n·e_bs + i·lde + j]       back through an activation,
+//         with act' written in terms of the activation's output h:
+//         sigmoid' = h(1 − h),  relu' = [h > 0],  tanh' = 1 − h²,  identity' = 1.
+//
+// Tiling: a 16×16 workgroup computes a BM×BN tile (BM = 16·RM, BN = 16·RN); thread (x, y) owns rows
+// y + 16r (r < RM) and columns x + 16c (c < RN). K advances in steps of BK; the op(A) and op(B)
+// tiles are staged in workgroup memory: (BM·BK + BK·BN)·4 bytes, chosen by the host to fit the
+// adapter's max_compute_workgroup_storage_size. The 1-D workgroup index wid.x + wid.y·nwg.x
+// enumerates (instance, tile row, tile column); indices past the end return at once.
+// With STAGED = false (chosen for CPU adapters) the tiles are not staged: each thread reads its
+// operands directly, with no barrier.
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override RM: u32 = 4u;   // rows per thread, 1..4
+override RN: u32 = 4u;   // columns per thread, 1..4
+override BK: u32 = 16u;  // K step
+override STAGED: bool = true;  // stage tiles in workgroup memory (false: direct loads, no barriers)
+
+struct Params {
+    m: u32, n: u32, k: u32, batch: u32,
+    a_off: u32, a_bs: u32, lda: u32, b_off: u32,
+    b_bs: u32, ldb: u32, c_off: u32, c_bs: u32,
+    ldc: u32, e_off: u32, e_bs: u32, lde: u32,
+    epi: u32, act: u32, accumulate: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read> e: array<f32>;
+@group(1) @binding(0) var<uniform> p: Params;
+
+var<workgroup> As: array<f32, 16u * RM * BK>;  // As[kk·BM + ii]
+var<workgroup> Bs: array<f32, 16u * RN * BK>;  // Bs[kk·BN + jj]
+
+fn activate(x: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return 1.0 / (1.0 + exp(-x)); }
+        case 2u: { return max(x, 0.0); }
+        case 3u: { return tanh(clamp(x, -15.0, 15.0)); }
+        default: { return x; }
+    }
+}
+
+fn activate_grad_from_output(h: f32, act: u32) -> f32 {
+    switch act {
+        case 1u: { return h * (1.0 - h); }
+        case 2u: { return select(0.0, 1.0, h > 0.0); }
+        case 3u: { return 1.0 - h * h; }
+        default: { return 1.0; }
+    }
+}
+
+fn load_a(base: u32, i: u32, kk: u32) -> f32 {
+    if (i >= p.m || kk >= p.k) { return 0.0; }
+    if (TRANS_A) { return a[base + kk * p.lda + i]; }
+    return a[base + i * p.lda + kk];
+}
+
+fn load_b(base: u32, kk: u32, j: u32) -> f32 {
+    if (kk >= p.k || j >= p.n) { return 0.0; }
+    if (TRANS_B) { return b[base + j * p.ldb + kk]; }
+    return b[base + kk * p.ldb + j];
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let BM = 16u * RM;
+    let BN = 16u * RN;
+    let tiles_m = (p.m + BM - 1u) / BM;
+    let tiles_n = (p.n + BN - 1u) / BN;
+    let tiles = tiles_m * tiles_n;
+    let wg = wid.x + wid.y * nwg.x;
+    if (wg >= tiles * p.batch) { return; }
+    let inst = wg / tiles;
+    let tm = (wg % tiles) / tiles_n;
+    let tn = wg % tiles_n;
+    let row0 = tm * BM;
+    let col0 = tn * BN;
+    let tid = lid.y * 16u + lid.x;
+    let a_base = p.a_off + inst * p.a_bs;
+    let b_base = p.b_off + inst * p.b_bs;
+
+    var acc: array<f32, 16>;
+    for (var q = 0u; q < 16u; q++) { acc[q] = 0.0; }
+
+    if (!STAGED) {
+        // Direct: each thread reads its operands from memory (for CPU adapters, where
+        // workgroup memory is ordinary cache and every barrier is a context switch).
+        for (var kk = 0u; kk < p.k; kk++) {
+            var ar: array<f32, 4>;
+            var br: array<f32, 4>;
+            for (var r = 0u; r < RM; r++) { ar[r] = load_a(a_base, row0 + lid.y + 16u * r, kk); }
+            for (var q = 0u; q < RN; q++) { br[q] = load_b(b_base, kk, col0 + lid.x + 16u * q); }
+            for (var r = 0u; r < RM; r++) {
+                for (var q = 0u; q < RN; q++) {
+                    acc[r * 4u + q] = fma(ar[r], br[q], acc[r * 4u + q]);
+                }
+            }
+        }
+    }
+    for (var k0 = 0u; STAGED && k0 < p.k; k0 += BK) {
+        for (var t = tid; t < BM * BK; t += 256u) {
+            var ii: u32; var kk: u32;
+            if (TRANS_A) { ii = t % BM; kk = t / BM; } else { ii = t / BK; kk = t % BK; }
+            As[kk * BM + ii] = load_a(a_base, row0 + ii, k0 + kk);
+        }
+        for (var t = tid; t < BN * BK; t += 256u) {
+            var jj: u32; var kk: u32;
+            if (TRANS_B) { jj = t / BK; kk = t % BK; } else { jj = t % BN; kk = t / BN; }
+            Bs[kk * BN + jj] = load_b(b_base, k0 + kk, col0 + jj);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            var ar: array<f32, 4>;
+            var br: array<f32, 4>;
+            for (var r = 0u; r < RM; r++) { ar[r] = As[kk * BM + lid.y + 16u * r]; }
+            for (var q = 0u; q < RN; q++) { br[q] = Bs[kk * BN + lid.x + 16u * q]; }
+            for (var r = 0u; r < RM; r++) {
+                for (var q = 0u; q < RN; q++) {
+                    acc[r * 4u + q] = fma(ar[r], br[q], acc[r * 4u + q]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    let c_base = p.c_off + inst * p.c_bs;
+    let e_base = p.e_off + inst * p.e_bs;
+    for (var r = 0u; r < RM; r++) {
+        let i = row0 + lid.y + 16u * r;
+        if (i >= p.m) { continue; }
+        for (var q = 0u; q < RN; q++) {
+            let j = col0 + lid.x + 16u * q;
+            if (j >= p.n) { continue; }
+            let ci = c_base + i * p.ldc + j;
+            var v = acc[r * 4u + q];
+            switch p.epi {
+                case 1u: { v = activate(v + e[e_base + j], p.act); }
+                case 2u: { v = v * activate_grad_from_output(e[e_base + i * p.lde + j], p.act); }
+                default: {
+                    if (p.accumulate != 0u) { v = c[ci] + v; }
+                }
+            }
+            c[ci] = v;
+        }
+    }
+}

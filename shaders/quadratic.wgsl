@@ -1,0 +1,56 @@
+// The L2L quadratic task: f(θ) = ‖W θ − y‖²,  ∇f(θ) = 2 Wᵀ (W θ − y).
+//
+// Per instance n < batch, with d ≤ 1024:
+//     θ = theta[t_off + n·t_bs + (0..d)]
+//     W[i,j] = data[n·(d² + d) + i·d + j],   y[i] = data[n·(d² + d) + d² + i]
+//     r = W θ − y
+//     loss[l_off + n] = Σ_i r_i²
+//     grad[g_off + n·g_bs + j] = 2 Σ_i W[i,j] r_i
+// One 64-thread workgroup per instance; r is kept in workgroup memory; the loss is summed by a
+// fixed binary tree (deterministic).
+
+struct Params {
+    d: u32, batch: u32, t_off: u32, t_bs: u32,
+    g_off: u32, g_bs: u32, l_off: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> theta: array<f32>;
+@group(0) @binding(1) var<storage, read> data: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+@group(1) @binding(0) var<uniform> p: Params;
+
+var<workgroup> r_s: array<f32, 1024>;
+var<workgroup> part: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn quadratic(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let n = wid.x + wid.y * nwg.x;
+    if (n >= p.batch) { return; }
+    let d = p.d;
+    let wb = n * (d * d + d);
+    let tb = p.t_off + n * p.t_bs;
+    var s = 0.0;
+    for (var i = li; i < d; i += 64u) {
+        var acc = -data[wb + d * d + i];
+        for (var j = 0u; j < d; j++) { acc = fma(data[wb + i * d + j], theta[tb + j], acc); }
+        r_s[i] = acc;
+        s = fma(acc, acc, s);
+    }
+    part[li] = s;
+    workgroupBarrier();
+    for (var w = 32u; w > 0u; w >>= 1u) {
+        if (li < w) { part[li] = part[li] + part[li + w]; }
+        workgroupBarrier();
+    }
+    if (li == 0u) { loss[p.l_off + n] = part[0]; }
+    for (var j = li; j < d; j += 64u) {
+        var acc = 0.0;
+        for (var i = 0u; i < d; i++) { acc = fma(data[wb + i * d + j], r_s[i], acc); }
+        grad[p.g_off + n * p.g_bs + j] = 2.0 * acc;
+    }
+}

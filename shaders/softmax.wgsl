@@ -1,0 +1,59 @@
+// Softmax cross-entropy over `classes` logits per row, mean over the B rows of each instance.
+//
+// For instance n < batch and row b < rows:
+//     z = logits[z_off + n·z_bs + b·classes + (0..classes)],   y = labels[y_off + n·y_bs + b]
+//     ℓ_b = log Σ_k exp(z_k) − z_y              (computed as m + log Σ_k exp(z_k − m), m = max_k z_k)
+//     loss[l_off + n] = (1/B) Σ_b ℓ_b
+//     dz[d_off + n·d_bs + b·classes + k] = (softmax(z)_k − [k = y]) / B        (when want_grad = 1)
+// One 256-thread workgroup per instance; rows are spread over threads (b ≡ t mod 256) and the row
+// losses summed by a fixed binary tree, so the result is deterministic. Labels must be < classes.
+
+struct Params {
+    rows: u32, classes: u32, batch: u32, want_grad: u32,
+    z_off: u32, z_bs: u32, y_off: u32, y_bs: u32,
+    d_off: u32, d_bs: u32, l_off: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> labels: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dz: array<f32>;
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+@group(1) @binding(0) var<uniform> p: Params;
+
+var<workgroup> part: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn softmax_xent(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let n = wid.x + wid.y * nwg.x;
+    if (n >= p.batch) { return; }
+    let inv_b = 1.0 / f32(p.rows);
+    var s = 0.0;
+    for (var b = li; b < p.rows; b += 256u) {
+        let zb = p.z_off + n * p.z_bs + b * p.classes;
+        let y = labels[p.y_off + n * p.y_bs + b];
+        var m = logits[zb];
+        for (var k = 1u; k < p.classes; k++) { m = max(m, logits[zb + k]); }
+        var se = 0.0;
+        for (var k = 0u; k < p.classes; k++) { se += exp(logits[zb + k] - m); }
+        let lse = m + log(se);
+        s += lse - logits[zb + y];
+        if (p.want_grad != 0u) {
+            let db = p.d_off + n * p.d_bs + b * p.classes;
+            for (var k = 0u; k < p.classes; k++) {
+                let sm = exp(logits[zb + k] - lse);
+                dz[db + k] = (sm - select(0.0, 1.0, k == y)) * inv_b;
+            }
+        }
+    }
+    part[li] = s;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w >>= 1u) {
+        if (li < w) { part[li] = part[li] + part[li + w]; }
+        workgroupBarrier();
+    }
+    if (li == 0u) { loss[p.l_off + n] = part[0] * inv_b; }
+}

@@ -1,0 +1,240 @@
+//! Kernel registry and pipeline cache.
+//!
+//! Every compute entry point is described once by a [`Kernel`]: its WGSL file, entry point, the
+//! storage buffers it binds at `@group(0)` (in binding order, with their access), and the size of
+//! its parameter struct, bound as `@group(1) @binding(0) var<uniform>` with a dynamic offset.
+//! A unit test checks every description against the WGSL with naga.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::gpu::Gpu;
+use crate::{Error, Result};
+
+/// The WGSL files of metalearn, one per kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    /// Batched tiled matrix product with fused epilogues.
+    Matmul,
+    /// Deterministic strided reductions.
+    Reduce,
+    /// Softmax cross-entropy loss and its gradient.
+    Softmax,
+    /// The L2L quadratic ‖Wθ − y‖².
+    Quadratic,
+    /// Element-wise updates (SGD).
+    Sgd,
+    /// Batch sampling and gathering from a dataset held on the GPU.
+    Gather,
+}
+
+impl Shader {
+    /// All shader files.
+    pub const ALL: &'static [Shader] = &[
+        Shader::Matmul,
+        Shader::Reduce,
+        Shader::Softmax,
+        Shader::Quadratic,
+        Shader::Sgd,
+        Shader::Gather,
+    ];
+
+    /// File name under `shaders/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Shader::Matmul => "matmul.wgsl",
+            Shader::Reduce => "reduce.wgsl",
+            Shader::Softmax => "softmax.wgsl",
+            Shader::Quadratic => "quadratic.wgsl",
+            Shader::Sgd => "sgd.wgsl",
+            Shader::Gather => "gather.wgsl",
+        }
+    }
+
+    /// WGSL source, embedded at compile time.
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
+            Shader::Quadratic => include_str!("../../shaders/quadratic.wgsl"),
+            Shader::Sgd => include_str!("../../shaders/sgd.wgsl"),
+            Shader::Gather => include_str!("../../shaders/gather.wgsl"),
+        }
+    }
+}
+
+/// Access of a storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// `var<storage, read>`
+    Read,
+    /// `var<storage, read_write>`
+    ReadWrite,
+}
+
+/// One compute entry point and its binding contract.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    /// The WGSL file.
+    pub shader: Shader,
+    /// Entry point name.
+    pub entry: &'static str,
+    /// Storage buffers at `@group(0) @binding(i)`, in order.
+    pub bindings: &'static [Access],
+    /// Size in bytes of the uniform parameter struct at `@group(1) @binding(0)`.
+    pub params_size: usize,
+}
+
+/// Largest parameter struct any kernel may have; also the stride of parameter slots.
+pub const PARAMS_SLOT: u64 = 256;
+
+/// A compiled pipeline with its group-0 layout.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout0: wgpu::BindGroupLayout,
+    /// Unique id, used to key bind-group caches.
+    pub id: u64,
+}
+
+type PipelineKey = (Shader, &'static str, Vec<(&'static str, u64)>);
+
+/// Pipelines keyed by (kernel, specialisation constants), created once.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    params_layout: Mutex<Option<wgpu::BindGroupLayout>>,
+}
+
+fn lock_err<T>(_: T) -> Error {
+    Error::Gpu("pipeline cache lock poisoned".into())
+}
+
+impl Gpu {
+    /// The shared layout of `@group(1)`: one uniform buffer with a dynamic offset.
+    pub(crate) fn params_layout(&self) -> Result<wgpu::BindGroupLayout> {
+        let mut slot = self.pipelines.params_layout.lock().map_err(lock_err)?;
+        if let Some(l) = slot.as_ref() {
+            return Ok(l.clone());
+        }
+        let l = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("metalearn params"),
+                entries: &[wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }],
+            });
+        *slot = Some(l.clone());
+        Ok(l)
+    }
+
+    /// The pipeline of `kernel` specialised with `constants` (WGSL `override`s), created on first use.
+    pub(crate) fn pipeline(
+        &self,
+        kernel: &'static Kernel,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<Pipeline>> {
+        let key: PipelineKey = (
+            kernel.shader,
+            kernel.entry,
+            constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        );
+        if let Some(p) = self.pipelines.pipelines.lock().map_err(lock_err)?.get(&key) {
+            return Ok(p.clone());
+        }
+        let params_layout = self.params_layout()?;
+        let shader_err = |message: String| Error::Shader {
+            shader: kernel.shader.file_name(),
+            entry: kernel.entry,
+            message,
+        };
+        if kernel.params_size as u64 > PARAMS_SLOT {
+            return Err(shader_err(format!(
+                "parameter struct of {} bytes exceeds the {PARAMS_SLOT}-byte slot",
+                kernel.params_size
+            )));
+        }
+        let dev = &self.device;
+        let internal = dev.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = dev.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = {
+            let mut modules = self.pipelines.modules.lock().map_err(lock_err)?;
+            modules
+                .entry(kernel.shader)
+                .or_insert_with(|| {
+                    dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(kernel.shader.file_name()),
+                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source().into()),
+                    })
+                })
+                .clone()
+        };
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, a)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *a == Access::Read,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout0 = dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.entry),
+            entries: &entries,
+        });
+        let layout = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.entry),
+            bind_group_layouts: &[Some(&layout0), Some(&params_layout)],
+            immediate_size: 0,
+        });
+        let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                ..Default::default()
+            },
+            cache: None,
+        });
+        let v = pollster::block_on(validation.pop());
+        let i = pollster::block_on(internal.pop());
+        if let Some(e) = v.or(i) {
+            // A failed shader module stays failed: drop it so a later call reports the error again.
+            if let Ok(mut m) = self.pipelines.modules.lock() {
+                m.remove(&kernel.shader);
+            }
+            return Err(shader_err(e.to_string()));
+        }
+        let p = Arc::new(Pipeline {
+            pipeline,
+            layout0,
+            id: self.next_id(),
+        });
+        self.pipelines
+            .pipelines
+            .lock()
+            .map_err(lock_err)?
+            .insert(key, p.clone());
+        Ok(p)
+    }
+}

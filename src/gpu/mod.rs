@@ -1,0 +1,14 @@
+//! The GPU runtime: adapter choice, device properties, pipeline cache, buffers, the recorder
+//! (many dispatches in one compute pass) and readback.
+
+mod buffer;
+mod context;
+pub mod kernel;
+mod recorder;
+
+pub use buffer::GpuBuffer;
+pub use context::{
+    adapter_rank, parse_backends, DeviceProps, Gpu, GpuOptions, ENV_ADAPTER_NAME, ENV_BACKEND,
+};
+pub use kernel::{Access, Kernel, Shader};
+pub use recorder::{split_grid, Recorder};

@@ -1,0 +1,292 @@
+//! The recorder: many dispatches (and copies) into one compute pass, one submission.
+//!
+//! Parameters of every dispatch go into one uniform buffer, one 256-byte slot each, bound with a
+//! dynamic offset; storage bind groups are created once per distinct (pipeline, buffers) and
+//! reused. Consecutive dispatches share one compute pass; a copy closes the pass and the next
+//! dispatch opens another.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytemuck::Pod;
+
+use crate::gpu::kernel::{Kernel, Pipeline, PARAMS_SLOT};
+use crate::gpu::{Gpu, GpuBuffer};
+use crate::{Error, Result};
+
+enum Op {
+    Dispatch {
+        pipeline: Arc<Pipeline>,
+        bind_group: usize,
+        params_offset: u32,
+        grid: [u32; 2],
+    },
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        dst_offset: u64,
+        bytes: u64,
+    },
+}
+
+/// Split `workgroups` over x and y so that neither exceeds `max_per_dim`.
+/// Kernels recover the linear index as `wid.x + wid.y * nwg.x` and skip indices past the end.
+pub fn split_grid(workgroups: u64, max_per_dim: u32) -> Result<[u32; 2]> {
+    let max = u64::from(max_per_dim.max(1));
+    if workgroups == 0 {
+        return Ok([0, 0]);
+    }
+    let x = workgroups.min(max);
+    let y = workgroups.div_ceil(x);
+    if y > max {
+        return Err(Error::LimitExceeded {
+            what: "workgroups in one dispatch".into(),
+            value: workgroups,
+            limit: max * max,
+            limit_name: "max_compute_workgroups_per_dimension (squared)",
+            hint: "use fewer task instances or smaller tensors per dispatch".into(),
+        });
+    }
+    Ok([x as u32, y as u32])
+}
+
+/// Records dispatches and copies, then submits them as one command buffer.
+pub struct Recorder<'g> {
+    gpu: &'g Gpu,
+    params: Vec<u8>,
+    ops: Vec<Op>,
+    bind_groups: Vec<wgpu::BindGroup>,
+    bind_group_index: HashMap<(u64, Vec<u64>), usize>,
+    dispatches: usize,
+}
+
+impl<'g> Recorder<'g> {
+    /// An empty recording on `gpu`.
+    pub fn new(gpu: &'g Gpu) -> Self {
+        Self {
+            gpu,
+            params: Vec::new(),
+            ops: Vec::new(),
+            bind_groups: Vec::new(),
+            bind_group_index: HashMap::new(),
+            dispatches: 0,
+        }
+    }
+
+    /// The device this recorder records for.
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// Number of dispatches recorded.
+    pub fn dispatches(&self) -> usize {
+        self.dispatches
+    }
+
+    /// Record one dispatch of `kernel` (specialised by `constants`) over `workgroups` workgroups,
+    /// binding `buffers` at `@group(0)` in order and `params` at `@group(1)`.
+    pub fn dispatch<P: Pod>(
+        &mut self,
+        kernel: &'static Kernel,
+        constants: &[(&'static str, f64)],
+        buffers: &[&GpuBuffer],
+        params: &P,
+        workgroups: u64,
+    ) -> Result<()> {
+        if std::mem::size_of::<P>() != kernel.params_size {
+            return Err(Error::invalid(format!(
+                "kernel '{}' takes {} bytes of parameters, got {}",
+                kernel.entry,
+                kernel.params_size,
+                std::mem::size_of::<P>()
+            )));
+        }
+        if buffers.len() != kernel.bindings.len() {
+            return Err(Error::invalid(format!(
+                "kernel '{}' binds {} buffers, got {}",
+                kernel.entry,
+                kernel.bindings.len(),
+                buffers.len()
+            )));
+        }
+        let grid = split_grid(
+            workgroups,
+            self.gpu.limits().max_compute_workgroups_per_dimension,
+        )?;
+        if workgroups == 0 {
+            return Ok(());
+        }
+        let pipeline = self.gpu.pipeline(kernel, constants)?;
+        let key = (
+            pipeline.id,
+            buffers.iter().map(|b| b.id).collect::<Vec<_>>(),
+        );
+        let bind_group = match self.bind_group_index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let entries: Vec<wgpu::BindGroupEntry> = buffers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource: b.buffer.as_entire_binding(),
+                    })
+                    .collect();
+                let bg = self
+                    .gpu
+                    .device
+                    .create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(kernel.entry),
+                        layout: &pipeline.layout0,
+                        entries: &entries,
+                    });
+                self.bind_groups.push(bg);
+                let i = self.bind_groups.len() - 1;
+                self.bind_group_index.insert(key, i);
+                i
+            }
+        };
+        let params_offset = u32::try_from(self.params.len())
+            .map_err(|_| Error::invalid("too many dispatches in one recording"))?;
+        self.params.extend_from_slice(bytemuck::bytes_of(params));
+        self.params.resize(
+            self.params.len() + PARAMS_SLOT as usize - std::mem::size_of::<P>(),
+            0,
+        );
+        self.ops.push(Op::Dispatch {
+            pipeline,
+            bind_group,
+            params_offset,
+            grid,
+        });
+        self.dispatches += 1;
+        Ok(())
+    }
+
+    /// Record a copy of `len` elements from `src[src_offset..]` to `dst[dst_offset..]`.
+    pub fn copy(
+        &mut self,
+        src: &GpuBuffer,
+        src_offset: usize,
+        dst: &GpuBuffer,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        if src_offset + len > src.len() || dst_offset + len > dst.len() {
+            return Err(Error::invalid(format!(
+                "copy of {len} elements from {src_offset} (of {}) to {dst_offset} (of {}) is out of bounds",
+                src.len(),
+                dst.len()
+            )));
+        }
+        if src.id == dst.id {
+            return Err(Error::invalid("copy within one buffer is not allowed"));
+        }
+        if len > 0 {
+            self.ops.push(Op::Copy {
+                src: src.buffer.clone(),
+                src_offset: src_offset as u64 * 4,
+                dst: dst.buffer.clone(),
+                dst_offset: dst_offset as u64 * 4,
+                bytes: len as u64 * 4,
+            });
+        }
+        Ok(())
+    }
+
+    /// Encode everything recorded and submit it. Does not wait.
+    pub fn submit(self) -> Result<()> {
+        let gpu = self.gpu;
+        let dev = &gpu.device;
+        let params_buf = if self.params.is_empty() {
+            None
+        } else {
+            let b = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("dispatch params"),
+                size: self.params.len() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            gpu.queue.write_buffer(&b, 0, &self.params);
+            Some(b)
+        };
+        let params_bg = match &params_buf {
+            Some(b) => Some(dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("dispatch params"),
+                layout: &gpu.params_layout()?,
+                entries: &[wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: b,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(PARAMS_SLOT),
+                    }),
+                }],
+            })),
+            None => None,
+        };
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("metalearn recording"),
+        });
+        let mut i = 0;
+        while i < self.ops.len() {
+            match &self.ops[i] {
+                Op::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    bytes,
+                } => {
+                    enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *bytes);
+                    i += 1;
+                }
+                Op::Dispatch { .. } => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("metalearn pass"),
+                        timestamp_writes: None,
+                    });
+                    while let Some(Op::Dispatch {
+                        pipeline,
+                        bind_group,
+                        params_offset,
+                        grid,
+                    }) = self.ops.get(i)
+                    {
+                        pass.set_pipeline(&pipeline.pipeline);
+                        pass.set_bind_group(0, &self.bind_groups[*bind_group], &[]);
+                        pass.set_bind_group(1, params_bg.as_ref(), &[*params_offset]);
+                        pass.dispatch_workgroups(grid[0], grid[1], 1);
+                        i += 1;
+                    }
+                }
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+        gpu.check_errors()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_split_covers_every_workgroup_within_limits() {
+        for (n, max) in [
+            (1u64, 65535u32),
+            (65535, 65535),
+            (65536, 65535),
+            (10_000_000, 65535),
+            (7, 3),
+        ] {
+            let [x, y] = split_grid(n, max).expect("fits");
+            assert!(x <= max && y <= max);
+            assert!(u64::from(x) * u64::from(y) >= n);
+            // No whole row of workgroups is wasted.
+            assert!(u64::from(x) * u64::from(y - 1) < n);
+        }
+        assert!(split_grid(65535u64 * 65535 + 1, 65535).is_err());
+    }
+}

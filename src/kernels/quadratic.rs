@@ -1,0 +1,98 @@
+//! Wrapper of `shaders/quadratic.wgsl`: loss ‖Wθ − y‖² and gradient 2Wᵀ(Wθ − y) per instance.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{check_region, u32_of, Batched};
+use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::{Error, Result};
+
+/// Largest dimension the fused kernel supports (its residual lives in workgroup memory).
+pub const MAX_DIM: usize = 1024;
+
+/// Parameters of `quadratic` (mirrors `Params` in the WGSL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct QuadraticParams {
+    d: u32,
+    batch: u32,
+    t_off: u32,
+    t_bs: u32,
+    g_off: u32,
+    g_bs: u32,
+    l_off: u32,
+    _pad: u32,
+}
+
+/// The fused quadratic loss-and-gradient kernel.
+pub static QUADRATIC: Kernel = Kernel {
+    shader: Shader::Quadratic,
+    entry: "quadratic",
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+    params_size: std::mem::size_of::<QuadraticParams>(),
+};
+
+/// Record loss and gradient of `batch` quadratics of dimension `d`. `data` holds, per instance,
+/// W (d×d, row-major) then y (d): stride d² + d.
+#[allow(clippy::too_many_arguments)]
+pub fn quadratic(
+    rec: &mut Recorder,
+    d: usize,
+    batch: usize,
+    theta: Batched,
+    data: &GpuBuffer,
+    grad: Batched,
+    loss: &GpuBuffer,
+    loss_off: usize,
+) -> Result<()> {
+    if d == 0 || d > MAX_DIM {
+        return Err(Error::invalid(format!(
+            "quadratic dimension {d} is outside 1..={MAX_DIM} supported by the fused kernel"
+        )));
+    }
+    check_region(
+        "quadratic theta",
+        theta.buf,
+        theta.off,
+        &[(batch, theta.batch_stride), (d, 1)],
+    )?;
+    check_region(
+        "quadratic data",
+        data,
+        0,
+        &[(batch, d * d + d), (d * d + d, 1)],
+    )?;
+    check_region(
+        "quadratic grad",
+        grad.buf,
+        grad.off,
+        &[(batch, grad.batch_stride), (d, 1)],
+    )?;
+    check_region("quadratic loss", loss, loss_off, &[(batch, 1)])?;
+    if grad.buf.id == loss.id {
+        return Err(Error::invalid(
+            "quadratic: grad and loss must be different buffers",
+        ));
+    }
+    let p = QuadraticParams {
+        d: u32_of("dim", d)?,
+        batch: u32_of("batch", batch)?,
+        t_off: u32_of("offset", theta.off)?,
+        t_bs: u32_of("stride", theta.batch_stride)?,
+        g_off: u32_of("offset", grad.off)?,
+        g_bs: u32_of("stride", grad.batch_stride)?,
+        l_off: u32_of("offset", loss_off)?,
+        _pad: 0,
+    };
+    rec.dispatch(
+        &QUADRATIC,
+        &[],
+        &[theta.buf, data, grad.buf, loss],
+        &p,
+        batch as u64,
+    )
+}

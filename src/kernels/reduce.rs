@@ -1,0 +1,158 @@
+//! Wrapper of `shaders/reduce.wgsl`: deterministic strided sums (bias gradients, losses).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{check_region, u32_of};
+use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::Result;
+
+/// Parameters of the reduce kernels (mirrors `Params` in the WGSL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ReduceParams {
+    rows: u32,
+    cols: u32,
+    batch: u32,
+    op: u32,
+    i_off: u32,
+    i_bs: u32,
+    i_rs: u32,
+    i_cs: u32,
+    o_off: u32,
+    o_bs: u32,
+    o_cs: u32,
+    accumulate: u32,
+    alpha: f32,
+    _p: [u32; 3],
+}
+
+const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite];
+
+/// One workgroup per output (long rows).
+pub static REDUCE_WG: Kernel = Kernel {
+    shader: Shader::Reduce,
+    entry: "reduce_wg",
+    bindings: BINDINGS,
+    params_size: std::mem::size_of::<ReduceParams>(),
+};
+
+/// One thread per output (many short rows).
+pub static REDUCE_THREAD: Kernel = Kernel {
+    shader: Shader::Reduce,
+    entry: "reduce_thread",
+    bindings: BINDINGS,
+    params_size: std::mem::size_of::<ReduceParams>(),
+};
+
+/// The function summed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Σ x
+    Sum = 0,
+    /// Σ x²
+    SumSquares = 1,
+}
+
+/// Which schedule runs the reduction (both give bit-identical results run to run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// Pick by shape.
+    Auto,
+    /// One 256-thread workgroup per output, tree-summed.
+    Workgroup,
+    /// One thread per output, summed in order.
+    Thread,
+}
+
+/// Input of a reduction: element (n, r, c) at `off + n·batch_stride + r·row_stride + c·col_stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a> {
+    /// The buffer.
+    pub buf: &'a GpuBuffer,
+    /// Offset of element (0, 0, 0).
+    pub off: usize,
+    /// Elements between instances.
+    pub batch_stride: usize,
+    /// Elements between rows (the summed axis).
+    pub row_stride: usize,
+    /// Elements between columns.
+    pub col_stride: usize,
+}
+
+/// Output of a reduction: element (n, c) at `off + n·batch_stride + c·col_stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct Out<'a> {
+    /// The buffer.
+    pub buf: &'a GpuBuffer,
+    /// Offset of element (0, 0).
+    pub off: usize,
+    /// Elements between instances.
+    pub batch_stride: usize,
+    /// Elements between columns.
+    pub col_stride: usize,
+}
+
+/// Record `y[n, c] (+)= alpha · Σ_{r < rows} f(x[n, r, c])` for `batch` instances and `cols` columns.
+#[allow(clippy::too_many_arguments)]
+pub fn reduce(
+    rec: &mut Recorder,
+    rows: usize,
+    cols: usize,
+    batch: usize,
+    op: ReduceOp,
+    x: Strided,
+    y: Out,
+    alpha: f32,
+    accumulate: bool,
+    schedule: Schedule,
+) -> Result<()> {
+    check_region(
+        "reduce input",
+        x.buf,
+        x.off,
+        &[
+            (batch, x.batch_stride),
+            (rows, x.row_stride),
+            (cols, x.col_stride),
+        ],
+    )?;
+    check_region(
+        "reduce output",
+        y.buf,
+        y.off,
+        &[(batch, y.batch_stride), (cols, y.col_stride)],
+    )?;
+    let outputs = batch as u64 * cols as u64;
+    let p = ReduceParams {
+        rows: u32_of("reduce rows", rows)?,
+        cols: u32_of("reduce cols", cols)?,
+        batch: u32_of("reduce batch", batch)?,
+        op: op as u32,
+        i_off: u32_of("offset", x.off)?,
+        i_bs: u32_of("stride", x.batch_stride)?,
+        i_rs: u32_of("stride", x.row_stride)?,
+        i_cs: u32_of("stride", x.col_stride)?,
+        o_off: u32_of("offset", y.off)?,
+        o_bs: u32_of("stride", y.batch_stride)?,
+        o_cs: u32_of("stride", y.col_stride)?,
+        accumulate: u32::from(accumulate),
+        alpha,
+        _p: [0; 3],
+    };
+    let per_thread = match schedule {
+        Schedule::Thread => true,
+        Schedule::Workgroup => false,
+        Schedule::Auto => rows <= 2048 && outputs >= 1024,
+    };
+    if per_thread {
+        rec.dispatch(
+            &REDUCE_THREAD,
+            &[],
+            &[x.buf, y.buf],
+            &p,
+            outputs.div_ceil(256),
+        )
+    } else {
+        rec.dispatch(&REDUCE_WG, &[], &[x.buf, y.buf], &p, outputs)
+    }
+}

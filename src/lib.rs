@@ -1,0 +1,19 @@
+//! metalearn: meta-train learned optimizers and learned initialisations on any GPU through wgpu.
+//!
+//! The CPU plans, the GPU computes: model forward/backward passes and optimizer updates are WGSL
+//! compute kernels batched over many task instances; the host records whole sequences of them into
+//! long compute passes. Every kernel has an `f64` CPU reference in [`reference`].
+#![warn(missing_docs)]
+
+pub mod error;
+pub use error::{Error, Result};
+
+pub mod data;
+pub mod gpu;
+pub mod kernels;
+pub mod models;
+pub mod params;
+pub mod reference;
+
+pub mod bench;
+pub mod demo;

@@ -1,0 +1,400 @@
+//! MLP classifier: any list of layer widths, one hidden activation, softmax cross-entropy.
+//!
+//! Layer l (0 ≤ l < L) maps width w_l to w_{l+1}: Z_l = H_l · W_l + b_l, H_{l+1} = act(Z_l) for
+//! hidden layers, and the last layer's Z is the logits. Parameters `l{l}.w` (shape [w_l, w_{l+1}],
+//! row-major: inputs × outputs) and `l{l}.b` ([w_{l+1}]). A layer may reuse the transposed weight
+//! of an earlier layer (tied weights): its `l{l}.w` is then a tie, not a storage.
+//!
+//! Backward: dZ_{L−1} = (softmax − onehot)/B; dW_l = H_lᵀ dZ_l; db_l = Σ_rows dZ_l;
+//! dZ_{l−1} = (dZ_l W_lᵀ) ⊙ act'(H_l). Gradients of names sharing a storage accumulate into it.
+
+use std::collections::HashSet;
+
+use rand::Rng;
+
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::kernels::matmul::{matmul, Activation, Epilogue, MatView};
+use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule, Strided};
+use crate::kernels::softmax::softmax_xent;
+use crate::kernels::Batched;
+use crate::params::ParamLayout;
+use crate::{Error, Result};
+
+/// Shape of an MLP classifier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MlpSpec {
+    /// Widths w_0 (inputs) … w_L (classes).
+    pub widths: Vec<usize>,
+    /// Activation of the hidden layers.
+    pub activation: Activation,
+    /// Tied weights: (layer, source) means `l{layer}.w` = `l{source}.w`ᵀ, source < layer.
+    pub tied: Vec<(usize, usize)>,
+}
+
+impl MlpSpec {
+    /// An MLP with the given widths (at least inputs and classes) and hidden activation.
+    pub fn new(widths: &[usize], activation: Activation) -> Result<Self> {
+        if widths.len() < 2 || widths.contains(&0) {
+            return Err(Error::invalid(format!(
+                "MLP widths {widths:?}: need at least an input and an output width, all ≥ 1"
+            )));
+        }
+        Ok(Self {
+            widths: widths.to_vec(),
+            activation,
+            tied: Vec::new(),
+        })
+    }
+
+    /// Make layer `layer`'s weight the transpose of layer `source`'s weight.
+    pub fn with_tied(mut self, layer: usize, source: usize) -> Result<Self> {
+        let w = &self.widths;
+        if source >= layer || layer >= self.layers() {
+            return Err(Error::invalid(format!(
+                "cannot tie layer {layer} to layer {source}: need source < layer < {}",
+                self.layers()
+            )));
+        }
+        if w[layer] != w[source + 1] || w[layer + 1] != w[source] {
+            return Err(Error::invalid(format!(
+                "cannot tie layer {layer} ({}→{}) to the transpose of layer {source} ({}→{})",
+                w[layer],
+                w[layer + 1],
+                w[source],
+                w[source + 1]
+            )));
+        }
+        if self.tied.iter().any(|&(l, _)| l == layer) {
+            return Err(Error::invalid(format!("layer {layer} is tied twice")));
+        }
+        self.tied.push((layer, source));
+        Ok(self)
+    }
+
+    /// Number of layers L.
+    pub fn layers(&self) -> usize {
+        self.widths.len() - 1
+    }
+
+    /// Input width w_0.
+    pub fn inputs(&self) -> usize {
+        self.widths[0]
+    }
+
+    /// Number of classes w_L.
+    pub fn classes(&self) -> usize {
+        self.widths[self.layers()]
+    }
+
+    /// Activation applied after layer `l` (identity for the output layer).
+    pub fn activation_of(&self, l: usize) -> Activation {
+        if l + 1 == self.layers() {
+            Activation::Identity
+        } else {
+            self.activation
+        }
+    }
+
+    /// Name of layer l's weight.
+    pub fn weight(l: usize) -> String {
+        format!("l{l}.w")
+    }
+
+    /// Name of layer l's bias.
+    pub fn bias(l: usize) -> String {
+        format!("l{l}.b")
+    }
+
+    /// The parameter layout: `l{l}.w`, `l{l}.b` for each layer in order.
+    pub fn layout(&self) -> Result<ParamLayout> {
+        let mut p = ParamLayout::new();
+        for l in 0..self.layers() {
+            match self.tied.iter().find(|&&(t, _)| t == l) {
+                Some(&(_, s)) => p.tie(&Self::weight(l), &Self::weight(s), true)?,
+                None => p.add(&Self::weight(l), &[self.widths[l], self.widths[l + 1]])?,
+            };
+            p.add(&Self::bias(l), &[self.widths[l + 1]])?;
+        }
+        Ok(p)
+    }
+
+    /// Initial parameters of `instances` instances: every owned weight and bias drawn from
+    /// U(−1/√fan_in, 1/√fan_in), as PyTorch's `nn.Linear` does.
+    pub fn init(&self, rng: &mut impl Rng, instances: usize) -> Result<Vec<f32>> {
+        let layout = self.layout()?;
+        let mut out = vec![0.0f32; instances * layout.size()];
+        for block in out.chunks_mut(layout.size()) {
+            for l in 0..self.layers() {
+                let bound = 1.0 / (self.widths[l] as f32).sqrt();
+                for name in [Self::weight(l), Self::bias(l)] {
+                    let e = layout.require(&name)?;
+                    if e.owns_storage() {
+                        for v in &mut block[e.offset..e.offset + e.len()] {
+                            *v = rng.random_range(-bound..bound);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Floating-point operations of one forward + backward pass of one instance on `batch` rows
+    /// (multiply-adds counted as 2; the input layer's input gradient is not computed).
+    pub fn flops_fwd_bwd(&self, batch: usize) -> f64 {
+        (0..self.layers())
+            .map(|l| {
+                let mm = 2.0 * (batch * self.widths[l] * self.widths[l + 1]) as f64;
+                mm * if l == 0 { 2.0 } else { 3.0 }
+            })
+            .sum()
+    }
+}
+
+/// GPU workspace of an MLP for `instances` instances and `batch` rows each: activations of
+/// every layer and two gradient buffers used in turn.
+#[derive(Debug)]
+pub struct GpuMlp {
+    spec: MlpSpec,
+    layout: ParamLayout,
+    instances: usize,
+    batch: usize,
+    acts: Vec<GpuBuffer>,
+    dz: [GpuBuffer; 2],
+}
+
+impl GpuMlp {
+    /// Allocate the workspace.
+    pub fn new(gpu: &Gpu, spec: &MlpSpec, instances: usize, batch: usize) -> Result<Self> {
+        if instances == 0 || batch == 0 {
+            return Err(Error::invalid(
+                "an MLP needs at least one instance and one row",
+            ));
+        }
+        let layout = spec.layout()?;
+        let acts = (0..spec.layers())
+            .map(|l| {
+                gpu.buffer(
+                    &format!("mlp activations {l}"),
+                    instances * batch * spec.widths[l + 1],
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let widest = spec.widths[1..].iter().copied().max().unwrap_or(1);
+        let dz = [
+            gpu.buffer("mlp grad a", instances * batch * widest)?,
+            gpu.buffer("mlp grad b", instances * batch * widest)?,
+        ];
+        Ok(Self {
+            spec: spec.clone(),
+            layout,
+            instances,
+            batch,
+            acts,
+            dz,
+        })
+    }
+
+    /// The model's shape.
+    pub fn spec(&self) -> &MlpSpec {
+        &self.spec
+    }
+
+    /// The parameter layout of one instance.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// Output of layer `l` for all instances, `[instances, batch, w_{l+1}]` (the last is the logits).
+    pub fn activations(&self, l: usize) -> Option<&GpuBuffer> {
+        self.acts.get(l)
+    }
+
+    /// Bytes of GPU memory the workspace holds.
+    pub fn bytes(&self) -> u64 {
+        self.acts
+            .iter()
+            .chain(self.dz.iter())
+            .map(GpuBuffer::bytes)
+            .sum()
+    }
+
+    fn weight_view<'a>(&self, theta: Batched<'a>, l: usize) -> Result<MatView<'a>> {
+        let e = self.layout.require(&MlpSpec::weight(l))?;
+        // Stored [rows, cols] = logical shape, or its transpose for a transposed tie.
+        let stored_cols = if e.transposed { e.shape[0] } else { e.shape[1] };
+        Ok(MatView {
+            buf: theta.buf,
+            off: theta.off + e.offset,
+            batch_stride: theta.batch_stride,
+            ld: stored_cols,
+            trans: e.transposed,
+        })
+    }
+
+    fn input_view<'a>(&'a self, x: Batched<'a>, l: usize) -> MatView<'a> {
+        if l == 0 {
+            MatView {
+                buf: x.buf,
+                off: x.off,
+                batch_stride: x.batch_stride,
+                ld: self.spec.widths[0],
+                trans: false,
+            }
+        } else {
+            MatView::dense(&self.acts[l - 1], 0, self.batch, self.spec.widths[l])
+        }
+    }
+
+    /// Record the forward pass: every layer's output from parameters `theta` (instance n's block
+    /// at `theta.off + n·theta.batch_stride`) and inputs `x` (`[batch, w_0]` per instance).
+    pub fn record_forward(&self, rec: &mut Recorder, theta: Batched, x: Batched) -> Result<()> {
+        let (n, b, w) = (self.instances, self.batch, &self.spec.widths);
+        for l in 0..self.spec.layers() {
+            let bias = self.layout.require(&MlpSpec::bias(l))?;
+            matmul(
+                rec,
+                b,
+                w[l + 1],
+                w[l],
+                n,
+                self.input_view(x, l),
+                self.weight_view(theta, l)?,
+                MatView::dense(&self.acts[l], 0, b, w[l + 1]),
+                Epilogue::BiasAct {
+                    buf: theta.buf,
+                    off: theta.off + bias.offset,
+                    batch_stride: theta.batch_stride,
+                    act: self.spec.activation_of(l),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Record the loss `loss[loss_off + n]` (mean cross-entropy) of the last forward pass, and,
+    /// when `want_grad`, the logits' gradient for [`GpuMlp::record_backward`].
+    pub fn record_loss(
+        &self,
+        rec: &mut Recorder,
+        labels: Batched,
+        loss: &GpuBuffer,
+        loss_off: usize,
+        want_grad: bool,
+    ) -> Result<()> {
+        let (b, c) = (self.batch, self.spec.classes());
+        let last = self.spec.layers() - 1;
+        softmax_xent(
+            rec,
+            b,
+            c,
+            self.instances,
+            Batched::dense(&self.acts[last], b * c),
+            labels,
+            Batched::dense(&self.dz[last % 2], b * c),
+            want_grad,
+            loss,
+            loss_off,
+        )
+    }
+
+    /// Record the backward pass after [`GpuMlp::record_loss`] with `want_grad`: the gradient of
+    /// every storage into `grad` (same layout as `theta`). Each storage is written by its first
+    /// contribution and accumulated by later ones, so `grad` needs no clearing.
+    pub fn record_backward(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        x: Batched,
+        grad: Batched,
+    ) -> Result<()> {
+        let (n, b, w) = (self.instances, self.batch, &self.spec.widths);
+        let mut written: HashSet<usize> = HashSet::new();
+        for l in (0..self.spec.layers()).rev() {
+            let dz = MatView::dense(&self.dz[l % 2], 0, b, w[l + 1]);
+            let h = self.input_view(x, l);
+            // Weight gradient, in the storage's orientation.
+            let e = self.layout.require(&MlpSpec::weight(l))?;
+            let first = written.insert(e.offset);
+            let epi = if first {
+                Epilogue::Store
+            } else {
+                Epilogue::Accumulate
+            };
+            let (rows, cols, lhs, rhs) = if e.transposed {
+                (w[l + 1], w[l], dz.t(), h) // storage [out, in] = dZᵀ H
+            } else {
+                (w[l], w[l + 1], h.t(), dz) // storage [in, out] = Hᵀ dZ
+            };
+            let g = MatView {
+                buf: grad.buf,
+                off: grad.off + e.offset,
+                batch_stride: grad.batch_stride,
+                ld: cols,
+                trans: false,
+            };
+            matmul(rec, rows, cols, b, n, lhs, rhs, g, epi)?;
+            // Bias gradient: column sums of dZ over the batch rows.
+            let be = self.layout.require(&MlpSpec::bias(l))?;
+            let first = written.insert(be.offset);
+            reduce(
+                rec,
+                b,
+                w[l + 1],
+                n,
+                ReduceOp::Sum,
+                Strided {
+                    buf: &self.dz[l % 2],
+                    off: 0,
+                    batch_stride: b * w[l + 1],
+                    row_stride: w[l + 1],
+                    col_stride: 1,
+                },
+                Out {
+                    buf: grad.buf,
+                    off: grad.off + be.offset,
+                    batch_stride: grad.batch_stride,
+                    col_stride: 1,
+                },
+                1.0,
+                !first,
+                Schedule::Auto,
+            )?;
+            // Gradient of the layer's input, through the previous activation.
+            if l > 0 {
+                matmul(
+                    rec,
+                    b,
+                    w[l],
+                    w[l + 1],
+                    n,
+                    dz,
+                    self.weight_view(theta, l)?.t(),
+                    MatView::dense(&self.dz[(l - 1) % 2], 0, b, w[l]),
+                    Epilogue::ActGrad {
+                        h: MatView::dense(&self.acts[l - 1], 0, b, w[l]),
+                        act: self.spec.activation,
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward, loss (into `loss[loss_off + n]`) and backward (into `grad`) in one go.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_loss_grad(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        x: Batched,
+        labels: Batched,
+        grad: Batched,
+        loss: &GpuBuffer,
+        loss_off: usize,
+    ) -> Result<()> {
+        self.record_forward(rec, theta, x)?;
+        self.record_loss(rec, labels, loss, loss_off, true)?;
+        self.record_backward(rec, theta, x, grad)
+    }
+}

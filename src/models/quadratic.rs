@@ -1,0 +1,109 @@
+//! The L2L quadratic task family: f(θ) = ‖Wθ − y‖², W ∈ ℝ^{d×d}, y ∈ ℝ^d, W, y ~ N(0, 1) per
+//! instance (d = 10 by default), θ₀ ~ N(0, 0.01²).
+
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::kernels::quadratic::{quadratic, MAX_DIM};
+use crate::kernels::Batched;
+use crate::{Error, Result};
+
+/// Default dimension (L2L).
+pub const DEFAULT_DIM: usize = 10;
+
+/// A batch of quadratic instances: per instance W (d×d row-major) then y (d).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quadratics {
+    /// Dimension d.
+    pub dim: usize,
+    /// Number of instances.
+    pub instances: usize,
+    /// `instances × (d² + d)` floats.
+    pub data: Vec<f32>,
+}
+
+impl Quadratics {
+    /// Draw `instances` quadratics of dimension `dim` with W, y ~ N(0, 1).
+    pub fn sample(rng: &mut impl Rng, dim: usize, instances: usize) -> Result<Self> {
+        if dim == 0 || dim > MAX_DIM {
+            return Err(Error::invalid(format!(
+                "quadratic dimension {dim} is outside 1..={MAX_DIM}"
+            )));
+        }
+        let normal = Normal::new(0.0f32, 1.0).map_err(|e| Error::invalid(e.to_string()))?;
+        let data = (0..instances * (dim * dim + dim))
+            .map(|_| normal.sample(rng))
+            .collect();
+        Ok(Self {
+            dim,
+            instances,
+            data,
+        })
+    }
+
+    /// Initial parameters θ₀ ~ N(0, std²) for every instance (`instances × d`).
+    pub fn init(&self, rng: &mut impl Rng, std: f32) -> Result<Vec<f32>> {
+        let normal = Normal::new(0.0f32, std).map_err(|e| Error::invalid(e.to_string()))?;
+        Ok((0..self.instances * self.dim)
+            .map(|_| normal.sample(rng))
+            .collect())
+    }
+
+    /// (W, y) of instance n.
+    pub fn instance(&self, n: usize) -> (&[f32], &[f32]) {
+        let d = self.dim;
+        let s = &self.data[n * (d * d + d)..(n + 1) * (d * d + d)];
+        s.split_at(d * d)
+    }
+}
+
+/// Quadratic instances on the GPU.
+#[derive(Debug)]
+pub struct GpuQuadratic {
+    dim: usize,
+    instances: usize,
+    data: GpuBuffer,
+}
+
+impl GpuQuadratic {
+    /// Upload the instances' W and y.
+    pub fn upload(gpu: &Gpu, q: &Quadratics) -> Result<Self> {
+        Ok(Self {
+            dim: q.dim,
+            instances: q.instances,
+            data: gpu.buffer_from("quadratic data", &q.data)?,
+        })
+    }
+
+    /// Dimension d.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of instances.
+    pub fn instances(&self) -> usize {
+        self.instances
+    }
+
+    /// Record loss `loss[loss_off + n]` and gradient `grad` at parameters `theta`.
+    pub fn record_loss_grad(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        grad: Batched,
+        loss: &GpuBuffer,
+        loss_off: usize,
+    ) -> Result<()> {
+        quadratic(
+            rec,
+            self.dim,
+            self.instances,
+            theta,
+            &self.data,
+            grad,
+            loss,
+            loss_off,
+        )
+    }
+}

@@ -1,0 +1,152 @@
+//! f64 CPU references: the test oracle for every GPU kernel and model.
+//!
+//! Written for clarity, not speed: dense row-major matrices, one instance at a time, no
+//! sharing of code paths with the GPU decomposition (the MLP reference differentiates through
+//! logical weights and scatters into tied storage itself). Each function is checked against
+//! central finite differences in its unit tests.
+
+pub mod mlp;
+pub mod quadratic;
+
+use crate::kernels::matmul::Activation;
+
+/// C (m×n) = op(A)·op(B) in f64. `a` is stored m×k (or k×m when `ta`), `b` k×n (or n×k when `tb`).
+pub fn matmul(m: usize, n: usize, k: usize, a: &[f64], ta: bool, b: &[f64], tb: bool) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0;
+            for l in 0..k {
+                let av = if ta { a[l * m + i] } else { a[i * k + l] };
+                let bv = if tb { b[j * k + l] } else { b[l * n + j] };
+                s += av * bv;
+            }
+            c[i * n + j] = s;
+        }
+    }
+    c
+}
+
+/// The activation function.
+pub fn activate(x: f64, act: Activation) -> f64 {
+    match act {
+        Activation::Identity => x,
+        Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Activation::Relu => x.max(0.0),
+        Activation::Tanh => x.tanh(),
+    }
+}
+
+/// Derivative of the activation at pre-activation `x`.
+pub fn activate_grad(x: f64, act: Activation) -> f64 {
+    match act {
+        Activation::Identity => 1.0,
+        Activation::Sigmoid => {
+            let s = activate(x, act);
+            s * (1.0 - s)
+        }
+        Activation::Relu => {
+            if x > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        Activation::Tanh => 1.0 - x.tanh().powi(2),
+    }
+}
+
+/// Mean softmax cross-entropy of `rows` rows of `classes` logits, and its gradient.
+pub fn softmax_xent(rows: usize, classes: usize, z: &[f64], labels: &[u32]) -> (f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut dz = vec![0.0; rows * classes];
+    for b in 0..rows {
+        let zr = &z[b * classes..(b + 1) * classes];
+        let m = zr.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + zr.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        let y = labels[b] as usize;
+        loss += lse - zr[y];
+        for k in 0..classes {
+            let onehot = if k == y { 1.0 } else { 0.0 };
+            dz[b * classes + k] = ((zr[k] - lse).exp() - onehot) / rows as f64;
+        }
+    }
+    (loss / rows as f64, dz)
+}
+
+/// Central finite differences of `f` at `x` with step `h`.
+pub fn central_diff(f: impl Fn(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
+    let mut xp = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            xp[i] = x[i] + h;
+            let fp = f(&xp);
+            xp[i] = x[i] - h;
+            let fm = f(&xp);
+            xp[i] = x[i];
+            (fp - fm) / (2.0 * h)
+        })
+        .collect()
+}
+
+/// max |a − b| / max |b|, infinite if any value of `a` is not finite or the lengths differ.
+pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() != b.len() || a.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn softmax_xent_gradient_matches_finite_differences() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let (rows, classes) = (5, 7);
+        let z: Vec<f64> = (0..rows * classes)
+            .map(|_| rng.random_range(-3.0..3.0))
+            .collect();
+        let labels: Vec<u32> = (0..rows)
+            .map(|_| rng.random_range(0..classes as u32))
+            .collect();
+        let (_, dz) = softmax_xent(rows, classes, &z, &labels);
+        let fd = central_diff(|z| softmax_xent(rows, classes, z, &labels).0, &z, 1e-5);
+        assert!(rel_err(&dz, &fd) < 1e-7, "{}", rel_err(&dz, &fd));
+    }
+
+    #[test]
+    fn activation_derivatives_match_finite_differences() {
+        for act in [
+            Activation::Identity,
+            Activation::Sigmoid,
+            Activation::Relu,
+            Activation::Tanh,
+        ] {
+            for x in [-2.3, -0.4, 0.7, 3.1] {
+                let fd = (activate(x + 1e-6, act) - activate(x - 1e-6, act)) / 2e-6;
+                assert!((activate_grad(x, act) - fd).abs() < 1e-8, "{act:?} at {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_forms_agree_with_transposed_storage() {
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2×3
+        let b = [1.0, 0.0, -1.0, 2.0, 0.5, 1.0]; // 3×2
+        let c = matmul(2, 2, 3, &a, false, &b, false);
+        assert_eq!(
+            c,
+            vec![1.0 - 2.0 + 1.5, 4.0 + 3.0, 4.0 - 5.0 + 3.0, 10.0 + 6.0]
+        );
+        let at = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]; // aᵀ stored 3×2
+        let bt = [1.0, -1.0, 0.5, 0.0, 2.0, 1.0]; // bᵀ stored 2×3
+        assert_eq!(matmul(2, 2, 3, &at, true, &bt, true), c);
+    }
+}

@@ -1,0 +1,82 @@
+//! Shared helpers of the GPU tests: one device per test binary, fresh random inputs (seed printed
+//! so a failure can be replayed with METALEARN_TEST_SEED), and the comparison against the f64
+//! reference.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use metalearn::gpu::{Gpu, GpuOptions};
+use metalearn::reference::rel_err;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The device of this test binary. With METALEARN_EXPECT_BACKEND set (CI), the adapter's backend
+/// must be that one, so a run meant for GL cannot silently test Vulkan.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let g = Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let info = &g.props().info;
+        eprintln!("GPU tests on {} ({:?})", info.name, info.backend);
+        if let Ok(want) = std::env::var("METALEARN_EXPECT_BACKEND") {
+            let got = format!("{:?}", info.backend).to_ascii_lowercase();
+            assert_eq!(
+                got,
+                want.to_ascii_lowercase(),
+                "tests ran on the wrong backend"
+            );
+        }
+        g
+    })
+}
+
+/// A fresh random generator; its seed is printed (and taken from METALEARN_TEST_SEED if set).
+pub fn rng(test: &str) -> StdRng {
+    let seed = std::env::var("METALEARN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("{test}: METALEARN_TEST_SEED={seed}");
+    StdRng::seed_from_u64(seed)
+}
+
+/// `n` uniform values in [lo, hi).
+pub fn uniform(rng: &mut StdRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// Widen to f64.
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+/// Assert that `got` (f32 from the GPU) matches `want` (f64 reference) within relative error `tol`
+/// (max abs difference over max abs reference); any NaN or infinity fails.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    let e = rel_err(&f64s(got), want);
+    assert!(
+        e <= tol,
+        "{what}: relative error {e:.3e} > {tol:.1e}\n got[..8]  {:?}\n want[..8] {:?}",
+        &got[..got.len().min(8)],
+        &want[..want.len().min(8)]
+    );
+}
+
+/// Assert that every element outside `[off, off + len)` ranges is still NaN (nothing written
+/// outside the region a kernel owns).
+pub fn assert_untouched(what: &str, buf: &[f32], written: &[(usize, usize)]) {
+    let mut mask = vec![false; buf.len()];
+    for &(off, len) in written {
+        for m in &mut mask[off..off + len] {
+            *m = true;
+        }
+    }
+    for (i, (v, w)) in buf.iter().zip(mask).enumerate() {
+        if !w {
+            assert!(
+                v.is_nan(),
+                "{what}: element {i} outside the output was overwritten with {v}"
+            );
+        }
+    }
+}
