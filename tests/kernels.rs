@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::{assert_close, assert_untouched, f64s, gpu, rng, uniform};
-use metalearn::gpu::Recorder;
+use common::{assert_close, assert_untouched, f64s, gpu, gpus, rng, uniform};
+use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::gather::{sample_index, GpuDataset};
 use metalearn::kernels::matmul::{matmul, Activation, Epilogue, MatView};
 use metalearn::kernels::quadratic::quadratic;
@@ -54,7 +54,9 @@ enum Epi {
 }
 
 /// One matmul case: padded, offset operands; C poisoned (or random for Accumulate).
+#[allow(clippy::too_many_arguments)]
 fn matmul_case(
+    g: &Gpu,
     m: usize,
     n: usize,
     k: usize,
@@ -63,8 +65,10 @@ fn matmul_case(
     tb: bool,
     epi: Epi,
 ) -> Result<()> {
-    let g = gpu();
-    let mut r = rng(&format!("matmul {m}x{n}x{k} b{batch} ta{ta} tb{tb}"));
+    let mut r = rng(&format!(
+        "matmul {m}x{n}x{k} b{batch} ta{ta} tb{tb} staged={}",
+        g.props().staged_tiles
+    ));
     let (ar, ac) = stored(m, k, ta);
     let (br, bc) = stored(k, n, tb);
     // Leading dimensions and strides larger than needed, and nonzero offsets.
@@ -165,23 +169,27 @@ fn matmul_case(
 
 #[test]
 fn matmul_three_forms_smoke() -> Result<()> {
-    for (ta, tb) in [(false, false), (true, false), (false, true)] {
-        matmul_case(37, 21, 19, 2, ta, tb, Epi::Store)?;
+    for g in gpus() {
+        for (ta, tb) in [(false, false), (true, false), (false, true)] {
+            matmul_case(g, 37, 21, 19, 2, ta, tb, Epi::Store)?;
+        }
     }
     Ok(())
 }
 
 #[test]
 fn matmul_all_forms_and_awkward_sizes() -> Result<()> {
-    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-        for &(m, n, k, batch) in &[
-            (1, 1, 1, 1),
-            (70, 65, 130, 2),
-            (3, 100, 33, 3),
-            (128, 20, 200, 1),
-            (65, 1, 17, 4),
-        ] {
-            matmul_case(m, n, k, batch, ta, tb, Epi::Store)?;
+    for g in gpus() {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for &(m, n, k, batch) in &[
+                (1, 1, 1, 1),
+                (70, 65, 130, 2),
+                (3, 100, 33, 3),
+                (128, 20, 200, 1),
+                (65, 1, 17, 4),
+            ] {
+                matmul_case(g, m, n, k, batch, ta, tb, Epi::Store)?;
+            }
         }
     }
     Ok(())
@@ -189,10 +197,12 @@ fn matmul_all_forms_and_awkward_sizes() -> Result<()> {
 
 #[test]
 fn matmul_epilogues() -> Result<()> {
-    matmul_case(33, 18, 9, 3, false, true, Epi::Accumulate)?;
-    for act in ACTS {
-        matmul_case(20, 35, 11, 2, false, false, Epi::BiasAct(act))?;
-        matmul_case(19, 12, 40, 2, false, true, Epi::ActGrad(act))?;
+    for g in gpus() {
+        matmul_case(g, 33, 18, 9, 3, false, true, Epi::Accumulate)?;
+        for act in ACTS {
+            matmul_case(g, 20, 35, 11, 2, false, false, Epi::BiasAct(act))?;
+            matmul_case(g, 19, 12, 40, 2, false, true, Epi::ActGrad(act))?;
+        }
     }
     Ok(())
 }

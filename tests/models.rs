@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::{assert_close, f64s, gpu, rng, uniform};
-use metalearn::gpu::Recorder;
+use common::{assert_close, f64s, gpu, gpus, rng, uniform};
+use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::matmul::Activation;
 use metalearn::kernels::sgd::sgd;
 use metalearn::kernels::Batched;
@@ -15,7 +15,13 @@ use rand::Rng;
 /// Forward, loss and backward of `instances` instances against the reference, with the parameter
 /// blocks padded (stride = size + 3, offset 2) and gradients poisoned with NaN.
 fn mlp_case(spec: &MlpSpec, instances: usize, batch: usize) -> Result<()> {
-    let g = gpu();
+    for g in gpus() {
+        mlp_case_on(g, spec, instances, batch)?;
+    }
+    Ok(())
+}
+
+fn mlp_case_on(g: &Gpu, spec: &MlpSpec, instances: usize, batch: usize) -> Result<()> {
     let mut r = rng(&format!("mlp {:?} N={instances} B={batch}", spec.widths));
     let layout = spec.layout()?;
     let (p, stride, off) = (layout.size(), layout.size() + 3, 2);

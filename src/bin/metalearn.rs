@@ -70,6 +70,7 @@ fn open_gpu(cli: &Cli) -> Result<Gpu> {
     Gpu::new(&GpuOptions {
         backends,
         adapter_name: cli.adapter.clone(),
+        ..Default::default()
     })
 }
 

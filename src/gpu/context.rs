@@ -18,6 +18,9 @@ pub struct GpuOptions {
     pub backends: Option<wgpu::Backends>,
     /// Case-insensitive substring of the adapter name. `None`: read `WGPU_ADAPTER_NAME`.
     pub adapter_name: Option<String>,
+    /// Stage matrix-product tiles in workgroup memory. `None`: yes on hardware adapters, no on
+    /// CPU adapters (where workgroup memory is ordinary cache and barriers are costly).
+    pub staged_tiles: Option<bool>,
 }
 
 /// What metalearn knows about the open device: read once at start-up.
@@ -29,6 +32,8 @@ pub struct DeviceProps {
     pub limits: wgpu::Limits,
     /// Features enabled on the device.
     pub features: wgpu::Features,
+    /// Matrix-product tiles are staged in workgroup memory (see [`GpuOptions::staged_tiles`]).
+    pub staged_tiles: bool,
 }
 
 impl DeviceProps {
@@ -47,6 +52,14 @@ impl DeviceProps {
         s += &format!("type:     {:?}\n", i.device_type);
         s += &format!("driver:   {} {}\n", i.driver, i.driver_info);
         s += &format!("vendor:   0x{:04x}  device: 0x{:04x}\n", i.vendor, i.device);
+        s += &format!(
+            "tiles:    {}\n",
+            if self.staged_tiles {
+                "staged in workgroup memory"
+            } else {
+                "direct loads"
+            }
+        );
         s += "limits:\n";
         let rows: [(&str, u64); 12] = [
             ("max_buffer_size", l.max_buffer_size),
@@ -249,11 +262,11 @@ impl Gpu {
                     .into(),
             });
         };
-        Self::from_adapter(adapter).await
+        Self::from_adapter(adapter, opts).await
     }
 
     /// Open a device on the given adapter with the adapter's own limits.
-    pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Self> {
+    pub async fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Self> {
         let info = adapter.get_info();
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
@@ -285,6 +298,9 @@ impl Gpu {
             device,
             queue,
             props: DeviceProps {
+                staged_tiles: opts.staged_tiles.unwrap_or(
+                    info.device_type != wgpu::DeviceType::Cpu && !is_software_name(&info.name),
+                ),
                 info,
                 limits,
                 features,

@@ -258,7 +258,7 @@ pub fn matmul(
             "matmul: the epilogue operand must be a different buffer from C",
         ));
     }
-    let staged = !rec.gpu().props().is_software();
+    let staged = rec.gpu().props().staged_tiles;
     let t = TileConfig::choose(
         m,
         n,

@@ -30,6 +30,26 @@ pub fn gpu() -> &'static Gpu {
     })
 }
 
+/// The same adapter opened with the other matrix-product tiling mode (staged in workgroup
+/// memory vs direct loads), so both code paths are tested on every adapter.
+pub fn gpu_other_tiling() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let first = gpu();
+        let opts = GpuOptions {
+            staged_tiles: Some(!first.props().staged_tiles),
+            adapter_name: Some(first.props().info.name.clone()),
+            backends: Some(first.props().info.backend.into()),
+        };
+        Gpu::new(&opts).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// Both tiling modes of the test adapter.
+pub fn gpus() -> [&'static Gpu; 2] {
+    [gpu(), gpu_other_tiling()]
+}
+
 /// A fresh random generator; its seed is printed (and taken from METALEARN_TEST_SEED if set).
 pub fn rng(test: &str) -> StdRng {
     let seed = std::env::var("METALEARN_TEST_SEED")
