@@ -1,10 +1,11 @@
 // Sample a batch per instance from a dataset held on the GPU as bytes, and gather it.
 //
 // Images: `count` images of F = features bytes each, packed four per u32 (little-endian), pixel
-// value v ∈ 0..255 read as v / 255. Labels: one u32 per image.
+// value v ∈ 0..255 read as v · (1/255) (a correctly rounded product, so
+// exactly reproducible on the CPU). Labels: one u32 per image.
 // For instance n < batch and row b < rows, at inner step `step` with seed `seed`:
 //     idx = pcg(pcg(pcg(pcg(seed) ^ n) ^ step) ^ b) mod count           (counter-based: reproducible)
-//     x[x_off + (n·rows + b)·F + f] = byte(idx·F + f) / 255               for f < F
+//     x[x_off + (n·rows + b)·F + f] = byte(idx·F + f) · (1/255)              for f < F
 //     y[y_off + n·rows + b]        = labels[idx]
 // with pcg(v): s = v·747796405 + 2891336453; w = ((s >> ((s >> 28) + 4)) ^ s)·277803737; (w >> 22) ^ w
 // (all mod 2³²). One thread per output element of x.
@@ -42,6 +43,6 @@ fn gather(
     let byte_index = idx * p.features + f;
     let word = images[byte_index / 4u];
     let v = (word >> (8u * (byte_index % 4u))) & 0xffu;
-    x[p.x_off + t] = f32(v) / 255.0;
+    x[p.x_off + t] = f32(v) * (1.0 / 255.0);
     if (f == 0u) { y[p.y_off + n * p.rows + b] = labels[idx]; }
 }

@@ -119,29 +119,35 @@ pub fn train_quadratics(gpu: &Gpu, cfg: &DemoConfig) -> Result<Vec<f64>> {
 }
 
 /// A synthetic stand-in for Fashion-MNIST (used when no IDX files are found): 10 random
-/// 28×28 prototypes, each example a prototype plus noise.
-pub fn synthetic_images(seed: u64, count: usize) -> ImageDataset {
+/// 28×28 prototypes, each example a prototype plus noise; returns (train, test) drawn from the
+/// same prototypes.
+pub fn synthetic_images(seed: u64, train: usize, test: usize) -> (ImageDataset, ImageDataset) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let f = 28 * 28;
     let protos: Vec<u8> = (0..10 * f).map(|_| rng.random()).collect();
-    let labels: Vec<u8> = (0..count).map(|_| rng.random_range(0..10)).collect();
-    let pixels = labels
-        .iter()
-        .flat_map(|&l| {
-            let p = &protos[l as usize * f..(l as usize + 1) * f];
-            p.iter()
-                .map(|&v| (i32::from(v) + rng.random_range(-100..=100)).clamp(0, 255) as u8)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ImageDataset {
-        count,
-        width: 28,
-        height: 28,
-        pixels,
-        labels,
-        classes: 10,
-    }
+    let mut draw = |count: usize| {
+        let labels: Vec<u8> = (0..count).map(|_| rng.random_range(0..10)).collect();
+        let pixels = labels
+            .iter()
+            .flat_map(|&l| {
+                let p = &protos[l as usize * f..(l as usize + 1) * f];
+                p.iter()
+                    .map(|&v| (i32::from(v) + rng.random_range(-100..=100)).clamp(0, 255) as u8)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        ImageDataset {
+            count,
+            width: 28,
+            height: 28,
+            pixels,
+            labels,
+            classes: 10,
+        }
+    };
+    let a = draw(train);
+    let b = draw(test);
+    (a, b)
 }
 
 /// Result of the MLP part.
@@ -163,11 +169,10 @@ pub fn train_mlps(gpu: &Gpu, cfg: &DemoConfig) -> Result<MlpRun> {
         load_mnist_like(dir, Split::Test),
     ) {
         (Ok(a), Ok(b)) => (a, b, format!("IDX files in {}", dir.display())),
-        (Err(e), _) | (_, Err(e)) => (
-            synthetic_images(cfg.seed, 6000),
-            synthetic_images(cfg.seed + 1, 1000),
-            format!("synthetic images (no dataset: {e})"),
-        ),
+        (Err(e), _) | (_, Err(e)) => {
+            let (a, b) = synthetic_images(cfg.seed, 6000, 1000);
+            (a, b, format!("synthetic images (no dataset: {e})"))
+        }
     };
     let (n, b, steps) = (cfg.mlp_instances, cfg.mlp_batch, cfg.mlp_steps);
     let spec = MlpSpec::new(&[train.features(), 20, train.classes], Activation::Sigmoid)?;

@@ -532,7 +532,7 @@ fn gather_samples_the_counter_based_batch() -> Result<()> {
             let idx = sample_index(seed, n as u32, step, b as u32, count as u32) as usize;
             assert_eq!(y[1 + n * rows + b], u32::from(ds.labels[idx]));
             for j in 0..f {
-                let want = f32::from(ds.pixels[idx * f + j]) / 255.0;
+                let want = f32::from(ds.pixels[idx * f + j]) * (1.0 / 255.0);
                 assert_eq!(
                     x[4 + (n * rows + b) * f + j],
                     want,
