@@ -11,9 +11,12 @@ pub use error::{Error, Result};
 pub mod data;
 pub mod gpu;
 pub mod kernels;
+pub mod meta;
 pub mod models;
+pub mod optim;
 pub mod params;
 pub mod reference;
+pub mod tasks;
 
 pub mod bench;
 pub mod demo;

@@ -101,16 +101,31 @@ impl Gpu {
 
     /// Read a whole buffer back, blocking until the GPU has finished all submitted work.
     pub fn read<T: Pod>(&self, buf: &GpuBuffer) -> Result<Vec<T>> {
-        pollster::block_on(self.read_async(buf, 0, buf.len))
+        self.read_range(buf, 0, buf.len)
     }
 
-    /// Read `len` elements from element `offset`, asynchronously. On native backends the
-    /// future drives the device until the copy is done.
+    /// Read `len` elements from element `offset`, blocking.
+    pub fn read_range<T: Pod>(&self, buf: &GpuBuffer, offset: usize, len: usize) -> Result<Vec<T>> {
+        pollster::block_on(self.read_impl(buf, offset, len, true))
+    }
+
+    /// Read `len` elements from element `offset`, asynchronously: the future polls the device
+    /// (without blocking) until the copy is mapped, yielding to the executor in between.
     pub async fn read_async<T: Pod>(
         &self,
         buf: &GpuBuffer,
         offset: usize,
         len: usize,
+    ) -> Result<Vec<T>> {
+        self.read_impl(buf, offset, len, false).await
+    }
+
+    async fn read_impl<T: Pod>(
+        &self,
+        buf: &GpuBuffer,
+        offset: usize,
+        len: usize,
+        blocking: bool,
     ) -> Result<Vec<T>> {
         check_word::<T>()?;
         if offset + len > buf.len {
@@ -131,14 +146,32 @@ impl Gpu {
             });
         enc.copy_buffer_to_buffer(&buf.buffer, offset as u64 * 4, &staging, 0, bytes);
         self.queue.submit([enc.finish()]);
-        let (tx, rx) = futures::channel::oneshot::channel();
+        let (tx, mut rx) = futures::channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
             let _ = tx.send(r);
         });
-        self.wait()?;
-        let mapped = rx
-            .await
-            .map_err(|_| Error::Readback("mapping callback dropped".into()))?;
+        if blocking {
+            self.wait()?;
+        }
+        // Drive the device without blocking the executor: poll, and yield until the mapping
+        // callback has fired (at once after a blocking wait).
+        let mapped = futures::future::poll_fn(|cx| {
+            if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
+                return std::task::Poll::Ready(Err(Error::Gpu(format!("device poll failed: {e}"))));
+            }
+            match rx.try_recv() {
+                Ok(Some(r)) => std::task::Poll::Ready(Ok(r)),
+                Ok(None) => {
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+                Err(_) => {
+                    std::task::Poll::Ready(Err(Error::Readback("mapping callback dropped".into())))
+                }
+            }
+        })
+        .await?;
+        self.check_errors()?;
         mapped.map_err(|e| Error::Readback(e.to_string()))?;
         let out = {
             let view = staging

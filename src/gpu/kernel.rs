@@ -26,6 +26,16 @@ pub enum Shader {
     Sgd,
     /// Batch sampling and gathering from a dataset held on the GPU.
     Gather,
+    /// Element-wise vector operations (fill, axpy, axpby, broadcast).
+    Vec,
+    /// The linear learned optimizer.
+    Linear,
+    /// The coordinatewise LSTM learned optimizer.
+    Lstm,
+    /// Adam as an inner optimizer.
+    Adam,
+    /// Meta-loss and the Adam meta-optimizer.
+    Meta,
 }
 
 impl Shader {
@@ -37,6 +47,11 @@ impl Shader {
         Shader::Quadratic,
         Shader::Sgd,
         Shader::Gather,
+        Shader::Vec,
+        Shader::Linear,
+        Shader::Lstm,
+        Shader::Adam,
+        Shader::Meta,
     ];
 
     /// File name under `shaders/`.
@@ -48,6 +63,11 @@ impl Shader {
             Shader::Quadratic => "quadratic.wgsl",
             Shader::Sgd => "sgd.wgsl",
             Shader::Gather => "gather.wgsl",
+            Shader::Vec => "vec.wgsl",
+            Shader::Linear => "linear.wgsl",
+            Shader::Lstm => "lstm.wgsl",
+            Shader::Adam => "adam.wgsl",
+            Shader::Meta => "meta.wgsl",
         }
     }
 
@@ -60,6 +80,11 @@ impl Shader {
             Shader::Quadratic => include_str!("../../shaders/quadratic.wgsl"),
             Shader::Sgd => include_str!("../../shaders/sgd.wgsl"),
             Shader::Gather => include_str!("../../shaders/gather.wgsl"),
+            Shader::Vec => include_str!("../../shaders/vec.wgsl"),
+            Shader::Linear => include_str!("../../shaders/linear.wgsl"),
+            Shader::Lstm => include_str!("../../shaders/lstm.wgsl"),
+            Shader::Adam => include_str!("../../shaders/adam.wgsl"),
+            Shader::Meta => include_str!("../../shaders/meta.wgsl"),
         }
     }
 }

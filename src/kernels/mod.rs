@@ -2,12 +2,17 @@
 //! descriptions, the parameter struct mirrored from the WGSL, and a typed `record` function that
 //! checks every index the kernel will touch before it is recorded.
 
+pub mod adam;
 pub mod gather;
+pub mod linear;
+pub mod lstm;
 pub mod matmul;
+pub mod meta;
 pub mod quadratic;
 pub mod reduce;
 pub mod sgd;
 pub mod softmax;
+pub mod vec;
 
 use crate::gpu::{GpuBuffer, Kernel};
 use crate::{Error, Result};
@@ -22,6 +27,17 @@ pub fn all() -> Vec<&'static Kernel> {
         &quadratic::QUADRATIC,
         &sgd::SGD,
         &gather::GATHER,
+        &vec::FILL,
+        &vec::AXPY,
+        &vec::AXPBY,
+        &vec::BROADCAST,
+        &linear::LINEAR_STEP,
+        &linear::LINEAR_VJP,
+        &lstm::LSTM_STEP,
+        &lstm::LSTM_VJP,
+        &adam::ADAM_STEP,
+        &meta::META_LOSS,
+        &meta::META_ADAM,
     ]
 }
 

@@ -86,6 +86,11 @@ impl GpuQuadratic {
         self.instances
     }
 
+    /// The buffer of W and y (instances × (d² + d)).
+    pub fn data(&self) -> &GpuBuffer {
+        &self.data
+    }
+
     /// Record loss `loss[loss_off + n]` and gradient `grad` at parameters `theta`.
     pub fn record_loss_grad(
         &self,

@@ -5,7 +5,9 @@
 //! logical weights and scatters into tied storage itself). Each function is checked against
 //! central finite differences in its unit tests.
 
+pub mod meta;
 pub mod mlp;
+pub mod optim;
 pub mod quadratic;
 
 use crate::kernels::matmul::Activation;

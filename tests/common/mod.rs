@@ -3,7 +3,7 @@
 //! reference.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use metalearn::gpu::{Gpu, GpuOptions};
 use metalearn::reference::rel_err;
@@ -13,7 +13,12 @@ use rand::{Rng, SeedableRng};
 /// The device of this test binary. With METALEARN_EXPECT_BACKEND set (CI), the adapter's backend
 /// must be that one, so a run meant for GL cannot silently test Vulkan.
 pub fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
+    shared_gpu().as_ref()
+}
+
+/// The device of this test binary, shareable with owners that keep an `Arc<Gpu>`.
+pub fn shared_gpu() -> &'static Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| {
         let g = Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("{e}"));
         let info = &g.props().info;
@@ -26,7 +31,7 @@ pub fn gpu() -> &'static Gpu {
                 "tests ran on the wrong backend"
             );
         }
-        g
+        Arc::new(g)
     })
 }
 

@@ -1,0 +1,75 @@
+// The linear learned optimizer (one per coordinate, φ shared by all coordinates):
+//     u = w0·g + w1·θ + b,        θ' = θ + u,        φ = (w0, w1, b) at phi[phi_off + 0..3]
+//
+// Slots hold θ for the C = N·P coordinates of all instances at slot[0..C] (no optimizer state).
+//
+// linear_step:  out[i] = θ[i] + w0·g[i] + w1·θ[i] + b                         i < C
+// linear_vjp:   reverse of one step, in place on the adjoint θ̄ (= ū, the adjoint of θ'):
+//     φ̄ += Σ_i ū_i·(g_i, θ_i, 1)
+//     θ̄_i ← ū_i + w·g_i + [theta_path] w1·ū_i
+//   where w·g_i is the meta-loss term w_t ∇ℓ_t (g is the model gradient at θ_t), and the bracket
+//   is the θ-input path (kept in truncated mode, dropped in first-order mode; the g-input path,
+//   whose adjoint is w0·ū_i, belongs to second-order mode).
+//   φ̄ is reduced deterministically: `groups` workgroups each stride over coordinates
+//   (i = wg·256 + l, then + groups·256), sum in registers, reduce by a fixed tree, and write
+//   partials[wg·3 + k] (added to the previous value when accumulate = 1, so the partials of all
+//   steps of an unroll add up in a fixed order); a later reduction sums the partials.
+
+struct Params {
+    count: u32, groups: u32, phi_off: u32, accumulate: u32,
+    theta_path: u32, _p0: u32, _p1: u32, _p2: u32,
+    w: f32, _f0: f32, _f1: f32, _f2: f32,
+}
+
+@group(1) @binding(0) var<uniform> p: Params;
+
+// linear_step
+@group(0) @binding(0) var<storage, read> slot_in: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> phi: array<f32>;
+@group(0) @binding(3) var<storage, read_write> slot_out: array<f32>;
+// linear_vjp (slot_in, g, phi as above)
+@group(0) @binding(3) var<storage, read_write> tbar: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partials: array<f32>;
+
+var<workgroup> red: array<vec3<f32>, 256>;
+
+@compute @workgroup_size(256)
+fn linear_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (i >= p.count) { return; }
+    let th = slot_in[i];
+    let u = phi[p.phi_off] * g[i] + phi[p.phi_off + 1u] * th + phi[p.phi_off + 2u];
+    slot_out[i] = th + u;
+}
+
+@compute @workgroup_size(256)
+fn linear_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let wg = wid.x + wid.y * nwg.x;
+    if (wg >= p.groups) { return; }
+    let w1 = phi[p.phi_off + 1u];
+    var acc = vec3<f32>(0.0);
+    for (var i = wg * 256u + li; i < p.count; i += p.groups * 256u) {
+        let ub = tbar[i];
+        let gi = g[i];
+        let th = slot_in[i];
+        acc += ub * vec3<f32>(gi, th, 1.0);
+        var tb = ub + p.w * gi;
+        if (p.theta_path != 0u) { tb += w1 * ub; }
+        tbar[i] = tb;
+    }
+    red[li] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (li < s) { red[li] = red[li] + red[li + s]; }
+        workgroupBarrier();
+    }
+    if (li < 3u) {
+        let o = wg * 3u + li;
+        var v = red[0][li];
+        if (p.accumulate != 0u) { v = partials[o] + v; }
+        partials[o] = v;
+    }
+}

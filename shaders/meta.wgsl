@@ -1,0 +1,72 @@
+// The outer step: meta-loss, and the Adam meta-optimizer with gradient-norm clipping.
+//
+// meta_loss (one 256-invocation workgroup): losses ℓ[t·N + n] for t ≤ T, n < N, weights w[t]:
+//     M = Σ_t Σ_n w[t]·ℓ[t·N + n] / N      summed in a fixed order (thread l takes the flat
+//     indices j ≡ l mod 256 in increasing j, then a fixed binary tree) → status[0]
+//
+// meta_adam (one invocation per meta-parameter; status[1] = ‖ḡ‖², from a reduction):
+//     if M or ‖ḡ‖² is not finite: no update; status[2] = 1·[M not finite] + 2·[ḡ not finite]
+//     else: s = min(1, clip/‖ḡ‖) (s = 1 when clip ≤ 0);  ĝ = s·ḡ
+//           m ← β1·m + (1 − β1)·ĝ;  v ← β2·v + (1 − β2)·ĝ²
+//           x ← x − lr·(m/c1)/(√(v/c2) + eps),  c1 = 1 − β1^k, c2 = 1 − β2^k  (k = outer step, from 1)
+// Finiteness is tested on the bit pattern (exponent all ones), which no compiler may assume away.
+
+struct Params {
+    count: u32, rows: u32, cols: u32, _p0: u32,
+    lr: f32, beta1: f32, beta2: f32, eps: f32,
+    c1: f32, c2: f32, clip: f32, _f0: f32,
+}
+
+@group(1) @binding(0) var<uniform> p: Params;
+
+// meta_loss: rows = T + 1, cols = N
+@group(0) @binding(0) var<storage, read> losses: array<f32>;
+@group(0) @binding(1) var<storage, read> weights: array<f32>;
+@group(0) @binding(2) var<storage, read_write> status: array<f32>;
+
+// meta_adam
+@group(0) @binding(0) var<storage, read> grad: array<f32>;
+@group(0) @binding(1) var<storage, read_write> params: array<f32>;
+@group(0) @binding(2) var<storage, read_write> moments: array<f32>;  // m then v, count each
+@group(0) @binding(3) var<storage, read_write> astatus: array<f32>;
+
+var<workgroup> part: array<f32, 256>;
+
+fn finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+@compute @workgroup_size(256)
+fn meta_loss(@builtin(local_invocation_index) li: u32) {
+    var s = 0.0;
+    let total = p.rows * p.cols;
+    for (var j = li; j < total; j += 256u) {
+        s = fma(weights[j / p.cols], losses[j], s);
+    }
+    part[li] = s;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w >>= 1u) {
+        if (li < w) { part[li] = part[li] + part[li + w]; }
+        workgroupBarrier();
+    }
+    if (li == 0u) { status[0] = part[0] / f32(p.cols); }
+}
+
+@compute @workgroup_size(256)
+fn meta_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) li: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    let m_ok = finite(astatus[0]);
+    let g_ok = finite(astatus[1]);
+    if (i == 0u) { astatus[2] = select(0.0, 1.0, !m_ok) + select(0.0, 2.0, !g_ok); }
+    if (i >= p.count || !m_ok || !g_ok) { return; }
+    let norm = sqrt(astatus[1]);
+    var s = 1.0;
+    if (p.clip > 0.0 && norm > p.clip) { s = p.clip / norm; }
+    let gi = s * grad[i];
+    let m = p.beta1 * moments[i] + (1.0 - p.beta1) * gi;
+    let v = p.beta2 * moments[p.count + i] + (1.0 - p.beta2) * gi * gi;
+    moments[i] = m;
+    moments[p.count + i] = v;
+    params[i] = params[i] - p.lr * (m / p.c1) / (sqrt(v / p.c2) + p.eps);
+}

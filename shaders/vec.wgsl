@@ -1,0 +1,63 @@
+// Element-wise vector operations over ranges of flat buffers (one thread per element; 1-D index
+// (wid.x + wid.y·nwg.x)·256 + local index; elements past `count` skip).
+//
+//   fill:       y[yo + i] = a                                   i < count
+//   axpy:       y[yo + i] = y[yo + i] + a · x[xo + i]           i < count
+//   axpby:      z[zo + i] = a · x[xo + i] + b · y[yo + i]       i < count
+//   broadcast:  y[yo + n·ys + i] = x[xo + i]                    i < count, n < batch
+//
+// Each entry point numbers its own bindings from 0 (globals are per entry point).
+
+struct Params {
+    count: u32, batch: u32, xo: u32, yo: u32,
+    zo: u32, ys: u32, a: f32, b: f32,
+}
+
+@group(1) @binding(0) var<uniform> p: Params;
+
+// fill
+@group(0) @binding(0) var<storage, read_write> fill_y: array<f32>;
+// axpy, broadcast
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+// axpby
+@group(0) @binding(1) var<storage, read> yin: array<f32>;
+@group(0) @binding(2) var<storage, read_write> z: array<f32>;
+
+fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * 256u + li;
+}
+
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = index(wid, nwg, li);
+    if (i >= p.count) { return; }
+    fill_y[p.yo + i] = p.a;
+}
+
+@compute @workgroup_size(256)
+fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = index(wid, nwg, li);
+    if (i >= p.count) { return; }
+    y[p.yo + i] = y[p.yo + i] + p.a * x[p.xo + i];
+}
+
+@compute @workgroup_size(256)
+fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) li: u32) {
+    let i = index(wid, nwg, li);
+    if (i >= p.count) { return; }
+    z[p.zo + i] = p.a * x[p.xo + i] + p.b * yin[p.yo + i];
+}
+
+@compute @workgroup_size(256)
+fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) li: u32) {
+    let t = index(wid, nwg, li);
+    if (t >= p.count * p.batch) { return; }
+    let n = t / p.count;
+    let i = t % p.count;
+    y[p.yo + n * p.ys + i] = x[p.xo + i];
+}

@@ -1,0 +1,144 @@
+//! Wrapper of `shaders/meta.wgsl`: the meta-loss and the Adam meta-optimizer.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{check_region, u32_of};
+use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::Result;
+
+/// Parameters of the meta kernels (mirrors `Params` in the WGSL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct MetaParams {
+    count: u32,
+    rows: u32,
+    cols: u32,
+    _p: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    c1: f32,
+    c2: f32,
+    clip: f32,
+    _f: f32,
+}
+
+const SIZE: usize = std::mem::size_of::<MetaParams>();
+
+/// Weighted meta-loss.
+pub static META_LOSS: Kernel = Kernel {
+    shader: Shader::Meta,
+    entry: "meta_loss",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+    params_size: SIZE,
+};
+
+/// Adam meta-optimizer update with clipping and the non-finite guard.
+pub static META_ADAM: Kernel = Kernel {
+    shader: Shader::Meta,
+    entry: "meta_adam",
+    bindings: &[
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+    params_size: SIZE,
+};
+
+/// Status slots written on the GPU and read back once per outer step.
+pub mod status {
+    /// Meta-loss M.
+    pub const LOSS: usize = 0;
+    /// Squared norm of the meta-gradient.
+    pub const GRAD_NORM2: usize = 1;
+    /// 1·[M not finite] + 2·[gradient not finite]; the update was skipped when nonzero.
+    pub const SKIPPED: usize = 2;
+    /// Number of status slots.
+    pub const LEN: usize = 4;
+}
+
+/// Record `status[0] = Σ_t Σ_n w[t]·ℓ[t·N + n] / N` for `rows` = T + 1 steps and `cols` = N.
+pub fn meta_loss(
+    rec: &mut Recorder,
+    losses: &GpuBuffer,
+    weights: &GpuBuffer,
+    status_buf: &GpuBuffer,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    check_region("meta losses", losses, 0, &[(rows * cols, 1)])?;
+    check_region("meta weights", weights, 0, &[(rows, 1)])?;
+    check_region("meta status", status_buf, 0, &[(status::LEN, 1)])?;
+    let p = MetaParams {
+        rows: u32_of("rows", rows)?,
+        cols: u32_of("cols", cols)?,
+        ..Default::default()
+    };
+    rec.dispatch(&META_LOSS, &[], &[losses, weights, status_buf], &p, 1)
+}
+
+/// Settings of the Adam meta-optimizer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MetaAdam {
+    /// Learning rate.
+    pub lr: f32,
+    /// β1.
+    pub beta1: f32,
+    /// β2.
+    pub beta2: f32,
+    /// ε.
+    pub eps: f32,
+    /// Clip the meta-gradient to this norm (≤ 0: no clipping).
+    pub clip: f32,
+}
+
+impl Default for MetaAdam {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            clip: 1.0,
+        }
+    }
+}
+
+/// Record the update of `count` meta-parameters at outer step `k` (from 1).
+#[allow(clippy::too_many_arguments)]
+pub fn meta_adam(
+    rec: &mut Recorder,
+    grad: &GpuBuffer,
+    params_buf: &GpuBuffer,
+    moments: &GpuBuffer,
+    status_buf: &GpuBuffer,
+    count: usize,
+    k: usize,
+    cfg: &MetaAdam,
+) -> Result<()> {
+    check_region("meta grad", grad, 0, &[(count, 1)])?;
+    check_region("meta params", params_buf, 0, &[(count, 1)])?;
+    check_region("meta moments", moments, 0, &[(2 * count, 1)])?;
+    check_region("meta status", status_buf, 0, &[(status::LEN, 1)])?;
+    let k = i32::try_from(k.max(1)).unwrap_or(i32::MAX);
+    let p = MetaParams {
+        count: u32_of("count", count)?,
+        lr: cfg.lr,
+        beta1: cfg.beta1,
+        beta2: cfg.beta2,
+        eps: cfg.eps,
+        c1: 1.0 - cfg.beta1.powi(k),
+        c2: 1.0 - cfg.beta2.powi(k),
+        clip: cfg.clip,
+        ..Default::default()
+    };
+    rec.dispatch(
+        &META_ADAM,
+        &[],
+        &[grad, params_buf, moments, status_buf],
+        &p,
+        (count as u64).div_ceil(256).max(1),
+    )
+}

@@ -1,0 +1,134 @@
+//! Evaluation: run an inner optimizer (learned or hand-designed) for L steps on a task's
+//! instances, forward only, the whole run in one submission; and a learning-rate grid search.
+
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::kernels::Batched;
+use crate::optim::Optimizer;
+use crate::tasks::{BatchRef, Task};
+use crate::{Error, Result};
+
+/// Losses of every instance after each of `steps` inner steps: `(steps + 1) × N`, row t holding
+/// ℓ_t = L(θ_t; batch t) (row 0 at the initial parameters).
+pub struct Curves {
+    /// Instances N.
+    pub instances: usize,
+    /// Row-major `(steps + 1) × N`.
+    pub losses: Vec<f32>,
+}
+
+impl Curves {
+    /// Mean over instances at each step.
+    pub fn mean(&self) -> Vec<f64> {
+        self.losses
+            .chunks(self.instances)
+            .map(|r| r.iter().map(|&v| f64::from(v)).sum::<f64>() / self.instances as f64)
+            .collect()
+    }
+
+    /// Mean over instances after the last step.
+    pub fn final_mean(&self) -> f64 {
+        self.mean().last().copied().unwrap_or(f64::NAN)
+    }
+}
+
+/// Run `opt` (with meta-parameters `phi`) for `steps` steps from `init` (N × P) on `task`.
+pub fn evaluate(
+    gpu: &Gpu,
+    task: &dyn Task,
+    opt: &Optimizer,
+    phi: &[f32],
+    init: &[f32],
+    steps: usize,
+) -> Result<Curves> {
+    let n = task.instances();
+    let p = task.layout().size();
+    let c = n * p;
+    if init.len() != c {
+        return Err(Error::invalid(format!(
+            "{} initial values given, the task needs N·P = {c}",
+            init.len()
+        )));
+    }
+    if phi.len() != opt.phi_len() {
+        return Err(Error::invalid(format!(
+            "φ has {} values, optimizer '{}' needs {}",
+            phi.len(),
+            opt.name(),
+            opt.phi_len()
+        )));
+    }
+    let slot_len = opt.slot_len(c);
+    let slots = [
+        gpu.buffer("eval slot a", slot_len)?,
+        gpu.buffer("eval slot b", slot_len)?,
+    ];
+    let phi_buf: GpuBuffer =
+        gpu.buffer_from("eval phi", if phi.is_empty() { &[0.0] } else { phi })?;
+    let g = gpu.buffer("eval gradient", c)?;
+    let losses = gpu.buffer("eval losses", (steps + 1) * n)?;
+    gpu.write(&slots[0], 0, init)?;
+    let mut rec = Recorder::new(gpu);
+    if opt.state_len() > 0 {
+        crate::kernels::vec::fill(&mut rec, &slots[0], c, c * opt.state_len(), 0.0)?;
+    }
+    let grad = Batched::dense(&g, p);
+    for t in 0..=steps {
+        let cur = &slots[t % 2];
+        let theta = Batched {
+            buf: cur,
+            off: 0,
+            batch_stride: p,
+        };
+        task.record_loss_grad(
+            &mut rec,
+            theta,
+            grad,
+            &losses,
+            t * n,
+            BatchRef::Train(t as u32),
+        )?;
+        if t < steps {
+            opt.record_step(&mut rec, c, cur, &g, (&phi_buf, 0), &slots[(t + 1) % 2], t)?;
+        }
+    }
+    rec.submit()?;
+    Ok(Curves {
+        instances: n,
+        losses: gpu.read(&losses)?,
+    })
+}
+
+/// Evaluate `make(lr)` for each learning rate of `grid` on `task` from `init`; return the
+/// learning rate with the lowest mean final loss and its curves (L2L's tuning protocol).
+pub fn tune_learning_rate(
+    gpu: &Gpu,
+    task: &dyn Task,
+    make: impl Fn(f32) -> Optimizer,
+    grid: &[f32],
+    init: &[f32],
+    steps: usize,
+) -> Result<(f32, Curves)> {
+    let mut best: Option<(f32, Curves)> = None;
+    for &lr in grid {
+        let c = evaluate(gpu, task, &make(lr), &[], init, steps)?;
+        let f = c.final_mean();
+        let better = match &best {
+            None => f.is_finite(),
+            Some((_, b)) => f.is_finite() && f < b.final_mean(),
+        };
+        if better {
+            best = Some((lr, c));
+        }
+    }
+    best.ok_or_else(|| Error::invalid("no learning rate of the grid gave a finite loss"))
+}
+
+/// A log-spaced grid from `lo` to `hi` with `k` points.
+pub fn log_grid(lo: f32, hi: f32, k: usize) -> Vec<f32> {
+    if k < 2 {
+        return vec![lo];
+    }
+    (0..k)
+        .map(|i| lo * (hi / lo).powf(i as f32 / (k - 1) as f32))
+        .collect()
+}

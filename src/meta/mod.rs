@@ -1,0 +1,12 @@
+//! Meta-training: the unroll, the checkpointed meta-backward, evaluation.
+
+pub mod checkpoint;
+pub mod eval;
+pub mod trainer;
+
+pub use checkpoint::{Action, Plan, Schedule};
+pub use eval::{evaluate, log_grid, tune_learning_rate, Curves};
+pub use trainer::{
+    FinalBatch, LossWeights, MemoryReport, MetaConfig, MetaGradient, MetaTrainer, NonFinite,
+    StepReport,
+};

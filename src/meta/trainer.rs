@@ -1,0 +1,667 @@
+//! The meta-trainer: one outer step = meta-forward (unroll of T inner steps of N instances),
+//! checkpointed meta-backward into φ (the learned optimizer) and θ0 (the learned
+//! initialisation), reductions, meta-loss and the Adam meta-update — all recorded into one
+//! submission; the CPU waits only for the final status readback.
+
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::checkpoint::{plan, Action, Plan, Schedule};
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::kernels::meta::{self, status, MetaAdam};
+use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule as ReduceSchedule, Strided};
+use crate::kernels::{vec, Batched};
+use crate::optim::{Mode, Optimizer, VjpArgs};
+use crate::tasks::{BatchRef, Task};
+use crate::{Error, Result};
+
+/// Weights w_t of the meta-loss M = Σ_{t=0}^{T} w_t · mean_n ℓ_t.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LossWeights {
+    /// w_0 = 0, w_t = 1/T for t = 1..T: the mean loss after each update (L2L, up to scale).
+    Uniform,
+    /// w_T = 1 only: the loss after the last update (MAML).
+    Last,
+    /// Given weights, T + 1 of them.
+    Given(Vec<f32>),
+}
+
+impl LossWeights {
+    /// The T + 1 weights.
+    pub fn resolve(&self, t: usize) -> Result<Vec<f32>> {
+        Ok(match self {
+            Self::Uniform => (0..=t)
+                .map(|i| if i == 0 { 0.0 } else { 1.0 / t as f32 })
+                .collect(),
+            Self::Last => (0..=t).map(|i| if i == t { 1.0 } else { 0.0 }).collect(),
+            Self::Given(w) => {
+                if w.len() != t + 1 {
+                    return Err(Error::invalid(format!(
+                        "{} meta-loss weights given for an unroll of {t} steps; give T + 1 = {}",
+                        w.len(),
+                        t + 1
+                    )));
+                }
+                w.clone()
+            }
+        })
+    }
+}
+
+/// The batch of the final term w_T·ℓ_T.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalBatch {
+    /// The next training batch.
+    Train,
+    /// A held-out batch (the MAML query set).
+    HeldOut,
+}
+
+/// Settings of meta-training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetaConfig {
+    /// Inner steps T per unroll.
+    pub unroll: usize,
+    /// Gradient paths of the meta-backward.
+    pub mode: Mode,
+    /// Checkpointing schedule.
+    pub schedule: Schedule,
+    /// Meta-loss weights.
+    pub weights: LossWeights,
+    /// Batch of the final loss term.
+    pub final_batch: FinalBatch,
+    /// Learn the optimizer's φ.
+    pub learn_optimizer: bool,
+    /// Learn the initialisation θ0 (shared by all instances).
+    pub learn_init: bool,
+    /// The Adam meta-optimizer.
+    pub meta_opt: MetaAdam,
+    /// Seed of task sampling and initialisations.
+    pub seed: u64,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        Self {
+            unroll: 20,
+            mode: Mode::Truncated,
+            schedule: Schedule::StoreAll,
+            weights: LossWeights::Uniform,
+            final_batch: FinalBatch::Train,
+            learn_optimizer: true,
+            learn_init: false,
+            meta_opt: MetaAdam::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// Which quantity was not finite when an update was skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonFinite {
+    /// The meta-loss.
+    MetaLoss,
+    /// The meta-gradient.
+    MetaGradient,
+    /// Both.
+    Both,
+}
+
+/// What one outer step reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+    /// Outer step number (from 1).
+    pub step: usize,
+    /// Meta-loss M.
+    pub meta_loss: f32,
+    /// Norm of the meta-gradient before clipping.
+    pub grad_norm: f32,
+    /// Set when the update was skipped.
+    pub skipped: Option<NonFinite>,
+}
+
+/// A meta-gradient read back for inspection (tests, export).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetaGradient {
+    /// Meta-loss M.
+    pub meta_loss: f32,
+    /// ∂M/∂φ.
+    pub phi: Vec<f32>,
+    /// ∂M/∂θ0 (the sum over instances of each instance's θ̄_0; zeros unless the init is learned).
+    pub theta0: Vec<f32>,
+    /// Per-instance θ̄_0 (N × P).
+    pub theta0_per_instance: Vec<f32>,
+    /// Losses ℓ_t of every instance, (T + 1) × N.
+    pub losses: Vec<f32>,
+}
+
+/// Bytes held by the trainer's GPU buffers, by purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Checkpoint slots (θ and optimizer state), `slots × slot_bytes`.
+    pub checkpoints: u64,
+    /// Number of slots.
+    pub slots: usize,
+    /// Bytes of one slot.
+    pub slot_bytes: u64,
+    /// Adjoints, gradient, partial sums and losses.
+    pub working: u64,
+}
+
+/// Meta-trains an optimizer and/or an initialisation on a task family.
+pub struct MetaTrainer {
+    gpu: Arc<Gpu>,
+    task: Box<dyn Task>,
+    opt: Optimizer,
+    cfg: MetaConfig,
+    plan: Plan,
+    weights: Vec<f32>,
+    count: usize,
+    params: usize,
+    groups: usize,
+    slots: Vec<GpuBuffer>,
+    g: GpuBuffer,
+    tbar: GpuBuffer,
+    sbar: GpuBuffer,
+    partials: GpuBuffer,
+    losses: GpuBuffer,
+    weights_buf: GpuBuffer,
+    meta_params: GpuBuffer,
+    meta_grad: GpuBuffer,
+    moments: GpuBuffer,
+    status: GpuBuffer,
+    init: GpuBuffer,
+    step: usize,
+    rng: StdRng,
+}
+
+impl MetaTrainer {
+    /// Build a trainer; φ is initialised by the optimizer, θ0 from the task's distribution
+    /// (instance 0's draw).
+    pub fn new(
+        gpu: Arc<Gpu>,
+        task: Box<dyn Task>,
+        opt: Optimizer,
+        cfg: MetaConfig,
+    ) -> Result<Self> {
+        let t = cfg.unroll;
+        if t == 0 {
+            return Err(Error::invalid("the unroll length T must be at least 1"));
+        }
+        let learns_phi = cfg.learn_optimizer && opt.is_learned();
+        if !learns_phi && !cfg.learn_init {
+            return Err(Error::invalid(format!(
+                "nothing to meta-learn: optimizer '{}' has no learned parameters and the initialisation is not learned; \
+                 use a learned optimizer (linear, lstm) or enable learning the initialisation",
+                opt.name()
+            )));
+        }
+        if cfg.mode == Mode::Reptile && (!cfg.learn_init || learns_phi) {
+            return Err(Error::invalid(
+                "Reptile learns the initialisation only: enable learn_init and use a hand-designed optimizer (sgd, adam) or disable learn_optimizer",
+            ));
+        }
+        let weights = cfg.weights.resolve(t)?;
+        let n = task.instances();
+        let p = task.layout().size();
+        let count = n * p;
+        let plan = if cfg.mode == Mode::Reptile {
+            reptile_plan(t)
+        } else {
+            plan(cfg.schedule, t)?
+        };
+        let slot_len = opt.slot_len(count);
+        let slots = (0..plan.slots)
+            .map(|i| gpu.buffer(&format!("checkpoint slot {i}"), slot_len))
+            .collect::<Result<Vec<_>>>()?;
+        let groups = opt.partial_groups(&gpu, count)?;
+        let phi_len = opt.phi_len();
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let init_theta = task.init_params(&mut rng)?;
+        let mut meta0 = opt.init_phi(&mut rng);
+        meta0.extend_from_slice(&init_theta[..p]);
+        Ok(Self {
+            g: gpu.buffer("gradient", count)?,
+            tbar: gpu.buffer("theta adjoint", count)?,
+            sbar: gpu.buffer("state adjoint", count * opt.state_len())?,
+            partials: gpu.buffer("phi partial sums", groups * phi_len)?,
+            losses: gpu.buffer("losses", (t + 1) * n)?,
+            weights_buf: gpu.buffer_from("meta-loss weights", &weights)?,
+            meta_grad: gpu.buffer("meta-gradient", phi_len + p)?,
+            moments: gpu.buffer("meta-optimizer moments", 2 * (phi_len + p))?,
+            status: gpu.buffer("status", status::LEN)?,
+            init: gpu.buffer_from("instance initialisations", &init_theta)?,
+            meta_params: gpu.buffer_from("meta-parameters", &meta0)?,
+            slots,
+            gpu,
+            task,
+            opt,
+            cfg,
+            plan,
+            weights,
+            count,
+            params: p,
+            groups,
+            step: 0,
+            rng,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MetaConfig {
+        &self.cfg
+    }
+
+    /// The inner optimizer.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.opt
+    }
+
+    /// The task family.
+    pub fn task(&self) -> &dyn Task {
+        self.task.as_ref()
+    }
+
+    /// The checkpointing plan of one unroll.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Outer steps taken.
+    pub fn steps_taken(&self) -> usize {
+        self.step
+    }
+
+    /// Bytes held on the GPU, by purpose.
+    pub fn memory(&self) -> MemoryReport {
+        let slot_bytes = self.slots.first().map_or(0, GpuBuffer::bytes);
+        let working = [
+            &self.g,
+            &self.tbar,
+            &self.sbar,
+            &self.partials,
+            &self.losses,
+        ]
+        .iter()
+        .map(|b| b.bytes())
+        .sum();
+        MemoryReport {
+            checkpoints: slot_bytes * self.slots.len() as u64,
+            slots: self.slots.len(),
+            slot_bytes,
+            working,
+        }
+    }
+
+    /// Current φ.
+    pub fn phi(&self) -> Result<Vec<f32>> {
+        let v: Vec<f32> = self.gpu.read(&self.meta_params)?;
+        Ok(v[..self.opt.phi_len()].to_vec())
+    }
+
+    /// Current learned initialisation θ0 (P floats).
+    pub fn theta0(&self) -> Result<Vec<f32>> {
+        let v: Vec<f32> = self.gpu.read(&self.meta_params)?;
+        Ok(v[self.opt.phi_len()..].to_vec())
+    }
+
+    /// Replace φ.
+    pub fn set_phi(&mut self, phi: &[f32]) -> Result<()> {
+        if phi.len() != self.opt.phi_len() {
+            return Err(Error::invalid(format!(
+                "φ has {} values, optimizer '{}' needs {}",
+                phi.len(),
+                self.opt.name(),
+                self.opt.phi_len()
+            )));
+        }
+        self.gpu.write(&self.meta_params, 0, phi)
+    }
+
+    /// Replace the learned initialisation θ0.
+    pub fn set_theta0(&mut self, theta0: &[f32]) -> Result<()> {
+        if theta0.len() != self.params {
+            return Err(Error::invalid(format!(
+                "θ0 has {} values, the task needs {}",
+                theta0.len(),
+                self.params
+            )));
+        }
+        self.gpu
+            .write(&self.meta_params, self.opt.phi_len(), theta0)
+    }
+
+    /// Replace the per-instance initial parameters used when θ0 is not learned (N × P).
+    pub fn set_instance_init(&mut self, theta: &[f32]) -> Result<()> {
+        if theta.len() != self.count {
+            return Err(Error::invalid(format!(
+                "{} initial values given, the task needs N·P = {}",
+                theta.len(),
+                self.count
+            )));
+        }
+        self.gpu.write(&self.init, 0, theta)
+    }
+
+    /// The per-instance initial parameters used when θ0 is not learned.
+    pub fn instance_init(&self) -> Result<Vec<f32>> {
+        self.gpu.read(&self.init)
+    }
+
+    /// The meta-loss weights w_0 … w_T.
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
+    }
+
+    fn resample(&mut self) -> Result<()> {
+        self.task.resample(&self.gpu, &mut self.rng)?;
+        if !self.cfg.learn_init {
+            let init = self.task.init_params(&mut self.rng)?;
+            self.gpu.write(&self.init, 0, &init)?;
+        }
+        Ok(())
+    }
+
+    fn theta(&self, slot: usize) -> Batched<'_> {
+        Batched {
+            buf: &self.slots[slot],
+            off: 0,
+            batch_stride: self.params,
+        }
+    }
+
+    /// Record the unroll and its reverse; leaves the meta-gradient in `meta_grad` and the
+    /// meta-loss in `status`.
+    fn record_meta_gradient(&self, rec: &mut Recorder) -> Result<()> {
+        let (n, p, c, t) = (
+            self.task.instances(),
+            self.params,
+            self.count,
+            self.cfg.unroll,
+        );
+        let phi_len = self.opt.phi_len();
+        let s = self.opt.state_len();
+        let phi = (&self.meta_params, 0);
+        let inv_n = 1.0 / n as f32;
+        // State 0: θ0 broadcast to every instance (learned) or the instances' own draws.
+        if self.cfg.learn_init {
+            vec::broadcast(rec, &self.meta_params, phi_len, &self.slots[0], 0, p, p, n)?;
+        } else {
+            rec.copy(&self.init, 0, &self.slots[0], 0, c)?;
+        }
+        if s > 0 {
+            vec::fill(rec, &self.slots[0], c, c * s, 0.0)?;
+        }
+        let grad = Batched::dense(&self.g, p);
+        let final_batch = match self.cfg.final_batch {
+            FinalBatch::Train => BatchRef::Train(t as u32),
+            FinalBatch::HeldOut => BatchRef::HeldOut(t as u32),
+        };
+        let mut first_reverse = true;
+        for a in &self.plan.actions {
+            match *a {
+                Action::Advance { step, from, to } => {
+                    self.task.record_loss_grad(
+                        rec,
+                        self.theta(from),
+                        grad,
+                        &self.losses,
+                        step * n,
+                        BatchRef::Train(step as u32),
+                    )?;
+                    self.opt.record_step(
+                        rec,
+                        c,
+                        &self.slots[from],
+                        &self.g,
+                        phi,
+                        &self.slots[to],
+                        step,
+                    )?;
+                }
+                Action::Final { slot } => {
+                    self.task.record_loss_grad(
+                        rec,
+                        self.theta(slot),
+                        grad,
+                        &self.losses,
+                        t * n,
+                        final_batch,
+                    )?;
+                    if self.cfg.mode == Mode::Reptile {
+                        continue;
+                    }
+                    let w = self.weights[t] * inv_n;
+                    vec::axpby(rec, w, (&self.g, 0), 0.0, (&self.g, 0), (&self.tbar, 0), c)?;
+                    if s > 0 {
+                        vec::fill(rec, &self.sbar, 0, c * s, 0.0)?;
+                    }
+                }
+                Action::Reverse { step, slot } => {
+                    self.task.record_loss_grad(
+                        rec,
+                        self.theta(slot),
+                        grad,
+                        &self.losses,
+                        step * n,
+                        BatchRef::Train(step as u32),
+                    )?;
+                    self.opt.record_vjp(
+                        rec,
+                        &VjpArgs {
+                            count: c,
+                            slot: &self.slots[slot],
+                            g: &self.g,
+                            phi,
+                            tbar: &self.tbar,
+                            sbar: &self.sbar,
+                            partials: &self.partials,
+                            groups: self.groups,
+                            w: self.weights[step] * inv_n,
+                            mode: self.cfg.mode,
+                            accumulate: !first_reverse,
+                        },
+                    )?;
+                    first_reverse = false;
+                }
+            }
+        }
+        // φ̄ = Σ over workgroups of the partial sums.
+        if phi_len > 0 {
+            if self.cfg.learn_optimizer && self.groups > 0 && !first_reverse {
+                reduce(
+                    rec,
+                    self.groups,
+                    phi_len,
+                    1,
+                    ReduceOp::Sum,
+                    Strided {
+                        buf: &self.partials,
+                        off: 0,
+                        batch_stride: 0,
+                        row_stride: phi_len,
+                        col_stride: 1,
+                    },
+                    Out {
+                        buf: &self.meta_grad,
+                        off: 0,
+                        batch_stride: 0,
+                        col_stride: 1,
+                    },
+                    1.0,
+                    false,
+                    ReduceSchedule::Auto,
+                )?;
+            } else {
+                vec::fill(rec, &self.meta_grad, 0, phi_len, 0.0)?;
+            }
+        }
+        // θ̄0 = Σ_n θ̄_0^(n) (Reptile: θ0 − mean_n θ_T^(n)).
+        if self.cfg.learn_init {
+            let (src, alpha) = if self.cfg.mode == Mode::Reptile {
+                (&self.slots[reptile_last_slot(t)], -inv_n)
+            } else {
+                (&self.tbar, 1.0)
+            };
+            reduce(
+                rec,
+                n,
+                p,
+                1,
+                ReduceOp::Sum,
+                Strided {
+                    buf: src,
+                    off: 0,
+                    batch_stride: 0,
+                    row_stride: p,
+                    col_stride: 1,
+                },
+                Out {
+                    buf: &self.meta_grad,
+                    off: phi_len,
+                    batch_stride: 0,
+                    col_stride: 1,
+                },
+                alpha,
+                false,
+                ReduceSchedule::Auto,
+            )?;
+            if self.cfg.mode == Mode::Reptile {
+                vec::axpy(
+                    rec,
+                    1.0,
+                    &self.meta_params,
+                    phi_len,
+                    &self.meta_grad,
+                    phi_len,
+                    p,
+                )?;
+            }
+        } else {
+            vec::fill(rec, &self.meta_grad, phi_len, p, 0.0)?;
+        }
+        meta::meta_loss(rec, &self.losses, &self.weights_buf, &self.status, t + 1, n)?;
+        reduce(
+            rec,
+            phi_len + p,
+            1,
+            1,
+            ReduceOp::SumSquares,
+            Strided {
+                buf: &self.meta_grad,
+                off: 0,
+                batch_stride: 0,
+                row_stride: 1,
+                col_stride: 0,
+            },
+            Out {
+                buf: &self.status,
+                off: status::GRAD_NORM2,
+                batch_stride: 0,
+                col_stride: 0,
+            },
+            1.0,
+            false,
+            ReduceSchedule::Workgroup,
+        )
+    }
+
+    fn record_outer_step(&mut self) -> Result<Recorder<'_>> {
+        self.resample()?;
+        self.step += 1;
+        let mut rec = Recorder::new(&self.gpu);
+        self.record_meta_gradient(&mut rec)?;
+        meta::meta_adam(
+            &mut rec,
+            &self.meta_grad,
+            &self.meta_params,
+            &self.moments,
+            &self.status,
+            self.opt.phi_len() + self.params,
+            self.step,
+            &self.cfg.meta_opt,
+        )?;
+        Ok(rec)
+    }
+
+    fn report(&self, st: &[f32]) -> StepReport {
+        let skipped = match st[status::SKIPPED] as u32 {
+            0 => None,
+            1 => Some(NonFinite::MetaLoss),
+            2 => Some(NonFinite::MetaGradient),
+            _ => Some(NonFinite::Both),
+        };
+        StepReport {
+            step: self.step,
+            meta_loss: st[status::LOSS],
+            grad_norm: st[status::GRAD_NORM2].sqrt(),
+            skipped,
+        }
+    }
+
+    /// One outer step on freshly sampled instances, blocking until its status is read back.
+    pub fn step(&mut self) -> Result<StepReport> {
+        pollster::block_on(self.step_async())
+    }
+
+    /// One outer step; the returned future resolves when its status has been read back.
+    pub async fn step_async(&mut self) -> Result<StepReport> {
+        self.record_outer_step()?.submit()?;
+        let st: Vec<f32> = self.gpu.read_async(&self.status, 0, status::LEN).await?;
+        Ok(self.report(&st))
+    }
+
+    /// The meta-gradient at the current φ and θ0 on the current instances (no resampling, no
+    /// update), read back in full.
+    pub fn meta_gradient(&mut self) -> Result<MetaGradient> {
+        let mut rec = Recorder::new(&self.gpu);
+        self.record_meta_gradient(&mut rec)?;
+        rec.submit()?;
+        let st: Vec<f32> = self.gpu.read(&self.status)?;
+        let mg: Vec<f32> = self.gpu.read(&self.meta_grad)?;
+        let phi_len = self.opt.phi_len();
+        let per_instance = if self.cfg.mode == Mode::Reptile {
+            Vec::new()
+        } else {
+            self.gpu.read(&self.tbar)?
+        };
+        Ok(MetaGradient {
+            meta_loss: st[status::LOSS],
+            phi: mg[..phi_len].to_vec(),
+            theta0: mg[phi_len..].to_vec(),
+            theta0_per_instance: per_instance,
+            losses: self.gpu.read(&self.losses)?,
+        })
+    }
+
+    /// Losses ℓ_t of every instance in the last outer step, (T + 1) × N.
+    pub fn last_losses(&self) -> Result<Vec<f32>> {
+        self.gpu.read(&self.losses)
+    }
+}
+
+/// Reptile needs no reversal: advance through two slots in turn, evaluate the last state.
+fn reptile_plan(t: usize) -> Plan {
+    let mut actions: Vec<Action> = (0..t)
+        .map(|s| Action::Advance {
+            step: s,
+            from: s % 2,
+            to: (s + 1) % 2,
+        })
+        .collect();
+    actions.push(Action::Final {
+        slot: reptile_last_slot(t),
+    });
+    Plan {
+        steps: t,
+        actions,
+        slots: 2,
+        forward_steps: t,
+    }
+}
+
+fn reptile_last_slot(t: usize) -> usize {
+    t % 2
+}

@@ -1,0 +1,432 @@
+//! f64 reference of a whole unrolled meta-gradient: store everything, then reverse.
+//!
+//! For instance n (all instances share φ), t = 0 … T−1:
+//!     (ℓ_t, g_t) = loss and gradient at θ_t on batch t;  (u_t, s_{t+1}) = f_φ(g_t, θ_t, s_t)
+//!     θ_{t+1} = θ_t + u_t;   final (ℓ_T, g_T) on the final batch
+//!     M = Σ_n Σ_t w_t ℓ_t^(n) / N
+//! Reverse: θ̄_T = (w_T/N)·g_T, s̄_T = 0; for t = T−1 … 0 per coordinate, with ū = θ̄_{t+1}:
+//!     (ḡ, θ̄_in, s̄_t, Δφ̄) = VJP of f_φ at (g_t, θ_t, s_t) with cotangents (ū, s̄_{t+1})
+//!     θ̄_t = ū + (w_t/N)·g_t + [truncated] θ̄_in       (the ḡ path is the second-order term)
+//! A detached mode is the exact gradient of a surrogate in which the detached optimizer inputs
+//! (g_t; and θ_t in first-order mode) are frozen at their values along the unperturbed
+//! trajectory: [`surrogate_loss`] evaluates it, for finite differences.
+
+use super::optim::{
+    adam_step, linear_step, linear_step_vjp, lstm_step, lstm_step_vjp, sgd_step, AdamConfig,
+    LstmConfig,
+};
+use crate::meta::FinalBatch;
+use crate::optim::{Mode, Optimizer};
+use crate::tasks::BatchRef;
+use crate::{Error, Result};
+
+/// Loss and gradient of instance n at θ on a batch.
+pub type LossGrad<'a> = dyn Fn(usize, &[f64], BatchRef) -> Result<(f64, Vec<f64>)> + 'a;
+
+/// One meta-gradient problem.
+pub struct Problem<'a> {
+    /// Loss and gradient of each instance.
+    pub loss_grad: &'a LossGrad<'a>,
+    /// Instances N.
+    pub instances: usize,
+    /// Parameters per instance P.
+    pub params: usize,
+    /// The inner optimizer.
+    pub opt: &'a Optimizer,
+    /// φ (empty for hand-designed optimizers).
+    pub phi: &'a [f64],
+    /// θ_0 of every instance, N × P.
+    pub init: &'a [f64],
+    /// T.
+    pub unroll: usize,
+    /// w_0 … w_T.
+    pub weights: &'a [f64],
+    /// Batch of the final term.
+    pub final_batch: FinalBatch,
+    /// Gradient paths.
+    pub mode: Mode,
+}
+
+/// The reference's answer.
+#[derive(Clone, Debug)]
+pub struct RefMeta {
+    /// M.
+    pub meta_loss: f64,
+    /// ∂M/∂φ.
+    pub phi: Vec<f64>,
+    /// ∂M/∂θ_0 of every instance (N × P).
+    pub theta0: Vec<f64>,
+    /// ℓ_t of every instance, (T + 1) × N.
+    pub losses: Vec<f64>,
+}
+
+/// The optimizer inputs seen along a trajectory, per instance and step: g_t and θ_t (each P).
+#[derive(Clone, Debug, Default)]
+pub struct Trajectory {
+    /// g[n][t]
+    pub g: Vec<Vec<Vec<f64>>>,
+    /// θ[n][t]
+    pub theta: Vec<Vec<Vec<f64>>>,
+}
+
+fn lstm_cfg(opt: &Optimizer) -> LstmConfig {
+    match opt {
+        Optimizer::Lstm(h) => LstmConfig {
+            hidden: crate::kernels::lstm::HIDDEN,
+            p: f64::from(h.p),
+            eps: f64::from(h.eps),
+            out_scale: f64::from(h.out_scale),
+        },
+        _ => LstmConfig::default(),
+    }
+}
+
+/// One step of one coordinate: (u, new state).
+fn step(
+    opt: &Optimizer,
+    phi: &[f64],
+    g: f64,
+    theta: f64,
+    state: &[f64],
+    t: usize,
+) -> (f64, Vec<f64>) {
+    match opt {
+        Optimizer::Sgd { lr } => (sgd_step(f64::from(*lr), g), Vec::new()),
+        Optimizer::Adam(h) => {
+            let cfg = AdamConfig {
+                lr: f64::from(h.lr),
+                beta1: f64::from(h.beta1),
+                beta2: f64::from(h.beta2),
+                eps: f64::from(h.eps),
+            };
+            let (u, s) = adam_step(&cfg, g, [state[0], state[1]], t);
+            (u, s.to_vec())
+        }
+        Optimizer::Linear => (linear_step(phi, g, theta), Vec::new()),
+        Optimizer::Lstm(_) => lstm_step(&lstm_cfg(opt), phi, g, state),
+    }
+}
+
+fn check(p: &Problem) -> Result<()> {
+    if p.weights.len() != p.unroll + 1 || p.init.len() != p.instances * p.params {
+        return Err(Error::invalid("reference problem: inconsistent sizes"));
+    }
+    if p.phi.len() != p.opt.phi_len() {
+        return Err(Error::invalid("reference problem: φ has the wrong length"));
+    }
+    Ok(())
+}
+
+fn final_ref(p: &Problem) -> BatchRef {
+    match p.final_batch {
+        FinalBatch::Train => BatchRef::Train(p.unroll as u32),
+        FinalBatch::HeldOut => BatchRef::HeldOut(p.unroll as u32),
+    }
+}
+
+/// The meta-loss with the optimizer's inputs taken from `frozen` where the mode detaches them
+/// (g always; θ in first-order mode), or from the trajectory itself when `frozen` is None.
+/// Returns M and the trajectory of optimizer inputs it saw.
+pub fn surrogate_loss(p: &Problem, frozen: Option<&Trajectory>) -> Result<(f64, Trajectory)> {
+    check(p)?;
+    let (np, s_len) = (p.params, p.opt.state_len());
+    let mut m = 0.0;
+    let mut traj = Trajectory::default();
+    for n in 0..p.instances {
+        let mut theta = p.init[n * np..(n + 1) * np].to_vec();
+        let mut state = vec![0.0; np * s_len];
+        let (mut gs, mut ths) = (Vec::new(), Vec::new());
+        for t in 0..p.unroll {
+            let (l, g) = (p.loss_grad)(n, &theta, BatchRef::Train(t as u32))?;
+            m += p.weights[t] * l / p.instances as f64;
+            let g_in = frozen.map_or(&g, |f| &f.g[n][t]);
+            let th_in = match (frozen, p.mode) {
+                (Some(f), Mode::FirstOrder) => f.theta[n][t].clone(),
+                _ => theta.clone(),
+            };
+            let mut next = theta.clone();
+            for j in 0..np {
+                let (u, s) = step(
+                    p.opt,
+                    p.phi,
+                    g_in[j],
+                    th_in[j],
+                    &state[j * s_len..(j + 1) * s_len],
+                    t,
+                );
+                next[j] = theta[j] + u;
+                state[j * s_len..(j + 1) * s_len].copy_from_slice(&s);
+            }
+            gs.push(g);
+            ths.push(theta);
+            theta = next;
+        }
+        let (l, _) = (p.loss_grad)(n, &theta, final_ref(p))?;
+        m += p.weights[p.unroll] * l / p.instances as f64;
+        traj.g.push(gs);
+        traj.theta.push(ths);
+    }
+    Ok((m, traj))
+}
+
+/// The meta-gradient by storing the whole unroll and reversing it.
+pub fn meta_gradient(p: &Problem) -> Result<RefMeta> {
+    check(p)?;
+    if p.mode == Mode::Reptile {
+        return Err(Error::invalid(
+            "the reference covers first-order and truncated modes",
+        ));
+    }
+    let (np, s_len, t_max) = (p.params, p.opt.state_len(), p.unroll);
+    let inv_n = 1.0 / p.instances as f64;
+    let mut phi_bar = vec![0.0; p.phi.len()];
+    let mut theta0 = Vec::with_capacity(p.instances * np);
+    let mut losses = vec![0.0; (t_max + 1) * p.instances];
+    let mut m = 0.0;
+    for n in 0..p.instances {
+        // Forward, storing θ_t, s_t, g_t.
+        let mut thetas = vec![p.init[n * np..(n + 1) * np].to_vec()];
+        let mut states = vec![vec![0.0; np * s_len]];
+        let mut grads = Vec::new();
+        for t in 0..t_max {
+            let (l, g) = (p.loss_grad)(n, &thetas[t], BatchRef::Train(t as u32))?;
+            losses[t * p.instances + n] = l;
+            m += p.weights[t] * l * inv_n;
+            let (th, st) = (&thetas[t], &states[t]);
+            let mut next = th.clone();
+            let mut next_state = st.clone();
+            for j in 0..np {
+                let (u, s) = step(
+                    p.opt,
+                    p.phi,
+                    g[j],
+                    th[j],
+                    &st[j * s_len..(j + 1) * s_len],
+                    t,
+                );
+                next[j] = th[j] + u;
+                next_state[j * s_len..(j + 1) * s_len].copy_from_slice(&s);
+            }
+            grads.push(g);
+            thetas.push(next);
+            states.push(next_state);
+        }
+        let (l, g_final) = (p.loss_grad)(n, &thetas[t_max], final_ref(p))?;
+        losses[t_max * p.instances + n] = l;
+        m += p.weights[t_max] * l * inv_n;
+        // Reverse.
+        let mut tbar: Vec<f64> = g_final
+            .iter()
+            .map(|g| p.weights[t_max] * inv_n * g)
+            .collect();
+        let mut sbar = vec![0.0; np * s_len];
+        for t in (0..t_max).rev() {
+            let (th, st, g) = (&thetas[t], &states[t], &grads[t]);
+            for j in 0..np {
+                let ub = tbar[j];
+                let sb = &sbar[j * s_len..(j + 1) * s_len];
+                let (theta_in_bar, new_sbar) = match p.opt {
+                    Optimizer::Sgd { .. } | Optimizer::Adam(_) => (0.0, vec![0.0; s_len]),
+                    Optimizer::Linear => {
+                        let v = linear_step_vjp(p.phi, g[j], th[j], ub);
+                        for (a, b) in phi_bar.iter_mut().zip(v.phi_bar) {
+                            *a += b;
+                        }
+                        (v.theta_bar, Vec::new())
+                    }
+                    Optimizer::Lstm(_) => {
+                        let v = lstm_step_vjp(
+                            &lstm_cfg(p.opt),
+                            p.phi,
+                            g[j],
+                            &st[j * s_len..(j + 1) * s_len],
+                            ub,
+                            sb,
+                        );
+                        for (a, b) in phi_bar.iter_mut().zip(&v.phi_bar) {
+                            *a += b;
+                        }
+                        (0.0, v.state_bar)
+                    }
+                };
+                let path = if p.mode == Mode::Truncated {
+                    theta_in_bar
+                } else {
+                    0.0
+                };
+                tbar[j] = ub + p.weights[t] * inv_n * g[j] + path;
+                sbar[j * s_len..(j + 1) * s_len].copy_from_slice(&new_sbar);
+            }
+        }
+        theta0.extend(tbar);
+    }
+    Ok(RefMeta {
+        meta_loss: m,
+        phi: phi_bar,
+        theta0,
+        losses,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::adam::AdamHyper;
+    use crate::kernels::lstm::LstmHyper;
+    use crate::reference::{central_diff, quadratic, rel_err};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Quadratic instances (d = 3, N = 2) as a CPU-only loss.
+    fn quad_problem(rng: &mut StdRng) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let d = 3;
+        let w = (0..2)
+            .map(|_| (0..d * d).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        let y = (0..2)
+            .map(|_| (0..d).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        (w, y)
+    }
+
+    fn check_fd(opt: Optimizer, mode: Mode, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (w, y) = quad_problem(&mut rng);
+        let loss_grad =
+            |n: usize, th: &[f64], _b: BatchRef| Ok(quadratic::loss_grad(3, &w[n], &y[n], th));
+        let phi: Vec<f64> = match &opt {
+            Optimizer::Linear => vec![-0.05, 0.02, 0.01],
+            Optimizer::Lstm(_) => {
+                let cfg = LstmConfig::default();
+                super::super::optim::lstm_init_phi(&cfg, &mut rng)
+            }
+            _ => Vec::new(),
+        };
+        let init: Vec<f64> = (0..6).map(|_| rng.random_range(-0.5..0.5)).collect();
+        let weights = [0.0, 0.3, 0.2, 0.4, 0.1, 0.5];
+        let base = Problem {
+            loss_grad: &loss_grad,
+            instances: 2,
+            params: 3,
+            opt: &opt,
+            phi: &phi,
+            init: &init,
+            unroll: 5,
+            weights: &weights,
+            final_batch: FinalBatch::Train,
+            mode,
+        };
+        let r = meta_gradient(&base).expect("reference");
+        let (m, frozen) = surrogate_loss(&base, None).expect("loss");
+        assert!((m - r.meta_loss).abs() < 1e-12);
+        // θ0 of each instance.
+        let f_init = |x: &[f64]| {
+            surrogate_loss(
+                &Problem {
+                    init: x,
+                    ..base_copy(&base)
+                },
+                Some(&frozen),
+            )
+            .expect("loss")
+            .0
+        };
+        let fd = central_diff(f_init, &init, 1e-6);
+        let e = rel_err(&r.theta0, &fd);
+        assert!(e < 1e-6, "{} {mode:?} θ0: {e}", opt.name());
+        // φ (for the LSTM, a sample of entries from every block).
+        if !phi.is_empty() {
+            let idx: Vec<usize> = if phi.len() > 3 {
+                (0..phi.len())
+                    .step_by(37)
+                    .chain([5120, 5130, 5140])
+                    .collect()
+            } else {
+                (0..phi.len()).collect()
+            };
+            let mut fd = Vec::new();
+            let mut an = Vec::new();
+            for &i in &idx {
+                let mut pp = phi.clone();
+                let h = 1e-6;
+                pp[i] = phi[i] + h;
+                let fp = surrogate_loss(
+                    &Problem {
+                        phi: &pp,
+                        ..base_copy(&base)
+                    },
+                    Some(&frozen),
+                )
+                .expect("loss")
+                .0;
+                pp[i] = phi[i] - h;
+                let fm = surrogate_loss(
+                    &Problem {
+                        phi: &pp,
+                        ..base_copy(&base)
+                    },
+                    Some(&frozen),
+                )
+                .expect("loss")
+                .0;
+                fd.push((fp - fm) / (2.0 * h));
+                an.push(r.phi[i]);
+            }
+            let e = rel_err(&an, &fd);
+            assert!(e < 1e-6, "{} {mode:?} φ: {e}", opt.name());
+        }
+    }
+
+    fn base_copy<'a>(p: &Problem<'a>) -> Problem<'a> {
+        Problem { ..*p }
+    }
+
+    #[test]
+    fn every_optimizer_and_mode_matches_finite_differences_of_its_surrogate() {
+        let opts = [
+            Optimizer::Linear,
+            Optimizer::Lstm(LstmHyper::default()),
+            Optimizer::Sgd { lr: 0.05 },
+            Optimizer::Adam(AdamHyper {
+                lr: 0.05,
+                ..Default::default()
+            }),
+        ];
+        for (i, opt) in opts.into_iter().enumerate() {
+            for mode in [Mode::FirstOrder, Mode::Truncated] {
+                check_fd(opt.clone(), mode, i as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_and_first_order_differ_only_through_the_theta_input() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let (w, y) = quad_problem(&mut rng);
+        let loss_grad =
+            |n: usize, th: &[f64], _b: BatchRef| Ok(quadratic::loss_grad(3, &w[n], &y[n], th));
+        let init: Vec<f64> = (0..6).map(|_| rng.random_range(-0.5..0.5)).collect();
+        let weights = [0.0, 0.5, 0.5, 1.0];
+        let phi = [-0.05, 0.03, 0.0];
+        let mk = |opt: &'static Optimizer, mode| Problem {
+            loss_grad: &loss_grad,
+            instances: 2,
+            params: 3,
+            opt,
+            phi: if opt.is_learned() { &phi } else { &[] },
+            init: &init,
+            unroll: 3,
+            weights: &weights,
+            final_batch: FinalBatch::Train,
+            mode,
+        };
+        static LINEAR: Optimizer = Optimizer::Linear;
+        let a = meta_gradient(&mk(&LINEAR, Mode::FirstOrder)).expect("ref");
+        let b = meta_gradient(&mk(&LINEAR, Mode::Truncated)).expect("ref");
+        assert!(
+            rel_err(&a.phi, &b.phi) > 1e-6,
+            "the θ path must matter for the linear optimizer"
+        );
+        assert_eq!(a.meta_loss, b.meta_loss);
+    }
+}

@@ -1,0 +1,69 @@
+//! Task families: each samples N instances (own θ₀, own data) and records the loss and gradient
+//! of all of them in one go, with an f64 reference of the same for testing.
+
+pub mod mlp;
+pub mod quadratic;
+
+use rand::rngs::StdRng;
+
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::kernels::Batched;
+use crate::params::ParamLayout;
+use crate::Result;
+
+pub use mlp::MlpTask;
+pub use quadratic::QuadraticTask;
+
+/// Which batch a loss is computed on. Batches are a pure function of (seed of the outer step,
+/// instance, step), so a recomputed step sees exactly the data of the first computation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchRef {
+    /// The training batch of inner step t.
+    Train(u32),
+    /// A batch from the held-out split (or held-out stream), numbered t.
+    HeldOut(u32),
+}
+
+/// A named tensor of exported data: (name, shape, values).
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+/// A family of tasks with N instances batched on the GPU.
+pub trait Task: Send + Sync {
+    /// A short description.
+    fn name(&self) -> String;
+
+    /// Number of instances N.
+    fn instances(&self) -> usize;
+
+    /// Parameter layout of one instance (P = `layout().size()` floats).
+    fn layout(&self) -> &ParamLayout;
+
+    /// Draw new instances or batches for the next outer step (queued uploads, no wait).
+    fn resample(&mut self, gpu: &Gpu, rng: &mut StdRng) -> Result<()>;
+
+    /// Initial parameters of every instance, `N × P`, drawn from the family's distribution.
+    fn init_params(&self, rng: &mut StdRng) -> Result<Vec<f32>>;
+
+    /// Record the loss (`loss[loss_off + n]`) and gradient of every instance at `theta`.
+    #[allow(clippy::too_many_arguments)]
+    fn record_loss_grad(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        grad: Batched,
+        loss: &GpuBuffer,
+        loss_off: usize,
+        batch: BatchRef,
+    ) -> Result<()>;
+
+    /// f64 reference of the loss and gradient of instance `n` at `theta` on `batch`.
+    fn reference_loss_grad(
+        &self,
+        n: usize,
+        theta: &[f64],
+        batch: BatchRef,
+    ) -> Result<(f64, Vec<f64>)>;
+
+    /// The data instance inputs at `batch`, for export (all instances).
+    fn export_batch(&self, batch: BatchRef) -> Result<Vec<NamedTensor>>;
+}

@@ -1,0 +1,107 @@
+//! The L2L quadratic family as a task: f(θ) = ‖Wθ − y‖², fresh W, y ~ N(0, 1) per instance at
+//! every `resample`, θ₀ ~ N(0, init_std²). It has no batches: every step sees the same function.
+
+use rand::rngs::StdRng;
+
+use super::{BatchRef, NamedTensor, Task};
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::kernels::Batched;
+use crate::models::quadratic::Quadratics;
+use crate::models::GpuQuadratic;
+use crate::params::ParamLayout;
+use crate::{reference, Result};
+
+/// Quadratic instances of dimension d.
+pub struct QuadraticTask {
+    q: Quadratics,
+    gpu_q: GpuQuadratic,
+    layout: ParamLayout,
+    init_std: f32,
+}
+
+impl QuadraticTask {
+    /// N instances of dimension `dim`, drawn from `rng`.
+    pub fn new(gpu: &Gpu, dim: usize, instances: usize, rng: &mut StdRng) -> Result<Self> {
+        let q = Quadratics::sample(rng, dim, instances)?;
+        let mut layout = ParamLayout::new();
+        layout.add("theta", &[dim])?;
+        Ok(Self {
+            gpu_q: GpuQuadratic::upload(gpu, &q)?,
+            q,
+            layout,
+            init_std: 0.01,
+        })
+    }
+
+    /// The instances' W and y.
+    pub fn quadratics(&self) -> &Quadratics {
+        &self.q
+    }
+
+    fn data_buffer(&self) -> &GpuBuffer {
+        self.gpu_q.data()
+    }
+}
+
+impl Task for QuadraticTask {
+    fn name(&self) -> String {
+        format!("quadratic d={} N={}", self.q.dim, self.q.instances)
+    }
+
+    fn instances(&self) -> usize {
+        self.q.instances
+    }
+
+    fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    fn resample(&mut self, gpu: &Gpu, rng: &mut StdRng) -> Result<()> {
+        self.q = Quadratics::sample(rng, self.q.dim, self.q.instances)?;
+        gpu.write(self.data_buffer(), 0, &self.q.data)
+    }
+
+    fn init_params(&self, rng: &mut StdRng) -> Result<Vec<f32>> {
+        self.q.init(rng, self.init_std)
+    }
+
+    fn record_loss_grad(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        grad: Batched,
+        loss: &GpuBuffer,
+        loss_off: usize,
+        _batch: BatchRef,
+    ) -> Result<()> {
+        self.gpu_q
+            .record_loss_grad(rec, theta, grad, loss, loss_off)
+    }
+
+    fn reference_loss_grad(
+        &self,
+        n: usize,
+        theta: &[f64],
+        _batch: BatchRef,
+    ) -> Result<(f64, Vec<f64>)> {
+        let (w, y) = self.q.instance(n);
+        let w: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
+        let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
+        Ok(reference::quadratic::loss_grad(self.q.dim, &w, &y, theta))
+    }
+
+    fn export_batch(&self, _batch: BatchRef) -> Result<Vec<NamedTensor>> {
+        let (n, d) = (self.q.instances, self.q.dim);
+        let mut w = Vec::with_capacity(n * d * d);
+        let mut y = Vec::with_capacity(n * d);
+        for i in 0..n {
+            let (wi, yi) = self.q.instance(i);
+            w.extend_from_slice(wi);
+            y.extend_from_slice(yi);
+        }
+        Ok(vec![
+            ("W".into(), vec![n, d, d], w),
+            ("y".into(), vec![n, d], y),
+        ])
+    }
+}

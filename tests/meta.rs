@@ -1,0 +1,276 @@
+//! The GPU meta-gradient (φ̄, θ̄0) against the f64 reference for every optimizer × mode ×
+//! schedule on small quadratic and MLP tasks; schedules against each other; the non-finite guard.
+
+mod common;
+
+use common::{f64s, rng, shared_gpu};
+use metalearn::data::ImageDataset;
+use metalearn::kernels::adam::AdamHyper;
+use metalearn::kernels::lstm::{LstmHyper, PHI_LEN};
+use metalearn::kernels::matmul::Activation;
+use metalearn::meta::{
+    FinalBatch, LossWeights, MetaConfig, MetaGradient, MetaTrainer, NonFinite, Schedule,
+};
+use metalearn::models::MlpSpec;
+use metalearn::optim::{Mode, Optimizer};
+use metalearn::reference::{self, rel_err};
+use metalearn::tasks::{MlpTask, QuadraticTask, Task};
+use metalearn::Result;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const T: usize = 7;
+
+#[derive(Clone, Copy, Debug)]
+enum Family {
+    Quadratic,
+    Mlp,
+}
+
+fn task(family: Family, seed: u64) -> Result<Box<dyn Task>> {
+    let gpu = shared_gpu();
+    let mut r = StdRng::seed_from_u64(seed);
+    Ok(match family {
+        Family::Quadratic => Box::new(QuadraticTask::new(gpu, 3, 2, &mut r)?),
+        Family::Mlp => {
+            let images = |r: &mut StdRng, count: usize| ImageDataset {
+                count,
+                width: 6,
+                height: 1,
+                pixels: (0..count * 6).map(|_| r.random()).collect(),
+                labels: (0..count).map(|_| r.random_range(0..3)).collect(),
+                classes: 3,
+            };
+            let (train, test) = (images(&mut r, 40), images(&mut r, 20));
+            let spec = MlpSpec::new(&[6, 5, 3], Activation::Tanh)?;
+            Box::new(MlpTask::new(gpu, &spec, 2, 4, train, test, r.random())?)
+        }
+    })
+}
+
+fn trainer(
+    family: Family,
+    opt: &Optimizer,
+    mode: Mode,
+    schedule: Schedule,
+    seed: u64,
+) -> Result<MetaTrainer> {
+    let learned = opt.is_learned();
+    let weights: Vec<f32> = (0..=T).map(|t| 0.1 + 0.05 * t as f32).collect();
+    let cfg = MetaConfig {
+        unroll: T,
+        mode,
+        schedule,
+        weights: LossWeights::Given(weights),
+        final_batch: match family {
+            Family::Quadratic => FinalBatch::Train,
+            Family::Mlp => FinalBatch::HeldOut,
+        },
+        learn_optimizer: learned,
+        learn_init: true,
+        seed,
+        ..Default::default()
+    };
+    let mut tr = MetaTrainer::new(shared_gpu().clone(), task(family, seed)?, opt.clone(), cfg)?;
+    if let Optimizer::Lstm(_) = opt {
+        // Larger output weights than the initialisation, so the updates move θ noticeably.
+        let mut phi = tr.phi()?;
+        for v in &mut phi[PHI_LEN - 21..PHI_LEN - 1] {
+            *v *= 20.0;
+        }
+        tr.set_phi(&phi)?;
+    }
+    Ok(tr)
+}
+
+fn optimizers() -> Vec<Optimizer> {
+    vec![
+        Optimizer::Linear,
+        Optimizer::Lstm(LstmHyper::default()),
+        Optimizer::Sgd { lr: 0.05 },
+        Optimizer::Adam(AdamHyper {
+            lr: 0.02,
+            ..Default::default()
+        }),
+    ]
+}
+
+fn check_against_reference(
+    family: Family,
+    opt: &Optimizer,
+    mode: Mode,
+    schedule: Schedule,
+) -> Result<MetaGradient> {
+    let seed = rng(&format!("{family:?} {} {mode:?} {schedule:?}", opt.name())).random();
+    let mut tr = trainer(family, opt, mode, schedule, seed)?;
+    let got = tr.meta_gradient()?;
+    let phi = f64s(&tr.phi()?);
+    let theta0 = f64s(&tr.theta0()?);
+    let n = tr.task().instances();
+    let init: Vec<f64> = (0..n).flat_map(|_| theta0.iter().copied()).collect();
+    let weights = f64s(tr.weights());
+    let task = tr.task();
+    let loss_grad = |i: usize, th: &[f64], b| task.reference_loss_grad(i, th, b);
+    let want = reference::meta::meta_gradient(&reference::meta::Problem {
+        loss_grad: &loss_grad,
+        instances: n,
+        params: task.layout().size(),
+        opt,
+        phi: &phi,
+        init: &init,
+        unroll: T,
+        weights: &weights,
+        final_batch: tr.config().final_batch,
+        mode,
+    })?;
+    let what = format!("{family:?} {} {mode:?} {}", opt.name(), schedule.name());
+    let close = |name: &str, a: &[f32], b: &[f64]| {
+        let e = rel_err(&f64s(a), b);
+        assert!(
+            e <= 1e-4,
+            "{what}: {name} relative error {e:.2e}\n got  {:?}\n want {:?}",
+            &a[..a.len().min(6)],
+            &b[..b.len().min(6)]
+        );
+    };
+    close("meta-loss", &[got.meta_loss], &[want.meta_loss]);
+    close("losses", &got.losses, &want.losses);
+    close("θ̄0 per instance", &got.theta0_per_instance, &want.theta0);
+    let p = task.layout().size();
+    let summed: Vec<f64> = (0..p)
+        .map(|j| (0..n).map(|i| want.theta0[i * p + j]).sum())
+        .collect();
+    close("θ̄0", &got.theta0, &summed);
+    if opt.is_learned() {
+        close("φ̄", &got.phi, &want.phi);
+    }
+    Ok(got)
+}
+
+#[test]
+fn meta_gradient_matches_reference_quadratic() -> Result<()> {
+    for opt in optimizers() {
+        for mode in [Mode::FirstOrder, Mode::Truncated] {
+            for schedule in [Schedule::StoreAll, Schedule::EveryK(3), Schedule::Sqrt] {
+                check_against_reference(Family::Quadratic, &opt, mode, schedule)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn meta_gradient_matches_reference_mlp() -> Result<()> {
+    for opt in optimizers() {
+        for mode in [Mode::FirstOrder, Mode::Truncated] {
+            for schedule in [Schedule::StoreAll, Schedule::EveryK(3), Schedule::Sqrt] {
+                check_against_reference(Family::Mlp, &opt, mode, schedule)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn meta_gradient_smoke() -> Result<()> {
+    check_against_reference(
+        Family::Quadratic,
+        &Optimizer::Lstm(LstmHyper::default()),
+        Mode::Truncated,
+        Schedule::Sqrt,
+    )?;
+    Ok(())
+}
+
+/// Recomputation is bit-identical, so every schedule gives exactly the same meta-gradient.
+#[test]
+fn schedules_agree_bitwise() -> Result<()> {
+    for family in [Family::Quadratic, Family::Mlp] {
+        for opt in [Optimizer::Lstm(LstmHyper::default()), Optimizer::Linear] {
+            let seed = rng("schedules").random();
+            let results: Vec<MetaGradient> = [
+                Schedule::StoreAll,
+                Schedule::EveryK(2),
+                Schedule::EveryK(3),
+                Schedule::Sqrt,
+            ]
+            .into_iter()
+            .map(|s| trainer(family, &opt, Mode::Truncated, s, seed)?.meta_gradient())
+            .collect::<Result<_>>()?;
+            for r in &results[1..] {
+                assert_eq!(r, &results[0], "{family:?} {}", opt.name());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A non-finite meta-loss skips the update and is reported; φ is left as it was.
+#[test]
+fn non_finite_meta_loss_skips_the_update() -> Result<()> {
+    let mut tr = trainer(
+        Family::Quadratic,
+        &Optimizer::Linear,
+        Mode::Truncated,
+        Schedule::StoreAll,
+        5,
+    )?;
+    tr.set_phi(&[f32::NAN, 0.0, 0.0])?;
+    let before = tr.phi()?;
+    let rep = tr.step()?;
+    assert!(
+        matches!(rep.skipped, Some(NonFinite::Both | NonFinite::MetaLoss)),
+        "{rep:?}"
+    );
+    let after = tr.phi()?;
+    assert!(
+        before[0].is_nan() && after[0].is_nan() && after[1] == before[1] && after[2] == before[2]
+    );
+    // A finite φ trains normally again.
+    tr.set_phi(&[-0.01, 0.0, 0.0])?;
+    let rep = tr.step()?;
+    assert_eq!(rep.skipped, None);
+    assert!(rep.meta_loss.is_finite() && rep.grad_norm > 0.0);
+    assert_ne!(tr.phi()?, vec![-0.01, 0.0, 0.0]);
+    Ok(())
+}
+
+/// Reptile: the meta-gradient of θ0 is θ0 − mean_n θ_T.
+#[test]
+fn reptile_gradient_is_the_mean_displacement() -> Result<()> {
+    let cfg = MetaConfig {
+        unroll: 5,
+        mode: Mode::Reptile,
+        learn_optimizer: false,
+        learn_init: true,
+        ..Default::default()
+    };
+    let opt = Optimizer::Sgd { lr: 0.05 };
+    let mut tr = MetaTrainer::new(
+        shared_gpu().clone(),
+        task(Family::Quadratic, 9)?,
+        opt.clone(),
+        cfg,
+    )?;
+    let theta0 = tr.theta0()?;
+    let got = tr.meta_gradient()?;
+    // θ_T by the reference unroll of each instance.
+    let n = tr.task().instances();
+    let mut want = vec![0.0f64; theta0.len()];
+    for i in 0..n {
+        let mut th = f64s(&theta0);
+        for t in 0..5 {
+            let (_, g) =
+                tr.task()
+                    .reference_loss_grad(i, &th, metalearn::tasks::BatchRef::Train(t))?;
+            for (a, b) in th.iter_mut().zip(g) {
+                *a -= 0.05 * b;
+            }
+        }
+        for (j, v) in th.iter().enumerate() {
+            want[j] += (f64::from(theta0[j]) - v) / n as f64;
+        }
+    }
+    assert!(rel_err(&f64s(&got.theta0), &want) < 1e-4);
+    Ok(())
+}
