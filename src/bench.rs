@@ -154,3 +154,62 @@ pub fn default_mlp_cases(quick: bool) -> Vec<MlpCase> {
     }
     v
 }
+
+/// Result of timing meta-training outer steps.
+#[derive(Clone, Debug)]
+pub struct MetaMeasurement {
+    /// Case label.
+    pub label: String,
+    /// Median seconds of one outer step (unroll, meta-backward, meta-update, status readback).
+    pub step_seconds: f64,
+    /// Inner steps × instances per second.
+    pub inner_steps_per_second: f64,
+    /// Bytes the trainer holds.
+    pub memory: crate::meta::MemoryReport,
+}
+
+/// Time outer steps of meta-training the L2L LSTM optimizer on 10-d quadratics: one warm-up
+/// step, then the median of `repeats` steps.
+pub fn measure_meta(
+    gpu: &std::sync::Arc<Gpu>,
+    instances: usize,
+    unroll: usize,
+    schedule: crate::meta::Schedule,
+    repeats: usize,
+) -> Result<MetaMeasurement> {
+    use crate::kernels::lstm::LstmHyper;
+    use crate::meta::{MetaConfig, MetaTrainer};
+    use crate::optim::Optimizer;
+    use crate::tasks::QuadraticTask;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let task = QuadraticTask::new(gpu, 10, instances, &mut rng)?;
+    let cfg = MetaConfig {
+        unroll,
+        schedule,
+        ..Default::default()
+    };
+    let mut tr = MetaTrainer::new(
+        gpu.clone(),
+        Box::new(task),
+        Optimizer::Lstm(LstmHyper::default()),
+        cfg,
+    )?;
+    tr.step()?;
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            tr.step().map(|_| t.elapsed().as_secs_f64())
+        })
+        .collect::<Result<_>>()?;
+    times.sort_by(f64::total_cmp);
+    let step = times[times.len() / 2];
+    Ok(MetaMeasurement {
+        label: format!(
+            "lstm quadratic d=10 T={unroll} N={instances} {}",
+            schedule.name()
+        ),
+        step_seconds: step,
+        inner_steps_per_second: (unroll * instances) as f64 / step,
+        memory: tr.memory(),
+    })
+}

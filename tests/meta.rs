@@ -171,13 +171,21 @@ fn meta_gradient_matches_reference_mlp() -> Result<()> {
     Ok(())
 }
 
+/// The engine end to end with the linear optimizer on both task families (also run on GL in CI;
+/// Mesa's GL compiler takes minutes on the LSTM kernels, so they are tested on Vulkan only).
 #[test]
 fn meta_gradient_smoke() -> Result<()> {
     check_against_reference(
         Family::Quadratic,
-        &Optimizer::Lstm(LstmHyper::default()),
+        &Optimizer::Linear,
         Mode::Truncated,
         Schedule::Sqrt,
+    )?;
+    check_against_reference(
+        Family::Mlp,
+        &Optimizer::Linear,
+        Mode::FirstOrder,
+        Schedule::EveryK(3),
     )?;
     Ok(())
 }
@@ -272,5 +280,160 @@ fn reptile_gradient_is_the_mean_displacement() -> Result<()> {
         }
     }
     assert!(rel_err(&f64s(&got.theta0), &want) < 1e-4);
+    Ok(())
+}
+
+/// The export holds the inputs and results of the outer step, consistent with the trainer's
+/// own meta-gradient; a bad path is an error and leaves nothing behind.
+#[test]
+fn export_writes_a_consistent_safetensors_file() -> Result<()> {
+    let mut tr = trainer(
+        Family::Mlp,
+        &Optimizer::Linear,
+        Mode::Truncated,
+        Schedule::Sqrt,
+        21,
+    )?;
+    let dir = std::env::temp_dir().join(format!("metalearn-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| metalearn::Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let path = dir.join("step.safetensors");
+    let summary = metalearn::meta::export_outer_step(&mut tr, &path)?;
+    let bytes = std::fs::read(&path).map_err(|source| metalearn::Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| metalearn::Error::invalid(e.to_string()))?;
+    let f32s = |name: &str| -> Vec<f32> {
+        let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        bytemuck::pod_collect_to_vec(t.data())
+    };
+    let mg = tr.meta_gradient()?;
+    assert_eq!(f32s("meta_loss"), vec![summary.meta_loss]);
+    assert_eq!(f32s("meta_loss"), vec![mg.meta_loss]);
+    assert_eq!(f32s("grad.phi"), mg.phi);
+    assert_eq!(f32s("losses"), mg.losses);
+    assert_eq!(
+        st.tensor("batch.0.x").map(|t| t.shape().to_vec()).ok(),
+        Some(vec![2, 4, 6])
+    );
+    assert!(st.tensor(&format!("batch.{T}.labels")).is_ok());
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| metalearn::Error::invalid(e.to_string()))?;
+    let md = meta.metadata().clone().unwrap_or_default();
+    assert_eq!(
+        md.get("format").map(String::as_str),
+        Some("metalearn-export-1")
+    );
+    assert_eq!(md.get("optimizer").map(String::as_str), Some("linear"));
+    assert_eq!(md.get("unroll"), Some(&T.to_string()));
+    // Into a directory that does not exist: an error naming the path, no file created.
+    let bad = dir.join("missing").join("x.safetensors");
+    let err = metalearn::meta::export_outer_step(&mut tr, &bad)
+        .err()
+        .map(|e| e.to_string());
+    assert!(err.is_some_and(|m| m.contains("missing")));
+    assert!(!bad.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The async entry point does exactly what the blocking one does (same seed, same φ after
+/// two outer steps, bit for bit), and episodes carry the state across unrolls.
+#[test]
+fn async_and_blocking_steps_agree() -> Result<()> {
+    let cfg = MetaConfig {
+        unroll: 4,
+        episode: 8,
+        seed: 3,
+        ..Default::default()
+    };
+    let opt = Optimizer::Lstm(LstmHyper::default());
+    let mut a = MetaTrainer::new(
+        shared_gpu().clone(),
+        task(Family::Quadratic, 3)?,
+        opt.clone(),
+        cfg.clone(),
+    )?;
+    let mut b = MetaTrainer::new(shared_gpu().clone(), task(Family::Quadratic, 3)?, opt, cfg)?;
+    let r1 = a.step()?;
+    let first_unroll = a.last_losses()?;
+    assert_eq!(a.episode_offset(), 4);
+    let r2 = a.step()?;
+    let second_unroll = a.last_losses()?;
+    assert_eq!(a.episode_offset(), 0);
+    let rb = [
+        pollster::block_on(b.step_async())?,
+        pollster::block_on(b.step_async())?,
+    ];
+    assert_eq!([r1, r2], rb);
+    assert_eq!(a.phi()?, b.phi()?);
+    // The second unroll continued the episode: its first losses are the first unroll's last.
+    let n = a.task().instances();
+    assert_eq!(second_unroll[..n], first_unroll[4 * n..5 * n]);
+    Ok(())
+}
+
+#[test]
+fn inconsistent_configurations_are_refused() -> Result<()> {
+    let sgd = Optimizer::Sgd { lr: 0.1 };
+    let base = MetaConfig {
+        unroll: 4,
+        ..Default::default()
+    };
+    let err = |cfg: MetaConfig, opt: &Optimizer| {
+        MetaTrainer::new(
+            shared_gpu().clone(),
+            task(Family::Quadratic, 1).expect("task"),
+            opt.clone(),
+            cfg,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    assert!(err(
+        MetaConfig {
+            learn_init: false,
+            ..base.clone()
+        },
+        &sgd
+    )
+    .contains("nothing to meta-learn"));
+    assert!(err(
+        MetaConfig {
+            unroll: 0,
+            ..base.clone()
+        },
+        &Optimizer::Linear
+    )
+    .contains("at least 1"));
+    assert!(err(
+        MetaConfig {
+            episode: 6,
+            ..base.clone()
+        },
+        &Optimizer::Linear
+    )
+    .contains("multiple"));
+    assert!(err(
+        MetaConfig {
+            weights: LossWeights::Given(vec![1.0; 3]),
+            ..base.clone()
+        },
+        &Optimizer::Linear
+    )
+    .contains("T + 1"));
+    assert!(err(
+        MetaConfig {
+            mode: Mode::Reptile,
+            ..base
+        },
+        &Optimizer::Linear
+    )
+    .contains("Reptile"));
     Ok(())
 }

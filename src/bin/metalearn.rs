@@ -5,15 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use metalearn::bench::{default_mlp_cases, MlpWorkload};
-use metalearn::demo::{self, DemoConfig};
+use metalearn::bench::{default_mlp_cases, measure_meta, MlpWorkload};
+use metalearn::demo::{self, l2l_quadratics, DemoConfig, L2lConfig};
 use metalearn::gpu::{parse_backends, Gpu, GpuOptions};
+use metalearn::meta::Schedule;
 use metalearn::{Error, Result};
+use std::sync::Arc;
 
 /// Meta-train learned optimizers and learned initialisations on any GPU (wgpu).
 ///
-/// Without a command: train batches of quadratic and MLP instances with SGD on the GPU and print
-/// their loss curves.
+/// Without a command: meta-train the L2L coordinatewise LSTM optimizer on 10-d quadratics and
+/// compare it with SGD and Adam (each at its best learning rate) on held-out quadratics.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -33,8 +35,56 @@ struct Cli {
 enum Command {
     /// Print the chosen adapter, its backend, limits and features.
     Info,
-    /// Train quadratics and MLPs with SGD on the GPU (the default job).
-    Demo {
+    /// Meta-train the L2L LSTM optimizer on quadratics; compare with tuned SGD and Adam (the
+    /// default job).
+    L2l {
+        /// Outer steps (unrolls of T = 20 steps; episodes of 100 steps). Default: 1000, or 150
+        /// on a software adapter.
+        #[arg(long)]
+        outer_steps: Option<usize>,
+        /// Quadratic instances per outer step. Default: 128, or 8 on a software adapter.
+        #[arg(long)]
+        instances: Option<usize>,
+        /// Meta-optimizer (Adam) learning rate.
+        #[arg(long, default_value_t = 1e-2)]
+        meta_lr: f32,
+        /// Held-out instances of the comparison.
+        #[arg(long)]
+        eval_instances: Option<usize>,
+        /// Seed of all random draws.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write one outer step (inputs, losses, meta-loss, meta-gradients) to a safetensors file
+    /// for an independent check (see docs/export.md).
+    Export {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Task family: quadratic or mlp (a small MLP on synthetic images).
+        #[arg(long, default_value = "quadratic")]
+        task: String,
+        /// Inner optimizer: lstm, linear, sgd or adam.
+        #[arg(long, default_value = "lstm")]
+        optimizer: String,
+        /// Meta-gradient mode: truncated or first-order.
+        #[arg(long, default_value = "truncated")]
+        mode: String,
+        /// Unroll length T.
+        #[arg(long, default_value_t = 7)]
+        unroll: usize,
+        /// Instances N.
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        /// Also learn (and differentiate) the initialisation.
+        #[arg(long)]
+        learn_init: bool,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Train quadratics and MLPs with plain SGD on the GPU.
+    Sgd {
         /// Directory holding Fashion-MNIST or MNIST IDX files (plain or .gz).
         #[arg(long, default_value = metalearn::data::DEFAULT_FASHION_MNIST_DIR)]
         data_dir: String,
@@ -48,7 +98,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Time MLP forward + backward passes at several sizes and instance counts.
+    /// Time MLP forward + backward passes and meta-training outer steps at several sizes and
+    /// instance counts; report the memory each checkpoint schedule holds.
     Bench {
         /// Fewer, smaller cases.
         #[arg(long)]
@@ -75,7 +126,7 @@ fn open_gpu(cli: &Cli) -> Result<Gpu> {
 }
 
 fn bench(
-    gpu: &Gpu,
+    gpu: &Arc<Gpu>,
     quick: bool,
     steps: usize,
     repeats: usize,
@@ -112,6 +163,44 @@ fn bench(
             m.label, m.steps, m.step_seconds, m.instance_steps_per_second, m.gflops
         ));
     }
+    println!(
+        "\nmeta-training outer steps (LSTM optimizer, truncated, T = 20; median of {repeats}; inner steps × instances per second)"
+    );
+    println!(
+        "{:<44} {:>12} {:>18} {:>16}",
+        "case", "ms/outer", "steps×inst/s", "held MiB"
+    );
+    let counts: &[usize] = if quick { &[1, 16] } else { &[1, 64, 1024] };
+    let schedules = [Schedule::StoreAll, Schedule::EveryK(4), Schedule::Sqrt];
+    let mut cases: Vec<(usize, Schedule)> =
+        counts.iter().map(|&n| (n, Schedule::StoreAll)).collect();
+    cases.extend(
+        schedules[1..]
+            .iter()
+            .map(|&s| (*counts.last().unwrap_or(&1), s)),
+    );
+    for (n, schedule) in cases {
+        let m = match measure_meta(gpu, n, 20, schedule, repeats) {
+            Ok(m) => m,
+            Err(e @ Error::LimitExceeded { .. }) => {
+                println!("N={n} {}: skipped: {e}", schedule.name());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let held = (m.memory.checkpoints + m.memory.working) as f64 / (1 << 20) as f64;
+        println!(
+            "{:<44} {:>12.3} {:>18.0} {:>16.2}",
+            m.label,
+            m.step_seconds * 1e3,
+            m.inner_steps_per_second,
+            held
+        );
+        rows.push(format!(
+            "    {{\"case\": \"{}\", \"step_seconds\": {:e}, \"inner_steps_x_instances_per_second\": {:.3}, \"checkpoint_bytes\": {}, \"slots\": {}, \"working_bytes\": {}}}",
+            m.label, m.step_seconds, m.inner_steps_per_second, m.memory.checkpoints, m.memory.slots, m.memory.working
+        ));
+    }
     if let Some(path) = json {
         let doc = format!(
             "{{\n  \"adapter\": \"{}\",\n  \"backend\": \"{:?}\",\n  \"workload\": \"mlp_fwd_bwd\",\n  \"results\": [\n{}\n  ]\n}}\n",
@@ -124,8 +213,115 @@ fn bench(
     Ok(())
 }
 
+fn l2l(gpu: Arc<Gpu>, cfg: &L2lConfig) -> Result<()> {
+    let info = &gpu.props().info;
+    println!(
+        "metalearn on {} ({:?})\nmeta-training the L2L LSTM optimizer on {}-d quadratics: {} instances, unroll {}, episodes of {} steps, {} outer steps",
+        info.name, info.backend, cfg.dim, cfg.instances, cfg.unroll, cfg.episode, cfg.outer_steps
+    );
+    let r = l2l_quadratics(&gpu, cfg)?;
+    let k = r.meta_losses.len();
+    let every = (k / 10).max(1);
+    for i in (0..k).step_by(every) {
+        let w = &r.meta_losses[i..(i + every).min(k)];
+        println!(
+            "  outer steps {i:>5}..{:<5} mean meta-loss {:.4}",
+            i + w.len(),
+            w.iter().sum::<f32>() / w.len() as f32
+        );
+    }
+    println!(
+        "meta-training: {:.1} s, {:.0} inner steps × instances per second, {} skipped updates",
+        r.train_seconds, r.throughput, r.skipped
+    );
+    println!(
+        "\nheld-out quadratics ({} instances), mean loss after t inner steps:",
+        cfg.eval_instances
+    );
+    let marks: Vec<usize> = [0usize, 10, 20, 50, 100, 200]
+        .into_iter()
+        .filter(|&m| m <= cfg.eval_steps)
+        .collect();
+    print!("  {:<26}", "optimizer");
+    for m in &marks {
+        print!(" {:>10}", format!("t={m}"));
+    }
+    println!();
+    for (name, c) in &r.curves {
+        print!("  {name:<26}");
+        for &m in &marks {
+            print!(" {:>10.4}", c[m]);
+        }
+        println!();
+    }
+    Ok(())
+}
+
+fn export(gpu: Arc<Gpu>, a: ExportArgs) -> Result<()> {
+    use metalearn::meta::{export_outer_step, MetaConfig, MetaTrainer};
+    use metalearn::optim::{Mode, Optimizer};
+    use metalearn::tasks::{MlpTask, QuadraticTask, Task};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
+    let task: Box<dyn Task> = match a.task.as_str() {
+        "quadratic" => Box::new(QuadraticTask::new(&gpu, 4, a.instances, &mut rng)?),
+        "mlp" => {
+            let (train, test) = demo::synthetic_images(a.seed, 200, 100);
+            let (train, test) = (train.downsample(4)?, test.downsample(4)?);
+            let spec = metalearn::models::MlpSpec::new(
+                &[16, 8, 10],
+                metalearn::kernels::matmul::Activation::Sigmoid,
+            )?;
+            Box::new(MlpTask::new(
+                &gpu,
+                &spec,
+                a.instances,
+                8,
+                train,
+                test,
+                rng.random(),
+            )?)
+        }
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown task '{other}'; use quadratic or mlp"
+            )))
+        }
+    };
+    let opt = Optimizer::parse(&a.optimizer)?;
+    let cfg = MetaConfig {
+        unroll: a.unroll,
+        mode: Mode::parse(&a.mode)?,
+        learn_init: a.learn_init || !opt.is_learned(),
+        learn_optimizer: opt.is_learned(),
+        seed: a.seed,
+        ..Default::default()
+    };
+    let mut tr = MetaTrainer::new(gpu, task, opt, cfg)?;
+    let s = export_outer_step(&mut tr, &a.out)?;
+    println!(
+        "wrote {} ({} tensors, {} bytes): meta-loss {:.6}",
+        a.out.display(),
+        s.tensors,
+        s.bytes,
+        s.meta_loss
+    );
+    Ok(())
+}
+
+struct ExportArgs {
+    out: PathBuf,
+    task: String,
+    optimizer: String,
+    mode: String,
+    unroll: usize,
+    instances: usize,
+    learn_init: bool,
+    seed: u64,
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let gpu = open_gpu(&cli)?;
+    let gpu = Arc::new(open_gpu(&cli)?);
     match cli.command {
         Some(Command::Info) => {
             print!("{}", gpu.props().describe());
@@ -137,7 +333,7 @@ fn run(cli: Cli) -> Result<()> {
             repeats,
             json,
         }) => bench(&gpu, quick, steps, repeats, json),
-        Some(Command::Demo {
+        Some(Command::Sgd {
             data_dir,
             mlp_instances,
             mlp_steps,
@@ -153,11 +349,47 @@ fn run(cli: Cli) -> Result<()> {
             };
             demo::run(&gpu, &cfg, &mut std::io::stdout().lock())
         }
-        None => demo::run(
-            &gpu,
-            &DemoConfig::for_gpu(&gpu),
-            &mut std::io::stdout().lock(),
+        Some(Command::L2l {
+            outer_steps,
+            instances,
+            meta_lr,
+            eval_instances,
+            seed,
+        }) => {
+            let d = L2lConfig::for_gpu(&gpu);
+            let cfg = L2lConfig {
+                outer_steps: outer_steps.unwrap_or(d.outer_steps),
+                instances: instances.unwrap_or(d.instances),
+                eval_instances: eval_instances.unwrap_or(d.eval_instances),
+                meta_lr,
+                seed,
+                ..d
+            };
+            l2l(gpu, &cfg)
+        }
+        Some(Command::Export {
+            out,
+            task,
+            optimizer,
+            mode,
+            unroll,
+            instances,
+            learn_init,
+            seed,
+        }) => export(
+            gpu,
+            ExportArgs {
+                out,
+                task,
+                optimizer,
+                mode,
+                unroll,
+                instances,
+                learn_init,
+                seed,
+            },
         ),
+        None => l2l(gpu.clone(), &L2lConfig::for_gpu(&gpu)),
     }
 }
 

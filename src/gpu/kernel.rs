@@ -119,6 +119,8 @@ pub const PARAMS_SLOT: u64 = 256;
 pub(crate) struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout0: wgpu::BindGroupLayout,
+    /// Entry point name (for profiles).
+    pub entry: &'static str,
     /// Unique id, used to key bind-group caches.
     pub id: u64,
 }
@@ -237,7 +239,8 @@ impl Gpu {
             entry_point: Some(kernel.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants,
-                ..Default::default()
+                // Every kernel writes its workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
             },
             cache: None,
         });
@@ -253,6 +256,7 @@ impl Gpu {
         let p = Arc::new(Pipeline {
             pipeline,
             layout0,
+            entry: kernel.entry,
             id: self.next_id(),
         });
         self.pipelines

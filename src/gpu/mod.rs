@@ -11,4 +11,4 @@ pub use context::{
     adapter_rank, parse_backends, DeviceProps, Gpu, GpuOptions, ENV_ADAPTER_NAME, ENV_BACKEND,
 };
 pub use kernel::{Access, Kernel, Shader};
-pub use recorder::{split_grid, Recorder};
+pub use recorder::{profile_report, split_grid, Recorder, ENV_PROFILE};

@@ -6,7 +6,8 @@
 //! dispatch opens another.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use bytemuck::Pod;
 
@@ -28,6 +29,34 @@ enum Op {
         dst_offset: u64,
         bytes: u64,
     },
+}
+
+/// Environment variable that turns on per-kernel profiling: every dispatch is submitted and
+/// waited for on its own, and its wall time added to [`profile_report`]. For diagnosis only: it
+/// serialises the device.
+pub const ENV_PROFILE: &str = "METALEARN_PROFILE";
+
+type ProfileTable = Mutex<HashMap<&'static str, (u64, f64)>>;
+
+fn profile_table() -> &'static ProfileTable {
+    static T: OnceLock<ProfileTable> = OnceLock::new();
+    T.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn profiling() -> bool {
+    static P: OnceLock<bool> = OnceLock::new();
+    *P.get_or_init(|| std::env::var(ENV_PROFILE).is_ok_and(|v| !v.is_empty() && v != "0"))
+}
+
+/// Per-kernel wall time collected under `METALEARN_PROFILE=1`: (entry point, dispatches,
+/// seconds), most expensive first.
+pub fn profile_report() -> Vec<(&'static str, u64, f64)> {
+    let mut v: Vec<_> = profile_table()
+        .lock()
+        .map(|t| t.iter().map(|(k, (n, s))| (*k, *n, *s)).collect())
+        .unwrap_or_default();
+    v.sort_by(|a, b| b.2.total_cmp(&a.2));
+    v
 }
 
 /// Split `workgroups` over x and y so that neither exceeds `max_per_dim`.
@@ -226,6 +255,50 @@ impl<'g> Recorder<'g> {
             })),
             None => None,
         };
+        if profiling() {
+            for op in &self.ops {
+                let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("metalearn profiled op"),
+                });
+                let name = match op {
+                    Op::Copy {
+                        src,
+                        src_offset,
+                        dst,
+                        dst_offset,
+                        bytes,
+                    } => {
+                        enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *bytes);
+                        "copy"
+                    }
+                    Op::Dispatch {
+                        pipeline,
+                        bind_group,
+                        params_offset,
+                        grid,
+                    } => {
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("metalearn profiled pass"),
+                            timestamp_writes: None,
+                        });
+                        pass.set_pipeline(&pipeline.pipeline);
+                        pass.set_bind_group(0, &self.bind_groups[*bind_group], &[]);
+                        pass.set_bind_group(1, params_bg.as_ref(), &[*params_offset]);
+                        pass.dispatch_workgroups(grid[0], grid[1], 1);
+                        pipeline.entry
+                    }
+                };
+                let t = Instant::now();
+                gpu.queue.submit([enc.finish()]);
+                gpu.wait()?;
+                if let Ok(mut tab) = profile_table().lock() {
+                    let e = tab.entry(name).or_insert((0, 0.0));
+                    e.0 += 1;
+                    e.1 += t.elapsed().as_secs_f64();
+                }
+            }
+            return gpu.check_errors();
+        }
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("metalearn recording"),
         });

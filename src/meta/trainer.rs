@@ -64,6 +64,11 @@ pub enum FinalBatch {
 pub struct MetaConfig {
     /// Inner steps T per unroll.
     pub unroll: usize,
+    /// Inner steps per episode, a multiple of `unroll` (0: one unroll per episode). An episode
+    /// of L steps is trained as L/T truncated unrolls: θ and the optimizer state carry from one
+    /// unroll to the next, φ is updated after each, and instances are resampled when a new
+    /// episode starts (L2L's scheme).
+    pub episode: usize,
     /// Gradient paths of the meta-backward.
     pub mode: Mode,
     /// Checkpointing schedule.
@@ -86,6 +91,7 @@ impl Default for MetaConfig {
     fn default() -> Self {
         Self {
             unroll: 20,
+            episode: 0,
             mode: Mode::Truncated,
             schedule: Schedule::StoreAll,
             weights: LossWeights::Uniform,
@@ -173,6 +179,8 @@ pub struct MetaTrainer {
     moments: GpuBuffer,
     status: GpuBuffer,
     init: GpuBuffer,
+    carry: Option<GpuBuffer>,
+    offset: usize,
     step: usize,
     rng: StdRng,
 }
@@ -201,6 +209,17 @@ impl MetaTrainer {
         if cfg.mode == Mode::Reptile && (!cfg.learn_init || learns_phi) {
             return Err(Error::invalid(
                 "Reptile learns the initialisation only: enable learn_init and use a hand-designed optimizer (sgd, adam) or disable learn_optimizer",
+            ));
+        }
+        if cfg.episode != 0 && (cfg.episode < t || cfg.episode % t != 0) {
+            return Err(Error::invalid(format!(
+                "the episode length {} must be a multiple of the unroll length {t}",
+                cfg.episode
+            )));
+        }
+        if cfg.episode > t && cfg.mode == Mode::Reptile {
+            return Err(Error::invalid(
+                "Reptile runs whole episodes: leave episode at 0",
             ));
         }
         let weights = cfg.weights.resolve(t)?;
@@ -233,6 +252,12 @@ impl MetaTrainer {
             moments: gpu.buffer("meta-optimizer moments", 2 * (phi_len + p))?,
             status: gpu.buffer("status", status::LEN)?,
             init: gpu.buffer_from("instance initialisations", &init_theta)?,
+            carry: if cfg.episode > t {
+                Some(gpu.buffer("carried state", slot_len)?)
+            } else {
+                None
+            },
+            offset: 0,
             meta_params: gpu.buffer_from("meta-parameters", &meta0)?,
             slots,
             gpu,
@@ -385,19 +410,28 @@ impl MetaTrainer {
         let s = self.opt.state_len();
         let phi = (&self.meta_params, 0);
         let inv_n = 1.0 / n as f32;
-        // State 0: θ0 broadcast to every instance (learned) or the instances' own draws.
-        if self.cfg.learn_init {
-            vec::broadcast(rec, &self.meta_params, phi_len, &self.slots[0], 0, p, p, n)?;
-        } else {
-            rec.copy(&self.init, 0, &self.slots[0], 0, c)?;
-        }
-        if s > 0 {
-            vec::fill(rec, &self.slots[0], c, c * s, 0.0)?;
+        let off = self.offset;
+        let at = |step: usize| BatchRef::Train((off + step) as u32);
+        let episode_start = off == 0;
+        // State 0: θ0 broadcast to every instance (learned) or the instances' own draws; or,
+        // inside an episode, the state the previous unroll ended in.
+        match (&self.carry, episode_start) {
+            (Some(carry), false) => rec.copy(carry, 0, &self.slots[0], 0, carry.len())?,
+            _ => {
+                if self.cfg.learn_init {
+                    vec::broadcast(rec, &self.meta_params, phi_len, &self.slots[0], 0, p, p, n)?;
+                } else {
+                    rec.copy(&self.init, 0, &self.slots[0], 0, c)?;
+                }
+                if s > 0 {
+                    vec::fill(rec, &self.slots[0], c, c * s, 0.0)?;
+                }
+            }
         }
         let grad = Batched::dense(&self.g, p);
         let final_batch = match self.cfg.final_batch {
-            FinalBatch::Train => BatchRef::Train(t as u32),
-            FinalBatch::HeldOut => BatchRef::HeldOut(t as u32),
+            FinalBatch::Train => at(t),
+            FinalBatch::HeldOut => BatchRef::HeldOut((off + t) as u32),
         };
         let mut first_reverse = true;
         for a in &self.plan.actions {
@@ -430,6 +464,9 @@ impl MetaTrainer {
                         t * n,
                         final_batch,
                     )?;
+                    if let Some(carry) = &self.carry {
+                        rec.copy(&self.slots[slot], 0, carry, 0, carry.len())?;
+                    }
                     if self.cfg.mode == Mode::Reptile {
                         continue;
                     }
@@ -446,7 +483,7 @@ impl MetaTrainer {
                         grad,
                         &self.losses,
                         step * n,
-                        BatchRef::Train(step as u32),
+                        at(step),
                     )?;
                     self.opt.record_vjp(
                         rec,
@@ -498,8 +535,9 @@ impl MetaTrainer {
                 vec::fill(rec, &self.meta_grad, 0, phi_len, 0.0)?;
             }
         }
-        // θ̄0 = Σ_n θ̄_0^(n) (Reptile: θ0 − mean_n θ_T^(n)).
-        if self.cfg.learn_init {
+        // θ̄0 = Σ_n θ̄_0^(n) (Reptile: θ0 − mean_n θ_T^(n)); only an episode's first unroll
+        // starts from θ0.
+        if self.cfg.learn_init && episode_start {
             let (src, alpha) = if self.cfg.mode == Mode::Reptile {
                 (&self.slots[reptile_last_slot(t)], -inv_n)
             } else {
@@ -569,7 +607,9 @@ impl MetaTrainer {
     }
 
     fn record_outer_step(&mut self) -> Result<Recorder<'_>> {
-        self.resample()?;
+        if self.offset == 0 {
+            self.resample()?;
+        }
         self.step += 1;
         let mut rec = Recorder::new(&self.gpu);
         self.record_meta_gradient(&mut rec)?;
@@ -603,14 +643,33 @@ impl MetaTrainer {
 
     /// One outer step on freshly sampled instances, blocking until its status is read back.
     pub fn step(&mut self) -> Result<StepReport> {
-        pollster::block_on(self.step_async())
+        self.submit_outer_step()?;
+        let st: Vec<f32> = self.gpu.read(&self.status)?;
+        Ok(self.report(&st))
     }
 
-    /// One outer step; the returned future resolves when its status has been read back.
+    /// One outer step; the returned future resolves when its status has been read back (the
+    /// future polls the device without blocking the executor).
     pub async fn step_async(&mut self) -> Result<StepReport> {
-        self.record_outer_step()?.submit()?;
+        self.submit_outer_step()?;
         let st: Vec<f32> = self.gpu.read_async(&self.status, 0, status::LEN).await?;
         Ok(self.report(&st))
+    }
+
+    fn submit_outer_step(&mut self) -> Result<()> {
+        self.record_outer_step()?.submit()?;
+        let t = self.cfg.unroll;
+        self.offset = if self.carry.is_some() && self.offset + t < self.cfg.episode {
+            self.offset + t
+        } else {
+            0
+        };
+        Ok(())
+    }
+
+    /// Inner steps already taken in the current episode (where the next unroll starts).
+    pub fn episode_offset(&self) -> usize {
+        self.offset
     }
 
     /// The meta-gradient at the current φ and θ0 on the current instances (no resampling, no

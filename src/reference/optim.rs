@@ -24,6 +24,9 @@
 //! Step: (h1', c1') = Cell(x, h1, c1; Wx1, Wh1, b1); (h2', c2') = Cell(h1', h2, c2; Wx2, Wh2, b2);
 //! u = out_scale · (wo·h2' + bo).
 //!
+//! Init ([`lstm_init_phi`]): Wx1, Wh1, Wx2, Wh2 ~ U(−1/√H, 1/√H); b1, b2 = 0 except their
+//! forget-gate blocks = 1; wo ~ 0.1·U(−1/√H, 1/√H); bo = 0.
+//!
 //! VJP conventions: the derivative of clamp(r, −1, 1) is dr/dg when −1 < r < 1 and 0 otherwise;
 //! d|g|/dg = sign(g), with 0 at g = 0.
 //!

@@ -186,4 +186,29 @@ impl Task for MlpTask {
             ("labels".into(), vec![n, self.batch], ys),
         ])
     }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        let w: Vec<String> = self.spec.widths.iter().map(|w| w.to_string()).collect();
+        let tied: Vec<String> = self
+            .spec
+            .tied
+            .iter()
+            .map(|(l, s)| format!("[{l},{s}]"))
+            .collect();
+        vec![
+            ("task".into(), "mlp".into()),
+            ("task.widths".into(), format!("[{}]", w.join(","))),
+            (
+                "task.activation".into(),
+                format!("{:?}", self.spec.activation).to_lowercase(),
+            ),
+            ("task.batch".into(), self.batch.to_string()),
+            ("task.tied".into(), format!("[{}]", tied.join(","))),
+            (
+                "task.loss".into(),
+                "mean softmax cross-entropy over the batch; layer l: Z = H W + b, W [in,out]"
+                    .into(),
+            ),
+        ]
+    }
 }

@@ -66,4 +66,12 @@ pub trait Task: Send + Sync {
 
     /// The data instance inputs at `batch`, for export (all instances).
     fn export_batch(&self, batch: BatchRef) -> Result<Vec<NamedTensor>>;
+
+    /// True when different steps see different data (false: every step sees the same function).
+    fn batched(&self) -> bool {
+        true
+    }
+
+    /// Description of the task for exported files: key/value pairs.
+    fn describe(&self) -> Vec<(String, String)>;
 }

@@ -104,4 +104,19 @@ impl Task for QuadraticTask {
             ("y".into(), vec![n, d], y),
         ])
     }
+
+    fn batched(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        vec![
+            ("task".into(), "quadratic".into()),
+            ("task.dim".into(), self.q.dim.to_string()),
+            (
+                "task.loss".into(),
+                "sum_i (W theta - y)_i^2 per instance; W [N,d,d] row-major, y [N,d]".into(),
+            ),
+        ]
+    }
 }
