@@ -355,10 +355,7 @@ pub fn l2l_quadratics(gpu: &std::sync::Arc<Gpu>, cfg: &L2lConfig) -> Result<L2lR
     let mcfg = MetaConfig {
         unroll: cfg.unroll,
         episode: cfg.episode,
-        meta_opt: crate::kernels::meta::MetaAdam {
-            lr: cfg.meta_lr,
-            ..Default::default()
-        },
+        meta_opt: crate::kernels::meta::MetaAdam::with_lr(cfg.meta_lr),
         seed: cfg.seed,
         ..Default::default()
     };

@@ -57,32 +57,7 @@ enum Command {
     },
     /// Write one outer step (inputs, losses, meta-loss, meta-gradients) to a safetensors file
     /// for an independent check (see docs/export.md).
-    Export {
-        /// Output file.
-        #[arg(long)]
-        out: PathBuf,
-        /// Task family: quadratic or mlp (a small MLP on synthetic images).
-        #[arg(long, default_value = "quadratic")]
-        task: String,
-        /// Inner optimizer: lstm, linear, sgd or adam.
-        #[arg(long, default_value = "lstm")]
-        optimizer: String,
-        /// Meta-gradient mode: truncated or first-order.
-        #[arg(long, default_value = "truncated")]
-        mode: String,
-        /// Unroll length T.
-        #[arg(long, default_value_t = 7)]
-        unroll: usize,
-        /// Instances N.
-        #[arg(long, default_value_t = 3)]
-        instances: usize,
-        /// Also learn (and differentiate) the initialisation.
-        #[arg(long)]
-        learn_init: bool,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
+    Export(ExportArgs),
     /// Train quadratics and MLPs with plain SGD on the GPU.
     Sgd {
         /// Directory holding Fashion-MNIST or MNIST IDX files (plain or .gz).
@@ -309,14 +284,32 @@ fn export(gpu: Arc<Gpu>, a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Options of `metalearn export`.
+#[derive(clap::Args, Debug)]
 struct ExportArgs {
+    /// Output file.
+    #[arg(long)]
     out: PathBuf,
+    /// Task family: quadratic or mlp (a small MLP on synthetic images).
+    #[arg(long, default_value = "quadratic")]
     task: String,
+    /// Inner optimizer: lstm, linear, sgd or adam.
+    #[arg(long, default_value = "lstm")]
     optimizer: String,
+    /// Meta-gradient mode: truncated or first-order.
+    #[arg(long, default_value = "truncated")]
     mode: String,
+    /// Unroll length T.
+    #[arg(long, default_value_t = 7)]
     unroll: usize,
+    /// Instances N.
+    #[arg(long, default_value_t = 3)]
     instances: usize,
+    /// Also learn (and differentiate) the initialisation.
+    #[arg(long)]
     learn_init: bool,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
     seed: u64,
 }
 
@@ -367,28 +360,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             l2l(gpu, &cfg)
         }
-        Some(Command::Export {
-            out,
-            task,
-            optimizer,
-            mode,
-            unroll,
-            instances,
-            learn_init,
-            seed,
-        }) => export(
-            gpu,
-            ExportArgs {
-                out,
-                task,
-                optimizer,
-                mode,
-                unroll,
-                instances,
-                learn_init,
-                seed,
-            },
-        ),
+        Some(Command::Export(a)) => export(gpu, a),
         None => l2l(gpu.clone(), &L2lConfig::for_gpu(&gpu)),
     }
 }

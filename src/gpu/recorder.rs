@@ -224,6 +224,49 @@ impl<'g> Recorder<'g> {
         Ok(())
     }
 
+    /// Encode `ops`: copies as they come, each run of consecutive dispatches in one compute pass.
+    fn encode(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        ops: &[Op],
+        params_bg: Option<&wgpu::BindGroup>,
+    ) {
+        let mut i = 0;
+        while i < ops.len() {
+            match &ops[i] {
+                Op::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    bytes,
+                } => {
+                    enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *bytes);
+                    i += 1;
+                }
+                Op::Dispatch { .. } => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("metalearn pass"),
+                        timestamp_writes: None,
+                    });
+                    while let Some(Op::Dispatch {
+                        pipeline,
+                        bind_group,
+                        params_offset,
+                        grid,
+                    }) = ops.get(i)
+                    {
+                        pass.set_pipeline(&pipeline.pipeline);
+                        pass.set_bind_group(0, &self.bind_groups[*bind_group], &[]);
+                        pass.set_bind_group(1, params_bg, &[*params_offset]);
+                        pass.dispatch_workgroups(grid[0], grid[1], 1);
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+
     /// Encode everything recorded and submit it. Does not wait.
     pub fn submit(self) -> Result<()> {
         let gpu = self.gpu;
@@ -256,37 +299,14 @@ impl<'g> Recorder<'g> {
             None => None,
         };
         if profiling() {
-            for op in &self.ops {
+            for i in 0..self.ops.len() {
                 let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("metalearn profiled op"),
                 });
-                let name = match op {
-                    Op::Copy {
-                        src,
-                        src_offset,
-                        dst,
-                        dst_offset,
-                        bytes,
-                    } => {
-                        enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *bytes);
-                        "copy"
-                    }
-                    Op::Dispatch {
-                        pipeline,
-                        bind_group,
-                        params_offset,
-                        grid,
-                    } => {
-                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some("metalearn profiled pass"),
-                            timestamp_writes: None,
-                        });
-                        pass.set_pipeline(&pipeline.pipeline);
-                        pass.set_bind_group(0, &self.bind_groups[*bind_group], &[]);
-                        pass.set_bind_group(1, params_bg.as_ref(), &[*params_offset]);
-                        pass.dispatch_workgroups(grid[0], grid[1], 1);
-                        pipeline.entry
-                    }
+                self.encode(&mut enc, &self.ops[i..=i], params_bg.as_ref());
+                let name = match &self.ops[i] {
+                    Op::Copy { .. } => "copy",
+                    Op::Dispatch { pipeline, .. } => pipeline.entry,
                 };
                 let t = Instant::now();
                 gpu.queue.submit([enc.finish()]);
@@ -302,40 +322,7 @@ impl<'g> Recorder<'g> {
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("metalearn recording"),
         });
-        let mut i = 0;
-        while i < self.ops.len() {
-            match &self.ops[i] {
-                Op::Copy {
-                    src,
-                    src_offset,
-                    dst,
-                    dst_offset,
-                    bytes,
-                } => {
-                    enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *bytes);
-                    i += 1;
-                }
-                Op::Dispatch { .. } => {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("metalearn pass"),
-                        timestamp_writes: None,
-                    });
-                    while let Some(Op::Dispatch {
-                        pipeline,
-                        bind_group,
-                        params_offset,
-                        grid,
-                    }) = self.ops.get(i)
-                    {
-                        pass.set_pipeline(&pipeline.pipeline);
-                        pass.set_bind_group(0, &self.bind_groups[*bind_group], &[]);
-                        pass.set_bind_group(1, params_bg.as_ref(), &[*params_offset]);
-                        pass.dispatch_workgroups(grid[0], grid[1], 1);
-                        i += 1;
-                    }
-                }
-            }
-        }
+        self.encode(&mut enc, &self.ops, params_bg.as_ref());
         gpu.queue.submit([enc.finish()]);
         gpu.check_errors()
     }

@@ -2,6 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::adam::AdamHyper;
 use super::{check_region, u32_of};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
 use crate::Result;
@@ -79,17 +80,11 @@ pub fn meta_loss(
     rec.dispatch(&META_LOSS, &[], &[losses, weights, status_buf], &p, 1)
 }
 
-/// Settings of the Adam meta-optimizer.
+/// Settings of the Adam meta-optimizer: Adam's hyper-parameters and the clipping norm.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MetaAdam {
-    /// Learning rate.
-    pub lr: f32,
-    /// β1.
-    pub beta1: f32,
-    /// β2.
-    pub beta2: f32,
-    /// ε.
-    pub eps: f32,
+    /// Learning rate, β1, β2, ε.
+    pub adam: AdamHyper,
     /// Clip the meta-gradient to this norm (≤ 0: no clipping).
     pub clip: f32,
 }
@@ -97,12 +92,18 @@ pub struct MetaAdam {
 impl Default for MetaAdam {
     fn default() -> Self {
         Self {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
+            adam: AdamHyper::default(),
             clip: 1.0,
         }
+    }
+}
+
+impl MetaAdam {
+    /// Defaults with learning rate `lr`.
+    pub fn with_lr(lr: f32) -> Self {
+        let mut m = Self::default();
+        m.adam.lr = lr;
+        m
     }
 }
 
@@ -125,12 +126,12 @@ pub fn meta_adam(
     let k = i32::try_from(k.max(1)).unwrap_or(i32::MAX);
     let p = MetaParams {
         count: u32_of("count", count)?,
-        lr: cfg.lr,
-        beta1: cfg.beta1,
-        beta2: cfg.beta2,
-        eps: cfg.eps,
-        c1: 1.0 - cfg.beta1.powi(k),
-        c2: 1.0 - cfg.beta2.powi(k),
+        lr: cfg.adam.lr,
+        beta1: cfg.adam.beta1,
+        beta2: cfg.adam.beta2,
+        eps: cfg.adam.eps,
+        c1: 1.0 - cfg.adam.beta1.powi(k),
+        c2: 1.0 - cfg.adam.beta2.powi(k),
         clip: cfg.clip,
         ..Default::default()
     };

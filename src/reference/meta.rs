@@ -107,6 +107,34 @@ fn step(
     }
 }
 
+/// One inner step of all P coordinates of an instance: θ_{t+1} = θ + u and the new state, with
+/// the optimizer fed (g_in, θ_in).
+fn advance(
+    p: &Problem,
+    theta: &[f64],
+    state: &[f64],
+    g_in: &[f64],
+    theta_in: &[f64],
+    t: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let s_len = p.opt.state_len();
+    let mut next = theta.to_vec();
+    let mut next_state = state.to_vec();
+    for j in 0..p.params {
+        let (u, s) = step(
+            p.opt,
+            p.phi,
+            g_in[j],
+            theta_in[j],
+            &state[j * s_len..(j + 1) * s_len],
+            t,
+        );
+        next[j] = theta[j] + u;
+        next_state[j * s_len..(j + 1) * s_len].copy_from_slice(&s);
+    }
+    (next, next_state)
+}
+
 fn check(p: &Problem) -> Result<()> {
     if p.weights.len() != p.unroll + 1 || p.init.len() != p.instances * p.params {
         return Err(Error::invalid("reference problem: inconsistent sizes"));
@@ -144,19 +172,8 @@ pub fn surrogate_loss(p: &Problem, frozen: Option<&Trajectory>) -> Result<(f64, 
                 (Some(f), Mode::FirstOrder) => f.theta[n][t].clone(),
                 _ => theta.clone(),
             };
-            let mut next = theta.clone();
-            for j in 0..np {
-                let (u, s) = step(
-                    p.opt,
-                    p.phi,
-                    g_in[j],
-                    th_in[j],
-                    &state[j * s_len..(j + 1) * s_len],
-                    t,
-                );
-                next[j] = theta[j] + u;
-                state[j * s_len..(j + 1) * s_len].copy_from_slice(&s);
-            }
+            let (next, next_state) = advance(p, &theta, &state, g_in, &th_in, t);
+            state = next_state;
             gs.push(g);
             ths.push(theta);
             theta = next;
@@ -192,21 +209,7 @@ pub fn meta_gradient(p: &Problem) -> Result<RefMeta> {
             let (l, g) = (p.loss_grad)(n, &thetas[t], BatchRef::Train(t as u32))?;
             losses[t * p.instances + n] = l;
             m += p.weights[t] * l * inv_n;
-            let (th, st) = (&thetas[t], &states[t]);
-            let mut next = th.clone();
-            let mut next_state = st.clone();
-            for j in 0..np {
-                let (u, s) = step(
-                    p.opt,
-                    p.phi,
-                    g[j],
-                    th[j],
-                    &st[j * s_len..(j + 1) * s_len],
-                    t,
-                );
-                next[j] = th[j] + u;
-                next_state[j * s_len..(j + 1) * s_len].copy_from_slice(&s);
-            }
+            let (next, next_state) = advance(p, &thetas[t], &states[t], &g, &thetas[t], t);
             grads.push(g);
             thetas.push(next);
             states.push(next_state);
