@@ -79,6 +79,9 @@ enum Command {
         /// Fewer, smaller cases.
         #[arg(long)]
         quick: bool,
+        /// Run only one part: `mlp` (forward + backward) or `meta` (meta-training steps).
+        #[arg(long)]
+        only: Option<String>,
         /// Steps per timed run.
         #[arg(long, default_value_t = 20)]
         steps: usize,
@@ -103,82 +106,98 @@ fn open_gpu(cli: &Cli) -> Result<Gpu> {
 fn bench(
     gpu: &Arc<Gpu>,
     quick: bool,
+    only: Option<String>,
     steps: usize,
     repeats: usize,
     json: Option<PathBuf>,
 ) -> Result<()> {
     let info = &gpu.props().info;
-    println!(
-        "MLP forward + backward on {} ({:?}), median of {repeats} runs of {steps} steps",
-        info.name, info.backend
-    );
-    println!(
-        "{:<40} {:>12} {:>18} {:>10}",
-        "case", "ms/step", "instance-steps/s", "GFLOP/s"
-    );
+    let (mlp, meta) = match only.as_deref() {
+        None => (true, true),
+        Some("mlp") => (true, false),
+        Some("meta") => (false, true),
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "unknown benchmark part '{other}'; use mlp or meta"
+            )))
+        }
+    };
     let mut rows = Vec::new();
-    for case in default_mlp_cases(quick) {
-        let m = match MlpWorkload::new(gpu, &case).and_then(|w| w.measure(gpu, steps, repeats)) {
-            Ok(m) => m,
-            Err(e @ Error::LimitExceeded { .. }) => {
-                println!("{:<40} skipped: {e}", case.label());
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+    if mlp {
         println!(
-            "{:<40} {:>12.3} {:>18.0} {:>10.1}",
-            m.label,
-            m.step_seconds * 1e3,
-            m.instance_steps_per_second,
-            m.gflops
+            "MLP forward + backward on {} ({:?}), median of {repeats} runs of {steps} steps",
+            info.name, info.backend
         );
-        rows.push(format!(
+        println!(
+            "{:<40} {:>12} {:>18} {:>10}",
+            "case", "ms/step", "instance-steps/s", "GFLOP/s"
+        );
+        for case in default_mlp_cases(quick) {
+            let m = match MlpWorkload::new(gpu, &case).and_then(|w| w.measure(gpu, steps, repeats))
+            {
+                Ok(m) => m,
+                Err(e @ Error::LimitExceeded { .. }) => {
+                    println!("{:<40} skipped: {e}", case.label());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            println!(
+                "{:<40} {:>12.3} {:>18.0} {:>10.1}",
+                m.label,
+                m.step_seconds * 1e3,
+                m.instance_steps_per_second,
+                m.gflops
+            );
+            rows.push(format!(
             "    {{\"case\": \"{}\", \"steps\": {}, \"step_seconds\": {:e}, \"instance_steps_per_second\": {:.3}, \"gflops\": {:.3}}}",
             m.label, m.steps, m.step_seconds, m.instance_steps_per_second, m.gflops
         ));
+        }
     }
-    println!(
+    if meta {
+        println!(
         "\nmeta-training outer steps (LSTM optimizer, truncated, T = 20; median of {repeats}; inner steps × instances per second)"
     );
-    println!(
-        "{:<44} {:>12} {:>18} {:>16}",
-        "case", "ms/outer", "steps×inst/s", "held MiB"
-    );
-    let counts: &[usize] = if quick { &[1, 16] } else { &[1, 64, 1024] };
-    let schedules = [Schedule::StoreAll, Schedule::EveryK(4), Schedule::Sqrt];
-    let mut cases: Vec<(usize, Schedule)> =
-        counts.iter().map(|&n| (n, Schedule::StoreAll)).collect();
-    cases.extend(
-        schedules[1..]
-            .iter()
-            .map(|&s| (*counts.last().unwrap_or(&1), s)),
-    );
-    for (n, schedule) in cases {
-        let m = match measure_meta(gpu, n, 20, schedule, repeats) {
-            Ok(m) => m,
-            Err(e @ Error::LimitExceeded { .. }) => {
-                println!("N={n} {}: skipped: {e}", schedule.name());
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let held = (m.memory.checkpoints + m.memory.working) as f64 / (1 << 20) as f64;
         println!(
-            "{:<44} {:>12.3} {:>18.0} {:>16.2}",
-            m.label,
-            m.step_seconds * 1e3,
-            m.inner_steps_per_second,
-            held
+            "{:<44} {:>12} {:>18} {:>16}",
+            "case", "ms/outer", "steps×inst/s", "held MiB"
         );
-        rows.push(format!(
+        let counts: &[usize] = if quick { &[1, 16] } else { &[1, 64, 1024] };
+        let schedules = [Schedule::StoreAll, Schedule::EveryK(4), Schedule::Sqrt];
+        let mut cases: Vec<(usize, Schedule)> =
+            counts.iter().map(|&n| (n, Schedule::StoreAll)).collect();
+        cases.extend(
+            schedules[1..]
+                .iter()
+                .map(|&s| (*counts.last().unwrap_or(&1), s)),
+        );
+        for (n, schedule) in cases {
+            let m = match measure_meta(gpu, n, 20, schedule, repeats) {
+                Ok(m) => m,
+                Err(e @ Error::LimitExceeded { .. }) => {
+                    println!("N={n} {}: skipped: {e}", schedule.name());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let held = (m.memory.checkpoints + m.memory.working) as f64 / (1 << 20) as f64;
+            println!(
+                "{:<44} {:>12.3} {:>18.0} {:>16.2}",
+                m.label,
+                m.step_seconds * 1e3,
+                m.inner_steps_per_second,
+                held
+            );
+            rows.push(format!(
             "    {{\"case\": \"{}\", \"step_seconds\": {:e}, \"inner_steps_x_instances_per_second\": {:.3}, \"checkpoint_bytes\": {}, \"slots\": {}, \"working_bytes\": {}}}",
             m.label, m.step_seconds, m.inner_steps_per_second, m.memory.checkpoints, m.memory.slots, m.memory.working
         ));
+        }
     }
     if let Some(path) = json {
         let doc = format!(
-            "{{\n  \"adapter\": \"{}\",\n  \"backend\": \"{:?}\",\n  \"workload\": \"mlp_fwd_bwd\",\n  \"results\": [\n{}\n  ]\n}}\n",
+            "{{\n  \"adapter\": \"{}\",\n  \"backend\": \"{:?}\",\n  \"workload\": \"metalearn bench\",\n  \"results\": [\n{}\n  ]\n}}\n",
             info.name.replace('"', "'"),
             info.backend,
             rows.join(",\n")
@@ -322,10 +341,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Bench {
             quick,
+            only,
             steps,
             repeats,
             json,
-        }) => bench(&gpu, quick, steps, repeats, json),
+        }) => bench(&gpu, quick, only, steps, repeats, json),
         Some(Command::Sgd {
             data_dir,
             mlp_instances,
