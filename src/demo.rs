@@ -344,7 +344,7 @@ pub struct L2lReport {
 /// Meta-train the L2L LSTM optimizer on quadratics, then compare it on held-out quadratics with
 /// SGD and Adam, each at its best learning rate from a grid tuned on the training family.
 pub fn l2l_quadratics(gpu: &std::sync::Arc<Gpu>, cfg: &L2lConfig) -> Result<L2lReport> {
-    use crate::kernels::adam::AdamHyper;
+    use crate::kernels::hand::AdamHyper;
     use crate::kernels::lstm::LstmHyper;
     use crate::meta::{log_grid, tune_learning_rate, MetaConfig, MetaTrainer};
     use crate::optim::Optimizer;

@@ -5,9 +5,10 @@ mod common;
 
 use common::{f64s, rng, shared_gpu};
 use metalearn::data::ImageDataset;
-use metalearn::kernels::adam::AdamHyper;
+use metalearn::kernels::hand::AdamHyper;
 use metalearn::kernels::lstm::{LstmHyper, PHI_LEN};
 use metalearn::kernels::matmul::Activation;
+use metalearn::kernels::mlp_opt::MlpOptHyper;
 use metalearn::meta::{
     FinalBatch, LossWeights, MetaConfig, MetaGradient, MetaTrainer, NonFinite, Schedule,
 };
@@ -92,6 +93,18 @@ fn optimizers() -> Vec<Optimizer> {
             lr: 0.02,
             ..Default::default()
         }),
+        Optimizer::Mlp(MlpOptHyper {
+            eps: 1e-5,
+            exp_mult: 0.5,
+            step_mult: 0.05,
+        }),
+        Optimizer::Momentum { lr: 0.02, mu: 0.9 },
+        Optimizer::Nag { lr: 0.02, mu: 0.9 },
+        Optimizer::RmsProp {
+            lr: 0.02,
+            rho: 0.9,
+            eps: 1e-8,
+        },
     ]
 }
 
@@ -118,6 +131,7 @@ fn check_against_reference(
         opt,
         phi: &phi,
         init: &init,
+        segments: &metalearn::kernels::mlp_opt::segments_of(task.layout()),
         unroll: T,
         weights: &weights,
         final_batch: tr.config().final_batch,
@@ -194,7 +208,15 @@ fn meta_gradient_smoke() -> Result<()> {
 #[test]
 fn schedules_agree_bitwise() -> Result<()> {
     for family in [Family::Quadratic, Family::Mlp] {
-        for opt in [Optimizer::Lstm(LstmHyper::default()), Optimizer::Linear] {
+        for opt in [
+            Optimizer::Lstm(LstmHyper::default()),
+            Optimizer::Linear,
+            Optimizer::Mlp(MlpOptHyper {
+                eps: 1e-5,
+                exp_mult: 0.5,
+                step_mult: 0.05,
+            }),
+        ] {
             let seed = rng("schedules").random();
             let results: Vec<MetaGradient> = [
                 Schedule::StoreAll,

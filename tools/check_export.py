@@ -59,6 +59,30 @@ def lstm_step(phi, g, state, H, p, eps, out_scale):
     return u, torch.cat([h1n, c1n, h2n, c2n], -1)
 
 
+DECAYS = [0.1, 0.5, 0.9, 0.99, 0.999]
+TIMESCALES = [1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000]
+
+
+def mlp_opt_step(phi, g, theta, m, v, segments, t, eps, exp_mult, step_mult):
+    """Per-parameter MLP optimizer; g [N,P] detached, theta [N,P], momenta m [N,P,5], v [N,P]."""
+    m = torch.stack([b * m[..., j] + (1 - b) * g for j, b in enumerate(DECAYS)], -1)
+    v = 0.999 * v + 0.001 * g * g
+    x = torch.cat([g[..., None], theta[..., None], m, torch.sqrt(v)[..., None]], -1)  # [N,P,8]
+    parts = []
+    for off, ln in segments:
+        xs = x[:, off : off + ln, :]
+        parts.append(xs * torch.rsqrt(eps + (xs * xs).mean(1, keepdim=True)))
+    xhat = torch.cat(parts, 1)
+    e = torch.tanh(torch.tensor([t / tau - 1.0 for tau in TIMESCALES]))
+    inp = torch.cat([xhat, e.expand(*xhat.shape[:2], 11)], -1)
+    w1, b1, w2, b2, w3, b3 = torch.split(phi, [32 * 19, 32, 32 * 32, 32, 64, 2])
+    h1 = torch.relu(inp @ w1.reshape(32, 19).T + b1)
+    h2 = torch.relu(h1 @ w2.reshape(32, 32).T + b2)
+    o = h2 @ w3.reshape(2, 32).T + b3
+    u = o[..., 0] * torch.exp(exp_mult * o[..., 1]) * step_mult
+    return u, m, v
+
+
 class Task:
     def __init__(self, meta, T):
         self.meta, self.T = meta, T
@@ -123,6 +147,13 @@ def main():
     elif opt == "adam":
         m = torch.zeros(N, P)
         v = torch.zeros(N, P)
+    elif opt in ("momentum", "nag", "rmsprop"):
+        acc = torch.zeros(N, P)
+    elif opt == "mlp":
+        mm = torch.zeros(N, P, 5)
+        vv = torch.zeros(N, P)
+        layout = json.loads(meta["layout"])
+        segments = sorted((e["offset"], math.prod(e["shape"])) for e in layout if not e.get("tied", False))
     M = torch.zeros(())
     losses = []
     for t in range(T + 1):
@@ -139,9 +170,21 @@ def main():
             lr, b1, b2, eps = (float(meta[f"optimizer.{k}"]) for k in ("lr", "beta1", "beta2", "eps"))
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g * g
-            u = -lr * (m / (1 - b1 ** (t + 1))) / (torch.sqrt(v / (1 - b2 ** (t + 1))) + eps)
+            ta = t + int(meta.get("episode_offset", "0"))
+            u = -lr * (m / (1 - b1 ** (ta + 1))) / (torch.sqrt(v / (1 - b2 ** (ta + 1))) + eps)
+        elif opt in ("momentum", "nag"):
+            lr, mu = float(meta["optimizer.lr"]), float(meta["optimizer.mu"])
+            acc = mu * acc + g
+            u = -lr * (g + mu * acc) if opt == "nag" else -lr * acc
+        elif opt == "rmsprop":
+            lr, rho, eps = float(meta["optimizer.lr"]), float(meta["optimizer.rho"]), float(meta["optimizer.eps"])
+            acc = rho * acc + (1 - rho) * g * g
+            u = -lr * g / (torch.sqrt(acc) + eps)
         elif opt == "linear":
             u = phi[0] * g + phi[1] * th_in + phi[2]
+        elif opt == "mlp":
+            t_abs = t + int(meta.get("episode_offset", "0"))
+            u, mm, vv = mlp_opt_step(phi, g, th_in, mm, vv, segments, t_abs, float(meta["optimizer.eps"]), float(meta["optimizer.exp_mult"]), float(meta["optimizer.step_mult"]))
         elif opt == "lstm":
             uf, state = lstm_step(phi, g.reshape(C), state, H, float(meta["optimizer.p"]), float(meta["optimizer.eps"]), float(meta["optimizer.out_scale"]))
             u = uf.reshape(N, P)

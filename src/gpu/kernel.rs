@@ -32,10 +32,12 @@ pub enum Shader {
     Linear,
     /// The coordinatewise LSTM learned optimizer.
     Lstm,
-    /// Adam as an inner optimizer.
-    Adam,
+    /// Hand-designed inner optimizers: Adam, momentum, Nesterov, RMSprop.
+    Hand,
     /// Meta-loss and the Adam meta-optimizer.
     Meta,
+    /// The per-parameter MLP learned optimizer.
+    MlpOpt,
 }
 
 impl Shader {
@@ -50,8 +52,9 @@ impl Shader {
         Shader::Vec,
         Shader::Linear,
         Shader::Lstm,
-        Shader::Adam,
+        Shader::Hand,
         Shader::Meta,
+        Shader::MlpOpt,
     ];
 
     /// File name under `shaders/`.
@@ -66,8 +69,9 @@ impl Shader {
             Shader::Vec => "vec.wgsl",
             Shader::Linear => "linear.wgsl",
             Shader::Lstm => "lstm.wgsl",
-            Shader::Adam => "adam.wgsl",
+            Shader::Hand => "hand.wgsl",
             Shader::Meta => "meta.wgsl",
+            Shader::MlpOpt => "mlp_opt.wgsl",
         }
     }
 
@@ -83,8 +87,9 @@ impl Shader {
             Shader::Vec => include_str!("../../shaders/vec.wgsl"),
             Shader::Linear => include_str!("../../shaders/linear.wgsl"),
             Shader::Lstm => include_str!("../../shaders/lstm.wgsl"),
-            Shader::Adam => include_str!("../../shaders/adam.wgsl"),
+            Shader::Hand => include_str!("../../shaders/hand.wgsl"),
             Shader::Meta => include_str!("../../shaders/meta.wgsl"),
+            Shader::MlpOpt => include_str!("../../shaders/mlp_opt.wgsl"),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::adam::AdamHyper;
+use super::hand::AdamHyper;
 use super::{check_region, u32_of};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
 use crate::Result;

@@ -2,12 +2,13 @@
 //! descriptions, the parameter struct mirrored from the WGSL, and a typed `record` function that
 //! checks every index the kernel will touch before it is recorded.
 
-pub mod adam;
 pub mod gather;
+pub mod hand;
 pub mod linear;
 pub mod lstm;
 pub mod matmul;
 pub mod meta;
+pub mod mlp_opt;
 pub mod quadratic;
 pub mod reduce;
 pub mod sgd;
@@ -35,9 +36,17 @@ pub fn all() -> Vec<&'static Kernel> {
         &linear::LINEAR_VJP,
         &lstm::LSTM_STEP,
         &lstm::LSTM_VJP,
-        &adam::ADAM_STEP,
+        &hand::ADAM_STEP,
+        &hand::MOMENTUM_STEP,
+        &hand::NAG_STEP,
+        &hand::RMSPROP_STEP,
         &meta::META_LOSS,
         &meta::META_ADAM,
+        &mlp_opt::MLPO_SUMS,
+        &mlp_opt::MLPO_FINISH,
+        &mlp_opt::MLPO_STEP,
+        &mlp_opt::MLPO_VJP,
+        &mlp_opt::MLPO_THETA_BAR,
     ]
 }
 

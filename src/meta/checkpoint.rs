@@ -47,6 +47,70 @@
 //!   [`Schedule::EveryK`] for the exact count, which never exceeds
 //!   `ceil(T / k) + k`.
 //! * [`Schedule::Sqrt`]: `EveryK(ceil(sqrt(T)))`, about `2 sqrt(T)` slots.
+//! * [`Schedule::Revolve`]`(s)`: binomial (Revolve-style) checkpointing with
+//!   at most `s` slots and the fewest forward steps any plan can have with
+//!   `s` slots; see below.
+//!
+//! [`slots_for_budget`] turns a memory budget into a slot count for
+//! `Revolve`, and [`min_slots`] is the fewest slots any plan can use.
+//!
+//! # Revolve in this model
+//!
+//! Classical Revolve (Griewank 1992) advances a working copy of the state in
+//! place. Here an Advance never writes the slot it reads, so both states are
+//! live while it runs: going one step forward from a kept state `x` needs 2
+//! slots (`x` and `x + 1`), and going further needs 3 (`x` plus the two
+//! states the sweep alternates between). The slot count of a plan is the
+//! peak number of states held at once, counting both slots of every Advance.
+//!
+//! The [`Action::Final`] behaves exactly like the reversal of a virtual step
+//! `T` that needs state `T` (it comes first, needs that state once, and the
+//! state is useless afterwards), so the whole job is to reverse `l = T + 1`
+//! steps starting from state 0. Let `F(l, s)` be the fewest Advances that
+//! reverse `l` steps (`x + l - 1` down to `x`) starting from a held state `x`,
+//! with `s` slots in all, the one holding `x` included. Nothing can recompute
+//! `x`, so it stays held throughout; an optimal plan advances `j` steps to
+//! `x + j`, keeps that as a checkpoint, reverses the upper `l - j` steps with
+//! the other `s - 1` slots, then frees the checkpoint and reverses the lower
+//! `j` steps with all `s` slots:
+//!
+//! ```text
+//! F(1, s) = 0                                              (s >= 1)
+//! F(l, s) = min over 1 <= j < l of  j + F(l - j, s - 1) + F(j, s)
+//!           (j >= 2 passes through a third slot, so it needs s >= 3)
+//! ```
+//!
+//! Hence `F(l, 1)` is infinite for `l >= 2` and `F(l, 2)` is finite only for
+//! `l <= 2`: **a plan needs at least 2 slots for `T = 1` and 3 for `T >= 2`**
+//! ([`min_slots`]); with 3 slots every `T` is possible (`F(l, 3)` grows like
+//! `l^2 / 4`). The tests check this recursion against an exhaustive search
+//! over all action sequences for `T <= 30`, `s <= 6`.
+//!
+//! `F(., s)` is convex in `l` and its increments are the sorted merge of
+//! `1 +` its own increments (the `j` part) and the increments of
+//! `F(., s - 1)`. Counting increments up to `r` gives the breakpoints
+//! `M(s, r)`, the lengths where the cost of one more step rises from `r` to
+//! `r + 1`:
+//!
+//! ```text
+//! M(s, 0) = 1,  M(2, r) = 2 (r >= 1),  M(s, r) = M(s, r - 1) + M(s - 1, r)
+//!         = C(s - 2 + r, s - 2) + C(s - 3 + r, s - 2)      (s >= 3)
+//! F(l, s) = r l - (M(s, 0) + ... + M(s, r - 1)),  r = min { r : M(s, r) >= l }
+//! ```
+//!
+//! (`C` is the binomial coefficient: `M(s, r) = beta(s - 2, r) +
+//! beta(s - 2, r - 1)` with Griewank's `beta(c, r) = C(c + r, c)`.) A plan
+//! for `T` steps with `s` slots therefore makes
+//! `r (T + 1) - sum_{q < r} M(s, q) <= r T` forward steps, where `r` is the
+//! smallest integer with `M(s, r) >= T + 1`. With `s >= T + 1` that is `T`
+//! (store-all); with `s = T` it is `T + 1`. For `T = 1000`: 64 slots (about
+//! the `2 sqrt(T)` of [`Schedule::Sqrt`], which makes 1968) give 1935, 10
+//! slots give 3893, 5 slots 7788.
+//!
+//! The planner evaluates `F` from these closed forms and picks each split
+//! `j` by a binary search over the convex cost `j + F(l - j, s - 1) + F(j, s)`,
+//! so planning is `O(T log T)` apart from emitting the actions. It uses the
+//! fewest slots `s' <= s` that reach the optimum for `s`.
 
 use crate::{Error, Result};
 use std::cmp::Reverse as MinFirst;
@@ -109,54 +173,78 @@ pub enum Schedule {
     EveryK(usize),
     /// [`Schedule::EveryK`] with `k = ceil(sqrt(T))`.
     Sqrt,
+    /// Binomial (Revolve-style) checkpointing with at most `s` slots: the
+    /// fewest forward steps of any valid plan with `s` slots (see the module
+    /// docs for the recursion and the counts).
+    ///
+    /// `s` must be at least [`min_slots`]`(T)`: 2 for `T = 1`, 3 otherwise.
+    /// `s >= T + 1` gives the store-all plan (`T` forward steps); in general
+    /// the plan uses the fewest slots `<= s` that reach the optimum for `s`.
+    Revolve(usize),
 }
 
 impl Schedule {
-    /// Parses a schedule name: `store-all`, `sqrt` or `every-<k>` (`k >= 1`,
-    /// decimal digits only, e.g. `every-4`). Surrounding whitespace is ignored.
+    /// Parses a schedule name: `store-all`, `sqrt`, `every-<k>` (`k >= 1`,
+    /// e.g. `every-4`) or `revolve-<s>` (`s >= 2`, e.g. `revolve-8`; whether
+    /// `s` suffices depends on `T`, see [`min_slots`]). Numbers are decimal
+    /// digits only. Surrounding whitespace is ignored.
     pub fn parse(s: &str) -> Result<Schedule> {
-        const FORMS: &str = "valid forms: store-all, sqrt, every-<k> with k >= 1 (e.g. every-4)";
+        const FORMS: &str = "valid forms: store-all, sqrt, every-<k> with k >= 1 (e.g. every-4), \
+                             revolve-<s> with s >= 2 slots (e.g. revolve-8)";
         let text = s.trim();
         match text {
-            "store-all" => Ok(Schedule::StoreAll),
-            "sqrt" => Ok(Schedule::Sqrt),
-            _ => {
-                let Some(digits) = text.strip_prefix("every-") else {
-                    return Err(Error::invalid(format!(
-                        "unknown checkpoint schedule '{s}'; {FORMS}"
-                    )));
-                };
-                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(Error::invalid(format!(
-                        "checkpoint schedule '{s}': '{digits}' is not a whole number; {FORMS}"
-                    )));
-                }
-                match digits.parse::<usize>() {
-                    Ok(0) => Err(Error::invalid(format!(
-                        "checkpoint schedule '{s}': k must be at least 1; {FORMS}"
-                    ))),
-                    Ok(k) => Ok(Schedule::EveryK(k)),
-                    Err(_) => Err(Error::invalid(format!(
-                        "checkpoint schedule '{s}': k = {digits} is too large; {FORMS}"
-                    ))),
-                }
-            }
+            "store-all" => return Ok(Schedule::StoreAll),
+            "sqrt" => return Ok(Schedule::Sqrt),
+            _ => {}
+        }
+        // (prefix, name of the number, its minimum, what the minimum means)
+        let (digits, what, min, why, make): (_, _, _, _, fn(usize) -> Schedule) =
+            if let Some(d) = text.strip_prefix("every-") {
+                (d, "k", 1, "", Schedule::EveryK)
+            } else if let Some(d) = text.strip_prefix("revolve-") {
+                (
+                    d,
+                    "s",
+                    2,
+                    " (2 slots for T = 1, 3 for T >= 2)",
+                    Schedule::Revolve,
+                )
+            } else {
+                return Err(Error::invalid(format!(
+                    "unknown checkpoint schedule '{s}'; {FORMS}"
+                )));
+            };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::invalid(format!(
+                "checkpoint schedule '{s}': '{digits}' is not a whole number; {FORMS}"
+            )));
+        }
+        match digits.parse::<usize>() {
+            Ok(n) if n < min => Err(Error::invalid(format!(
+                "checkpoint schedule '{s}': {what} must be at least {min}{why}; {FORMS}"
+            ))),
+            Ok(n) => Ok(make(n)),
+            Err(_) => Err(Error::invalid(format!(
+                "checkpoint schedule '{s}': {what} = {digits} is too large; {FORMS}"
+            ))),
         }
     }
 
     /// The schedule's name, as accepted by [`Schedule::parse`]:
-    /// `store-all`, `sqrt` or `every-<k>`.
+    /// `store-all`, `sqrt`, `every-<k>` or `revolve-<s>`.
     pub fn name(&self) -> String {
         match self {
             Schedule::StoreAll => "store-all".to_string(),
             Schedule::EveryK(k) => format!("every-{k}"),
             Schedule::Sqrt => "sqrt".to_string(),
+            Schedule::Revolve(s) => format!("revolve-{s}"),
         }
     }
 
     /// The segment length this schedule uses for `steps` inner steps,
-    /// clamped to `1..=steps`.
-    fn segment_len(&self, steps: usize) -> Result<usize> {
+    /// clamped to `1..=steps`; `None` for [`Schedule::Revolve`], which has no
+    /// fixed segments.
+    fn segment_len(&self, steps: usize) -> Result<Option<usize>> {
         let k =
             match *self {
                 Schedule::StoreAll => 1,
@@ -165,8 +253,9 @@ impl Schedule {
                 )),
                 Schedule::EveryK(k) => k,
                 Schedule::Sqrt => ceil_sqrt(steps),
+                Schedule::Revolve(_) => return Ok(None),
             };
-        Ok(k.clamp(1, steps.max(1)))
+        Ok(Some(k.clamp(1, steps.max(1))))
     }
 }
 
@@ -185,8 +274,11 @@ pub struct Plan {
 
 /// Plans the reversal of a `steps`-step unroll under `schedule`.
 ///
-/// Errors with [`Error::InvalidArgument`] when `steps` is 0 or the schedule
-/// is `EveryK(0)`. See [`Schedule`] for the slot and forward-step counts.
+/// Errors with [`Error::InvalidArgument`] when `steps` is 0, the schedule
+/// is `EveryK(0)`, or it is `Revolve(s)` with `s` below [`min_slots`] or so
+/// few slots for `steps` that the plan would exceed
+/// [`MAX_REVOLVE_FORWARD_STEPS`] forward steps. See [`Schedule`] and the
+/// module docs for the slot and forward-step counts.
 pub fn plan(schedule: Schedule, steps: usize) -> Result<Plan> {
     if steps == 0 {
         return Err(Error::invalid(format!(
@@ -194,8 +286,301 @@ pub fn plan(schedule: Schedule, steps: usize) -> Result<Plan> {
             schedule.name()
         )));
     }
-    let k = schedule.segment_len(steps)?;
-    Ok(every_k(steps, k))
+    match (schedule, schedule.segment_len(steps)?) {
+        (Schedule::Revolve(slots), _) => revolve(steps, slots),
+        (_, Some(k)) => Ok(every_k(steps, k)),
+        (_, None) => Err(Error::invalid(format!(
+            "checkpoint plan ({}): internal error, no segment length",
+            schedule.name()
+        ))),
+    }
+}
+
+/// The fewest slots any valid plan for a `steps`-step unroll can use:
+/// 2 for `steps <= 1` (state 0 and state 1), 3 otherwise.
+///
+/// With 2 slots, once state 2 has been computed from state 1 (into the slot
+/// that held state 0, the only other slot), state 0 is lost and step 0 can
+/// never be reversed; keeping state 0 instead leaves no slot to advance
+/// past state 1. Three slots suffice for every `T` (see the module docs).
+pub fn min_slots(steps: usize) -> usize {
+    if steps <= 1 {
+        2
+    } else {
+        3
+    }
+}
+
+/// The number of forward steps (Advance actions) of the optimal plan with at
+/// most `slots` slots for a `steps`-step unroll, i.e. of
+/// `plan(Schedule::Revolve(slots), steps)`, computed without building it.
+///
+/// Errors like [`plan`] when `steps` is 0 or `slots < min_slots(steps)`
+/// (but not for very large counts).
+pub fn revolve_forward_steps(steps: usize, slots: usize) -> Result<u64> {
+    let slots = revolve_slots_checked(steps, slots)?;
+    let table = RevolveTable::new(steps, slots);
+    table
+        .cost(steps + 1, slots)
+        .ok_or_else(|| revolve_internal(steps, slots))
+}
+
+/// The largest number of forward steps [`plan`] builds a `Revolve` plan
+/// for; fewer slots than that needs are rejected (each forward step is one
+/// [`Action`] in memory, and such a plan would take very long to run).
+pub const MAX_REVOLVE_FORWARD_STEPS: u64 = 1 << 26;
+
+/// How many slots fit in a memory budget of `budget_bytes`, for states of
+/// `slot_bytes` bytes each and a `steps`-step unroll: `budget_bytes /
+/// slot_bytes`, capped at `steps + 1` (store-all; more slots never help).
+/// Pass the result to [`Schedule::Revolve`].
+///
+/// Errors with [`Error::InvalidArgument`] when `steps` or `slot_bytes` is 0,
+/// or when the budget does not hold [`min_slots`]`(steps)` slots; that
+/// message names the budget, the bytes of one state and the minimum slot
+/// count.
+pub fn slots_for_budget(budget_bytes: u64, slot_bytes: u64, steps: usize) -> Result<usize> {
+    if steps == 0 {
+        return Err(Error::invalid(
+            "checkpoint memory budget: steps (T, the number of inner steps) must be at least 1, \
+             got 0",
+        ));
+    }
+    if slot_bytes == 0 {
+        return Err(Error::invalid(
+            "checkpoint memory budget: the bytes of one state (slot) must be at least 1, got 0",
+        ));
+    }
+    let min = min_slots(steps);
+    let fit = budget_bytes / slot_bytes;
+    if fit < min as u64 {
+        let needed = slot_bytes.saturating_mul(min as u64);
+        return Err(Error::invalid(format!(
+            "checkpoint memory budget of {budget_bytes} bytes holds {fit} state slot(s) of \
+             {slot_bytes} bytes each, but reversing T = {steps} step(s) needs at least {min} \
+             slots ({needed} bytes); raise the budget to at least {needed} bytes, or train fewer \
+             instances at once so that one state (slot) is smaller"
+        )));
+    }
+    let cap = steps.saturating_add(1);
+    Ok(usize::try_from(fit).map_or(cap, |fit| fit.min(cap)))
+}
+
+/// Checks `slots` against [`min_slots`] and caps it at `steps + 1`.
+fn revolve_slots_checked(steps: usize, slots: usize) -> Result<usize> {
+    let name = Schedule::Revolve(slots).name();
+    if steps == 0 {
+        return Err(Error::invalid(format!(
+            "checkpoint plan ({name}): steps (T, the number of inner steps) must be at least 1, \
+             got 0"
+        )));
+    }
+    let min = min_slots(steps);
+    if slots < min {
+        return Err(Error::invalid(format!(
+            "checkpoint plan ({name}): {slots} slot(s) cannot reverse T = {steps} step(s); the \
+             minimum is {min} slots (an Advance never writes the slot it reads, so moving past a \
+             kept state needs two more); use revolve-{min} or more"
+        )));
+    }
+    Ok(slots.min(steps.saturating_add(1)))
+}
+
+fn revolve_internal(steps: usize, slots: usize) -> Error {
+    Error::invalid(format!(
+        "checkpoint plan (revolve-{slots}): internal error, no plan for T = {steps}"
+    ))
+}
+
+/// Builds the `Revolve(slots)` plan (see the module docs).
+fn revolve(steps: usize, slots: usize) -> Result<Plan> {
+    let slots = revolve_slots_checked(steps, slots)?;
+    let table = RevolveTable::new(steps, slots);
+    let len = steps + 1;
+    let best = table
+        .cost(len, slots)
+        .ok_or_else(|| revolve_internal(steps, slots))?;
+    if best > MAX_REVOLVE_FORWARD_STEPS {
+        return Err(Error::invalid(format!(
+            "checkpoint plan (revolve-{slots}): T = {steps} steps with {slots} slots needs {best} \
+             forward steps, more than the {MAX_REVOLVE_FORWARD_STEPS} this planner builds; use \
+             more slots"
+        )));
+    }
+    // The fewest slots that reach the same optimum (cost is nonincreasing in
+    // the slot count, and `min_slots` always has a finite cost).
+    let (mut lo, mut hi) = (min_slots(steps), slots);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if table.cost(len, mid) == Some(best) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let slots = lo;
+
+    // Work items: reverse `len` steps starting at state `x`, held in `slot`,
+    // with `slots` slots in all (the one holding `x` included). Reversing
+    // "step T" is the Final.
+    struct Item {
+        x: usize,
+        slot: usize,
+        len: usize,
+        slots: usize,
+    }
+    let mut b = Builder::new(steps);
+    let mut stack = vec![Item {
+        x: 0,
+        slot: 0,
+        len,
+        slots,
+    }];
+    while let Some(Item {
+        x,
+        slot,
+        len,
+        slots,
+    }) = stack.pop()
+    {
+        if len == 1 {
+            b.actions.push(if x == steps {
+                Action::Final { slot }
+            } else {
+                Action::Reverse { step: x, slot }
+            });
+            b.free(slot);
+            continue;
+        }
+        let j = table.split(len, slots);
+        let mut cur = slot;
+        for t in x..x + j {
+            let to = b.advance(t, cur);
+            if cur != slot {
+                b.free(cur);
+            }
+            cur = to;
+        }
+        // The lower part runs after the upper part (a stack: pushed first).
+        stack.push(Item {
+            x,
+            slot,
+            len: j,
+            slots,
+        });
+        stack.push(Item {
+            x: x + j,
+            slot: cur,
+            len: len - j,
+            slots: slots - 1,
+        });
+    }
+
+    let plan = Plan {
+        steps,
+        slots: b.next_slot,
+        forward_steps: b.forward_steps,
+        actions: b.actions,
+    };
+    if plan.forward_steps as u64 != best || plan.slots > slots {
+        return Err(revolve_internal(steps, slots));
+    }
+    Ok(plan)
+}
+
+/// The optimal-cost function `F(l, s)` of the module docs for `l <= T + 1`
+/// and `s <= max_slots`, from the breakpoints `M(s, r)`.
+struct RevolveTable {
+    /// `breaks[s]` = `M(s, 0), M(s, 1), …` up to the first value `>= T + 1`,
+    /// for `s >= 3` (rows 0..3 are empty; slots 1 and 2 are special-cased).
+    breaks: Vec<Vec<u64>>,
+    /// `sums[s][r]` = `M(s, 0) + … + M(s, r - 1)` (`sums[s][0] = 0`).
+    sums: Vec<Vec<u64>>,
+}
+
+impl RevolveTable {
+    fn new(steps: usize, max_slots: usize) -> Self {
+        let target = steps as u64 + 1;
+        let mut breaks: Vec<Vec<u64>> = vec![Vec::new(); max_slots.max(2) + 1];
+        let mut sums: Vec<Vec<u64>> = vec![Vec::new(); breaks.len()];
+        for s in 3..=max_slots {
+            let mut row = vec![1u64];
+            while let Some(&last) = row.last() {
+                if last >= target {
+                    break;
+                }
+                let r = row.len();
+                // M(s - 1, r): constant 1 (s - 1 = 1 never happens here) or 2
+                // for two slots; otherwise from the previous row, which is at
+                // least as long as this one (M grows with s); past its end
+                // the value is >= target anyway.
+                let below = if s == 3 {
+                    2
+                } else {
+                    breaks[s - 1].get(r).copied().unwrap_or(target)
+                };
+                row.push(last + below);
+            }
+            let mut acc = 0u64;
+            let mut prefix = Vec::with_capacity(row.len());
+            for &m in &row {
+                prefix.push(acc);
+                acc += m;
+            }
+            breaks[s] = row;
+            sums[s] = prefix;
+        }
+        RevolveTable { breaks, sums }
+    }
+
+    /// `F(len, slots)`: the fewest Advances that reverse `len` steps from a
+    /// held state with `slots` slots; `None` if impossible (or out of the
+    /// table's range).
+    fn cost(&self, len: usize, slots: usize) -> Option<u64> {
+        let l = len as u64;
+        match slots {
+            0 => None,
+            1 => (len == 1).then_some(0),
+            2 => (1..=2).contains(&len).then(|| l - 1),
+            _ => {
+                let row = self.breaks.get(slots)?;
+                let r = row.partition_point(|&m| m < l);
+                let _ = row.get(r)?;
+                Some(r as u64 * l - self.sums[slots].get(r)?)
+            }
+        }
+    }
+
+    /// An optimal first checkpoint distance `j` (`1 <= j < len`) for
+    /// `F(len, slots)`: the largest minimiser of
+    /// `phi(j) = j + F(len - j, slots - 1) + F(j, slots)`, which is convex in
+    /// `j` on the range where it is finite.
+    fn split(&self, len: usize, slots: usize) -> usize {
+        // Feasible j: F(len - j, slots - 1) finite.
+        let lo = match slots {
+            0..=2 => len - 1,
+            3 => len.saturating_sub(2).max(1),
+            _ => 1,
+        };
+        let hi = len - 1;
+        let phi = |j: usize| -> u64 {
+            match (self.cost(j, slots), self.cost(len - j, slots - 1)) {
+                (Some(a), Some(b)) => j as u64 + a + b,
+                _ => u64::MAX,
+            }
+        };
+        // Smallest j in [lo, hi] with j == hi or phi(j + 1) > phi(j).
+        let (mut a, mut b) = (lo, hi);
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if phi(mid + 1) > phi(mid) {
+                b = mid;
+            } else {
+                a = mid + 1;
+            }
+        }
+        a
+    }
 }
 
 /// Builds the `EveryK(k)` plan, `1 <= k <= steps`.

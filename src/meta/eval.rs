@@ -72,6 +72,7 @@ pub fn evaluate(
         crate::kernels::vec::fill(&mut rec, &slots[0], c, c * opt.state_len(), 0.0)?;
     }
     let grad = Batched::dense(&g, p);
+    let ws = opt.workspace(gpu, task.layout(), n)?;
     for t in 0..=steps {
         let cur = &slots[t % 2];
         let theta = Batched {
@@ -88,7 +89,16 @@ pub fn evaluate(
             BatchRef::Train(t as u32),
         )?;
         if t < steps {
-            opt.record_step(&mut rec, c, cur, &g, (&phi_buf, 0), &slots[(t + 1) % 2], t)?;
+            opt.record_step(
+                &mut rec,
+                &ws,
+                c,
+                cur,
+                &g,
+                (&phi_buf, 0),
+                &slots[(t + 1) % 2],
+                t,
+            )?;
         }
     }
     rec.submit()?;

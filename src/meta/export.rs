@@ -112,7 +112,21 @@ pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSumm
             put("optimizer.beta2", format!("{:e}", h.beta2));
             put("optimizer.eps", format!("{:e}", h.eps));
         }
+        Optimizer::Momentum { lr, mu } | Optimizer::Nag { lr, mu } => {
+            put("optimizer.lr", format!("{lr:e}"));
+            put("optimizer.mu", format!("{mu:e}"));
+        }
+        Optimizer::RmsProp { lr, rho, eps } => {
+            put("optimizer.lr", format!("{lr:e}"));
+            put("optimizer.rho", format!("{rho:e}"));
+            put("optimizer.eps", format!("{eps:e}"));
+        }
         Optimizer::Linear => {}
+        Optimizer::Mlp(h) => {
+            put("optimizer.eps", format!("{:e}", h.eps));
+            put("optimizer.exp_mult", format!("{:e}", h.exp_mult));
+            put("optimizer.step_mult", format!("{:e}", h.step_mult));
+        }
         Optimizer::Lstm(h) => {
             put("optimizer.hidden", crate::kernels::lstm::HIDDEN.to_string());
             put("optimizer.p", format!("{:e}", h.p));
@@ -126,11 +140,12 @@ pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSumm
         .map(|e| {
             let shape: Vec<String> = e.shape.iter().map(|d| d.to_string()).collect();
             format!(
-                "{{\"name\":\"{}\",\"shape\":[{}],\"offset\":{},\"transposed\":{}}}",
+                "{{\"name\":\"{}\",\"shape\":[{}],\"offset\":{},\"transposed\":{},\"tied\":{}}}",
                 e.name,
                 shape.join(","),
                 e.offset,
-                e.transposed
+                e.transposed,
+                e.tied_to.is_some()
             )
         })
         .collect();

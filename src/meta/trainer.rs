@@ -13,7 +13,7 @@ use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::meta::{self, status, MetaAdam};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule as ReduceSchedule, Strided};
 use crate::kernels::{vec, Batched};
-use crate::optim::{Mode, Optimizer, VjpArgs};
+use crate::optim::{Mode, Optimizer, VjpArgs, Workspace};
 use crate::tasks::{BatchRef, Task};
 use crate::{Error, Result};
 
@@ -161,6 +161,7 @@ pub struct MetaTrainer {
     gpu: Arc<Gpu>,
     task: Box<dyn Task>,
     opt: Optimizer,
+    ws: Workspace,
     cfg: MetaConfig,
     plan: Plan,
     weights: Vec<f32>,
@@ -259,6 +260,7 @@ impl MetaTrainer {
             },
             offset: 0,
             meta_params: gpu.buffer_from("meta-parameters", &meta0)?,
+            ws: opt.workspace(&gpu, task.layout(), n)?,
             slots,
             gpu,
             task,
@@ -447,6 +449,7 @@ impl MetaTrainer {
                     )?;
                     self.opt.record_step(
                         rec,
+                        &self.ws,
                         c,
                         &self.slots[from],
                         &self.g,
@@ -487,6 +490,7 @@ impl MetaTrainer {
                     )?;
                     self.opt.record_vjp(
                         rec,
+                        &self.ws,
                         &VjpArgs {
                             count: c,
                             slot: &self.slots[slot],
@@ -497,6 +501,7 @@ impl MetaTrainer {
                             partials: &self.partials,
                             groups: self.groups,
                             w: self.weights[step] * inv_n,
+                            t: off + step,
                             mode: self.cfg.mode,
                             accumulate: !first_reverse,
                         },

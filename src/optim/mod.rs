@@ -8,9 +8,11 @@
 use rand::Rng;
 
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::adam::{self, AdamHyper};
+use crate::kernels::hand::{self, AdamHyper};
 use crate::kernels::lstm::{self, LstmHyper};
+use crate::kernels::mlp_opt::{self, MlpOptHyper, MlpOptWorkspace};
 use crate::kernels::{linear, vec};
+use crate::params::ParamLayout;
 use crate::{Error, Result};
 
 /// Which gradient paths the meta-backward keeps (see `docs/optimizers.md`).
@@ -59,10 +61,42 @@ pub enum Optimizer {
     },
     /// Adam (state m, v).
     Adam(AdamHyper),
+    /// Heavy-ball momentum: m' = μ·m + g, u = −lr·m' (state m).
+    Momentum {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum μ.
+        mu: f32,
+    },
+    /// Nesterov momentum: m' = μ·m + g, u = −lr·(g + μ·m') (state m).
+    Nag {
+        /// Learning rate.
+        lr: f32,
+        /// Momentum μ.
+        mu: f32,
+    },
+    /// RMSprop: v' = ρ·v + (1 − ρ)·g², u = −lr·g/(√v' + ε) (state v).
+    RmsProp {
+        /// Learning rate.
+        lr: f32,
+        /// Decay ρ.
+        rho: f32,
+        /// ε.
+        eps: f32,
+    },
     /// Learned: u = w0·g + w1·θ + b.
     Linear,
     /// Learned: coordinatewise 2-layer LSTM, 20 units, LogAndSign inputs (L2L).
     Lstm(LstmHyper),
+    /// Learned: per-parameter MLP on normalised momentum features (learned_optimization's
+    /// MLPLOpt).
+    Mlp(MlpOptHyper),
+}
+
+/// Buffers an optimizer needs beyond its slots, for one layout and instance count.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    mlp: Option<MlpOptWorkspace>,
 }
 
 /// Everything the reverse kernel of one step needs.
@@ -85,6 +119,8 @@ pub struct VjpArgs<'a> {
     pub groups: usize,
     /// Meta-loss weight of ℓ_t (already divided by N).
     pub w: f32,
+    /// Inner step number t (absolute within the episode).
+    pub t: usize,
     /// Gradient paths.
     pub mode: Mode,
     /// Add to the partial sums (false on the first reversed step).
@@ -97,10 +133,18 @@ impl Optimizer {
         match s {
             "sgd" => Ok(Self::Sgd { lr: 0.01 }),
             "adam" => Ok(Self::Adam(AdamHyper::default())),
+            "momentum" => Ok(Self::Momentum { lr: 0.01, mu: 0.9 }),
+            "nag" => Ok(Self::Nag { lr: 0.01, mu: 0.9 }),
+            "rmsprop" => Ok(Self::RmsProp {
+                lr: 1e-3,
+                rho: 0.99,
+                eps: 1e-8,
+            }),
             "linear" => Ok(Self::Linear),
             "lstm" => Ok(Self::Lstm(LstmHyper::default())),
+            "mlp" => Ok(Self::Mlp(MlpOptHyper::default())),
             other => Err(Error::invalid(format!(
-                "unknown optimizer '{other}'; use sgd, adam, linear or lstm"
+                "unknown optimizer '{other}'; use sgd, momentum, nag, rmsprop, adam, linear, lstm or mlp"
             ))),
         }
     }
@@ -110,8 +154,12 @@ impl Optimizer {
         match self {
             Self::Sgd { .. } => "sgd",
             Self::Adam(_) => "adam",
+            Self::Momentum { .. } => "momentum",
+            Self::Nag { .. } => "nag",
+            Self::RmsProp { .. } => "rmsprop",
             Self::Linear => "linear",
             Self::Lstm(_) => "lstm",
+            Self::Mlp(_) => "mlp",
         }
     }
 
@@ -120,16 +168,23 @@ impl Optimizer {
         match self {
             Self::Sgd { .. } | Self::Linear => 0,
             Self::Adam(_) => 2,
+            Self::Momentum { .. } | Self::Nag { .. } | Self::RmsProp { .. } => 1,
             Self::Lstm(_) => lstm::STATE,
+            Self::Mlp(_) => mlp_opt::STATE,
         }
     }
 
     /// Learned meta-parameters φ (0 for hand-designed optimizers).
     pub fn phi_len(&self) -> usize {
         match self {
-            Self::Sgd { .. } | Self::Adam(_) => 0,
+            Self::Sgd { .. }
+            | Self::Adam(_)
+            | Self::Momentum { .. }
+            | Self::Nag { .. }
+            | Self::RmsProp { .. } => 0,
             Self::Linear => linear::PHI_LEN,
             Self::Lstm(_) => lstm::PHI_LEN,
+            Self::Mlp(_) => mlp_opt::PHI_LEN,
         }
     }
 
@@ -142,7 +197,11 @@ impl Optimizer {
     /// `docs/optimizers.md` (uniform ±1/√H weights, forget-gate bias 1, output weights ±0.1/√H).
     pub fn init_phi(&self, rng: &mut impl Rng) -> Vec<f32> {
         match self {
-            Self::Sgd { .. } | Self::Adam(_) => Vec::new(),
+            Self::Sgd { .. }
+            | Self::Adam(_)
+            | Self::Momentum { .. }
+            | Self::Nag { .. }
+            | Self::RmsProp { .. } => Vec::new(),
             Self::Linear => vec![-0.01, 0.0, 0.0],
             Self::Lstm(_) => {
                 let h = lstm::HIDDEN;
@@ -164,7 +223,33 @@ impl Optimizer {
                 phi.push(0.0);
                 phi
             }
+            Self::Mlp(_) => {
+                // Weights U(±1/√fan_in), biases 0; layout in docs/optimizers.md.
+                let mut phi = vec![0.0; mlp_opt::PHI_LEN];
+                for (start, rows, cols) in [(0, 32, 19), (640, 32, 32), (1696, 2, 32)] {
+                    let b = 1.0 / (cols as f32).sqrt();
+                    for v in &mut phi[start..start + rows * cols] {
+                        *v = rng.random_range(-b..b);
+                    }
+                }
+                phi
+            }
         }
+    }
+
+    /// The buffers this optimizer needs for `instances` instances of `layout`.
+    pub fn workspace(
+        &self,
+        gpu: &Gpu,
+        layout: &ParamLayout,
+        instances: usize,
+    ) -> Result<Workspace> {
+        Ok(Workspace {
+            mlp: match self {
+                Self::Mlp(_) => Some(MlpOptWorkspace::new(gpu, layout, instances)?),
+                _ => None,
+            },
+        })
     }
 
     /// Floats of one slot for `count` coordinates.
@@ -176,10 +261,18 @@ impl Optimizer {
     pub fn partial_groups(&self, gpu: &Gpu, count: usize) -> Result<usize> {
         const MAX_GROUPS: usize = 1024;
         Ok(match self {
-            Self::Sgd { .. } | Self::Adam(_) => 0,
+            Self::Sgd { .. }
+            | Self::Adam(_)
+            | Self::Momentum { .. }
+            | Self::Nag { .. }
+            | Self::RmsProp { .. } => 0,
             Self::Linear => count.div_ceil(256).clamp(1, MAX_GROUPS),
             Self::Lstm(_) => {
                 let wg = lstm::vjp_workgroup(gpu)?;
+                count.div_ceil(wg).clamp(1, MAX_GROUPS)
+            }
+            Self::Mlp(_) => {
+                let wg = mlp_opt::vjp_workgroup(gpu)?;
                 count.div_ceil(wg).clamp(1, MAX_GROUPS)
             }
         })
@@ -190,6 +283,7 @@ impl Optimizer {
     pub fn record_step(
         &self,
         rec: &mut Recorder,
+        ws: &Workspace,
         count: usize,
         slot_in: &GpuBuffer,
         g: &GpuBuffer,
@@ -201,18 +295,32 @@ impl Optimizer {
             Self::Sgd { lr } => {
                 vec::axpby(rec, 1.0, (slot_in, 0), -lr, (g, 0), (slot_out, 0), count)
             }
-            Self::Adam(h) => adam::step(rec, count, slot_in, g, slot_out, h, t),
+            Self::Adam(h) => hand::adam(rec, count, slot_in, g, slot_out, h, t),
+            Self::Momentum { lr, mu } => {
+                hand::momentum(rec, count, slot_in, g, slot_out, *lr, *mu, false)
+            }
+            Self::Nag { lr, mu } => {
+                hand::momentum(rec, count, slot_in, g, slot_out, *lr, *mu, true)
+            }
+            Self::RmsProp { lr, rho, eps } => {
+                hand::rmsprop(rec, count, slot_in, g, slot_out, *lr, *rho, *eps)
+            }
             Self::Linear => linear::step(rec, count, slot_in, g, phi, slot_out),
             Self::Lstm(h) => lstm::step(rec, count, slot_in, g, phi, slot_out, h),
+            Self::Mlp(h) => mlp_ws(ws)?.record_step(rec, slot_in, g, phi, slot_out, h, t),
         }
     }
 
     /// Record the reverse of one inner step (see [`VjpArgs`]). Hand-designed optimizers have no
     /// φ and no θ input, and their state depends on g only, which the first-order and truncated
     /// modes detach: their reverse is θ̄ ← θ̄ + w·g.
-    pub fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
+    pub fn record_vjp(&self, rec: &mut Recorder, ws: &Workspace, a: &VjpArgs) -> Result<()> {
         match self {
-            Self::Sgd { .. } | Self::Adam(_) => vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count),
+            Self::Sgd { .. }
+            | Self::Adam(_)
+            | Self::Momentum { .. }
+            | Self::Nag { .. }
+            | Self::RmsProp { .. } => vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count),
             Self::Linear => linear::vjp(
                 rec,
                 a.count,
@@ -240,6 +348,26 @@ impl Optimizer {
                 a.accumulate,
                 h,
             ),
+            Self::Mlp(h) => mlp_ws(ws)?.record_vjp(
+                rec,
+                a.slot,
+                a.g,
+                a.phi,
+                a.tbar,
+                a.partials,
+                a.groups,
+                h,
+                a.t,
+                a.w,
+                a.mode == Mode::Truncated,
+                a.accumulate,
+            ),
         }
     }
+}
+
+fn mlp_ws(ws: &Workspace) -> Result<&MlpOptWorkspace> {
+    ws.mlp.as_ref().ok_or_else(|| {
+        Error::invalid("the MLP optimizer needs its workspace (Optimizer::workspace)")
+    })
 }

@@ -11,6 +11,7 @@
 //! (g_t; and θ_t in first-order mode) are frozen at their values along the unperturbed
 //! trajectory: [`surrogate_loss`] evaluates it, for finite differences.
 
+use super::mlp_opt::{mlpo_step, mlpo_step_vjp, MlpOptConfig};
 use super::optim::{
     adam_step, linear_step, linear_step_vjp, lstm_step, lstm_step_vjp, sgd_step, AdamConfig,
     LstmConfig,
@@ -37,6 +38,9 @@ pub struct Problem<'a> {
     pub phi: &'a [f64],
     /// θ_0 of every instance, N × P.
     pub init: &'a [f64],
+    /// (offset, length) of each parameter tensor of an instance (the per-tensor normalisation
+    /// of the MLP optimizer).
+    pub segments: &'a [(usize, usize)],
     /// T.
     pub unroll: usize,
     /// w_0 … w_T.
@@ -102,8 +106,32 @@ fn step(
             let (u, s) = adam_step(&cfg, g, [state[0], state[1]], t);
             (u, s.to_vec())
         }
+        Optimizer::Momentum { lr, mu } => {
+            let m = f64::from(*mu) * state[0] + g;
+            (-f64::from(*lr) * m, vec![m])
+        }
+        Optimizer::Nag { lr, mu } => {
+            let m = f64::from(*mu) * state[0] + g;
+            (-f64::from(*lr) * (g + f64::from(*mu) * m), vec![m])
+        }
+        Optimizer::RmsProp { lr, rho, eps } => {
+            let v = f64::from(*rho) * state[0] + (1.0 - f64::from(*rho)) * g * g;
+            (-f64::from(*lr) * g / (v.sqrt() + f64::from(*eps)), vec![v])
+        }
         Optimizer::Linear => (linear_step(phi, g, theta), Vec::new()),
         Optimizer::Lstm(_) => lstm_step(&lstm_cfg(opt), phi, g, state),
+        Optimizer::Mlp(_) => (f64::NAN, Vec::new()), // acts on whole instances: see `advance`
+    }
+}
+
+fn mlp_cfg(opt: &Optimizer) -> MlpOptConfig {
+    match opt {
+        Optimizer::Mlp(h) => MlpOptConfig {
+            eps: f64::from(h.eps),
+            exp_mult: f64::from(h.exp_mult),
+            step_mult: f64::from(h.step_mult),
+        },
+        _ => MlpOptConfig::default(),
     }
 }
 
@@ -118,6 +146,12 @@ fn advance(
     t: usize,
 ) -> (Vec<f64>, Vec<f64>) {
     let s_len = p.opt.state_len();
+    if let Optimizer::Mlp(_) = p.opt {
+        let (u, next_state) =
+            mlpo_step(&mlp_cfg(p.opt), p.phi, g_in, theta_in, state, p.segments, t);
+        let next = theta.iter().zip(&u).map(|(a, b)| a + b).collect();
+        return (next, next_state);
+    }
     let mut next = theta.to_vec();
     let mut next_state = state.to_vec();
     for j in 0..p.params {
@@ -225,11 +259,27 @@ pub fn meta_gradient(p: &Problem) -> Result<RefMeta> {
         let mut sbar = vec![0.0; np * s_len];
         for t in (0..t_max).rev() {
             let (th, st, g) = (&thetas[t], &states[t], &grads[t]);
+            let mlp_vjp = match p.opt {
+                Optimizer::Mlp(_) => {
+                    let (tb, pb) =
+                        mlpo_step_vjp(&mlp_cfg(p.opt), p.phi, g, th, st, p.segments, t, &tbar);
+                    for (a, b) in phi_bar.iter_mut().zip(&pb) {
+                        *a += b;
+                    }
+                    Some(tb)
+                }
+                _ => None,
+            };
             for j in 0..np {
                 let ub = tbar[j];
                 let sb = &sbar[j * s_len..(j + 1) * s_len];
                 let (theta_in_bar, new_sbar) = match p.opt {
-                    Optimizer::Sgd { .. } | Optimizer::Adam(_) => (0.0, vec![0.0; s_len]),
+                    Optimizer::Sgd { .. }
+                    | Optimizer::Adam(_)
+                    | Optimizer::Momentum { .. }
+                    | Optimizer::Nag { .. }
+                    | Optimizer::RmsProp { .. } => (0.0, vec![0.0; s_len]),
+                    Optimizer::Mlp(_) => (mlp_vjp.as_ref().map_or(0.0, |v| v[j]), vec![0.0; s_len]),
                     Optimizer::Linear => {
                         let v = linear_step_vjp(p.phi, g[j], th[j], ub);
                         for (a, b) in phi_bar.iter_mut().zip(v.phi_bar) {
@@ -274,8 +324,9 @@ pub fn meta_gradient(p: &Problem) -> Result<RefMeta> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::adam::AdamHyper;
+    use crate::kernels::hand::AdamHyper;
     use crate::kernels::lstm::LstmHyper;
+    use crate::kernels::mlp_opt::MlpOptHyper;
     use crate::reference::{central_diff, quadratic, rel_err};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
@@ -303,6 +354,7 @@ mod tests {
                 let cfg = LstmConfig::default();
                 super::super::optim::lstm_init_phi(&cfg, &mut rng)
             }
+            Optimizer::Mlp(_) => super::super::mlp_opt::mlpo_init_phi(&mut rng),
             _ => Vec::new(),
         };
         let init: Vec<f64> = (0..6).map(|_| rng.random_range(-0.5..0.5)).collect();
@@ -314,6 +366,7 @@ mod tests {
             opt: &opt,
             phi: &phi,
             init: &init,
+            segments: &[(0, 2), (2, 1)],
             unroll: 5,
             weights: &weights,
             final_batch: FinalBatch::Train,
@@ -342,7 +395,7 @@ mod tests {
             let idx: Vec<usize> = if phi.len() > 3 {
                 (0..phi.len())
                     .step_by(37)
-                    .chain([5120, 5130, 5140])
+                    .chain([phi.len() - 21, phi.len() - 11, phi.len() - 2, phi.len() - 1])
                     .collect()
             } else {
                 (0..phi.len()).collect()
@@ -394,6 +447,18 @@ mod tests {
                 lr: 0.05,
                 ..Default::default()
             }),
+            Optimizer::Mlp(MlpOptHyper {
+                eps: 1e-5,
+                exp_mult: 0.5,
+                step_mult: 0.1,
+            }),
+            Optimizer::Momentum { lr: 0.05, mu: 0.9 },
+            Optimizer::Nag { lr: 0.05, mu: 0.9 },
+            Optimizer::RmsProp {
+                lr: 0.05,
+                rho: 0.9,
+                eps: 1e-8,
+            },
         ];
         for (i, opt) in opts.into_iter().enumerate() {
             for mode in [Mode::FirstOrder, Mode::Truncated] {
@@ -418,6 +483,7 @@ mod tests {
             opt,
             phi: if opt.is_learned() { &phi } else { &[] },
             init: &init,
+            segments: &[(0, 3)],
             unroll: 3,
             weights: &weights,
             final_batch: FinalBatch::Train,

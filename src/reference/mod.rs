@@ -7,6 +7,7 @@
 
 pub mod meta;
 pub mod mlp;
+pub mod mlp_opt;
 pub mod optim;
 pub mod quadratic;
 

@@ -1,0 +1,335 @@
+//! Wrapper of `shaders/mlp_opt.wgsl`: the per-parameter MLP learned optimizer.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{check_region, u32_of};
+use crate::gpu::{Access, Gpu, GpuBuffer, Kernel, Recorder, Shader};
+use crate::params::ParamLayout;
+use crate::{Error, Result};
+
+/// Meta-parameters (MLP 19 → 32 → 32 → 2).
+pub const PHI_LEN: usize = 1762;
+/// State floats per coordinate: five momenta and the second moment.
+pub const STATE: usize = 6;
+/// Coordinates per chunk of the per-tensor reductions.
+pub const CHUNK: usize = 4096;
+const FEATURES: usize = 8;
+const STAGE: usize = 98;
+
+/// Parameters of the MLP-optimizer kernels (mirrors `Params` in the WGSL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct MlpOptParams {
+    count: u32,
+    per_instance: u32,
+    chunks: u32,
+    segments: u32,
+    groups: u32,
+    phi_off: u32,
+    accumulate: u32,
+    mode: u32,
+    t: f32,
+    eps: f32,
+    exp_mult: f32,
+    step_mult: f32,
+    w: f32,
+    _f: [f32; 3],
+}
+
+const SIZE: usize = std::mem::size_of::<MlpOptParams>();
+use Access::{Read as R, ReadWrite as W};
+
+/// Per-chunk sums of squares of the features (mode 0) or of x_θ·aux (mode 1).
+pub static MLPO_SUMS: Kernel = Kernel {
+    shader: Shader::MlpOpt,
+    entry: "mlpo_sums",
+    bindings: &[R, R, R, R, W],
+    params_size: SIZE,
+};
+/// Per-segment normalisers (mode 0) or dots (mode 1) from the chunk sums.
+pub static MLPO_FINISH: Kernel = Kernel {
+    shader: Shader::MlpOpt,
+    entry: "mlpo_finish",
+    bindings: &[R, R, W],
+    params_size: SIZE,
+};
+/// Forward step.
+pub static MLPO_STEP: Kernel = Kernel {
+    shader: Shader::MlpOpt,
+    entry: "mlpo_step",
+    bindings: &[R, R, R, R, R, W],
+    params_size: SIZE,
+};
+/// Reverse step: φ̄ partial sums, θ̄ (first-order) or the θ-feature adjoint (θ path).
+pub static MLPO_VJP: Kernel = Kernel {
+    shader: Shader::MlpOpt,
+    entry: "mlpo_vjp",
+    bindings: &[R, R, R, R, R, W, W, W],
+    params_size: SIZE,
+};
+/// θ̄ with the θ path through the per-tensor normalisation.
+pub static MLPO_THETA_BAR: Kernel = Kernel {
+    shader: Shader::MlpOpt,
+    entry: "mlpo_theta_bar",
+    bindings: &[R, R, R, R, R, W],
+    params_size: SIZE,
+};
+
+/// Hyper-parameters of the MLP optimizer that are not learned.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MlpOptHyper {
+    /// ε of the per-tensor normalisation.
+    pub eps: f32,
+    /// α in u = o0·exp(α·o1)·β.
+    pub exp_mult: f32,
+    /// β in u = o0·exp(α·o1)·β.
+    pub step_mult: f32,
+}
+
+impl Default for MlpOptHyper {
+    fn default() -> Self {
+        Self {
+            eps: 1e-5,
+            exp_mult: 1e-3,
+            step_mult: 1e-3,
+        }
+    }
+}
+
+/// GPU buffers of the MLP optimizer for one layout and instance count.
+#[derive(Debug)]
+pub struct MlpOptWorkspace {
+    tables: GpuBuffer,
+    stats: GpuBuffer,
+    partials: GpuBuffer,
+    aux: GpuBuffer,
+    per_instance: usize,
+    instances: usize,
+    chunks: usize,
+    segments: usize,
+}
+
+/// The (offset, length) of every tensor that owns storage in `layout`, in storage order.
+pub fn segments_of(layout: &ParamLayout) -> Vec<(usize, usize)> {
+    let mut v: Vec<(usize, usize)> = layout
+        .entries()
+        .iter()
+        .filter(|e| e.owns_storage())
+        .map(|e| (e.offset, e.len()))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+impl MlpOptWorkspace {
+    /// Tables and scratch for `instances` instances of `layout`.
+    pub fn new(gpu: &Gpu, layout: &ParamLayout, instances: usize) -> Result<Self> {
+        let p = layout.size();
+        let segs = segments_of(layout);
+        if segs.iter().map(|s| s.1).sum::<usize>() != p {
+            return Err(Error::invalid(
+                "the layout's tensors do not cover its storage",
+            ));
+        }
+        let mut seg_of = vec![0u32; p];
+        let mut chunks: Vec<u32> = Vec::new();
+        let mut seg_table: Vec<u32> = Vec::new();
+        for (k, &(off, len)) in segs.iter().enumerate() {
+            for s in &mut seg_of[off..off + len] {
+                *s = k as u32;
+            }
+            let first = chunks.len() / 3;
+            let mut o = 0;
+            while o < len {
+                let l = (len - o).min(CHUNK);
+                chunks.extend([u32_of("offset", off + o)?, u32_of("length", l)?, k as u32]);
+                o += l;
+            }
+            seg_table.extend([
+                u32_of("chunk", first)?,
+                u32_of("chunks", chunks.len() / 3 - first)?,
+                u32_of("length", len)?,
+            ]);
+        }
+        let q = chunks.len() / 3;
+        let mut tables = seg_of;
+        tables.extend(chunks);
+        tables.extend(seg_table);
+        let count = instances * p;
+        Ok(Self {
+            tables: gpu.buffer_from("mlp optimizer tables", &tables)?,
+            stats: gpu.buffer("mlp optimizer stats", instances * segs.len() * 9)?,
+            partials: gpu.buffer("mlp optimizer chunk sums", instances * q * FEATURES)?,
+            aux: gpu.buffer("mlp optimizer theta-feature adjoint", count)?,
+            per_instance: p,
+            instances,
+            chunks: q,
+            segments: segs.len(),
+        })
+    }
+
+    fn params(&self, hyper: &MlpOptHyper, t: usize, phi_off: usize) -> Result<MlpOptParams> {
+        Ok(MlpOptParams {
+            count: u32_of("coordinates", self.instances * self.per_instance)?,
+            per_instance: u32_of("parameters", self.per_instance)?,
+            chunks: u32_of("chunks", self.chunks)?,
+            segments: u32_of("segments", self.segments)?,
+            phi_off: u32_of("offset", phi_off)?,
+            t: t as f32,
+            eps: hyper.eps,
+            exp_mult: hyper.exp_mult,
+            step_mult: hyper.step_mult,
+            ..Default::default()
+        })
+    }
+
+    /// Record the per-tensor normalisers of the features at (slot, g).
+    fn record_stats(
+        &self,
+        rec: &mut Recorder,
+        p: &MlpOptParams,
+        slot: &GpuBuffer,
+        g: &GpuBuffer,
+    ) -> Result<()> {
+        let mut p0 = *p;
+        p0.mode = 0;
+        let groups = (self.instances * self.chunks) as u64;
+        rec.dispatch(
+            &MLPO_SUMS,
+            &[],
+            &[slot, g, &self.tables, g, &self.partials],
+            &p0,
+            groups,
+        )?;
+        rec.dispatch(
+            &MLPO_FINISH,
+            &[],
+            &[&self.tables, &self.partials, &self.stats],
+            &p0,
+            ((self.instances * self.segments) as u64).div_ceil(64),
+        )
+    }
+
+    fn check(&self, slot: &GpuBuffer, g: &GpuBuffer, phi: (&GpuBuffer, usize)) -> Result<()> {
+        let c = self.instances * self.per_instance;
+        check_region("mlp optimizer slot", slot, 0, &[(c * (1 + STATE), 1)])?;
+        check_region("mlp optimizer g", g, 0, &[(c, 1)])?;
+        check_region("mlp optimizer phi", phi.0, phi.1, &[(PHI_LEN, 1)])
+    }
+
+    /// Record step `t`: `slot_out` = step(`slot_in`, g).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_step(
+        &self,
+        rec: &mut Recorder,
+        slot_in: &GpuBuffer,
+        g: &GpuBuffer,
+        phi: (&GpuBuffer, usize),
+        slot_out: &GpuBuffer,
+        hyper: &MlpOptHyper,
+        t: usize,
+    ) -> Result<()> {
+        self.check(slot_in, g, phi)?;
+        let p = self.params(hyper, t, phi.1)?;
+        self.record_stats(rec, &p, slot_in, g)?;
+        let c = (self.instances * self.per_instance) as u64;
+        rec.dispatch(
+            &MLPO_STEP,
+            &[],
+            &[slot_in, g, &self.tables, &self.stats, phi.0, slot_out],
+            &p,
+            c.div_ceil(64),
+        )
+    }
+
+    /// Record the reverse of step `t` (see the WGSL header), with or without the θ path.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_vjp(
+        &self,
+        rec: &mut Recorder,
+        slot: &GpuBuffer,
+        g: &GpuBuffer,
+        phi: (&GpuBuffer, usize),
+        tbar: &GpuBuffer,
+        partials: &GpuBuffer,
+        groups: usize,
+        hyper: &MlpOptHyper,
+        t: usize,
+        w: f32,
+        theta_path: bool,
+        accumulate: bool,
+    ) -> Result<()> {
+        self.check(slot, g, phi)?;
+        let c = self.instances * self.per_instance;
+        check_region("mlp optimizer tbar", tbar, 0, &[(c, 1)])?;
+        check_region(
+            "mlp optimizer partials",
+            partials,
+            0,
+            &[(groups * PHI_LEN, 1)],
+        )?;
+        let mut p = self.params(hyper, t, phi.1)?;
+        self.record_stats(rec, &p, slot, g)?;
+        p.groups = u32_of("groups", groups)?;
+        p.accumulate = u32::from(accumulate);
+        p.w = w;
+        p.mode = u32::from(theta_path);
+        let wg = vjp_workgroup(rec.gpu())?;
+        rec.dispatch(
+            &MLPO_VJP,
+            &[("WG", wg as f64)],
+            &[
+                slot,
+                g,
+                &self.tables,
+                &self.stats,
+                phi.0,
+                tbar,
+                &self.aux,
+                partials,
+            ],
+            &p,
+            groups as u64,
+        )?;
+        if theta_path {
+            rec.dispatch(
+                &MLPO_SUMS,
+                &[],
+                &[slot, g, &self.tables, &self.aux, &self.partials],
+                &p,
+                (self.instances * self.chunks) as u64,
+            )?;
+            rec.dispatch(
+                &MLPO_FINISH,
+                &[],
+                &[&self.tables, &self.partials, &self.stats],
+                &p,
+                ((self.instances * self.segments) as u64).div_ceil(64),
+            )?;
+            rec.dispatch(
+                &MLPO_THETA_BAR,
+                &[],
+                &[slot, g, &self.tables, &self.stats, &self.aux, tbar],
+                &p,
+                (c as u64).div_ceil(256),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Invocations per workgroup of the reverse kernel: the largest of 64, 32, 16, 8 whose workgroup
+/// memory, 4·(WG·98 + 1762) bytes, fits the adapter.
+pub fn vjp_workgroup(gpu: &Gpu) -> Result<usize> {
+    let limit = gpu.limits().max_compute_workgroup_storage_size as usize;
+    [64usize, 32, 16, 8]
+        .into_iter()
+        .find(|wg| 4 * (wg * STAGE + PHI_LEN) <= limit)
+        .ok_or(Error::LimitExceeded {
+            what: "workgroup memory of the MLP-optimizer reverse kernel".into(),
+            value: (4 * (8 * STAGE + PHI_LEN)) as u64,
+            limit: limit as u64,
+            limit_name: "max_compute_workgroup_storage_size",
+            hint: "use an adapter with at least 11 KiB of workgroup memory".into(),
+        })
+}

@@ -1,0 +1,342 @@
+//! f64 reference of the per-parameter MLP learned optimizer (after learned_optimization's
+//! MLPLOpt), step and exact VJP. It acts on all P coordinates of one instance at once, because
+//! its features are normalised per parameter tensor.
+//!
+//! Per coordinate, with state (m_1 … m_5, v) and decays β = (0.1, 0.5, 0.9, 0.99, 0.999):
+//!     m_j' = β_j·m_j + (1 − β_j)·g,   v' = β_v·v + (1 − β_v)·g²   (β_v = 0.999)
+//!     x = (g, θ, m_1' … m_5', √v')                                  8 features
+//! Per tensor S (a segment of the instance's parameters) and feature f:
+//!     r_f = (ε + mean_{i∈S} x_{f,i}²)^(−1/2),   x̂_{f,i} = x_{f,i}·r_f       (ε = 1e-5)
+//! Step embedding, the same for every coordinate: e_j = tanh(t/τ_j − 1),
+//!     τ = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
+//! MLP on the 19 inputs (x̂, e): h1 = relu(W1·in + b1), h2 = relu(W2·h1 + b2), o = W3·h2 + b3
+//!     u = o_0 · exp(α·o_1) · β_step    (α = β_step = 1e-3)
+//! φ, row-major: W1 [32×19] @0, b1 [32] @608, W2 [32×32] @640, b2 [32] @1664, W3 [2×32] @1696,
+//! b3 [2] @1760; 1762 floats.
+//! The state depends on g only. The VJP returned is with respect to φ and to θ through the θ
+//! feature (including the normalisation's coupling within a tensor); g and the state are the
+//! detached inputs of the first-order and truncated modes.
+
+/// Decays of the five momenta.
+pub const DECAYS: [f64; 5] = [0.1, 0.5, 0.9, 0.99, 0.999];
+/// Decay of the second-moment (RMS) accumulator.
+pub const RMS_DECAY: f64 = 0.999;
+/// Time scales of the step embedding.
+pub const TIMESCALES: [f64; 11] = [
+    1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0,
+];
+/// Normalised features per coordinate.
+pub const FEATURES: usize = 8;
+/// MLP inputs: the normalised features and the step embedding.
+pub const INPUTS: usize = FEATURES + TIMESCALES.len();
+/// Hidden units of each of the two hidden layers.
+pub const HIDDEN: usize = 32;
+/// State floats per coordinate.
+pub const STATE: usize = 6;
+/// φ length.
+pub const PHI_LEN: usize = HIDDEN * INPUTS + HIDDEN + HIDDEN * HIDDEN + HIDDEN + 2 * HIDDEN + 2;
+
+const W1: usize = 0;
+const B1: usize = W1 + HIDDEN * INPUTS;
+const W2: usize = B1 + HIDDEN;
+const B2: usize = W2 + HIDDEN * HIDDEN;
+const W3: usize = B2 + HIDDEN;
+const B3: usize = W3 + 2 * HIDDEN;
+
+/// Hyper-parameters that are not learned.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MlpOptConfig {
+    /// ε of the per-tensor normalisation.
+    pub eps: f64,
+    /// α: u = o_0·exp(α·o_1)·β.
+    pub exp_mult: f64,
+    /// β: u = o_0·exp(α·o_1)·β.
+    pub step_mult: f64,
+}
+
+impl Default for MlpOptConfig {
+    fn default() -> Self {
+        Self {
+            eps: 1e-5,
+            exp_mult: 1e-3,
+            step_mult: 1e-3,
+        }
+    }
+}
+
+/// The step embedding at inner step t.
+pub fn embedding(t: usize) -> [f64; 11] {
+    TIMESCALES.map(|tau| (t as f64 / tau - 1.0).tanh())
+}
+
+/// New state and raw features of one coordinate.
+fn features(g: f64, theta: f64, state: &[f64]) -> ([f64; STATE], [f64; FEATURES]) {
+    let mut s = [0.0; STATE];
+    let mut x = [0.0; FEATURES];
+    x[0] = g;
+    x[1] = theta;
+    for j in 0..5 {
+        s[j] = DECAYS[j] * state[j] + (1.0 - DECAYS[j]) * g;
+        x[2 + j] = s[j];
+    }
+    s[5] = RMS_DECAY * state[5] + (1.0 - RMS_DECAY) * g * g;
+    x[7] = s[5].sqrt();
+    (s, x)
+}
+
+struct Forward {
+    new_state: Vec<f64>,
+    x: Vec<[f64; FEATURES]>,
+    r: Vec<[f64; FEATURES]>, // per coordinate: the r of its segment
+    inp: Vec<[f64; INPUTS]>,
+    a1: Vec<[f64; HIDDEN]>,
+    a2: Vec<[f64; HIDDEN]>,
+    o: Vec<[f64; 2]>,
+    u: Vec<f64>,
+}
+
+fn forward(
+    cfg: &MlpOptConfig,
+    phi: &[f64],
+    g: &[f64],
+    theta: &[f64],
+    state: &[f64],
+    segments: &[(usize, usize)],
+    t: usize,
+) -> Forward {
+    let p = theta.len();
+    let mut new_state = vec![0.0; p * STATE];
+    let mut x = vec![[0.0; FEATURES]; p];
+    for i in 0..p {
+        let (s, xi) = features(g[i], theta[i], &state[i * STATE..(i + 1) * STATE]);
+        new_state[i * STATE..(i + 1) * STATE].copy_from_slice(&s);
+        x[i] = xi;
+    }
+    let mut r = vec![[0.0; FEATURES]; p];
+    for &(off, len) in segments {
+        let mut rf = [0.0; FEATURES];
+        for (f, v) in rf.iter_mut().enumerate() {
+            let ms: f64 = (off..off + len).map(|i| x[i][f] * x[i][f]).sum::<f64>() / len as f64;
+            *v = 1.0 / (cfg.eps + ms).sqrt();
+        }
+        for ri in &mut r[off..off + len] {
+            *ri = rf;
+        }
+    }
+    let e = embedding(t);
+    let mut fw = Forward {
+        new_state,
+        x,
+        r,
+        inp: Vec::with_capacity(p),
+        a1: Vec::with_capacity(p),
+        a2: Vec::with_capacity(p),
+        o: Vec::with_capacity(p),
+        u: Vec::with_capacity(p),
+    };
+    for i in 0..p {
+        let mut inp = [0.0; INPUTS];
+        for f in 0..FEATURES {
+            inp[f] = fw.x[i][f] * fw.r[i][f];
+        }
+        inp[FEATURES..].copy_from_slice(&e);
+        let mut a1 = [0.0; HIDDEN];
+        for (k, a) in a1.iter_mut().enumerate() {
+            *a = phi[B1 + k]
+                + (0..INPUTS)
+                    .map(|j| phi[W1 + k * INPUTS + j] * inp[j])
+                    .sum::<f64>();
+        }
+        let h1 = a1.map(|v| v.max(0.0));
+        let mut a2 = [0.0; HIDDEN];
+        for (k, a) in a2.iter_mut().enumerate() {
+            *a = phi[B2 + k]
+                + (0..HIDDEN)
+                    .map(|j| phi[W2 + k * HIDDEN + j] * h1[j])
+                    .sum::<f64>();
+        }
+        let h2 = a2.map(|v| v.max(0.0));
+        let mut o = [0.0; 2];
+        for (k, v) in o.iter_mut().enumerate() {
+            *v = phi[B3 + k]
+                + (0..HIDDEN)
+                    .map(|j| phi[W3 + k * HIDDEN + j] * h2[j])
+                    .sum::<f64>();
+        }
+        fw.u.push(o[0] * (cfg.exp_mult * o[1]).exp() * cfg.step_mult);
+        fw.inp.push(inp);
+        fw.a1.push(a1);
+        fw.a2.push(a2);
+        fw.o.push(o);
+    }
+    fw
+}
+
+/// One step of all P coordinates of an instance: (u, new state). `state` is P × 6,
+/// coordinate-major; `segments` are the (offset, length) of the instance's tensors, covering
+/// 0..P; `t` is the inner step number.
+pub fn mlpo_step(
+    cfg: &MlpOptConfig,
+    phi: &[f64],
+    g: &[f64],
+    theta: &[f64],
+    state: &[f64],
+    segments: &[(usize, usize)],
+    t: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let f = forward(cfg, phi, g, theta, state, segments, t);
+    (f.u, f.new_state)
+}
+
+/// Exact VJP of u with respect to θ (through the θ feature and its normalisation) and φ,
+/// given the cotangent `u_bar` of every coordinate: (θ̄ through the input, φ̄).
+#[allow(clippy::too_many_arguments)]
+pub fn mlpo_step_vjp(
+    cfg: &MlpOptConfig,
+    phi: &[f64],
+    g: &[f64],
+    theta: &[f64],
+    state: &[f64],
+    segments: &[(usize, usize)],
+    t: usize,
+    u_bar: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let fw = forward(cfg, phi, g, theta, state, segments, t);
+    let p = theta.len();
+    let mut phi_bar = vec![0.0; PHI_LEN];
+    // Adjoint of the normalised θ feature, per coordinate.
+    let mut xhat_bar = vec![0.0; p];
+    for i in 0..p {
+        let o = fw.o[i];
+        let ex = (cfg.exp_mult * o[1]).exp();
+        let ob = [
+            u_bar[i] * ex * cfg.step_mult,
+            u_bar[i] * o[0] * ex * cfg.step_mult * cfg.exp_mult,
+        ];
+        let h2 = fw.a2[i].map(|v| v.max(0.0));
+        let h1 = fw.a1[i].map(|v| v.max(0.0));
+        let mut h2b = [0.0; HIDDEN];
+        for k in 0..2 {
+            phi_bar[B3 + k] += ob[k];
+            for j in 0..HIDDEN {
+                phi_bar[W3 + k * HIDDEN + j] += ob[k] * h2[j];
+                h2b[j] += phi[W3 + k * HIDDEN + j] * ob[k];
+            }
+        }
+        let a2b: Vec<f64> = (0..HIDDEN)
+            .map(|k| if fw.a2[i][k] > 0.0 { h2b[k] } else { 0.0 })
+            .collect();
+        let mut h1b = [0.0; HIDDEN];
+        for k in 0..HIDDEN {
+            phi_bar[B2 + k] += a2b[k];
+            for j in 0..HIDDEN {
+                phi_bar[W2 + k * HIDDEN + j] += a2b[k] * h1[j];
+                h1b[j] += phi[W2 + k * HIDDEN + j] * a2b[k];
+            }
+        }
+        let a1b: Vec<f64> = (0..HIDDEN)
+            .map(|k| if fw.a1[i][k] > 0.0 { h1b[k] } else { 0.0 })
+            .collect();
+        for k in 0..HIDDEN {
+            phi_bar[B1 + k] += a1b[k];
+            for j in 0..INPUTS {
+                phi_bar[W1 + k * INPUTS + j] += a1b[k] * fw.inp[i][j];
+            }
+            xhat_bar[i] += phi[W1 + k * INPUTS + 1] * a1b[k];
+        }
+    }
+    // Through x̂ = x·r with r = (ε + mean x²)^(−1/2) over each segment:
+    // x̄_i = r·x̂̄_i − r³·x_i·(Σ_{j∈S} x_j·x̂̄_j)/|S|.
+    let mut theta_bar = vec![0.0; p];
+    for &(off, len) in segments {
+        let dot: f64 = (off..off + len).map(|j| fw.x[j][1] * xhat_bar[j]).sum();
+        for i in off..off + len {
+            let r = fw.r[i][1];
+            theta_bar[i] = r * xhat_bar[i] - r * r * r * fw.x[i][1] * dot / len as f64;
+        }
+    }
+    (theta_bar, phi_bar)
+}
+
+/// Initial φ: every weight ~ U(−1/√fan_in, 1/√fan_in), biases 0.
+pub fn mlpo_init_phi(rng: &mut impl rand::Rng) -> Vec<f64> {
+    let mut phi = vec![0.0; PHI_LEN];
+    for (start, rows, cols) in [(W1, HIDDEN, INPUTS), (W2, HIDDEN, HIDDEN), (W3, 2, HIDDEN)] {
+        let b = 1.0 / (cols as f64).sqrt();
+        for v in &mut phi[start..start + rows * cols] {
+            *v = rng.random_range(-b..b);
+        }
+    }
+    phi
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::{central_diff, rel_err};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn phi_length_matches_the_layout() {
+        assert_eq!(PHI_LEN, 1762);
+        assert_eq!(B3 + 2, PHI_LEN);
+    }
+
+    #[test]
+    fn vjp_matches_finite_differences() {
+        for seed in 0..3u64 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let cfg = MlpOptConfig {
+                exp_mult: 0.3,
+                step_mult: 0.5,
+                ..Default::default()
+            };
+            let segments = [(0usize, 4usize), (4, 1), (5, 7)];
+            let p = 12;
+            let mut phi = mlpo_init_phi(&mut rng);
+            for i in (B1..B1 + HIDDEN).chain(B2..B2 + HIDDEN) {
+                phi[i] = rng.random_range(-0.3..0.3);
+            }
+            let g: Vec<f64> = (0..p).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let theta: Vec<f64> = (0..p).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let state: Vec<f64> = (0..p * STATE)
+                .map(|i| {
+                    if i % STATE == 5 {
+                        rng.random_range(0.0..1.0)
+                    } else {
+                        rng.random_range(-1.0..1.0)
+                    }
+                })
+                .collect();
+            let ub: Vec<f64> = (0..p).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let t = 7;
+            let (tb, pb) = mlpo_step_vjp(&cfg, &phi, &g, &theta, &state, &segments, t, &ub);
+            let l = |phi: &[f64], th: &[f64]| {
+                let (u, _) = mlpo_step(&cfg, phi, &g, th, &state, &segments, t);
+                u.iter().zip(&ub).map(|(a, b)| a * b).sum::<f64>()
+            };
+            let fd_t = central_diff(|th| l(&phi, th), &theta, 1e-6);
+            assert!(rel_err(&tb, &fd_t) < 1e-6, "θ̄ {}", rel_err(&tb, &fd_t));
+            let fd_p = central_diff(|ph| l(ph, &theta), &phi, 1e-6);
+            assert!(rel_err(&pb, &fd_p) < 1e-6, "φ̄ {}", rel_err(&pb, &fd_p));
+        }
+    }
+
+    #[test]
+    fn normalisation_is_per_segment_and_state_follows_the_decays() {
+        let cfg = MlpOptConfig::default();
+        let phi = vec![0.0; PHI_LEN];
+        let g = [1.0, -2.0, 0.5];
+        let theta = [0.1, 0.2, 0.3];
+        let state = vec![0.0; 3 * STATE];
+        let (u, s) = mlpo_step(&cfg, &phi, &g, &theta, &state, &[(0, 2), (2, 1)], 0);
+        assert_eq!(u, vec![0.0; 3]);
+        assert!((s[0] - 0.9 * 1.0).abs() < 1e-15 && (s[4] - 0.001).abs() < 1e-15);
+        assert!((s[STATE + 5] - 0.001 * 4.0).abs() < 1e-15);
+        let f = forward(&cfg, &phi, &g, &theta, &state, &[(0, 2), (2, 1)], 0);
+        let want = 1.0 / (1e-5 + (1.0 + 4.0) / 2.0f64).sqrt();
+        assert!((f.r[0][0] - want).abs() < 1e-12 && (f.r[1][0] - want).abs() < 1e-12);
+        assert!((f.r[2][0] - 1.0 / (1e-5 + 0.25f64).sqrt()).abs() < 1e-12);
+    }
+}
