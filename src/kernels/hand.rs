@@ -78,6 +78,7 @@ impl Default for AdamHyper {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record(
     rec: &mut Recorder,
     kernel: &'static Kernel,

@@ -136,8 +136,8 @@ fn forward(
     };
     for i in 0..p {
         let mut inp = [0.0; INPUTS];
-        for f in 0..FEATURES {
-            inp[f] = fw.x[i][f] * fw.r[i][f];
+        for (f, v) in inp.iter_mut().take(FEATURES).enumerate() {
+            *v = fw.x[i][f] * fw.r[i][f];
         }
         inp[FEATURES..].copy_from_slice(&e);
         let mut a1 = [0.0; HIDDEN];
