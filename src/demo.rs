@@ -341,10 +341,32 @@ pub struct L2lReport {
     pub throughput: f64,
 }
 
-/// Meta-train the L2L LSTM optimizer on quadratics, then compare it on held-out quadratics with
-/// SGD and Adam, each at its best learning rate from a grid tuned on the training family.
-pub fn l2l_quadratics(gpu: &std::sync::Arc<Gpu>, cfg: &L2lConfig) -> Result<L2lReport> {
+/// The hand-designed baselines of L2L's comparisons, as functions of the learning rate: SGD,
+/// Nesterov momentum (μ = 0.9), RMSprop (ρ = 0.99) and Adam.
+pub fn baselines() -> Vec<(&'static str, fn(f32) -> crate::optim::Optimizer)> {
     use crate::kernels::hand::AdamHyper;
+    use crate::optim::Optimizer;
+    vec![
+        ("SGD", |lr| Optimizer::Sgd { lr }),
+        ("NAG", |lr| Optimizer::Nag { lr, mu: 0.9 }),
+        ("RMSprop", |lr| Optimizer::RmsProp {
+            lr,
+            rho: 0.99,
+            eps: 1e-8,
+        }),
+        ("Adam", |lr| {
+            Optimizer::Adam(AdamHyper {
+                lr,
+                ..Default::default()
+            })
+        }),
+    ]
+}
+
+/// Meta-train the L2L LSTM optimizer on quadratics, then compare it on held-out quadratics with
+/// SGD, NAG, RMSprop and Adam, each at its best learning rate from a grid tuned on the training
+/// family.
+pub fn l2l_quadratics(gpu: &std::sync::Arc<Gpu>, cfg: &L2lConfig) -> Result<L2lReport> {
     use crate::kernels::lstm::LstmHyper;
     use crate::meta::{log_grid, tune_learning_rate, MetaConfig, MetaTrainer};
     use crate::optim::Optimizer;
@@ -381,47 +403,14 @@ pub fn l2l_quadratics(gpu: &std::sync::Arc<Gpu>, cfg: &L2lConfig) -> Result<L2lR
     let init = held.init_params(&mut rng_eval)?;
     let grid = log_grid(1e-4, 1.0, cfg.grid_points);
     let steps = cfg.eval_steps;
-    let (sgd_lr, _) = tune_learning_rate(
-        gpu,
-        &tune,
-        |lr| Optimizer::Sgd { lr },
-        &grid,
-        &tune_init,
-        steps,
-    )?;
-    let (adam_lr, _) = tune_learning_rate(
-        gpu,
-        &tune,
-        |lr| {
-            Optimizer::Adam(AdamHyper {
-                lr,
-                ..Default::default()
-            })
-        },
-        &grid,
-        &tune_init,
-        steps,
-    )?;
     let eval = |o: &Optimizer, phi: &[f32]| {
         crate::meta::evaluate(gpu, &held, o, phi, &init, steps).map(|c| c.mean())
     };
-    let curves = vec![
-        ("LSTM (learned)".to_string(), eval(&opt, &phi)?),
-        (
-            format!("SGD lr={sgd_lr:.2e}"),
-            eval(&Optimizer::Sgd { lr: sgd_lr }, &[])?,
-        ),
-        (
-            format!("Adam lr={adam_lr:.2e}"),
-            eval(
-                &Optimizer::Adam(AdamHyper {
-                    lr: adam_lr,
-                    ..Default::default()
-                }),
-                &[],
-            )?,
-        ),
-    ];
+    let mut curves = vec![("LSTM (learned)".to_string(), eval(&opt, &phi)?)];
+    for (name, make) in baselines() {
+        let (lr, _) = tune_learning_rate(gpu, &tune, make, &grid, &tune_init, steps)?;
+        curves.push((format!("{name} lr={lr:.2e}"), eval(&make(lr), &[])?));
+    }
     Ok(L2lReport {
         meta_losses,
         skipped,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// Meta-train learned optimizers and learned initialisations on any GPU (wgpu).
 ///
 /// Without a command: meta-train the L2L coordinatewise LSTM optimizer on 10-d quadratics and
-/// compare it with SGD and Adam (each at its best learning rate) on held-out quadratics.
+/// compare it with SGD, NAG, RMSprop and Adam (each at its best learning rate) on held-out quadratics.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -35,7 +35,7 @@ struct Cli {
 enum Command {
     /// Print the chosen adapter, its backend, limits and features.
     Info,
-    /// Meta-train the L2L LSTM optimizer on quadratics; compare with tuned SGD and Adam (the
+    /// Meta-train the L2L LSTM optimizer on quadratics; compare with tuned SGD, NAG, RMSprop and Adam (the
     /// default job).
     L2l {
         /// Outer steps (unrolls of T = 20 steps; episodes of 100 steps). Default: 1000, or 150

@@ -544,8 +544,12 @@ impl RevolveTable {
             2 => (1..=2).contains(&len).then(|| l - 1),
             _ => {
                 let row = self.breaks.get(slots)?;
+                // r = min { r : M(slots, r) >= len }; the row ends at the
+                // first value >= T + 1, so r is in range for len <= T + 1.
                 let r = row.partition_point(|&m| m < l);
-                let _ = row.get(r)?;
+                if r == row.len() {
+                    return None;
+                }
                 Some(r as u64 * l - self.sums[slots].get(r)?)
             }
         }
