@@ -213,3 +213,157 @@ pub fn measure_meta(
         memory: tr.memory(),
     })
 }
+
+/// Result of timing one fused optimizer step over many coordinates.
+#[derive(Clone, Debug)]
+pub struct StepMeasurement {
+    /// Case label.
+    pub label: String,
+    /// Coordinates updated per step.
+    pub coordinates: usize,
+    /// Median seconds of one step (all its dispatches).
+    pub step_seconds: f64,
+    /// Bytes every step must read and write (counted from the kernels' accesses).
+    pub bytes_per_step: u64,
+    /// bytes_per_step / step_seconds / 1e9.
+    pub gb_per_second: f64,
+}
+
+/// Time `steps` inner-optimizer steps of `opt` over `params` coordinates (one instance whose
+/// parameters are cut into `tensors` equal tensors), ping-ponging between two slots; the median
+/// of `repeats` runs. The gradient is fixed (random), as the kernels do not care.
+pub fn measure_optimizer_step(
+    gpu: &Gpu,
+    opt: &crate::optim::Optimizer,
+    params: usize,
+    tensors: usize,
+    steps: usize,
+    repeats: usize,
+) -> Result<StepMeasurement> {
+    use crate::optim::Optimizer;
+    let mut layout = crate::params::ParamLayout::new();
+    let per = params.div_ceil(tensors.max(1));
+    let mut left = params;
+    let mut k = 0;
+    while left > 0 {
+        let n = per.min(left);
+        layout.add(&format!("t{k}"), &[n])?;
+        left -= n;
+        k += 1;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let phi = opt.init_phi(&mut rng);
+    let phi_buf = gpu.buffer_from("bench phi", if phi.is_empty() { &[0.0] } else { &phi })?;
+    let slot_len = opt.slot_len(params);
+    let slots = [
+        gpu.buffer("bench slot a", slot_len)?,
+        gpu.buffer("bench slot b", slot_len)?,
+    ];
+    let g: Vec<f32> = (0..params).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let g = gpu.buffer_from("bench gradient", &g)?;
+    let ws = opt.workspace(gpu, &layout, 1)?;
+    let run = |n: usize| -> Result<f64> {
+        let mut rec = Recorder::new(gpu);
+        for t in 0..n {
+            opt.record_step(
+                &mut rec,
+                &ws,
+                params,
+                &slots[t % 2],
+                &g,
+                (&phi_buf, 0),
+                &slots[(t + 1) % 2],
+                t,
+            )?;
+        }
+        let t0 = Instant::now();
+        rec.submit()?;
+        gpu.wait()?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    run(2)?;
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| run(steps))
+        .collect::<Result<_>>()?;
+    times.sort_by(f64::total_cmp);
+    let step = times[times.len() / 2] / steps as f64;
+    let s = opt.state_len() as u64;
+    let c = params as u64;
+    // Reads θ, g and the state and writes θ and the state; the MLP optimizer reads θ, g and
+    // the state once more for its per-tensor normalisers.
+    let mut bytes = 4 * c * ((2 + s) + (1 + s));
+    if let Optimizer::Mlp(_) = opt {
+        bytes += 4 * c * (2 + s);
+    }
+    Ok(StepMeasurement {
+        label: format!("{} step, {} coordinates, {} tensors", opt.name(), params, k),
+        coordinates: params,
+        step_seconds: step,
+        bytes_per_step: bytes,
+        gb_per_second: bytes as f64 / step / 1e9,
+    })
+}
+
+/// Device-to-device copy bandwidth (GB/s, read + write) on a buffer of `floats` floats.
+pub fn measure_copy_bandwidth(gpu: &Gpu, floats: usize, repeats: usize) -> Result<f64> {
+    let a = gpu.buffer("copy a", floats)?;
+    let b = gpu.buffer("copy b", floats)?;
+    let run = |n: usize| -> Result<f64> {
+        let mut rec = Recorder::new(gpu);
+        for _ in 0..n {
+            rec.copy(&a, 0, &b, 0, floats)?;
+        }
+        let t0 = Instant::now();
+        rec.submit()?;
+        gpu.wait()?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    run(1)?;
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| run(10))
+        .collect::<Result<_>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok(2.0 * 4.0 * floats as f64 * 10.0 / times[times.len() / 2] / 1e9)
+}
+
+/// Time one meta-gradient (forward unroll + checkpointed reverse) of `unroll` steps for
+/// `schedule`, with the MLP optimizer on 10-d quadratics (`instances` of them): the median of
+/// `repeats`, and the bytes the trainer holds.
+pub fn measure_unroll(
+    gpu: &std::sync::Arc<Gpu>,
+    instances: usize,
+    unroll: usize,
+    schedule: crate::meta::Schedule,
+    repeats: usize,
+) -> Result<MetaMeasurement> {
+    use crate::meta::{MetaConfig, MetaTrainer};
+    use crate::optim::Optimizer;
+    use crate::tasks::QuadraticTask;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let task = QuadraticTask::new(gpu, 10, instances, &mut rng)?;
+    let cfg = MetaConfig {
+        unroll,
+        schedule,
+        ..Default::default()
+    };
+    let opt = Optimizer::parse("mlp")?;
+    let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), opt, cfg)?;
+    tr.meta_gradient()?;
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            tr.meta_gradient().map(|_| t.elapsed().as_secs_f64())
+        })
+        .collect::<Result<_>>()?;
+    times.sort_by(f64::total_cmp);
+    let step = times[times.len() / 2];
+    Ok(MetaMeasurement {
+        label: format!(
+            "mlp-opt quadratic d=10 N={instances} T={unroll} {}",
+            schedule.name()
+        ),
+        step_seconds: step,
+        inner_steps_per_second: (unroll * instances) as f64 / step,
+        memory: tr.memory(),
+    })
+}

@@ -341,9 +341,12 @@ pub struct L2lReport {
     pub throughput: f64,
 }
 
+/// A hand-designed optimizer as a function of its learning rate.
+pub type Baseline = fn(f32) -> crate::optim::Optimizer;
+
 /// The hand-designed baselines of L2L's comparisons, as functions of the learning rate: SGD,
 /// Nesterov momentum (μ = 0.9), RMSprop (ρ = 0.99) and Adam.
-pub fn baselines() -> Vec<(&'static str, fn(f32) -> crate::optim::Optimizer)> {
+pub fn baselines() -> Vec<(&'static str, Baseline)> {
     use crate::kernels::hand::AdamHyper;
     use crate::optim::Optimizer;
     vec![

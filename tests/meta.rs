@@ -223,6 +223,8 @@ fn schedules_agree_bitwise() -> Result<()> {
                 Schedule::EveryK(2),
                 Schedule::EveryK(3),
                 Schedule::Sqrt,
+                Schedule::Revolve(3),
+                Schedule::Revolve(4),
             ]
             .into_iter()
             .map(|s| trainer(family, &opt, Mode::Truncated, s, seed)?.meta_gradient())
@@ -457,5 +459,46 @@ fn inconsistent_configurations_are_refused() -> Result<()> {
         &Optimizer::Linear
     )
     .contains("Reptile"));
+    Ok(())
+}
+
+/// A memory budget picks Revolve with as many slots as fit; the meta-gradient is the same as
+/// store-all's, and a budget below the minimum is refused with the numbers needed to fix it.
+#[test]
+fn memory_budget_selects_revolve_and_refuses_too_little() -> Result<()> {
+    let opt = Optimizer::Lstm(LstmHyper::default());
+    let full = trainer(
+        Family::Quadratic,
+        &opt,
+        Mode::Truncated,
+        Schedule::StoreAll,
+        8,
+    )?;
+    let slot = full.memory().slot_bytes;
+    let mk = |budget: u64| {
+        let cfg = MetaConfig {
+            unroll: T,
+            memory_budget: Some(budget),
+            learn_init: true,
+            seed: 8,
+            weights: LossWeights::Given((0..=T).map(|t| 0.1 + 0.05 * t as f32).collect()),
+            ..Default::default()
+        };
+        MetaTrainer::new(
+            shared_gpu().clone(),
+            task(Family::Quadratic, 8)?,
+            opt.clone(),
+            cfg,
+        )
+    };
+    let mut tight = mk(4 * slot + slot / 2)?;
+    assert!(tight.plan().slots <= 4, "{} slots", tight.plan().slots);
+    assert_eq!(tight.memory().checkpoints, tight.plan().slots as u64 * slot);
+    let mut full = full;
+    let phi = full.phi()?;
+    tight.set_phi(&phi)?;
+    assert_eq!(tight.meta_gradient()?, full.meta_gradient()?);
+    let err = mk(slot).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains(&slot.to_string()), "{err}");
     Ok(())
 }

@@ -5,10 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use metalearn::bench::{default_mlp_cases, measure_meta, MlpWorkload};
+use metalearn::bench::{
+    default_mlp_cases, measure_copy_bandwidth, measure_meta, measure_optimizer_step,
+    measure_unroll, MlpWorkload,
+};
 use metalearn::demo::{self, l2l_quadratics, DemoConfig, L2lConfig};
 use metalearn::gpu::{parse_backends, Gpu, GpuOptions};
 use metalearn::meta::Schedule;
+use metalearn::optim::Optimizer;
 use metalearn::{Error, Result};
 use std::sync::Arc;
 
@@ -79,7 +83,9 @@ enum Command {
         /// Fewer, smaller cases.
         #[arg(long)]
         quick: bool,
-        /// Run only one part: `mlp` (forward + backward) or `meta` (meta-training steps).
+        /// Run only one part: `mlp` (forward + backward), `meta` (meta-training steps), `opt`
+        /// (fused optimizer steps vs copy bandwidth) or `unroll` (a checkpointed T = 1000 unroll
+        /// per schedule).
         #[arg(long)]
         only: Option<String>,
         /// Steps per timed run.
@@ -112,16 +118,17 @@ fn bench(
     json: Option<PathBuf>,
 ) -> Result<()> {
     let info = &gpu.props().info;
-    let (mlp, meta) = match only.as_deref() {
-        None => (true, true),
-        Some("mlp") => (true, false),
-        Some("meta") => (false, true),
-        Some(other) => {
+    let parts = ["mlp", "meta", "opt", "unroll"];
+    let want = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if let Some(o) = only.as_deref() {
+        if !parts.contains(&o) {
             return Err(Error::invalid(format!(
-                "unknown benchmark part '{other}'; use mlp or meta"
-            )))
+                "unknown benchmark part '{o}'; use one of {}",
+                parts.join(", ")
+            )));
         }
-    };
+    }
+    let (mlp, meta) = (want("mlp"), want("meta"));
     let mut rows = Vec::new();
     if mlp {
         println!(
@@ -193,6 +200,76 @@ fn bench(
             "    {{\"case\": \"{}\", \"step_seconds\": {:e}, \"inner_steps_x_instances_per_second\": {:.3}, \"checkpoint_bytes\": {}, \"slots\": {}, \"working_bytes\": {}}}",
             m.label, m.step_seconds, m.inner_steps_per_second, m.memory.checkpoints, m.memory.slots, m.memory.working
         ));
+        }
+    }
+    if want("opt") {
+        let params = if quick { 1 << 18 } else { 1 << 24 };
+        let copy = measure_copy_bandwidth(gpu, params * 4, repeats)?;
+        println!("\nfused optimizer step, {params} coordinates in 16 tensors (median of {repeats} runs of 10 steps); copy bandwidth {copy:.1} GB/s");
+        println!(
+            "{:<44} {:>12} {:>14} {:>10} {:>12}",
+            "case", "ms/step", "bytes/step", "GB/s", "of copy"
+        );
+        let mut adam_time = None;
+        for opt in ["adam", "mlp"] {
+            let o = Optimizer::parse(opt)?;
+            let m = match measure_optimizer_step(gpu, &o, params, 16, 10, repeats) {
+                Ok(m) => m,
+                Err(e @ Error::LimitExceeded { .. }) => {
+                    println!("{opt}: skipped: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let ratio = adam_time
+                .map(|a: f64| format!(", {:.2}× Adam's time", m.step_seconds / a))
+                .unwrap_or_default();
+            if opt == "adam" {
+                adam_time = Some(m.step_seconds);
+            }
+            println!(
+                "{:<44} {:>12.3} {:>14} {:>10.1} {:>11.0}%{ratio}",
+                m.label,
+                m.step_seconds * 1e3,
+                m.bytes_per_step,
+                m.gb_per_second,
+                100.0 * m.gb_per_second / copy
+            );
+            rows.push(format!(
+                "    {{\"case\": \"{}\", \"step_seconds\": {:e}, \"bytes_per_step\": {}, \"gb_per_second\": {:.3}, \"copy_gb_per_second\": {:.3}}}",
+                m.label, m.step_seconds, m.bytes_per_step, m.gb_per_second, copy
+            ));
+        }
+    }
+    if want("unroll") {
+        let (n, t) = if quick { (1000, 100) } else { (100_000, 1000) };
+        let k = (t as f64).sqrt().ceil() as usize;
+        println!("\ncheckpointed unroll: MLP optimizer on {n} quadratics (d = 10, {} coordinates), T = {t}, one meta-gradient (median of {repeats})", n * 10);
+        println!(
+            "{:<52} {:>12} {:>10} {:>14}",
+            "schedule", "ms", "slots", "held MiB"
+        );
+        for schedule in [Schedule::StoreAll, Schedule::Sqrt, Schedule::Revolve(2 * k)] {
+            let m = match measure_unroll(gpu, n, t, schedule, repeats) {
+                Ok(m) => m,
+                Err(e @ Error::LimitExceeded { .. }) => {
+                    println!("{}: skipped: {e}", schedule.name());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let held = m.memory.checkpoints + m.memory.working;
+            println!(
+                "{:<52} {:>12.1} {:>10} {:>14.1}",
+                m.label,
+                m.step_seconds * 1e3,
+                m.memory.slots,
+                held as f64 / (1 << 20) as f64
+            );
+            rows.push(format!(
+                "    {{\"case\": \"{}\", \"seconds\": {:e}, \"slots\": {}, \"held_bytes\": {}}}",
+                m.label, m.step_seconds, m.memory.slots, held
+            ));
         }
     }
     if let Some(path) = json {

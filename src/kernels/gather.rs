@@ -79,6 +79,11 @@ impl GpuDataset {
         })
     }
 
+    /// Bytes held on the GPU.
+    pub fn bytes(&self) -> u64 {
+        self.images.bytes() + self.labels.bytes()
+    }
+
     /// Number of examples.
     pub fn count(&self) -> usize {
         self.count

@@ -168,6 +168,11 @@ impl MlpOptWorkspace {
         })
     }
 
+    /// Bytes held on the GPU.
+    pub fn bytes(&self) -> u64 {
+        self.tables.bytes() + self.stats.bytes() + self.partials.bytes() + self.aux.bytes()
+    }
+
     fn params(&self, hyper: &MlpOptHyper, t: usize, phi_off: usize) -> Result<MlpOptParams> {
         Ok(MlpOptParams {
             count: u32_of("coordinates", self.instances * self.per_instance)?,

@@ -103,14 +103,25 @@
 //! for `T` steps with `s` slots therefore makes
 //! `r (T + 1) - sum_{q < r} M(s, q) <= r T` forward steps, where `r` is the
 //! smallest integer with `M(s, r) >= T + 1`. With `s >= T + 1` that is `T`
-//! (store-all); with `s = T` it is `T + 1`. For `T = 1000`: 64 slots (about
-//! the `2 sqrt(T)` of [`Schedule::Sqrt`], which makes 1968) give 1935, 10
-//! slots give 3893, 5 slots 7788.
+//! (store-all); with `s = T >= 3` it is `T + 1`. [`Schedule::Sqrt`] makes
+//! `2T - ceil(T / k)` with `k = ceil(sqrt(T))`.
+//!
+//! Forward steps of `Revolve(s)`, and of `Sqrt` next to `Revolve` with as
+//! many slots as `Sqrt` uses:
+//!
+//! ```text
+//!    T     s=3    s=4    s=5    s=6    s=8   s=10   s=16   s=20 | Sqrt: slots  fwd | Revolve
+//!   20     110     54     43     36     33     31     25     21 |           8   36 |      33
+//!  100    2550    625    410    327    259    238    185    181 |          19  190 |     182
+//! 1000  250500  20615   9828   6930   4884   4070   3052   2773 |          62 1968 |    1939
+//! ```
 //!
 //! The planner evaluates `F` from these closed forms and picks each split
 //! `j` by a binary search over the convex cost `j + F(l - j, s - 1) + F(j, s)`,
-//! so planning is `O(T log T)` apart from emitting the actions. It uses the
-//! fewest slots `s' <= s` that reach the optimum for `s`.
+//! so planning takes about a millisecond for `T = 1000` (release build). It
+//! uses the fewest slots `s' <= s` that reach the optimum for `s`. Plans
+//! needing more than [`MAX_REVOLVE_FORWARD_STEPS`] forward steps (e.g.
+//! `T = 20000` with 3 slots) are refused with a request for more slots.
 
 use crate::{Error, Result};
 use std::cmp::Reverse as MinFirst;
@@ -313,16 +324,20 @@ pub fn min_slots(steps: usize) -> usize {
 
 /// The number of forward steps (Advance actions) of the optimal plan with at
 /// most `slots` slots for a `steps`-step unroll, i.e. of
-/// `plan(Schedule::Revolve(slots), steps)`, computed without building it.
+/// `plan(Schedule::Revolve(slots), steps)`, computed in closed form without
+/// building the plan (so also for counts above
+/// [`MAX_REVOLVE_FORWARD_STEPS`]).
 ///
-/// Errors like [`plan`] when `steps` is 0 or `slots < min_slots(steps)`
-/// (but not for very large counts).
+/// Errors with [`Error::InvalidArgument`] when `steps` is 0, when
+/// `slots < min_slots(steps)`, or when the count does not fit in a `u64`.
 pub fn revolve_forward_steps(steps: usize, slots: usize) -> Result<u64> {
-    let slots = revolve_slots_checked(steps, slots)?;
-    let table = RevolveTable::new(steps, slots);
-    table
-        .cost(steps + 1, slots)
-        .ok_or_else(|| revolve_internal(steps, slots))
+    let (len, slots) = revolve_args(steps, slots)?;
+    revolve_cost(len, slots).ok_or_else(|| {
+        Error::invalid(format!(
+            "checkpoint plan (revolve-{slots}): the forward-step count for T = {steps} does not \
+             fit in 64 bits; use more slots"
+        ))
+    })
 }
 
 /// The largest number of forward steps [`plan`] builds a `Revolve` plan
@@ -366,8 +381,9 @@ pub fn slots_for_budget(budget_bytes: u64, slot_bytes: u64, steps: usize) -> Res
     Ok(usize::try_from(fit).map_or(cap, |fit| fit.min(cap)))
 }
 
-/// Checks `slots` against [`min_slots`] and caps it at `steps + 1`.
-fn revolve_slots_checked(steps: usize, slots: usize) -> Result<usize> {
+/// Checks the `Revolve` arguments; returns `(T + 1, slots)` with `slots`
+/// capped at `T + 1`, as `u64`s.
+fn revolve_args(steps: usize, slots: usize) -> Result<(u64, u64)> {
     let name = Schedule::Revolve(slots).name();
     if steps == 0 {
         return Err(Error::invalid(format!(
@@ -377,48 +393,128 @@ fn revolve_slots_checked(steps: usize, slots: usize) -> Result<usize> {
     }
     let min = min_slots(steps);
     if slots < min {
+        let why = if steps == 1 {
+            "one for state 0 and one for state 1"
+        } else {
+            "state 0 stays held until step 0 is reversed, and an Advance never writes the slot \
+             it reads, so going past state 1 needs two more"
+        };
         return Err(Error::invalid(format!(
             "checkpoint plan ({name}): {slots} slot(s) cannot reverse T = {steps} step(s); the \
-             minimum is {min} slots (an Advance never writes the slot it reads, so moving past a \
-             kept state needs two more); use revolve-{min} or more"
+             minimum is {min} slots ({why}); use revolve-{min} or more"
         )));
     }
-    Ok(slots.min(steps.saturating_add(1)))
+    let Some(len) = (steps as u64).checked_add(1) else {
+        return Err(Error::invalid(format!(
+            "checkpoint plan ({name}): T = {steps} steps is too many"
+        )));
+    };
+    Ok((len, (slots as u64).min(len)))
 }
 
-fn revolve_internal(steps: usize, slots: usize) -> Error {
-    Error::invalid(format!(
-        "checkpoint plan (revolve-{slots}): internal error, no plan for T = {steps}"
-    ))
+/// `F(len, slots)` of the module docs: the fewest Advances that reverse
+/// `len` steps starting from a held state, with `slots` slots in all (the
+/// one holding that state included). `None` if impossible (or if the count
+/// overflows a `u64`).
+fn revolve_cost(len: u64, slots: u64) -> Option<u64> {
+    if len == 0 {
+        return None;
+    }
+    match slots {
+        0 => None,
+        1 => (len == 1).then_some(0),
+        2 => (len <= 2).then(|| len - 1),
+        // M(slots, 1) = slots >= len: r = 1.
+        _ if slots >= len => Some(len - 1),
+        // M(3, r) = 2r + 1, so r = ceil((len - 1) / 2) and
+        // M(3, 0) + … + M(3, r - 1) = r^2.
+        3 => {
+            let r = (len - 1).div_ceil(2);
+            r.checked_mul(len - r)
+        }
+        _ => {
+            // M(s, r) = a(r) + a(r - 1) with a(r) = C(s - 2 + r, r), and
+            // a(r) = a(r - 1) (s - 2 + r) / r exactly.
+            let c = u128::from(slots - 2);
+            let len = u128::from(len);
+            let (mut a_prev, mut sum, mut r) = (1u128, 1u128, 1u128);
+            loop {
+                let a = a_prev.checked_mul(c + r)? / r;
+                let m = a + a_prev;
+                if m >= len {
+                    return u64::try_from(r.checked_mul(len)? - sum).ok();
+                }
+                sum += m;
+                a_prev = a;
+                r += 1;
+            }
+        }
+    }
+}
+
+/// An optimal first checkpoint distance `j` (`1 <= j < len`) for
+/// `F(len, slots)`: the largest minimiser of
+/// `phi(j) = j + F(len - j, slots - 1) + F(j, slots)`, which is convex in
+/// `j` on the range where it is finite (both terms are convex).
+fn revolve_split(len: u64, slots: u64) -> u64 {
+    // Feasible j: F(len - j, slots - 1) finite.
+    let lo = match slots {
+        0..=2 => len - 1,
+        3 => len.saturating_sub(2).max(1),
+        _ => 1,
+    };
+    let hi = len - 1;
+    let phi = |j: u64| -> u64 {
+        match (revolve_cost(j, slots), revolve_cost(len - j, slots - 1)) {
+            (Some(a), Some(b)) => j.saturating_add(a).saturating_add(b),
+            _ => u64::MAX,
+        }
+    };
+    // Smallest j in [lo, hi] with j == hi or phi(j + 1) > phi(j).
+    let (mut a, mut b) = (lo, hi);
+    while a < b {
+        let mid = a + (b - a) / 2;
+        if phi(mid + 1) > phi(mid) {
+            b = mid;
+        } else {
+            a = mid + 1;
+        }
+    }
+    a
 }
 
 /// Builds the `Revolve(slots)` plan (see the module docs).
 fn revolve(steps: usize, slots: usize) -> Result<Plan> {
-    let slots = revolve_slots_checked(steps, slots)?;
-    let table = RevolveTable::new(steps, slots);
-    let len = steps + 1;
-    let best = table
-        .cost(len, slots)
-        .ok_or_else(|| revolve_internal(steps, slots))?;
-    if best > MAX_REVOLVE_FORWARD_STEPS {
-        return Err(Error::invalid(format!(
-            "checkpoint plan (revolve-{slots}): T = {steps} steps with {slots} slots needs {best} \
-             forward steps, more than the {MAX_REVOLVE_FORWARD_STEPS} this planner builds; use \
-             more slots"
-        )));
-    }
-    // The fewest slots that reach the same optimum (cost is nonincreasing in
-    // the slot count, and `min_slots` always has a finite cost).
-    let (mut lo, mut hi) = (min_slots(steps), slots);
+    let (len, max_slots) = revolve_args(steps, slots)?;
+    let internal = || {
+        Error::invalid(format!(
+            "checkpoint plan (revolve-{slots}): internal error planning T = {steps}"
+        ))
+    };
+    let best = revolve_cost(len, max_slots);
+    let best = match best {
+        Some(best) if best <= MAX_REVOLVE_FORWARD_STEPS => best,
+        _ => {
+            let count = best.map_or_else(|| "more than 2^64".to_string(), |b| b.to_string());
+            return Err(Error::invalid(format!(
+                "checkpoint plan (revolve-{slots}): T = {steps} steps with {max_slots} slots \
+                 needs {count} forward steps, more than the {MAX_REVOLVE_FORWARD_STEPS} this \
+                 planner builds; use more slots"
+            )));
+        }
+    };
+    // The fewest slots that reach the same optimum (the cost never rises
+    // with more slots, and `min_slots` always has a finite cost).
+    let (mut lo, mut hi) = (min_slots(steps) as u64, max_slots);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if table.cost(len, mid) == Some(best) {
+        if revolve_cost(len, mid) == Some(best) {
             hi = mid;
         } else {
             lo = mid + 1;
         }
     }
-    let slots = lo;
+    let use_slots = lo;
 
     // Work items: reverse `len` steps starting at state `x`, held in `slot`,
     // with `slots` slots in all (the one holding `x` included). Reversing
@@ -426,15 +522,15 @@ fn revolve(steps: usize, slots: usize) -> Result<Plan> {
     struct Item {
         x: usize,
         slot: usize,
-        len: usize,
-        slots: usize,
+        len: u64,
+        slots: u64,
     }
     let mut b = Builder::new(steps);
     let mut stack = vec![Item {
         x: 0,
         slot: 0,
         len,
-        slots,
+        slots: use_slots,
     }];
     while let Some(Item {
         x,
@@ -452,7 +548,8 @@ fn revolve(steps: usize, slots: usize) -> Result<Plan> {
             b.free(slot);
             continue;
         }
-        let j = table.split(len, slots);
+        // j < len <= T + 1 - x, so it fits a usize.
+        let j = usize::try_from(revolve_split(len, slots)).map_err(|_| internal())?;
         let mut cur = slot;
         for t in x..x + j {
             let to = b.advance(t, cur);
@@ -465,13 +562,13 @@ fn revolve(steps: usize, slots: usize) -> Result<Plan> {
         stack.push(Item {
             x,
             slot,
-            len: j,
+            len: j as u64,
             slots,
         });
         stack.push(Item {
             x: x + j,
             slot: cur,
-            len: len - j,
+            len: len - j as u64,
             slots: slots - 1,
         });
     }
@@ -482,109 +579,10 @@ fn revolve(steps: usize, slots: usize) -> Result<Plan> {
         forward_steps: b.forward_steps,
         actions: b.actions,
     };
-    if plan.forward_steps as u64 != best || plan.slots > slots {
-        return Err(revolve_internal(steps, slots));
+    if plan.forward_steps as u64 != best || plan.slots as u64 > use_slots {
+        return Err(internal());
     }
     Ok(plan)
-}
-
-/// The optimal-cost function `F(l, s)` of the module docs for `l <= T + 1`
-/// and `s <= max_slots`, from the breakpoints `M(s, r)`.
-struct RevolveTable {
-    /// `breaks[s]` = `M(s, 0), M(s, 1), …` up to the first value `>= T + 1`,
-    /// for `s >= 3` (rows 0..3 are empty; slots 1 and 2 are special-cased).
-    breaks: Vec<Vec<u64>>,
-    /// `sums[s][r]` = `M(s, 0) + … + M(s, r - 1)` (`sums[s][0] = 0`).
-    sums: Vec<Vec<u64>>,
-}
-
-impl RevolveTable {
-    fn new(steps: usize, max_slots: usize) -> Self {
-        let target = steps as u64 + 1;
-        let mut breaks: Vec<Vec<u64>> = vec![Vec::new(); max_slots.max(2) + 1];
-        let mut sums: Vec<Vec<u64>> = vec![Vec::new(); breaks.len()];
-        for s in 3..=max_slots {
-            let mut row = vec![1u64];
-            while let Some(&last) = row.last() {
-                if last >= target {
-                    break;
-                }
-                let r = row.len();
-                // M(s - 1, r): constant 1 (s - 1 = 1 never happens here) or 2
-                // for two slots; otherwise from the previous row, which is at
-                // least as long as this one (M grows with s); past its end
-                // the value is >= target anyway.
-                let below = if s == 3 {
-                    2
-                } else {
-                    breaks[s - 1].get(r).copied().unwrap_or(target)
-                };
-                row.push(last + below);
-            }
-            let mut acc = 0u64;
-            let mut prefix = Vec::with_capacity(row.len());
-            for &m in &row {
-                prefix.push(acc);
-                acc += m;
-            }
-            breaks[s] = row;
-            sums[s] = prefix;
-        }
-        RevolveTable { breaks, sums }
-    }
-
-    /// `F(len, slots)`: the fewest Advances that reverse `len` steps from a
-    /// held state with `slots` slots; `None` if impossible (or out of the
-    /// table's range).
-    fn cost(&self, len: usize, slots: usize) -> Option<u64> {
-        let l = len as u64;
-        match slots {
-            0 => None,
-            1 => (len == 1).then_some(0),
-            2 => (1..=2).contains(&len).then(|| l - 1),
-            _ => {
-                let row = self.breaks.get(slots)?;
-                // r = min { r : M(slots, r) >= len }; the row ends at the
-                // first value >= T + 1, so r is in range for len <= T + 1.
-                let r = row.partition_point(|&m| m < l);
-                if r == row.len() {
-                    return None;
-                }
-                Some(r as u64 * l - self.sums[slots].get(r)?)
-            }
-        }
-    }
-
-    /// An optimal first checkpoint distance `j` (`1 <= j < len`) for
-    /// `F(len, slots)`: the largest minimiser of
-    /// `phi(j) = j + F(len - j, slots - 1) + F(j, slots)`, which is convex in
-    /// `j` on the range where it is finite.
-    fn split(&self, len: usize, slots: usize) -> usize {
-        // Feasible j: F(len - j, slots - 1) finite.
-        let lo = match slots {
-            0..=2 => len - 1,
-            3 => len.saturating_sub(2).max(1),
-            _ => 1,
-        };
-        let hi = len - 1;
-        let phi = |j: usize| -> u64 {
-            match (self.cost(j, slots), self.cost(len - j, slots - 1)) {
-                (Some(a), Some(b)) => j as u64 + a + b,
-                _ => u64::MAX,
-            }
-        };
-        // Smallest j in [lo, hi] with j == hi or phi(j + 1) > phi(j).
-        let (mut a, mut b) = (lo, hi);
-        while a < b {
-            let mid = a + (b - a) / 2;
-            if phi(mid + 1) > phi(mid) {
-                b = mid;
-            } else {
-                a = mid + 1;
-            }
-        }
-        a
-    }
 }
 
 /// Builds the `EveryK(k)` plan, `1 <= k <= steps`.
@@ -1100,6 +1098,9 @@ mod tests {
             Schedule::EveryK(1),
             Schedule::EveryK(4),
             Schedule::EveryK(123),
+            Schedule::Revolve(2),
+            Schedule::Revolve(3),
+            Schedule::Revolve(64),
         ] {
             assert_eq!(Schedule::parse(&s.name()).unwrap(), s);
         }
@@ -1107,6 +1108,11 @@ mod tests {
         assert_eq!(Schedule::EveryK(4).name(), "every-4");
         assert_eq!(Schedule::Sqrt.name(), "sqrt");
         assert_eq!(Schedule::parse(" every-8\n").unwrap(), Schedule::EveryK(8));
+        assert_eq!(Schedule::Revolve(10).name(), "revolve-10");
+        assert_eq!(
+            Schedule::parse("\trevolve-12 ").unwrap(),
+            Schedule::Revolve(12)
+        );
     }
 
     #[test]
@@ -1124,6 +1130,15 @@ mod tests {
             "every-4.5",
             "every-k:4",
             "every-99999999999999999999999",
+            "revolve",
+            "revolve-",
+            "revolve-0",
+            "revolve-1",
+            "revolve-x",
+            "revolve--3",
+            "revolve-3.0",
+            "Revolve-3",
+            "revolve-99999999999999999999999",
         ] {
             let e = match Schedule::parse(bad) {
                 Ok(s) => panic!("'{bad}' parsed as {s:?}"),
@@ -1132,9 +1147,467 @@ mod tests {
             assert!(matches!(e, Error::InvalidArgument(_)));
             let e = e.to_string();
             assert!(e.contains(&format!("'{bad}'")), "{e}");
-            for form in ["store-all", "sqrt", "every-<k>"] {
+            for form in ["store-all", "sqrt", "every-<k>", "revolve-<s>"] {
                 assert!(e.contains(form), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn parse_revolve_minimum_is_explained() {
+        for bad in ["revolve-0", "revolve-1"] {
+            let e = Schedule::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("s must be at least 2"), "{e}");
+            assert!(e.contains("3 for T >= 2"), "{e}");
+        }
+        let e = Schedule::parse("every-0").unwrap_err().to_string();
+        assert!(e.contains("k must be at least 1"), "{e}");
+        let e = Schedule::parse("revolve-99999999999999999999999")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("s = 99999999999999999999999 is too large"),
+            "{e}"
+        );
+    }
+
+    // ---- Revolve ----------------------------------------------------------
+
+    /// A fast hasher for the exhaustive search's `u64` keys.
+    #[derive(Default)]
+    struct KeyHasher(u64);
+
+    impl std::hash::Hasher for KeyHasher {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        fn write_u64(&mut self, x: u64) {
+            let z = (x ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            self.0 = z ^ (z >> 29);
+        }
+    }
+
+    type KeySet = std::collections::HashSet<u64, std::hash::BuildHasherDefault<KeyHasher>>;
+
+    /// The true minimum number of Advances over ALL valid action sequences
+    /// for `steps` inner steps and at most `slots` slots (`None`: no valid
+    /// plan exists), by breadth-first search over the simulated slot
+    /// contents. It knows nothing of the Revolve recursion.
+    ///
+    /// A search node is the set of states held in some slot (a bitmask; which
+    /// slot holds which state does not matter, since slots are
+    /// interchangeable) and `pending`: `T + 1` while the Final is due,
+    /// otherwise `k` when step `k - 1` is the next to reverse, 0 when done.
+    /// The state needed next is `pending - 1`. Every edge is one Advance (BFS
+    /// depth = forward steps). Reductions, each of which keeps the optimum:
+    ///
+    /// * the Final and every Reverse are done as soon as their state is held:
+    ///   they cost nothing and change no slot, so delaying them never helps;
+    /// * after them, states `>= pending` are dropped from the set: later
+    ///   actions only need smaller states, which cannot be computed from
+    ///   larger ones, and a slot holding a useless state is as good as a free
+    ///   one (an Advance may overwrite anything);
+    /// * an Advance writes a free slot if there is one, and otherwise
+    ///   overwrites one held state other than the one it reads. (Overwriting
+    ///   a held state while a free slot exists leaves a subset of what
+    ///   writing the free slot leaves, and any plan that works from a subset
+    ///   also works from the superset, treating the extra state as junk.)
+    ///   Advances that produce a state already held or beyond the needed one
+    ///   are skipped (the latter is useless, the former at best a no-op), and
+    ///   state 0 is never overwritten (nothing can recompute it, so step 0
+    ///   could never be reversed).
+    fn exhaustive_min_forward(steps: usize, slots: usize) -> Option<usize> {
+        assert!((1..=40).contains(&steps));
+        // Reverse everything that is ready and drop the states no longer
+        // needed.
+        let settle = |held: u64, mut pending: usize| -> (u64, usize) {
+            while pending > 0 && held & (1 << (pending - 1)) != 0 {
+                pending -= 1;
+            }
+            (held & ((1u64 << pending) - 1), pending)
+        };
+        let key = |held: u64, pending: usize| held | (pending as u64) << 48;
+
+        let start = settle(1, steps + 1);
+        let mut seen = KeySet::default();
+        seen.insert(key(start.0, start.1));
+        let mut frontier = vec![start];
+        let mut next = Vec::new();
+        let mut depth = 0;
+        while !frontier.is_empty() {
+            depth += 1;
+            for &(held, pending) in &frontier {
+                let need = pending - 1;
+                let full = held.count_ones() as usize >= slots;
+                let mut t_bits = held;
+                while t_bits != 0 {
+                    let t = t_bits.trailing_zeros() as usize;
+                    t_bits &= t_bits - 1;
+                    let new = 1u64 << (t + 1);
+                    if t + 1 > need || held & new != 0 {
+                        continue;
+                    }
+                    // Bits of the states this Advance may overwrite.
+                    let mut w_bits = if full { held & !(1 << t) & !1 } else { 0 };
+                    loop {
+                        let after = if full {
+                            if w_bits == 0 {
+                                break;
+                            }
+                            let w = w_bits & w_bits.wrapping_neg();
+                            w_bits &= w_bits - 1;
+                            (held & !w) | new
+                        } else {
+                            held | new
+                        };
+                        let (h, p) = settle(after, pending);
+                        if p == 0 {
+                            return Some(depth);
+                        }
+                        if seen.insert(key(h, p)) {
+                            next.push((h, p));
+                        }
+                        if !full {
+                            break;
+                        }
+                    }
+                }
+            }
+            std::mem::swap(&mut frontier, &mut next);
+            next.clear();
+        }
+        None
+    }
+
+    /// The Revolve recursion of the module docs evaluated directly (memoised
+    /// over all splits `j`), independent of the closed forms the planner
+    /// uses. `None` = impossible.
+    fn recursion_table(max_len: usize, max_slots: usize) -> Vec<Vec<Option<u64>>> {
+        let mut f = vec![vec![None; max_slots + 1]; max_len + 1];
+        for row in f.iter_mut().skip(1).take(1) {
+            for cell in row.iter_mut().skip(1) {
+                *cell = Some(0);
+            }
+        }
+        for l in 2..=max_len {
+            for s in 2..=max_slots {
+                let mut best: Option<u64> = None;
+                for j in 1..l {
+                    if j >= 2 && s < 3 {
+                        break;
+                    }
+                    if let (Some(a), Some(b)) = (f[l - j][s - 1], f[j][s]) {
+                        let c = j as u64 + a + b;
+                        best = Some(best.map_or(c, |x| x.min(c)));
+                    }
+                }
+                f[l][s] = best;
+            }
+        }
+        f
+    }
+
+    /// Checks a Revolve plan: valid, within `slots`, the expected count.
+    fn check_revolve(steps: usize, slots: usize, forward: u64) -> Plan {
+        let p = plan(Schedule::Revolve(slots), steps)
+            .unwrap_or_else(|e| panic!("T={steps} s={slots}: {e}"));
+        p.validate()
+            .unwrap_or_else(|e| panic!("T={steps} s={slots}: {e}"));
+        assert!(p.slots <= slots, "T={steps} s={slots}: {} slots", p.slots);
+        assert_eq!(p.forward_steps as u64, forward, "T={steps} s={slots}");
+        assert_eq!(
+            revolve_forward_steps(steps, slots).unwrap(),
+            forward,
+            "T={steps} s={slots}"
+        );
+        assert_eq!(p.actions.len(), p.forward_steps + steps + 1);
+        p
+    }
+
+    #[test]
+    fn revolve_is_optimal_against_exhaustive_search() {
+        for slots in 1..=6 {
+            for steps in 1..=30 {
+                match exhaustive_min_forward(steps, slots) {
+                    None => {
+                        assert!(slots < min_slots(steps), "T={steps} s={slots}");
+                        let e = plan(Schedule::Revolve(slots), steps).unwrap_err();
+                        assert!(matches!(e, Error::InvalidArgument(_)));
+                    }
+                    Some(best) => {
+                        assert!(slots >= min_slots(steps), "T={steps} s={slots}");
+                        check_revolve(steps, slots, best as u64);
+                    }
+                }
+            }
+        }
+        // The store-all end: s >= T + 1 needs exactly T forward steps.
+        for steps in 1..=9 {
+            assert_eq!(exhaustive_min_forward(steps, steps + 1), Some(steps));
+            assert_eq!(exhaustive_min_forward(steps, steps + 3), Some(steps));
+        }
+    }
+
+    #[test]
+    fn closed_forms_match_the_recursion() {
+        let (max_len, max_slots) = (400, 16);
+        let f = recursion_table(max_len, max_slots);
+        for (l, row) in f.iter().enumerate().skip(1) {
+            for (s, &want) in row.iter().enumerate() {
+                assert_eq!(revolve_cost(l as u64, s as u64), want, "F({l}, {s})");
+            }
+        }
+        // split() picks a minimiser of the recursion's right-hand side.
+        for l in 2..=max_len {
+            for s in 2..=max_slots {
+                let Some(want) = f[l][s] else { continue };
+                let j = revolve_split(l as u64, s as u64) as usize;
+                assert!((1..l).contains(&j), "l={l} s={s} j={j}");
+                let got = f[l - j][s - 1].map(|a| a + f[j][s].unwrap() + j as u64);
+                assert_eq!(got, Some(want), "l={l} s={s} j={j}");
+            }
+        }
+        // Plans follow the recursion's optimum; split() picks a minimiser.
+        for steps in 1..=150 {
+            let min = min_slots(steps);
+            for slots in (min..=16).chain([steps, steps + 1, steps + 5]) {
+                if slots < min {
+                    continue;
+                }
+                let want = f[steps + 1][slots.min(max_slots)];
+                if slots <= max_slots {
+                    let want = want.unwrap_or_else(|| panic!("T={steps} s={slots}"));
+                    check_revolve(steps, slots, want);
+                } else if slots > steps {
+                    check_revolve(steps, slots, steps as u64);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn revolve_counts_and_slots() {
+        // Store-all at s >= T + 1, T + 1 forward steps at s = T (T >= 3).
+        for steps in 1..=60 {
+            for slots in [steps + 1, steps + 2, 10 * steps, usize::MAX] {
+                let p = check_revolve(steps, slots, steps as u64);
+                assert_eq!(p.slots, steps + 1);
+                assert_eq!(p, plan(Schedule::StoreAll, steps).unwrap());
+            }
+            if steps >= 3 {
+                check_revolve(steps, steps, steps as u64 + 1);
+            }
+        }
+        // Three slots: F(l, 3) = (l - 1) + F(l - 2, 3), about l^2 / 4.
+        let mut f3 = vec![0u64, 0, 1];
+        for l in 3..=200 {
+            f3.push((l as u64 - 1) + f3[l - 2]);
+        }
+        for steps in 2..=199 {
+            check_revolve(steps, 3, f3[steps + 1]);
+        }
+        // The documented examples.
+        let counts: Vec<(usize, usize, u64)> = vec![
+            (20, 3, 110),
+            (20, 5, 43),
+            (20, 8, 33),
+            (20, 21, 20),
+            (100, 5, 410),
+            (100, 10, 238),
+            (100, 19, 182),
+            (1000, 5, 9828),
+            (1000, 10, 4070),
+            (1000, 62, 1939),
+            (1000, 64, 1937),
+        ];
+        for (steps, slots, want) in counts {
+            assert_eq!(
+                revolve_forward_steps(steps, slots).unwrap(),
+                want,
+                "T={steps} s={slots}"
+            );
+        }
+        // Deterministic, and never more than s slots: at most s buffers
+        // are touched.
+        let a = plan(Schedule::Revolve(7), 77).unwrap();
+        assert_eq!(a, plan(Schedule::Revolve(7), 77).unwrap());
+        assert!(a.actions.iter().all(|act| match *act {
+            Action::Advance { from, to, .. } => from < 7 && to < 7,
+            Action::Final { slot } | Action::Reverse { slot, .. } => slot < 7,
+        }));
+    }
+
+    /// `M(s, r)` from the binomial closed form of the module docs.
+    fn breakpoint(slots: u64, r: u64) -> u64 {
+        fn choose(n: u64, k: u64) -> u64 {
+            if k > n {
+                return 0;
+            }
+            let k = k.min(n - k);
+            let c = (0..k).fold(1u128, |acc, i| acc * u128::from(n - i) / u128::from(i + 1));
+            u64::try_from(c).unwrap_or(u64::MAX)
+        }
+        if r == 0 {
+            return 1;
+        }
+        choose(slots - 2 + r, slots - 2) + choose(slots - 3 + r, slots - 2)
+    }
+
+    /// `F(len, slots)` from the breakpoints `M(s, r)` of the module docs.
+    fn cost_from_breakpoints(len: u64, slots: u64) -> u64 {
+        let r = (0..).find(|&r| breakpoint(slots, r) >= len).unwrap();
+        r * len - (0..r).map(|q| breakpoint(slots, q)).sum::<u64>()
+    }
+
+    #[test]
+    fn cost_matches_the_binomial_breakpoints() {
+        for s in 3..=40u64 {
+            let mut lens: Vec<u64> = (1..=5000).step_by(7).collect();
+            for r in 0..6 {
+                let m = breakpoint(s, r);
+                if m < 100_000 {
+                    lens.extend([m.max(2) - 1, m, m + 1]);
+                }
+            }
+            for len in lens {
+                assert_eq!(
+                    revolve_cost(len, s),
+                    Some(cost_from_breakpoints(len, s)),
+                    "F({len}, {s})"
+                );
+            }
+        }
+        // M(s, r) = M(s, r - 1) + M(s - 1, r), with M(2, r) = 2.
+        for s in 3..=30u64 {
+            for r in 1..=12 {
+                let below = if s == 3 { 2 } else { breakpoint(s - 1, r) };
+                assert_eq!(breakpoint(s, r), breakpoint(s, r - 1) + below);
+            }
+        }
+        // Huge arguments neither panic nor allocate.
+        assert!(revolve_forward_steps(usize::MAX, 3).is_err());
+        assert!(revolve_forward_steps(usize::MAX, usize::MAX).is_err());
+        assert_eq!(
+            revolve_forward_steps(usize::MAX - 1, usize::MAX).unwrap(),
+            u64::MAX - 1
+        );
+        let big = revolve_forward_steps(1_000_000_000, 20).unwrap();
+        assert_eq!(big, cost_from_breakpoints(1_000_000_001, 20));
+        assert!(plan(Schedule::Revolve(20), 1_000_000_000).is_err());
+        assert!(plan(Schedule::Revolve(usize::MAX), usize::MAX).is_err());
+    }
+
+    #[test]
+    fn revolve_for_a_thousand_steps_is_fast_and_within_the_bound() {
+        let steps = 1000;
+        let sqrt = plan(Schedule::Sqrt, steps).unwrap();
+        for slots in [5, 10, 2 * ceil_sqrt(steps), sqrt.slots] {
+            let start = std::time::Instant::now();
+            let p = plan(Schedule::Revolve(slots), steps).unwrap();
+            let took = start.elapsed();
+            // Generous for debug builds; about a millisecond in release.
+            assert!(took.as_secs_f64() < 2.0, "s={slots}: {took:?}");
+            p.validate().unwrap();
+            assert!(p.slots <= slots);
+            // r = min { r : M(s, r) >= T + 1 }; forward steps are
+            // r (T + 1) - sum_{q < r} M(s, q) <= r T.
+            let s = slots as u64;
+            let r = (1..)
+                .find(|&r| breakpoint(s, r) > steps as u64)
+                .unwrap_or(0);
+            let sum: u64 = (0..r).map(|q| breakpoint(s, q)).sum();
+            let fwd = p.forward_steps as u64;
+            assert_eq!(fwd, r * (steps as u64 + 1) - sum, "s={slots}");
+            assert!(fwd <= r * steps as u64, "s={slots}");
+            if slots >= sqrt.slots {
+                // No worse than the sqrt schedule with as many slots.
+                assert!(fwd < sqrt.forward_steps as u64, "s={slots}");
+                assert!(fwd <= 2 * steps as u64 - steps.div_ceil(ceil_sqrt(steps)) as u64);
+            }
+        }
+        let big = plan(Schedule::Revolve(12), 4000).unwrap();
+        big.validate().unwrap();
+        assert!(big.slots <= 12);
+    }
+
+    #[test]
+    fn revolve_rejects_too_few_slots() {
+        for (steps, slots, min) in [(1, 0, 2), (1, 1, 2), (2, 2, 3), (50, 1, 3), (50, 2, 3)] {
+            let e = plan(Schedule::Revolve(slots), steps).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)));
+            let e = e.to_string();
+            assert!(e.contains(&format!("revolve-{slots}")), "{e}");
+            assert!(e.contains(&format!("the minimum is {min} slots")), "{e}");
+            assert!(e.contains(&format!("T = {steps}")), "{e}");
+            assert!(revolve_forward_steps(steps, slots).is_err());
+        }
+        let e = plan(Schedule::Revolve(5), 0).unwrap_err().to_string();
+        assert!(e.contains("got 0"), "{e}");
+        // T = 1 with 2 slots: A(0, 0 -> 1), F(1), R(0 @ 0).
+        let p = check_revolve(1, 2, 1);
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::Advance {
+                    step: 0,
+                    from: 0,
+                    to: 1
+                },
+                Action::Final { slot: 1 },
+                Action::Reverse { step: 0, slot: 0 },
+            ]
+        );
+        // Too slow a plan is refused with a hint rather than built.
+        let e = plan(Schedule::Revolve(3), 20_000).unwrap_err().to_string();
+        assert!(e.contains("use more slots"), "{e}");
+        assert_eq!(
+            revolve_forward_steps(20_000, 3).unwrap(),
+            revolve_forward_steps(19_998, 3).unwrap() + 20_000
+        );
+    }
+
+    #[test]
+    fn slots_for_budget_fits_and_caps() {
+        assert_eq!(slots_for_budget(1000, 100, 50).unwrap(), 10);
+        assert_eq!(slots_for_budget(1099, 100, 50).unwrap(), 10);
+        assert_eq!(slots_for_budget(300, 100, 50).unwrap(), 3);
+        assert_eq!(slots_for_budget(200, 100, 1).unwrap(), 2);
+        // Capped at T + 1: more slots never help.
+        assert_eq!(slots_for_budget(1 << 40, 100, 50).unwrap(), 51);
+        assert_eq!(slots_for_budget(u64::MAX, 1, 7).unwrap(), 8);
+        let s = slots_for_budget(5000, 160, 300).unwrap();
+        assert_eq!(s, 31);
+        check_revolve(300, s, revolve_forward_steps(300, s).unwrap());
+    }
+
+    #[test]
+    fn slots_for_budget_errors_name_the_numbers() {
+        let e = slots_for_budget(250, 100, 50).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)));
+        let e = e.to_string();
+        for part in [
+            "budget of 250 bytes",
+            "100 bytes each",
+            "at least 3 slots",
+            "300 bytes",
+            "fewer instances",
+        ] {
+            assert!(e.contains(part), "{part}: {e}");
+        }
+        let e = slots_for_budget(150, 100, 1).unwrap_err().to_string();
+        assert!(e.contains("at least 2 slots"), "{e}");
+        let e = slots_for_budget(1000, 0, 5).unwrap_err().to_string();
+        assert!(e.contains("bytes of one state"), "{e}");
+        let e = slots_for_budget(1000, 10, 0).unwrap_err().to_string();
+        assert!(e.contains("got 0"), "{e}");
+        let e = slots_for_budget(u64::MAX, u64::MAX, 9)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("{} bytes", u64::MAX)), "{e}");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::checkpoint::{plan, Action, Plan, Schedule};
+use super::checkpoint::{plan, slots_for_budget, Action, Plan, Schedule};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::meta::{self, status, MetaAdam};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule as ReduceSchedule, Strided};
@@ -73,6 +73,10 @@ pub struct MetaConfig {
     pub mode: Mode,
     /// Checkpointing schedule.
     pub schedule: Schedule,
+    /// A budget in bytes for the checkpoint slots: when set, it replaces `schedule` by Revolve
+    /// with as many slots as fit (each slot holds θ and the optimizer state of all instances;
+    /// batches are regenerated from their seeds and need no storage).
+    pub memory_budget: Option<u64>,
     /// Meta-loss weights.
     pub weights: LossWeights,
     /// Batch of the final loss term.
@@ -94,6 +98,7 @@ impl Default for MetaConfig {
             episode: 0,
             mode: Mode::Truncated,
             schedule: Schedule::StoreAll,
+            memory_budget: None,
             weights: LossWeights::Uniform,
             final_batch: FinalBatch::Train,
             learn_optimizer: true,
@@ -152,8 +157,17 @@ pub struct MemoryReport {
     pub slots: usize,
     /// Bytes of one slot.
     pub slot_bytes: u64,
-    /// Adjoints, gradient, partial sums and losses.
+    /// Adjoints, gradient, partial sums, losses and the optimizer's workspace.
     pub working: u64,
+    /// The task's data, batches and model activations.
+    pub task: u64,
+}
+
+impl MemoryReport {
+    /// Everything.
+    pub fn total(&self) -> u64 {
+        self.checkpoints + self.working + self.task
+    }
 }
 
 /// Meta-trains an optimizer and/or an initialisation on a task family.
@@ -227,12 +241,15 @@ impl MetaTrainer {
         let n = task.instances();
         let p = task.layout().size();
         let count = n * p;
+        let slot_len = opt.slot_len(count);
         let plan = if cfg.mode == Mode::Reptile {
             reptile_plan(t)
+        } else if let Some(budget) = cfg.memory_budget {
+            let s = slots_for_budget(budget, slot_len as u64 * 4, t)?;
+            plan(Schedule::Revolve(s), t)?
         } else {
             plan(cfg.schedule, t)?
         };
-        let slot_len = opt.slot_len(count);
         let slots = (0..plan.slots)
             .map(|i| gpu.buffer(&format!("checkpoint slot {i}"), slot_len))
             .collect::<Result<Vec<_>>>()?;
@@ -313,12 +330,14 @@ impl MetaTrainer {
         ]
         .iter()
         .map(|b| b.bytes())
-        .sum();
+        .sum::<u64>()
+            + self.ws.bytes();
         MemoryReport {
             checkpoints: slot_bytes * self.slots.len() as u64,
             slots: self.slots.len(),
             slot_bytes,
             working,
+            task: self.task.gpu_bytes(),
         }
     }
 

@@ -99,6 +99,13 @@ pub struct Workspace {
     mlp: Option<MlpOptWorkspace>,
 }
 
+impl Workspace {
+    /// Bytes held on the GPU.
+    pub fn bytes(&self) -> u64 {
+        self.mlp.as_ref().map_or(0, MlpOptWorkspace::bytes)
+    }
+}
+
 /// Everything the reverse kernel of one step needs.
 pub struct VjpArgs<'a> {
     /// Coordinates C.

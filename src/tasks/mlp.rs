@@ -187,6 +187,14 @@ impl Task for MlpTask {
         ])
     }
 
+    fn gpu_bytes(&self) -> u64 {
+        self.mlp.bytes()
+            + self.x.bytes()
+            + self.y.bytes()
+            + self.train.1.bytes()
+            + self.held_out.1.bytes()
+    }
+
     fn describe(&self) -> Vec<(String, String)> {
         let w: Vec<String> = self.spec.widths.iter().map(|w| w.to_string()).collect();
         let tied: Vec<String> = self

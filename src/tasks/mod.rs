@@ -74,4 +74,7 @@ pub trait Task: Send + Sync {
 
     /// Description of the task for exported files: key/value pairs.
     fn describe(&self) -> Vec<(String, String)>;
+
+    /// Bytes of GPU memory the task holds (data, batches, activations of its model).
+    fn gpu_bytes(&self) -> u64;
 }

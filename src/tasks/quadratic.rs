@@ -109,6 +109,10 @@ impl Task for QuadraticTask {
         false
     }
 
+    fn gpu_bytes(&self) -> u64 {
+        self.gpu_q.data().bytes()
+    }
+
     fn describe(&self) -> Vec<(String, String)> {
         vec![
             ("task".into(), "quadratic".into()),
