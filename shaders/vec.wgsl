@@ -5,6 +5,8 @@
 //   axpy:       y[yo + i] = y[yo + i] + a · x[xo + i]           i < count
 //   axpby:      z[zo + i] = a · x[xo + i] + b · y[yo + i]       i < count
 //   broadcast:  y[yo + n·ys + i] = x[xo + i]                    i < count, n < batch
+//   copy4:      y[yo + i] = x[xo + i]  i < count; count, xo, yo multiples of 4, one vec4 per
+//               invocation (the bandwidth reference of benchmarks)
 //
 // Each entry point numbers its own bindings from 0 (globals are per entry point).
 
@@ -60,4 +62,15 @@ fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let n = t / p.count;
     let i = t % p.count;
     y[p.yo + n * p.ys + i] = x[p.xo + i];
+}
+
+@group(0) @binding(0) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> y4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn copy4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) li: u32) {
+    let i = index(wid, nwg, li);
+    if (i >= p.count / 4u) { return; }
+    y4[p.yo / 4u + i] = x4[p.xo / 4u + i];
 }

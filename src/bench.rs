@@ -304,14 +304,16 @@ pub fn measure_optimizer_step(
     })
 }
 
-/// Device-to-device copy bandwidth (GB/s, read + write) on a buffer of `floats` floats.
+/// Copy bandwidth of a compute kernel (GB/s, read + write; vec4 per invocation) on buffers of
+/// `floats` floats.
 pub fn measure_copy_bandwidth(gpu: &Gpu, floats: usize, repeats: usize) -> Result<f64> {
+    let floats = floats / 4 * 4;
     let a = gpu.buffer("copy a", floats)?;
     let b = gpu.buffer("copy b", floats)?;
     let run = |n: usize| -> Result<f64> {
         let mut rec = Recorder::new(gpu);
         for _ in 0..n {
-            rec.copy(&a, 0, &b, 0, floats)?;
+            crate::kernels::vec::copy4(&mut rec, &a, 0, &b, 0, floats)?;
         }
         let t0 = Instant::now();
         rec.submit()?;
@@ -327,8 +329,8 @@ pub fn measure_copy_bandwidth(gpu: &Gpu, floats: usize, repeats: usize) -> Resul
 }
 
 /// Time one meta-gradient (forward unroll + checkpointed reverse) of `unroll` steps for
-/// `schedule`, with the MLP optimizer on 10-d quadratics (`instances` of them): the median of
-/// `repeats`, and the bytes the trainer holds.
+/// `schedule`, with the MLP optimizer on `instances` 784-20-10 sigmoid MLPs (batch 128,
+/// synthetic images; 15 910 parameters each): the median of `repeats`, and the bytes held.
 pub fn measure_unroll(
     gpu: &std::sync::Arc<Gpu>,
     instances: usize,
@@ -336,11 +338,14 @@ pub fn measure_unroll(
     schedule: crate::meta::Schedule,
     repeats: usize,
 ) -> Result<MetaMeasurement> {
+    use crate::kernels::matmul::Activation;
     use crate::meta::{MetaConfig, MetaTrainer};
+    use crate::models::MlpSpec;
     use crate::optim::Optimizer;
-    use crate::tasks::QuadraticTask;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let task = QuadraticTask::new(gpu, 10, instances, &mut rng)?;
+    use crate::tasks::MlpTask;
+    let (train, test) = crate::demo::synthetic_images(0, 2000, 500);
+    let spec = MlpSpec::new(&[784, 20, 10], Activation::Sigmoid)?;
+    let task = MlpTask::new(gpu, &spec, instances, 128, train, test, 7)?;
     let cfg = MetaConfig {
         unroll,
         schedule,
@@ -359,7 +364,7 @@ pub fn measure_unroll(
     let step = times[times.len() / 2];
     Ok(MetaMeasurement {
         label: format!(
-            "mlp-opt quadratic d=10 N={instances} T={unroll} {}",
+            "mlp-opt on 784-20-10 MLPs N={instances} T={unroll} {}",
             schedule.name()
         ),
         step_seconds: step,

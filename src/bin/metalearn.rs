@@ -205,7 +205,7 @@ fn bench(
     if want("opt") {
         let params = if quick { 1 << 18 } else { 1 << 24 };
         let copy = measure_copy_bandwidth(gpu, params * 4, repeats)?;
-        println!("\nfused optimizer step, {params} coordinates in 16 tensors (median of {repeats} runs of 10 steps); copy bandwidth {copy:.1} GB/s");
+        println!("\nfused optimizer step, {params} coordinates in 16 tensors (median of {repeats} runs of 10 steps); copy-kernel bandwidth {copy:.1} GB/s");
         println!(
             "{:<44} {:>12} {:>14} {:>10} {:>12}",
             "case", "ms/step", "bytes/step", "GB/s", "of copy"
@@ -242,9 +242,9 @@ fn bench(
         }
     }
     if want("unroll") {
-        let (n, t) = if quick { (1000, 100) } else { (100_000, 1000) };
+        let (n, t) = if quick { (2, 50) } else { (64, 1000) };
         let k = (t as f64).sqrt().ceil() as usize;
-        println!("\ncheckpointed unroll: MLP optimizer on {n} quadratics (d = 10, {} coordinates), T = {t}, one meta-gradient (median of {repeats})", n * 10);
+        println!("\ncheckpointed unroll: MLP optimizer on {n} MLPs 784-20-10 ({} coordinates), T = {t}, one meta-gradient (median of {repeats})", n * 15910);
         println!(
             "{:<52} {:>12} {:>10} {:>14}",
             "schedule", "ms", "slots", "held MiB"
@@ -258,9 +258,9 @@ fn bench(
                 }
                 Err(e) => return Err(e),
             };
-            let held = m.memory.checkpoints + m.memory.working;
+            let held = m.memory.total();
             println!(
-                "{:<52} {:>12.1} {:>10} {:>14.1}",
+                "{:<56} {:>12.1} {:>10} {:>14.1}",
                 m.label,
                 m.step_seconds * 1e3,
                 m.memory.slots,

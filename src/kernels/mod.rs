@@ -32,6 +32,7 @@ pub fn all() -> Vec<&'static Kernel> {
         &vec::AXPY,
         &vec::AXPBY,
         &vec::BROADCAST,
+        &vec::COPY4,
         &linear::LINEAR_STEP,
         &linear::LINEAR_VJP,
         &lstm::LSTM_STEP,

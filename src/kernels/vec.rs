@@ -51,6 +51,40 @@ pub static BROADCAST: Kernel = Kernel {
     params_size: SIZE,
 };
 
+/// y = x, one vec4 per invocation.
+pub static COPY4: Kernel = Kernel {
+    shader: Shader::Vec,
+    entry: "copy4",
+    bindings: &[Access::Read, Access::ReadWrite],
+    params_size: SIZE,
+};
+
+/// Record `y[yo + i] = x[xo + i]` for `i < count` with a compute kernel (vec4 loads and stores;
+/// `count`, `xo` and `yo` must be multiples of 4).
+pub fn copy4(
+    rec: &mut Recorder,
+    x: &GpuBuffer,
+    xo: usize,
+    y: &GpuBuffer,
+    yo: usize,
+    count: usize,
+) -> Result<()> {
+    if count % 4 != 0 || xo % 4 != 0 || yo % 4 != 0 || x.id == y.id {
+        return Err(Error::invalid(
+            "copy4: count and offsets must be multiples of 4, buffers distinct",
+        ));
+    }
+    check_region("copy4 x", x, xo, &[(count, 1)])?;
+    check_region("copy4 y", y, yo, &[(count, 1)])?;
+    let p = VecParams {
+        count: u32_of("count", count)?,
+        xo: u32_of("offset", xo)?,
+        yo: u32_of("offset", yo)?,
+        ..Default::default()
+    };
+    rec.dispatch(&COPY4, &[], &[x, y], &p, groups(count / 4))
+}
+
 fn groups(count: usize) -> u64 {
     (count as u64).div_ceil(256)
 }
