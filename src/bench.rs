@@ -155,6 +155,19 @@ pub fn default_mlp_cases(quick: bool) -> Vec<MlpCase> {
     v
 }
 
+/// Run `f` once to warm up, then `repeats` times; the median of their seconds.
+fn median_seconds(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f().map(|_| t.elapsed().as_secs_f64())
+        })
+        .collect::<Result<_>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
 /// Result of timing meta-training outer steps.
 #[derive(Clone, Debug)]
 pub struct MetaMeasurement {
@@ -194,15 +207,7 @@ pub fn measure_meta(
         Optimizer::Lstm(LstmHyper::default()),
         cfg,
     )?;
-    tr.step()?;
-    let mut times: Vec<f64> = (0..repeats.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            tr.step().map(|_| t.elapsed().as_secs_f64())
-        })
-        .collect::<Result<_>>()?;
-    times.sort_by(f64::total_cmp);
-    let step = times[times.len() / 2];
+    let step = median_seconds(repeats, || tr.step().map(|_| ()))?;
     Ok(MetaMeasurement {
         label: format!(
             "lstm quadratic d=10 T={unroll} N={instances} {}",
@@ -353,15 +358,7 @@ pub fn measure_unroll(
     };
     let opt = Optimizer::parse("mlp")?;
     let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), opt, cfg)?;
-    tr.meta_gradient()?;
-    let mut times: Vec<f64> = (0..repeats.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            tr.meta_gradient().map(|_| t.elapsed().as_secs_f64())
-        })
-        .collect::<Result<_>>()?;
-    times.sort_by(f64::total_cmp);
-    let step = times[times.len() / 2];
+    let step = median_seconds(repeats, || tr.meta_gradient().map(|_| ()))?;
     Ok(MetaMeasurement {
         label: format!(
             "mlp-opt on 784-20-10 MLPs N={instances} T={unroll} {}",

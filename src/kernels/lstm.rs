@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{check_region, u32_of};
 use crate::gpu::{Access, Gpu, GpuBuffer, Kernel, Recorder, Shader};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Hidden units per layer (a constant of the WGSL).
 pub const HIDDEN: usize = 20;
@@ -78,17 +78,7 @@ impl Default for LstmHyper {
 /// Invocations per workgroup of the reverse kernel: the largest of 64, 32, 16, 8 whose workgroup
 /// memory, 4·(WG·141 + 5141) bytes, fits the adapter.
 pub fn vjp_workgroup(gpu: &Gpu) -> Result<usize> {
-    let limit = gpu.limits().max_compute_workgroup_storage_size as usize;
-    [64usize, 32, 16, 8]
-        .into_iter()
-        .find(|wg| 4 * (wg * STAGE + PHI_LEN) <= limit)
-        .ok_or(Error::LimitExceeded {
-            what: "workgroup memory of the LSTM reverse kernel".into(),
-            value: (4 * (8 * STAGE + PHI_LEN)) as u64,
-            limit: limit as u64,
-            limit_name: "max_compute_workgroup_storage_size",
-            hint: "use an adapter with at least 25 KiB of workgroup memory".into(),
-        })
+    super::tile_workgroup(gpu, STAGE, PHI_LEN, "LSTM")
 }
 
 fn params(count: usize, groups: usize, phi_off: usize, h: &LstmHyper) -> Result<LstmParams> {

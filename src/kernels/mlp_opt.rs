@@ -326,15 +326,5 @@ impl MlpOptWorkspace {
 /// Invocations per workgroup of the reverse kernel: the largest of 64, 32, 16, 8 whose workgroup
 /// memory, 4·(WG·98 + 1762) bytes, fits the adapter.
 pub fn vjp_workgroup(gpu: &Gpu) -> Result<usize> {
-    let limit = gpu.limits().max_compute_workgroup_storage_size as usize;
-    [64usize, 32, 16, 8]
-        .into_iter()
-        .find(|wg| 4 * (wg * STAGE + PHI_LEN) <= limit)
-        .ok_or(Error::LimitExceeded {
-            what: "workgroup memory of the MLP-optimizer reverse kernel".into(),
-            value: (4 * (8 * STAGE + PHI_LEN)) as u64,
-            limit: limit as u64,
-            limit_name: "max_compute_workgroup_storage_size",
-            hint: "use an adapter with at least 11 KiB of workgroup memory".into(),
-        })
+    super::tile_workgroup(gpu, STAGE, PHI_LEN, "MLP-optimizer")
 }

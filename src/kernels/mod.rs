@@ -73,6 +73,31 @@ impl<'a> Batched<'a> {
     }
 }
 
+/// Invocations per workgroup of a tiled reverse kernel (one coordinate per invocation, `stage`
+/// floats staged per coordinate, `acc` floats of φ̄ accumulators): the largest of 64, 32, 16, 8
+/// whose workgroup memory, 4·(WG·stage + acc) bytes, fits the adapter.
+pub(crate) fn tile_workgroup(
+    gpu: &crate::gpu::Gpu,
+    stage: usize,
+    acc: usize,
+    what: &str,
+) -> Result<usize> {
+    let limit = gpu.limits().max_compute_workgroup_storage_size as usize;
+    [64usize, 32, 16, 8]
+        .into_iter()
+        .find(|wg| 4 * (wg * stage + acc) <= limit)
+        .ok_or(Error::LimitExceeded {
+            what: format!("workgroup memory of the {what} reverse kernel"),
+            value: (4 * (8 * stage + acc)) as u64,
+            limit: limit as u64,
+            limit_name: "max_compute_workgroup_storage_size",
+            hint: format!(
+                "use an adapter with at least {} bytes of workgroup memory",
+                4 * (8 * stage + acc)
+            ),
+        })
+}
+
 /// Convert a host index or size to the u32 the kernels use.
 pub(crate) fn u32_of(what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::LimitExceeded {
