@@ -113,7 +113,7 @@ pub enum Epilogue<'a> {
     Store,
     /// C = C + acc
     Accumulate,
-    /// C = act(acc + bias[j]); bias of instance n at `off + n·batch_stride`.
+    /// C = act(acc + `bias[j]`); bias of instance n at `off + n·batch_stride`.
     BiasAct {
         /// Buffer holding the bias.
         buf: &'a GpuBuffer,
@@ -124,7 +124,7 @@ pub enum Epilogue<'a> {
         /// Activation applied after the bias.
         act: Activation,
     },
-    /// C = acc · act'(h[i,j]) where h is the activation's output, a batch of M×N matrices.
+    /// C = acc · act'(`h[i,j]`) where h is the activation's output, a batch of M×N matrices.
     ActGrad {
         /// Activation outputs h (same shape as C).
         h: MatView<'a>,

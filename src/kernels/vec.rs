@@ -43,7 +43,7 @@ pub static AXPBY: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
     params_size: SIZE,
 };
-/// y[n] = x for every instance n
+/// `y[n] = x` for every instance n
 pub static BROADCAST: Kernel = Kernel {
     shader: Shader::Vec,
     entry: "broadcast",

@@ -6,7 +6,7 @@
 //!     M = Σ_n Σ_t w_t ℓ_t^(n) / N
 //! Reverse: θ̄_T = (w_T/N)·g_T, s̄_T = 0; for t = T−1 … 0 per coordinate, with ū = θ̄_{t+1}:
 //!     (ḡ, θ̄_in, s̄_t, Δφ̄) = VJP of f_φ at (g_t, θ_t, s_t) with cotangents (ū, s̄_{t+1})
-//!     θ̄_t = ū + (w_t/N)·g_t + [truncated] θ̄_in       (the ḡ path is the second-order term)
+//!     θ̄_t = ū + (w_t/N)·g_t + θ̄_in (truncated mode only)   (the ḡ path is the second-order term)
 //! A detached mode is the exact gradient of a surrogate in which the detached optimizer inputs
 //! (g_t; and θ_t in first-order mode) are frozen at their values along the unperturbed
 //! trajectory: [`surrogate_loss`] evaluates it, for finite differences.
@@ -67,9 +67,9 @@ pub struct RefMeta {
 /// The optimizer inputs seen along a trajectory, per instance and step: g_t and θ_t (each P).
 #[derive(Clone, Debug, Default)]
 pub struct Trajectory {
-    /// g[n][t]
+    /// `g[n][t]`
     pub g: Vec<Vec<Vec<f64>>>,
-    /// θ[n][t]
+    /// `θ[n][t]`
     pub theta: Vec<Vec<Vec<f64>>>,
 }
 

@@ -11,8 +11,8 @@
 //!     τ = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
 //! MLP on the 19 inputs (x̂, e): h1 = relu(W1·in + b1), h2 = relu(W2·h1 + b2), o = W3·h2 + b3
 //!     u = o_0 · exp(α·o_1) · β_step    (α = β_step = 1e-3)
-//! φ, row-major: W1 [32×19] @0, b1 [32] @608, W2 [32×32] @640, b2 [32] @1664, W3 [2×32] @1696,
-//! b3 [2] @1760; 1762 floats.
+//! φ, row-major: W1 (32×19) @0, b1 (32) @608, W2 (32×32) @640, b2 (32) @1664, W3 (2×32) @1696,
+//! b3 (2) @1760; 1762 floats.
 //! The state depends on g only. The VJP returned is with respect to φ and to θ through the θ
 //! feature (including the normalisation's coupling within a tensor); g and the state are the
 //! detached inputs of the first-order and truncated modes.
