@@ -76,6 +76,28 @@ pub enum Error {
         hint: String,
     },
 
+    /// A configuration is malformed: an unknown key, a wrong type or a value out of range.
+    #[error("config {origin}: {problem}. {hint}")]
+    Config {
+        /// Where the configuration came from (a file, the embedded default, a flag).
+        origin: String,
+        /// What is wrong.
+        problem: String,
+        /// How to fix it.
+        hint: String,
+    },
+
+    /// A checkpoint file is missing, truncated, corrupt or belongs to another setting.
+    #[error("checkpoint {path}: {problem}. {hint}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// How to fix it.
+        hint: String,
+    },
+
     /// An I/O error with the path it happened on.
     #[error("{path}: {source}")]
     Io {
@@ -91,5 +113,13 @@ impl Error {
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -8,6 +8,7 @@
 pub mod error;
 pub use error::{Error, Result};
 
+pub mod config;
 pub mod data;
 pub mod gpu;
 pub mod kernels;
@@ -16,6 +17,8 @@ pub mod models;
 pub mod optim;
 pub mod params;
 pub mod reference;
+pub mod report;
+pub mod run;
 pub mod tasks;
 
 pub mod bench;

@@ -59,6 +59,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Meta-train as a TOML config says (default: the embedded L2L quadratic config); writes
+    /// metrics.jsonl, periodic evaluations and checkpoints to the run directory.
+    Train(TrainArgs),
+    /// Evaluate a trained optimizer/initialisation against tuned baselines on held-out instances;
+    /// writes loss curves (CSV, JSON) and a plot (SVG).
+    Eval(EvalArgs),
     /// Write one outer step (inputs, losses, meta-loss, meta-gradients) to a safetensors file
     /// for an independent check (see docs/export.md).
     Export(ExportArgs),
@@ -100,11 +106,11 @@ enum Command {
     },
 }
 
-fn open_gpu(cli: &Cli) -> Result<Gpu> {
-    let backends = cli.backend.as_deref().map(parse_backends).transpose()?;
+fn open_gpu(backend: &Option<String>, adapter: &Option<String>) -> Result<Gpu> {
+    let backends = backend.as_deref().map(parse_backends).transpose()?;
     Gpu::new(&GpuOptions {
         backends,
-        adapter_name: cli.adapter.clone(),
+        adapter_name: adapter.clone(),
         ..Default::default()
     })
 }
@@ -380,6 +386,234 @@ fn export(gpu: Arc<Gpu>, a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Options of `metalearn train`.
+#[derive(clap::Args, Debug)]
+struct TrainArgs {
+    /// TOML config file (see docs/config.md and configs/). Default: the embedded L2L quadratic config.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override any config key: --set section.key=value (repeatable), e.g. --set meta.unroll=40.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Run directory (output.dir).
+    #[arg(long)]
+    out: Option<String>,
+    /// Outer steps in total (meta.outer_steps).
+    #[arg(long)]
+    outer_steps: Option<usize>,
+    /// Task instances per outer step (task.instances).
+    #[arg(long)]
+    instances: Option<usize>,
+    /// Seed (seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Continue from the newest checkpoint of the run directory (bit-identical to an
+    /// uninterrupted run).
+    #[arg(long)]
+    resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Options of `metalearn eval`.
+#[derive(clap::Args, Debug)]
+struct EvalArgs {
+    /// Checkpoint file, or a run directory (its newest checkpoint).
+    checkpoint: PathBuf,
+    /// More checkpoints or run directories to compare (e.g. another initialisation).
+    #[arg(long)]
+    compare: Vec<PathBuf>,
+    /// Evaluate on the task of this config instead of the checkpoint's own (e.g. a wider MLP).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override keys of the evaluation config: --set section.key=value (repeatable), e.g.
+    /// --set task.hidden=[40] or --set eval.steps=200.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Inner steps (eval.steps).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Held-out instances (eval.instances).
+    #[arg(long)]
+    instances: Option<usize>,
+    /// Output directory for curves.csv, curves.json and curves.svg. Default: `eval` inside the
+    /// checkpoint's run directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Log-scale y axis in the plot.
+    #[arg(long)]
+    log_y: bool,
+}
+
+fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
+    use metalearn::config::Config;
+    let base = match &a.config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::embedded_default()?,
+    };
+    let mut set = a.set.clone();
+    if let Some(o) = &a.out {
+        set.push(format!("output.dir={}", toml_string(o)));
+    }
+    if let Some(v) = a.outer_steps {
+        set.push(format!("meta.outer_steps={v}"));
+    }
+    if let Some(v) = a.instances {
+        set.push(format!("task.instances={v}"));
+    }
+    if let Some(v) = a.seed {
+        set.push(format!("seed={v}"));
+    }
+    let cfg = base.with_overrides(&set)?;
+    let gpu = open()?;
+    let info = &gpu.props().info;
+    println!(
+        "meta-training {} with the '{}' optimizer on {} ({:?}); run directory {}",
+        format!("{:?}", cfg.task.kind).to_lowercase(),
+        cfg.optimizer.kind,
+        info.name,
+        info.backend,
+        cfg.output.dir
+    );
+    let opts = metalearn::run::TrainOptions {
+        resume: a.resume,
+        progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        stop_after: None,
+    };
+    let s = metalearn::run::train(&gpu, &cfg, &opts)?;
+    let last = s.meta_losses.last().copied().unwrap_or(f32::NAN);
+    println!(
+        "{} outer steps ({} in {:.1} s, {} skipped); last meta-loss {last:.5}",
+        s.steps,
+        s.meta_losses.len(),
+        s.seconds,
+        s.skipped
+    );
+    if let Some(c) = &s.checkpoint {
+        println!("checkpoint: {}", c.display());
+    }
+    println!(
+        "metrics: {}/metrics.jsonl; evaluate with: metalearn eval {}",
+        cfg.output.dir, cfg.output.dir
+    );
+    Ok(())
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
+    use metalearn::config::Config;
+    use metalearn::run::{evaluate_checkpoints, load_checkpoint, Candidate};
+    let label = |p: &std::path::Path| {
+        p.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string())
+    };
+    let main = load_checkpoint(&a.checkpoint)?;
+    let own = Config::from_toml(
+        &main.config,
+        &format!("{} (its config)", a.checkpoint.display()),
+    )?;
+    let base = match &a.config {
+        Some(p) => Config::from_file(p)?,
+        None => own,
+    };
+    let mut set = a.set.clone();
+    if let Some(v) = a.steps {
+        set.push(format!("eval.steps={v}"));
+    }
+    if let Some(v) = a.instances {
+        set.push(format!("eval.instances={v}"));
+    }
+    let cfg = base.with_overrides(&set)?;
+    let mut cands = vec![Candidate {
+        name: format!("{} ({})", main.optimizer, label(&a.checkpoint)),
+        checkpoint: main,
+    }];
+    for c in &a.compare {
+        let ck = load_checkpoint(c)?;
+        cands.push(Candidate {
+            name: format!("{} ({})", ck.optimizer, label(c)),
+            checkpoint: ck,
+        });
+    }
+    let out = match &a.out {
+        Some(o) => o.clone(),
+        None if a.checkpoint.is_dir() => a.checkpoint.join("eval"),
+        None => a
+            .checkpoint
+            .parent()
+            .map(|p| p.join("eval"))
+            .unwrap_or_else(|| PathBuf::from("eval")),
+    };
+    std::fs::create_dir_all(&out).map_err(|e| Error::Io {
+        path: out.clone(),
+        source: e,
+    })?;
+    let gpu = open()?;
+    let curves = evaluate_checkpoints(&gpu, &cfg, &cands)?;
+    let steps = cfg.eval.steps;
+    let title = format!(
+        "{} task, {} held-out instances",
+        format!("{:?}", cfg.task.kind).to_lowercase(),
+        cfg.eval.instances
+    );
+    let train: Vec<(String, Vec<f64>)> = curves
+        .iter()
+        .map(|c| (c.name.clone(), c.train.clone()))
+        .collect();
+    metalearn::report::write_csv(out.join("curves.csv"), &train)?;
+    metalearn::report::write_json(out.join("curves.json"), &train)?;
+    metalearn::report::plot_svg(out.join("curves.svg"), &title, "mean loss", &train, a.log_y)?;
+    let held: Vec<(String, Vec<f64>)> = curves
+        .iter()
+        .filter_map(|c| c.held_out.clone().map(|h| (c.name.clone(), h)))
+        .collect();
+    if !held.is_empty() {
+        metalearn::report::write_csv(out.join("held_out.csv"), &held)?;
+        metalearn::report::write_json(out.join("held_out.json"), &held)?;
+        metalearn::report::plot_svg(
+            out.join("held_out.svg"),
+            &format!("{title}: query-set loss"),
+            "mean held-out loss",
+            &held,
+            a.log_y,
+        )?;
+    }
+    let marks: Vec<usize> = [1, 10, steps / 2, steps]
+        .into_iter()
+        .filter(|&t| t <= steps)
+        .collect();
+    let mut marks = marks;
+    marks.dedup();
+    let header: Vec<String> = marks.iter().map(|t| format!("t={t}")).collect();
+    println!("{title}; mean loss after t steps");
+    println!(
+        "{:<40} {}",
+        "optimizer",
+        header
+            .iter()
+            .map(|h| format!("{h:>11}"))
+            .collect::<String>()
+    );
+    for c in &curves {
+        let row: String = marks
+            .iter()
+            .map(|&t| format!("{:>11.4}", c.train[t]))
+            .collect();
+        println!("{:<40} {row}", c.name);
+        if let Some(h) = &c.held_out {
+            let row: String = marks.iter().map(|&t| format!("{:>11.4}", h[t])).collect();
+            println!("{:<40} {row}", "  held-out (query) loss");
+        }
+    }
+    println!("curves and plot: {}", out.display());
+    Ok(())
+}
+
 /// Options of `metalearn export`.
 #[derive(clap::Args, Debug)]
 struct ExportArgs {
@@ -410,8 +644,20 @@ struct ExportArgs {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let gpu = Arc::new(open_gpu(&cli)?);
-    match cli.command {
+    let Cli {
+        backend,
+        adapter,
+        command,
+    } = cli;
+    let open = || open_gpu(&backend, &adapter).map(Arc::new);
+    // Configs and checkpoints are checked before a GPU is opened.
+    match command {
+        Some(Command::Train(a)) => return train_cmd(open, a),
+        Some(Command::Eval(a)) => return eval_cmd(open, a),
+        _ => {}
+    }
+    let gpu = open()?;
+    match command {
         Some(Command::Info) => {
             print!("{}", gpu.props().describe());
             Ok(())
@@ -458,6 +704,7 @@ fn run(cli: Cli) -> Result<()> {
             l2l(gpu, &cfg)
         }
         Some(Command::Export(a)) => export(gpu, a),
+        Some(Command::Train(_)) | Some(Command::Eval(_)) => Ok(()),
         None => l2l(gpu.clone(), &L2lConfig::for_gpu(&gpu)),
     }
 }

@@ -40,6 +40,20 @@ pub fn evaluate(
     init: &[f32],
     steps: usize,
 ) -> Result<Curves> {
+    Ok(evaluate_with_held_out(gpu, task, opt, phi, init, steps, false)?.0)
+}
+
+/// As [`evaluate`], and when `held_out` also the loss of every θ_t on held-out batch t (the
+/// query set of a few-shot task; a test batch of an image task), without affecting the run.
+pub fn evaluate_with_held_out(
+    gpu: &Gpu,
+    task: &dyn Task,
+    opt: &Optimizer,
+    phi: &[f32],
+    init: &[f32],
+    steps: usize,
+    held_out: bool,
+) -> Result<(Curves, Option<Curves>)> {
     let n = task.instances();
     let p = task.layout().size();
     let c = n * p;
@@ -66,6 +80,14 @@ pub fn evaluate(
         gpu.buffer_from("eval phi", if phi.is_empty() { &[0.0] } else { phi })?;
     let g = gpu.buffer("eval gradient", c)?;
     let losses = gpu.buffer("eval losses", (steps + 1) * n)?;
+    let held = if held_out {
+        Some((
+            gpu.buffer("eval held-out losses", (steps + 1) * n)?,
+            gpu.buffer("eval held-out gradient", c)?,
+        ))
+    } else {
+        None
+    };
     gpu.write(&slots[0], 0, init)?;
     let mut rec = Recorder::new(gpu);
     if opt.state_len() > 0 {
@@ -88,6 +110,16 @@ pub fn evaluate(
             t * n,
             BatchRef::Train(t as u32),
         )?;
+        if let Some((hl, hg)) = &held {
+            task.record_loss_grad(
+                &mut rec,
+                theta,
+                Batched::dense(hg, p),
+                hl,
+                t * n,
+                BatchRef::HeldOut(t as u32),
+            )?;
+        }
         if t < steps {
             opt.record_step(
                 &mut rec,
@@ -102,10 +134,20 @@ pub fn evaluate(
         }
     }
     rec.submit()?;
-    Ok(Curves {
-        instances: n,
-        losses: gpu.read(&losses)?,
-    })
+    let held = match &held {
+        Some((hl, _)) => Some(Curves {
+            instances: n,
+            losses: gpu.read(hl)?,
+        }),
+        None => None,
+    };
+    Ok((
+        Curves {
+            instances: n,
+            losses: gpu.read(&losses)?,
+        },
+        held,
+    ))
 }
 
 /// Evaluate `make(lr)` for each learning rate of `grid` on `task` from `init`; return the

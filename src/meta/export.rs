@@ -7,6 +7,7 @@ use std::path::Path;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
+use super::save::write_atomically;
 use super::trainer::{FinalBatch, MetaTrainer};
 use crate::optim::Optimizer;
 use crate::tasks::{BatchRef, NamedTensor};
@@ -173,25 +174,5 @@ pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSumm
         meta_loss: mg.meta_loss,
         tensors: count,
         bytes: data.len() as u64,
-    })
-}
-
-/// Write `data` to `path` through a temporary file in the same directory and a rename, so a
-/// crash never leaves a partial file under the final name.
-pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, data).map_err(|source| Error::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
     })
 }

@@ -3,12 +3,14 @@
 pub mod checkpoint;
 pub mod eval;
 pub mod export;
+pub mod save;
 pub mod trainer;
 
 pub use checkpoint::{Action, Plan, Schedule};
-pub use eval::{evaluate, log_grid, tune_learning_rate, Curves};
-pub use export::{export_outer_step, write_atomically, ExportSummary};
+pub use eval::{evaluate, evaluate_with_held_out, log_grid, tune_learning_rate, Curves};
+pub use export::{export_outer_step, ExportSummary};
+pub use save::{write_atomically, Checkpoint, RunDir};
 pub use trainer::{
     FinalBatch, LossWeights, MemoryReport, MetaConfig, MetaGradient, MetaTrainer, NonFinite,
-    StepReport,
+    StepReport, TrainerState,
 };

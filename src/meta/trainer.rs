@@ -197,7 +197,25 @@ pub struct MetaTrainer {
     carry: Option<GpuBuffer>,
     offset: usize,
     step: usize,
-    rng: StdRng,
+    episodes: u64,
+}
+
+/// Everything that changes during meta-training, enough to continue bit for bit: see
+/// [`MetaTrainer::state`] and [`MetaTrainer::restore`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainerState {
+    /// Outer steps taken.
+    pub step: usize,
+    /// Episodes started (each draws its instances from a generator seeded by (seed, episode)).
+    pub episodes: u64,
+    /// Inner steps already taken in the current episode.
+    pub offset: usize,
+    /// φ followed by θ0.
+    pub meta_params: Vec<f32>,
+    /// The meta-optimizer's first and second moments.
+    pub moments: Vec<f32>,
+    /// θ and optimizer state carried to the next unroll of the episode (when `offset > 0`).
+    pub carry: Option<Vec<f32>>,
 }
 
 impl MetaTrainer {
@@ -276,6 +294,7 @@ impl MetaTrainer {
                 None
             },
             offset: 0,
+            episodes: 0,
             meta_params: gpu.buffer_from("meta-parameters", &meta0)?,
             ws: opt.workspace(&gpu, task.layout(), n)?,
             slots,
@@ -289,7 +308,6 @@ impl MetaTrainer {
             params: p,
             groups,
             step: 0,
-            rng,
         })
     }
 
@@ -401,11 +419,94 @@ impl MetaTrainer {
         &self.weights
     }
 
-    fn resample(&mut self) -> Result<()> {
-        self.task.resample(&self.gpu, &mut self.rng)?;
+    /// The generator of episode `e`: a pure function of (seed, e), so that a resumed run draws
+    /// the same instances as an uninterrupted one.
+    fn episode_rng(&self, e: u64) -> StdRng {
+        let mix = (e.wrapping_add(1)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        StdRng::seed_from_u64(self.cfg.seed ^ mix ^ 0x6570_6973_6f64_6573)
+    }
+
+    fn draw_episode(&mut self, e: u64) -> Result<()> {
+        let mut rng = self.episode_rng(e);
+        self.task.resample(&self.gpu, &mut rng)?;
         if !self.cfg.learn_init {
-            let init = self.task.init_params(&mut self.rng)?;
+            let init = self.task.init_params(&mut rng)?;
             self.gpu.write(&self.init, 0, &init)?;
+        }
+        Ok(())
+    }
+
+    fn resample(&mut self) -> Result<()> {
+        self.draw_episode(self.episodes)?;
+        self.episodes += 1;
+        Ok(())
+    }
+
+    /// The state that changes during meta-training (read back from the GPU).
+    pub fn state(&self) -> Result<TrainerState> {
+        let carry = match (&self.carry, self.offset) {
+            (Some(c), o) if o > 0 => Some(self.gpu.read(c)?),
+            _ => None,
+        };
+        Ok(TrainerState {
+            step: self.step,
+            episodes: self.episodes,
+            offset: self.offset,
+            meta_params: self.gpu.read(&self.meta_params)?,
+            moments: self.gpu.read(&self.moments)?,
+            carry,
+        })
+    }
+
+    /// Continue from `state` (taken from a trainer of the same task, optimizer and config): the
+    /// following outer steps are bit-identical to those of the trainer it was taken from.
+    pub fn restore(&mut self, state: &TrainerState) -> Result<()> {
+        let want = |what: &str, got: usize, need: usize| {
+            if got == need {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "the saved {what} has {got} values, this trainer needs {need}: the state belongs to another optimizer or model shape"
+                )))
+            }
+        };
+        let phi_len = self.opt.phi_len();
+        want("φ and θ0", state.meta_params.len(), phi_len + self.params)?;
+        want(
+            "meta-optimizer state",
+            state.moments.len(),
+            2 * (phi_len + self.params),
+        )?;
+        let t = self.cfg.unroll;
+        let mid_episode = state.offset > 0;
+        if mid_episode {
+            if state.offset % t != 0 || state.offset >= self.cfg.episode || state.episodes == 0 {
+                return Err(Error::invalid(format!(
+                    "the saved episode offset {} (after {} episodes) does not fit episodes of {} steps in unrolls of {t}",
+                    state.offset, state.episodes, self.cfg.episode
+                )));
+            }
+            match (&self.carry, &state.carry) {
+                (Some(c), Some(v)) => want("carried state", v.len(), c.len())?,
+                _ => {
+                    return Err(Error::invalid(
+                        "the state is in the middle of an episode but holds no carried state",
+                    ))
+                }
+            }
+        }
+        self.gpu.write(&self.meta_params, 0, &state.meta_params)?;
+        self.gpu.write(&self.moments, 0, &state.moments)?;
+        self.step = state.step;
+        self.episodes = state.episodes;
+        self.offset = state.offset;
+        if mid_episode {
+            // Redraw the current episode's instances (a pure function of the seed and the
+            // episode), then put back the carried θ and optimizer state.
+            self.draw_episode(state.episodes - 1)?;
+            if let (Some(c), Some(v)) = (&self.carry, &state.carry) {
+                self.gpu.write(c, 0, v)?;
+            }
         }
         Ok(())
     }

@@ -156,6 +156,23 @@ impl Optimizer {
         }
     }
 
+    /// The same optimizer with learning rate `lr` (learned optimizers have none and are
+    /// returned unchanged).
+    pub fn with_lr(&self, lr: f32) -> Self {
+        match self {
+            Self::Sgd { .. } => Self::Sgd { lr },
+            Self::Momentum { mu, .. } => Self::Momentum { lr, mu: *mu },
+            Self::Nag { mu, .. } => Self::Nag { lr, mu: *mu },
+            Self::RmsProp { rho, eps, .. } => Self::RmsProp {
+                lr,
+                rho: *rho,
+                eps: *eps,
+            },
+            Self::Adam(h) => Self::Adam(AdamHyper { lr, ..*h }),
+            learned => learned.clone(),
+        }
+    }
+
     /// Short name.
     pub fn name(&self) -> &'static str {
         match self {

@@ -1,0 +1,659 @@
+//! Run configurations: one TOML document (embedded default, a file, or both) with every key
+//! overridable by `--set section.key=value`, checked for unknown keys, wrong types and values out
+//! of range before anything runs. A config fully determines a run together with its seed, and
+//! is stored inside every checkpoint.
+//!
+//! ```toml
+//! seed = 0
+//! [task]        # what is learned on: quadratic | mlp | sinusoid | autoencoder
+//! [optimizer]   # the inner optimizer: lstm | linear | mlp (learned) or sgd | momentum | nag | rmsprop | adam
+//! [meta]        # unroll, episodes, mode, checkpointing, meta-optimizer, what is learned
+//! [eval]        # periodic and final evaluation on held-out instances
+//! [output]      # run directory, checkpoint period, checkpoints kept
+//! ```
+//! `configs/` holds one file per reproduced experiment; `docs/config.md` documents every key.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::matmul::Activation;
+use crate::kernels::meta::MetaAdam;
+use crate::meta::{FinalBatch, LossWeights, MetaConfig, Schedule};
+use crate::optim::{Mode, Optimizer};
+use crate::{Error, Result};
+
+/// The embedded default: the L2L coordinatewise LSTM on 10-d quadratics.
+pub const DEFAULT_CONFIG: &str = include_str!("../configs/l2l_quadratic.toml");
+
+/// A whole run configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Seed of every random draw of the run.
+    pub seed: u64,
+    /// The task family.
+    pub task: TaskConfig,
+    /// The inner optimizer.
+    pub optimizer: OptimizerConfig,
+    /// Meta-training.
+    pub meta: MetaSection,
+    /// Evaluation.
+    pub eval: EvalConfig,
+    /// Outputs.
+    pub output: OutputConfig,
+}
+
+/// Task families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// L2L quadratics f(θ) = ‖Wθ − y‖², W, y ~ N(0, 1).
+    Quadratic,
+    /// MLP image classifiers (softmax cross-entropy) on an image data set.
+    Mlp,
+    /// MAML's few-shot sinusoid regression.
+    Sinusoid,
+    /// An autoencoder whose decoder weight is the encoder weight transposed (tied), on images.
+    Autoencoder,
+}
+
+/// Image data sources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataKind {
+    /// Fashion-MNIST IDX files (`data_dir`, default the Debian package's directory).
+    FashionMnist,
+    /// MNIST IDX files in `data_dir`.
+    Mnist,
+    /// Generated class-conditional images (no files needed).
+    Synthetic,
+}
+
+/// `[task]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskConfig {
+    /// Family.
+    pub kind: TaskKind,
+    /// Instances N trained side by side in every outer step.
+    pub instances: usize,
+    /// Dimension of the quadratics.
+    pub dim: usize,
+    /// Image source of `mlp` and `autoencoder`.
+    pub data: DataKind,
+    /// Directory of the IDX files (default: /usr/share/datasets/fashion-mnist for Fashion-MNIST).
+    pub data_dir: Option<String>,
+    /// Images are down-sampled to `image_size`×`image_size` (28: unchanged; 8: learned_optimization's 8×8).
+    pub image_size: usize,
+    /// Hidden widths (default: [20] for mlp, [40, 40] for sinusoid, [32] for autoencoder).
+    pub hidden: Option<Vec<usize>>,
+    /// Hidden activation: sigmoid, relu, tanh or identity (default: sigmoid; relu for sinusoid).
+    pub activation: Option<String>,
+    /// Rows per batch (mlp, autoencoder).
+    pub batch: usize,
+    /// Support points K of a sinusoid task (the query set has as many).
+    pub shots: usize,
+}
+
+/// `[optimizer]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    /// lstm, linear, mlp, sgd, momentum, nag, rmsprop or adam.
+    pub kind: String,
+    /// Learning rate of a hand-designed optimizer (its default when absent).
+    pub lr: Option<f32>,
+}
+
+/// `[meta]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaSection {
+    /// Outer steps (meta-updates).
+    pub outer_steps: usize,
+    /// Inner steps T per unroll.
+    pub unroll: usize,
+    /// Inner steps per episode, a multiple of `unroll` (0: one unroll per episode).
+    pub episode: usize,
+    /// first-order, truncated or reptile.
+    pub mode: String,
+    /// store-all, every-K, sqrt or revolve-S.
+    pub schedule: String,
+    /// A budget for checkpoint slots in MiB (replaces `schedule` by Revolve with as many slots as fit).
+    pub memory_budget_mib: Option<f64>,
+    /// Meta-loss weights: uniform (mean loss after each update), last (loss after the last
+    /// update) or initial (loss at θ0 only: joint pre-training of the initialisation).
+    pub weights: String,
+    /// Batch of the final loss term: train or held-out.
+    pub final_batch: String,
+    /// Learn the optimizer's parameters φ.
+    pub learn_optimizer: bool,
+    /// Learn the initialisation θ0.
+    pub learn_init: bool,
+    /// Meta-optimizer (Adam) learning rate.
+    pub lr: f32,
+    /// Meta-gradient norm clip (0: none).
+    pub clip: f32,
+}
+
+/// `[eval]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Evaluate every this many outer steps during training (0: only at the end).
+    pub every: usize,
+    /// Held-out instances.
+    pub instances: usize,
+    /// Inner steps of an evaluation run.
+    pub steps: usize,
+    /// Learning rates tried per baseline (log grid from 1e-4 to 1).
+    pub grid_points: usize,
+    /// Hand-designed baselines tuned and compared: sgd, nag, rmsprop, adam, momentum.
+    pub baselines: Vec<String>,
+}
+
+/// `[output]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Run directory: checkpoints, metrics.jsonl, eval curves and plots.
+    pub dir: String,
+    /// Write a checkpoint every this many outer steps (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Checkpoints kept (the newest ones).
+    pub keep: usize,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        Self {
+            kind: TaskKind::Quadratic,
+            instances: 128,
+            dim: 10,
+            data: DataKind::FashionMnist,
+            data_dir: None,
+            image_size: 28,
+            hidden: None,
+            activation: None,
+            batch: 128,
+            shots: 10,
+        }
+    }
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            kind: "lstm".into(),
+            lr: None,
+        }
+    }
+}
+
+impl Default for MetaSection {
+    fn default() -> Self {
+        Self {
+            outer_steps: 1000,
+            unroll: 20,
+            episode: 100,
+            mode: "truncated".into(),
+            schedule: "store-all".into(),
+            memory_budget_mib: None,
+            weights: "uniform".into(),
+            final_batch: "train".into(),
+            learn_optimizer: true,
+            learn_init: false,
+            lr: 1e-2,
+            clip: 1.0,
+        }
+    }
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            every: 0,
+            instances: 512,
+            steps: 100,
+            grid_points: 17,
+            baselines: ["sgd", "nag", "rmsprop", "adam"].map(String::from).to_vec(),
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            dir: "runs/default".into(),
+            checkpoint_every: 100,
+            keep: 3,
+        }
+    }
+}
+
+/// Largest instance count accepted (larger runs exceed any adapter's buffers long before).
+pub const MAX_INSTANCES: usize = 1 << 20;
+/// Largest unroll or evaluation length accepted.
+pub const MAX_STEPS: usize = 1 << 20;
+
+fn err(origin: &str, problem: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::Config {
+        origin: origin.into(),
+        problem: problem.into(),
+        hint: hint.into(),
+    }
+}
+
+impl Config {
+    /// Parse a TOML document; `origin` names it in errors (a path, or "embedded default").
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            err(
+                origin,
+                format!("not valid TOML: {}", e.message().trim()),
+                location_hint(text, e.span()),
+            )
+        })?;
+        Self::from_table(table, origin)
+    }
+
+    /// Read a config file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(
+                &path.display().to_string(),
+                format!("cannot be read: {e}"),
+                "check the path given to --config (a TOML file, see docs/config.md)",
+            )
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The embedded default (L2L LSTM on quadratics).
+    pub fn embedded_default() -> Result<Self> {
+        Self::from_toml(DEFAULT_CONFIG, "embedded default")
+    }
+
+    fn from_table(table: toml::Table, origin: &str) -> Result<Self> {
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                err(
+                    origin,
+                    e.message().trim().to_string(),
+                    "see docs/config.md for every key, its type and its range",
+                )
+            })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// The config as TOML.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self)
+            .map_err(|e| Error::invalid(format!("the config cannot be written as TOML: {e}")))
+    }
+
+    /// Apply overrides `section.key=value` (value in TOML syntax; a bare word is taken as a
+    /// string), then validate again. Unknown keys and wrong types are errors naming the flag.
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Self> {
+        if overrides.is_empty() {
+            return Ok(self.clone());
+        }
+        let text = self.to_toml()?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e| Error::invalid(format!("internal TOML round trip failed: {e}")))?;
+        for o in overrides {
+            let origin = format!("--set {o}");
+            let (key, value) = o.split_once('=').ok_or_else(|| {
+                err(
+                    &origin,
+                    "an override needs the form section.key=value",
+                    "for example --set meta.unroll=40 or --set task.kind=mlp",
+                )
+            })?;
+            let key = key.trim();
+            let value = parse_value(value.trim());
+            let path: Vec<&str> = key.split('.').collect();
+            if path.iter().any(|p| p.is_empty()) || path.len() > 2 {
+                return Err(err(
+                    &origin,
+                    format!("'{key}' is not a key"),
+                    "keys are 'seed' or 'section.key', for example meta.unroll",
+                ));
+            }
+            if path.len() == 1 {
+                table.insert(path[0].to_string(), value);
+            } else {
+                let section = table
+                    .entry(path[0].to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                match section {
+                    toml::Value::Table(t) => {
+                        t.insert(path[1].to_string(), value);
+                    }
+                    _ => {
+                        return Err(err(
+                            &origin,
+                            format!("'{}' is not a section", path[0]),
+                            "sections are task, optimizer, meta, eval and output",
+                        ))
+                    }
+                }
+            }
+        }
+        let origin = format!("after --set {}", overrides.join(" --set "));
+        Self::from_table(table, &origin)
+    }
+
+    /// Check every value's range and the combinations the engine rejects.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let range = |key: &str, v: usize, lo: usize, hi: usize| {
+            if v < lo || v > hi {
+                Err(err(
+                    origin,
+                    format!("{key} = {v} is out of range"),
+                    format!("use a value from {lo} to {hi}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let t = &self.task;
+        range("task.instances", t.instances, 1, MAX_INSTANCES)?;
+        range("task.dim", t.dim, 1, 1 << 16)?;
+        range("task.batch", t.batch, 1, 1 << 16)?;
+        range("task.shots", t.shots, 1, 1 << 16)?;
+        range("task.image_size", t.image_size, 1, 28)?;
+        if let Some(h) = &t.hidden {
+            if h.is_empty() && t.kind == TaskKind::Autoencoder {
+                return Err(err(
+                    origin,
+                    "task.hidden = [] leaves the autoencoder without a code layer",
+                    "give one hidden width, e.g. hidden = [32]",
+                ));
+            }
+            for &w in h {
+                range("task.hidden width", w, 1, 1 << 14)?;
+            }
+        }
+        if let Some(a) = &t.activation {
+            parse_activation(a).map_err(|_| {
+                err(
+                    origin,
+                    format!("task.activation = '{a}' is unknown"),
+                    "use sigmoid, relu, tanh or identity",
+                )
+            })?;
+        }
+        let opt = self
+            .optimizer()
+            .map_err(|e| err(origin, format!("optimizer.kind: {e}"), "see docs/config.md"))?;
+        if let Some(lr) = self.optimizer.lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(err(
+                    origin,
+                    format!("optimizer.lr = {lr} is not a positive number"),
+                    "use e.g. lr = 0.01",
+                ));
+            }
+        }
+        let m = &self.meta;
+        range("meta.unroll", m.unroll, 1, MAX_STEPS)?;
+        range("meta.outer_steps", m.outer_steps, 0, 1 << 40)?;
+        if m.episode != 0 && (m.episode < m.unroll || m.episode % m.unroll != 0) {
+            return Err(err(
+                origin,
+                format!(
+                    "meta.episode = {} is not a multiple of meta.unroll = {}",
+                    m.episode, m.unroll
+                ),
+                "use a multiple of the unroll, or 0 for one unroll per episode",
+            ));
+        }
+        if !(m.lr.is_finite() && m.lr > 0.0) {
+            return Err(err(
+                origin,
+                format!("meta.lr = {} is not a positive number", m.lr),
+                "use e.g. lr = 0.01",
+            ));
+        }
+        if !(m.clip.is_finite() && m.clip >= 0.0) {
+            return Err(err(
+                origin,
+                format!("meta.clip = {} must be ≥ 0", m.clip),
+                "use 0 for no clipping",
+            ));
+        }
+        if let Some(b) = m.memory_budget_mib {
+            if !(b.is_finite() && b > 0.0) {
+                return Err(err(
+                    origin,
+                    format!("meta.memory_budget_mib = {b} is not a positive number"),
+                    "give the budget in MiB, e.g. 512",
+                ));
+            }
+        }
+        let mc = self
+            .meta_config()
+            .map_err(|e| err(origin, e.to_string(), "see docs/config.md"))?;
+        if !(mc.learn_init || mc.learn_optimizer && opt.is_learned()) {
+            return Err(err(
+                origin,
+                format!(
+                    "nothing to meta-learn: optimizer '{}' has no parameters and meta.learn_init is false",
+                    opt.name()
+                ),
+                "use a learned optimizer (lstm, linear, mlp) or set meta.learn_init = true",
+            ));
+        }
+        let e = &self.eval;
+        range("eval.instances", e.instances, 1, MAX_INSTANCES)?;
+        range("eval.steps", e.steps, 1, MAX_STEPS)?;
+        range("eval.grid_points", e.grid_points, 1, 1000)?;
+        for b in &e.baselines {
+            let o = Optimizer::parse(b).map_err(|x| {
+                err(
+                    origin,
+                    format!("eval.baselines: {x}"),
+                    "list hand-designed optimizers only",
+                )
+            })?;
+            if o.is_learned() {
+                return Err(err(
+                    origin,
+                    format!("eval.baselines lists the learned optimizer '{b}'"),
+                    "list hand-designed optimizers: sgd, momentum, nag, rmsprop, adam",
+                ));
+            }
+        }
+        range("output.keep", self.output.keep, 1, 1 << 20)?;
+        if self.output.dir.trim().is_empty() {
+            return Err(err(origin, "output.dir is empty", "name a run directory"));
+        }
+        Ok(())
+    }
+
+    /// The inner optimizer.
+    pub fn optimizer(&self) -> Result<Optimizer> {
+        let mut o = Optimizer::parse(&self.optimizer.kind)?;
+        if let Some(lr) = self.optimizer.lr {
+            if o.is_learned() {
+                return Err(Error::invalid(format!(
+                    "optimizer.lr is set but '{}' is learned and has no learning rate; remove optimizer.lr",
+                    o.name()
+                )));
+            }
+            o = o.with_lr(lr);
+        }
+        Ok(o)
+    }
+
+    /// The engine's settings.
+    pub fn meta_config(&self) -> Result<MetaConfig> {
+        let m = &self.meta;
+        let weights = match m.weights.as_str() {
+            "uniform" => LossWeights::Uniform,
+            "last" => LossWeights::Last,
+            "initial" => LossWeights::Given(
+                (0..=m.unroll)
+                    .map(|t| if t == 0 { 1.0 } else { 0.0 })
+                    .collect(),
+            ),
+            w => {
+                return Err(Error::invalid(format!(
+                    "meta.weights = '{w}' is unknown; use uniform, last or initial"
+                )))
+            }
+        };
+        let final_batch = match m.final_batch.as_str() {
+            "train" => FinalBatch::Train,
+            "held-out" => FinalBatch::HeldOut,
+            f => {
+                return Err(Error::invalid(format!(
+                    "meta.final_batch = '{f}' is unknown; use train or held-out"
+                )))
+            }
+        };
+        let mut meta_opt = MetaAdam::with_lr(m.lr);
+        meta_opt.clip = m.clip;
+        Ok(MetaConfig {
+            unroll: m.unroll,
+            episode: m.episode,
+            mode: Mode::parse(&m.mode)?,
+            schedule: Schedule::parse(&m.schedule)?,
+            memory_budget: m
+                .memory_budget_mib
+                .map(|b| (b * 1024.0 * 1024.0).round() as u64),
+            weights,
+            final_batch,
+            learn_optimizer: m.learn_optimizer,
+            learn_init: m.learn_init,
+            meta_opt,
+            seed: self.seed,
+        })
+    }
+
+    /// Hidden widths, with the family's default.
+    pub fn hidden(&self) -> Vec<usize> {
+        self.task
+            .hidden
+            .clone()
+            .unwrap_or_else(|| match self.task.kind {
+                TaskKind::Sinusoid => vec![40, 40],
+                TaskKind::Autoencoder => vec![32],
+                _ => vec![20],
+            })
+    }
+
+    /// Hidden activation, with the family's default.
+    pub fn activation(&self) -> Result<Activation> {
+        match &self.task.activation {
+            Some(a) => parse_activation(a),
+            None => Ok(match self.task.kind {
+                TaskKind::Sinusoid => Activation::Relu,
+                _ => Activation::Sigmoid,
+            }),
+        }
+    }
+}
+
+/// Parse an activation name.
+pub fn parse_activation(s: &str) -> Result<Activation> {
+    match s {
+        "sigmoid" => Ok(Activation::Sigmoid),
+        "relu" => Ok(Activation::Relu),
+        "tanh" => Ok(Activation::Tanh),
+        "identity" => Ok(Activation::Identity),
+        other => Err(Error::invalid(format!(
+            "unknown activation '{other}'; use sigmoid, relu, tanh or identity"
+        ))),
+    }
+}
+
+fn parse_value(v: &str) -> toml::Value {
+    // A TOML value, or else the text as a string (so `--set task.kind=mlp` needs no quotes).
+    format!("v = {v}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(v.to_string()))
+}
+
+fn location_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(s) => {
+            let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+            format!("fix line {line}")
+        }
+        None => "fix the syntax".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_round_trips() {
+        let c = Config::embedded_default().unwrap();
+        let back = Config::from_toml(&c.to_toml().unwrap(), "round trip").unwrap();
+        assert_eq!(c, back);
+        assert_eq!(c.task.kind, TaskKind::Quadratic);
+        assert_eq!(c.optimizer().unwrap().name(), "lstm");
+    }
+
+    #[test]
+    fn overrides_change_values_and_types_are_checked() {
+        let c = Config::default();
+        let o = c
+            .with_overrides(&[
+                "meta.unroll=40".into(),
+                "meta.episode=200".into(),
+                "task.kind=mlp".into(),
+                "task.hidden=[40]".into(),
+                "seed=7".into(),
+            ])
+            .unwrap();
+        assert_eq!(o.meta.unroll, 40);
+        assert_eq!(o.task.kind, TaskKind::Mlp);
+        assert_eq!(o.hidden(), vec![40]);
+        assert_eq!(o.seed, 7);
+        for bad in [
+            "meta.unrol=4",
+            "meta.unroll=-1",
+            "meta.unroll=abc",
+            "meta.unroll=0",
+            "task.kind=cnn",
+            "nosection.key=1",
+            "meta",
+            "a.b.c=1",
+            "meta.lr=0",
+            "meta.episode=30",
+            "optimizer.kind=foo",
+            "task.activation=swish",
+            "eval.baselines=[\"lstm\"]",
+        ] {
+            let e = c.with_overrides(&[bad.to_string()]);
+            assert!(
+                matches!(e, Err(Error::Config { .. })),
+                "{bad}: expected a config error, got {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_name_the_problem() {
+        let e = Config::from_toml("[meta]\nunrol = 3\n", "x.toml").unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("x.toml") && s.contains("unrol"), "{s}");
+        let e = Config::from_toml("[meta]\nunroll = \"ten\"\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("unroll"), "{e}");
+        let e = Config::from_toml("[meta\nunroll = 3\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+        let e = Config::from_toml("[optimizer]\nkind = \"sgd\"\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("nothing to meta-learn"), "{e}");
+    }
+}

@@ -1,0 +1,409 @@
+//! Checkpoint files of a meta-training run, and the run directory that keeps the newest ones.
+//!
+//! One safetensors file per checkpoint, `ckpt-<step>.safetensors`, holding
+//! - tensors `phi` (φ of the learned optimizer, absent when it has none), `theta0` (the learned
+//!   initialisation, or the initial draw when it is not learned), `meta_adam.m`, `meta_adam.v`
+//!   (the meta-optimizer's moments) and, in the middle of an episode, `carry` (θ and optimizer
+//!   state of every instance, carried to the next unroll);
+//! - metadata: `format`, `step`, `episodes` and `offset` (the generator of episode e is seeded
+//!   by (seed, e), so these are the whole random state), `optimizer`, `config` (the run's TOML),
+//!   and `checksum` (FNV-1a 64 over every tensor's bytes, in name order).
+//!
+//! Files are written to a temporary name, flushed to disk and renamed, so a crash leaves either
+//! the previous set of checkpoints or the new one, never a partial file; older checkpoints are
+//! removed only after the new one is in place.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use super::trainer::TrainerState;
+use crate::{Error, Result};
+
+/// Format tag of checkpoint files.
+pub const FORMAT: &str = "metalearn-checkpoint-1";
+
+/// A checkpoint: the trainer's state and the configuration of its run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The trainer state.
+    pub state: TrainerState,
+    /// φ length (the first `phi_len` values of `state.meta_params`).
+    pub phi_len: usize,
+    /// Name of the inner optimizer.
+    pub optimizer: String,
+    /// The run's configuration (TOML).
+    pub config: String,
+}
+
+impl Checkpoint {
+    /// φ of the learned optimizer.
+    pub fn phi(&self) -> &[f32] {
+        &self.state.meta_params[..self.phi_len]
+    }
+
+    /// θ0 (learned initialisation).
+    pub fn theta0(&self) -> &[f32] {
+        &self.state.meta_params[self.phi_len..]
+    }
+}
+
+fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn tensors_of(ck: &Checkpoint) -> Result<Vec<(String, Vec<f32>)>> {
+    let s = &ck.state;
+    if ck.phi_len > s.meta_params.len() || s.moments.len() != 2 * s.meta_params.len() {
+        return Err(Error::invalid(format!(
+            "inconsistent checkpoint: φ {} of {} meta-parameters, {} moments",
+            ck.phi_len,
+            s.meta_params.len(),
+            s.moments.len()
+        )));
+    }
+    let half = s.meta_params.len();
+    let mut t = vec![
+        ("theta0".to_string(), ck.theta0().to_vec()),
+        ("meta_adam.m".to_string(), s.moments[..half].to_vec()),
+        ("meta_adam.v".to_string(), s.moments[half..].to_vec()),
+    ];
+    if ck.phi_len > 0 {
+        t.push(("phi".to_string(), ck.phi().to_vec()));
+    }
+    if let Some(c) = &s.carry {
+        t.push(("carry".to_string(), c.clone()));
+    }
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(t)
+}
+
+/// The bytes of a checkpoint file.
+pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
+    let tensors = tensors_of(ck)?;
+    let bytes: Vec<(String, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, v)| (n.clone(), bytemuck::cast_slice::<f32, u8>(v).to_vec()))
+        .collect();
+    let checksum = bytes.iter().fold(FNV_OFFSET, |h, (_, b)| fnv1a(h, b));
+    let s = &ck.state;
+    let meta: HashMap<String, String> = [
+        ("format", FORMAT.to_string()),
+        ("step", s.step.to_string()),
+        ("episodes", s.episodes.to_string()),
+        ("offset", s.offset.to_string()),
+        ("optimizer", ck.optimizer.clone()),
+        ("config", ck.config.clone()),
+        ("checksum", format!("{checksum:016x}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, b)| {
+            TensorView::new(Dtype::F32, vec![b.len() / 4], b)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::invalid(format!("checkpoint tensor '{name}': {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::invalid(format!("checkpoint: {e}")))
+}
+
+/// Parse checkpoint bytes; `path` names the file in errors.
+pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
+    let bad = |problem: String| {
+        Error::Checkpoint {
+        path: path.to_path_buf(),
+        problem,
+        hint: "the file is truncated or corrupt, or not a metalearn checkpoint; resume from an older checkpoint of the run directory or start a new run".into(),
+    }
+    };
+    let (_, header) = SafeTensors::read_metadata(data)
+        .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
+    let meta = header
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| bad("no metadata".into()))?;
+    let get = |k: &str| {
+        meta.get(k)
+            .ok_or_else(|| bad(format!("metadata key '{k}' is missing")))
+    };
+    let format = get("format")?;
+    if format != FORMAT {
+        return Err(bad(format!("format '{format}', expected '{FORMAT}'")));
+    }
+    let num = |k: &str| -> Result<u64> {
+        let v = get(k)?;
+        v.parse()
+            .map_err(|_| bad(format!("metadata '{k}' = '{v}' is not a whole number")))
+    };
+    let st = SafeTensors::deserialize(data)
+        .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    let mut checksum = FNV_OFFSET;
+    let mut tensors: HashMap<String, Vec<f32>> = HashMap::new();
+    for name in &names {
+        let t = st
+            .tensor(name)
+            .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
+        if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
+            return Err(bad(format!(
+                "tensor '{name}' is {:?} of shape {:?}, expected a flat F32 tensor",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        checksum = fnv1a(checksum, t.data());
+        let v: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tensors.insert(name.clone(), v);
+    }
+    let want = get("checksum")?;
+    if *want != format!("{checksum:016x}") {
+        return Err(bad(format!(
+            "checksum mismatch (stored {want}, computed {checksum:016x}): the tensor data is corrupt"
+        )));
+    }
+    let mut take = |name: &str| {
+        tensors
+            .remove(name)
+            .ok_or_else(|| bad(format!("tensor '{name}' is missing")))
+    };
+    let theta0 = take("theta0")?;
+    let m = take("meta_adam.m")?;
+    let v = take("meta_adam.v")?;
+    let phi = tensors.remove("phi").unwrap_or_default();
+    let carry = tensors.remove("carry");
+    if m.len() != phi.len() + theta0.len() || v.len() != m.len() {
+        return Err(bad(format!(
+            "meta-optimizer moments of {} and {} values for {} meta-parameters",
+            m.len(),
+            v.len(),
+            phi.len() + theta0.len()
+        )));
+    }
+    let phi_len = phi.len();
+    let mut meta_params = phi;
+    meta_params.extend_from_slice(&theta0);
+    let mut moments = m;
+    moments.extend_from_slice(&v);
+    let to_usize = |k: &str| -> Result<usize> {
+        usize::try_from(num(k)?).map_err(|_| bad(format!("metadata '{k}' is too large")))
+    };
+    Ok(Checkpoint {
+        state: TrainerState {
+            step: to_usize("step")?,
+            episodes: num("episodes")?,
+            offset: to_usize("offset")?,
+            meta_params,
+            moments,
+            carry,
+        },
+        phi_len,
+        optimizer: get("optimizer")?.clone(),
+        config: get("config")?.clone(),
+    })
+}
+
+/// Read a checkpoint file.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let data = std::fs::read(path).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        problem: format!("cannot be read ({e})"),
+        hint: "check the path; `metalearn train --resume` picks the newest checkpoint of the run directory".into(),
+    })?;
+    from_bytes(&data, path)
+}
+
+/// Write `data` to `path` through a temporary file in the same directory, flushed to disk, and
+/// a rename, so a crash never leaves a partial file under the final name.
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// A run directory: checkpoints `ckpt-<step>.safetensors`, the newest `keep` of them kept.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    dir: PathBuf,
+    keep: usize,
+}
+
+impl RunDir {
+    /// The run directory `dir` (created when missing), keeping `keep` ≥ 1 checkpoints.
+    pub fn create(dir: &Path, keep: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            keep: keep.max(1),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// File name of the checkpoint at outer step `step`.
+    pub fn checkpoint_path(&self, step: usize) -> PathBuf {
+        self.dir.join(format!("ckpt-{step:09}.safetensors"))
+    }
+
+    /// Checkpoints present, oldest first: (step, path).
+    pub fn checkpoints(&self) -> Result<Vec<(usize, PathBuf)>> {
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let step = name
+                .strip_prefix("ckpt-")
+                .and_then(|s| s.strip_suffix(".safetensors"))
+                .and_then(|s| s.parse::<usize>().ok());
+            if let Some(step) = step {
+                out.push((step, entry.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The newest checkpoint that loads without error, with the errors of newer ones skipped
+    /// (a corrupt newest file falls back to the one before it).
+    pub fn latest(&self) -> Result<Option<(Checkpoint, Vec<Error>)>> {
+        let mut skipped = Vec::new();
+        for (_, path) in self.checkpoints()?.into_iter().rev() {
+            match load(&path) {
+                Ok(c) => return Ok(Some((c, skipped))),
+                Err(e) => skipped.push(e),
+            }
+        }
+        if let Some(e) = skipped.into_iter().next() {
+            return Err(e);
+        }
+        Ok(None)
+    }
+
+    /// Write `ck` atomically, then remove all but the newest `keep` checkpoints.
+    pub fn save(&self, ck: &Checkpoint) -> Result<PathBuf> {
+        let path = self.checkpoint_path(ck.state.step);
+        write_atomically(&path, &to_bytes(ck)?)?;
+        let all = self.checkpoints()?;
+        if all.len() > self.keep {
+            for (_, old) in &all[..all.len() - self.keep] {
+                std::fs::remove_file(old).map_err(|e| Error::io(old, e))?;
+            }
+        }
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn sample(carry: bool) -> Checkpoint {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut r = |n: usize| (0..n).map(|_| rng.random::<f32>()).collect::<Vec<_>>();
+        Checkpoint {
+            state: TrainerState {
+                step: 17,
+                episodes: 4,
+                offset: if carry { 20 } else { 0 },
+                meta_params: r(9),
+                moments: r(18),
+                carry: carry.then(|| r(12)),
+            },
+            phi_len: 4,
+            optimizer: "linear".into(),
+            config: "seed = 1\n".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_is_exact() {
+        for carry in [false, true] {
+            let ck = sample(carry);
+            let b = to_bytes(&ck).unwrap();
+            assert_eq!(from_bytes(&b, Path::new("x")).unwrap(), ck);
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_many_corruptions_are_errors() {
+        let ck = sample(true);
+        let b = to_bytes(&ck).unwrap();
+        for len in 0..b.len() {
+            let e = from_bytes(&b[..len], Path::new("x"));
+            assert!(matches!(e, Err(Error::Checkpoint { .. })), "len {len}");
+        }
+        // Flip one bit at a time (every 7th byte): an error, or (in unused header padding or
+        // in a metadata value that still parses) the same checkpoint — never a silent change.
+        for i in (0..b.len()).step_by(7) {
+            let mut c = b.clone();
+            c[i] ^= 0x10;
+            match from_bytes(&c, Path::new("x")) {
+                Err(Error::Checkpoint { .. }) => {}
+                Err(e) => panic!("byte {i}: unexpected error kind {e}"),
+                Ok(got) => {
+                    let header_len = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+                    assert!(i < 8 + header_len, "byte {i} of the data changed silently");
+                    assert!(
+                        got.state.meta_params == ck.state.meta_params
+                            && got.state.moments == ck.state.moments
+                            && got.state.carry == ck.state.carry,
+                        "byte {i}: tensors changed silently"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn run_dir_keeps_the_newest_and_falls_back_past_a_corrupt_one() {
+        let dir = std::env::temp_dir().join(format!("metalearn-rundir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rd = RunDir::create(&dir, 2).unwrap();
+        assert!(rd.latest().unwrap().is_none());
+        let mut ck = sample(false);
+        for step in [5, 10, 15] {
+            ck.state.step = step;
+            rd.save(&ck).unwrap();
+        }
+        let steps: Vec<usize> = rd.checkpoints().unwrap().iter().map(|c| c.0).collect();
+        assert_eq!(steps, vec![10, 15]);
+        std::fs::write(rd.checkpoint_path(15), b"garbage").unwrap();
+        let (got, skipped) = rd.latest().unwrap().unwrap();
+        assert_eq!(got.state.step, 10);
+        assert_eq!(skipped.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,234 @@
+//! Config-driven runs: resuming is bit-identical to an uninterrupted run; run directories are
+//! never overwritten; bad configs and checkpoints give clear errors, never panics.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use metalearn::config::Config;
+use metalearn::meta::save;
+use metalearn::run::{self, TrainOptions};
+use metalearn::Error;
+use rand::{Rng, SeedableRng};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("metalearn-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// A small quadratic run: 4 instances, unrolls of 5 in episodes of 15 (so a stop after 4
+/// outer steps lands in the middle of an episode, with state carried), linear optimizer.
+fn small(dir: &Path, outer: usize, extra: &[&str]) -> Config {
+    let mut set: Vec<String> = [
+        "task.kind=quadratic",
+        "task.instances=4",
+        "task.dim=6",
+        "optimizer.kind=linear",
+        "meta.unroll=5",
+        "meta.episode=15",
+        "meta.lr=0.05",
+        "output.checkpoint_every=3",
+        "output.keep=2",
+        "eval.instances=4",
+        "eval.steps=10",
+        "eval.grid_points=3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    set.push(format!("meta.outer_steps={outer}"));
+    set.push(format!("output.dir=\"{}\"", dir.display()));
+    set.extend(extra.iter().map(|s| s.to_string()));
+    Config::default().with_overrides(&set).unwrap()
+}
+
+fn quiet() -> TrainOptions {
+    TrainOptions::default()
+}
+
+#[test]
+fn resume_after_a_stop_is_bit_identical() {
+    let gpu = common::shared_gpu();
+    for (k, extra) in [(4usize, vec![]), (3, vec!["meta.learn_init=true"])] {
+        let a = temp_dir(&format!("resume-a-{k}"));
+        let b = temp_dir(&format!("resume-b-{k}"));
+        let full = run::train(gpu, &small(&a, 2 * k, &extra), &quiet()).unwrap();
+        // Stop after k outer steps, as a kill after the k-th checkpoint would.
+        let cfg_b = small(&b, 2 * k, &extra);
+        let mut opts = quiet();
+        opts.stop_after = Some(k);
+        let first = run::train(gpu, &cfg_b, &opts).unwrap();
+        assert_eq!(first.steps, k);
+        // Without --resume the directory is refused, and nothing in it changes.
+        let before: Vec<_> = std::fs::read_dir(&b)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let e = run::train(gpu, &cfg_b, &quiet()).unwrap_err();
+        assert!(e.to_string().contains("--resume"), "{e}");
+        let after: Vec<_> = std::fs::read_dir(&b)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(before, after);
+        let mut opts = quiet();
+        opts.resume = true;
+        let second = run::train(gpu, &cfg_b, &opts).unwrap();
+        assert_eq!(second.steps, 2 * k);
+        let mut joined = first.meta_losses.clone();
+        joined.extend(&second.meta_losses);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&joined), bits(&full.meta_losses), "meta-losses differ");
+        let ca = save::load(full.checkpoint.as_ref().unwrap()).unwrap();
+        let cb = save::load(second.checkpoint.as_ref().unwrap()).unwrap();
+        assert_eq!(bits(&ca.state.meta_params), bits(&cb.state.meta_params));
+        assert_eq!(bits(&ca.state.moments), bits(&cb.state.moments));
+        assert_eq!(ca.state.step, 2 * k);
+        assert_eq!(
+            (ca.state.offset, ca.state.episodes),
+            (cb.state.offset, cb.state.episodes)
+        );
+        std::fs::remove_dir_all(&a).unwrap();
+        std::fs::remove_dir_all(&b).unwrap();
+    }
+}
+
+#[test]
+fn resume_refuses_another_setting_and_skips_a_corrupt_newest_checkpoint() {
+    let gpu = common::shared_gpu();
+    let d = temp_dir("mismatch");
+    let cfg = small(&d, 6, &[]);
+    run::train(gpu, &cfg, &quiet()).unwrap();
+    let mut opts = quiet();
+    opts.resume = true;
+    // Another optimizer: refused before anything is written.
+    let other = cfg.with_overrides(&["optimizer.kind=mlp".into()]).unwrap();
+    let e = run::train(gpu, &other, &opts).unwrap_err();
+    assert!(e.to_string().contains("same config"), "{e}");
+    // A truncated newest checkpoint: resumption falls back to the one before it.
+    let cks = metalearn::meta::RunDir::create(&d, 2)
+        .unwrap()
+        .checkpoints()
+        .unwrap();
+    let newest = &cks.last().unwrap().1;
+    let bytes = std::fs::read(newest).unwrap();
+    std::fs::write(newest, &bytes[..bytes.len() / 2]).unwrap();
+    let longer = cfg.with_overrides(&["meta.outer_steps=8".into()]).unwrap();
+    let s = run::train(gpu, &longer, &opts).unwrap();
+    assert_eq!(s.steps, 8);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn evaluation_of_a_checkpoint_against_tuned_baselines() {
+    let gpu = common::shared_gpu();
+    let d = temp_dir("eval");
+    let cfg = small(&d, 3, &["eval.baselines=[\"sgd\", \"adam\"]"]);
+    let s = run::train(gpu, &cfg, &quiet()).unwrap();
+    let ck = run::load_checkpoint(&d).unwrap();
+    assert_eq!(ck.state.step, s.steps);
+    let curves = run::evaluate_checkpoints(
+        gpu,
+        &cfg,
+        &[run::Candidate {
+            name: "linear".into(),
+            checkpoint: ck,
+        }],
+    )
+    .unwrap();
+    assert_eq!(curves.len(), 3);
+    for c in &curves {
+        assert_eq!(c.train.len(), cfg.eval.steps + 1, "{}", c.name);
+        assert!(c.train.iter().all(|v| v.is_finite()), "{}", c.name);
+    }
+    // Tuned baselines make progress on quadratics.
+    for c in &curves[1..] {
+        assert!(c.train[10] < c.train[0], "{}: {:?}", c.name, c.train);
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn fuzzed_configs_and_checkpoints_never_panic() {
+    let mut rng = common::rng("fuzz");
+    let good = metalearn::config::DEFAULT_CONFIG.as_bytes().to_vec();
+    let mut accepted = 0;
+    for i in 0..400 {
+        let mut b = good.clone();
+        match i % 4 {
+            0 => {
+                let n = rng.random_range(0..b.len());
+                b.truncate(n)
+            }
+            1 => {
+                for _ in 0..rng.random_range(1..8) {
+                    let j = rng.random_range(0..b.len());
+                    b[j] = rng.random();
+                }
+            }
+            2 => {
+                let j = rng.random_range(0..b.len());
+                let junk: Vec<u8> = (0..rng.random_range(1..20))
+                    .map(|_| rng.random_range(32..127))
+                    .collect();
+                b.splice(j..j, junk);
+            }
+            _ => {
+                b = (0..rng.random_range(0..300))
+                    .map(|_| rng.random())
+                    .collect()
+            }
+        }
+        let text = String::from_utf8_lossy(&b);
+        match Config::from_toml(&text, "fuzz") {
+            Ok(c) => {
+                // Whatever parses must also validate as written and round-trip.
+                accepted += 1;
+                let back = Config::from_toml(&c.to_toml().unwrap(), "round trip").unwrap();
+                assert_eq!(back, c);
+            }
+            Err(Error::Config { problem, hint, .. }) => {
+                assert!(!problem.is_empty() && !hint.is_empty())
+            }
+            Err(e) => panic!("unexpected error kind: {e}"),
+        }
+    }
+    assert!(accepted < 400);
+    // Checkpoint bytes: random files and mutations of a real one.
+    let ck = save::Checkpoint {
+        state: metalearn::meta::TrainerState {
+            step: 3,
+            episodes: 1,
+            offset: 5,
+            meta_params: common::uniform(&mut rng, 40, -1.0, 1.0),
+            moments: common::uniform(&mut rng, 80, 0.0, 1.0),
+            carry: Some(common::uniform(&mut rng, 30, -1.0, 1.0)),
+        },
+        phi_len: 30,
+        optimizer: "linear".into(),
+        config: metalearn::config::DEFAULT_CONFIG.into(),
+    };
+    let real = save::to_bytes(&ck).unwrap();
+    let mut r2 = rand::rngs::StdRng::seed_from_u64(rng.random());
+    for i in 0..600 {
+        let b: Vec<u8> = if i % 3 == 0 {
+            (0..r2.random_range(0..200)).map(|_| r2.random()).collect()
+        } else {
+            let mut b = real.clone();
+            for _ in 0..r2.random_range(1..4) {
+                let j = r2.random_range(0..b.len());
+                b[j] = r2.random();
+            }
+            b
+        };
+        match save::from_bytes(&b, Path::new("fuzz.safetensors")) {
+            Ok(got) => {
+                assert_eq!(got.state.meta_params, ck.state.meta_params);
+                assert_eq!(got.state.moments, ck.state.moments);
+            }
+            Err(Error::Checkpoint { .. }) => {}
+            Err(e) => panic!("unexpected error kind: {e}"),
+        }
+    }
+}
