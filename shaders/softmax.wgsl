@@ -1,12 +1,21 @@
-// Softmax cross-entropy over `classes` logits per row, mean over the B rows of each instance.
+// Per-instance losses of a model's outputs, mean over the B rows of each instance, and their
+// gradients with respect to the outputs. For instance n < batch and row b < rows (B = rows), the
+// outputs z = logits[z_off + n·z_bs + b·classes + (0..classes)] and, when want_grad = 1,
+// dz[d_off + n·d_bs + b·classes + k] gets ∂loss/∂z_k.
 //
-// For instance n < batch and row b < rows:
-//     z = logits[z_off + n·z_bs + b·classes + (0..classes)],   y = labels[y_off + n·y_bs + b]
+// softmax_xent — softmax cross-entropy; labels[y_off + n·y_bs + b] = y < classes (u32):
 //     ℓ_b = log Σ_k exp(z_k) − z_y              (computed as m + log Σ_k exp(z_k − m), m = max_k z_k)
 //     loss[l_off + n] = (1/B) Σ_b ℓ_b
-//     dz[d_off + n·d_bs + b·classes + k] = (softmax(z)_k − [k = y]) / B        (when want_grad = 1)
-// One 256-thread workgroup per instance; rows are spread over threads (b ≡ t mod 256) and the row
-// losses summed by a fixed binary tree, so the result is deterministic. Labels must be < classes.
+//     dz_k = (softmax(z)_k − [k = y]) / B
+//
+// mse — squared error summed over the outputs, mean over the rows; targets (f32) laid out as the
+// outputs: t = targets[y_off + n·y_bs + b·classes + (0..classes)]:
+//     loss[l_off + n] = (1/B) Σ_b Σ_k (z_k − t_k)²          (one output: the usual mean squared error)
+//     dz_k = 2 (z_k − t_k) / B
+//
+// One 256-thread workgroup per instance; rows (softmax_xent) or row × output elements (mse) are
+// spread over threads (i ≡ thread mod 256) in increasing order and the per-thread sums added by a
+// fixed binary tree, so the result is deterministic (no atomics).
 
 struct Params {
     rows: u32, classes: u32, batch: u32, want_grad: u32,
@@ -16,11 +25,23 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> labels: array<u32>;
+// mse reads binding 1 as f32 targets.
+@group(0) @binding(1) var<storage, read> targets: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dz: array<f32>;
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
 var<workgroup> part: array<f32, 256>;
+
+// Sum `s` over the workgroup by a fixed tree; the total is in part[0] for every thread.
+fn tree_sum(li: u32, s: f32) {
+    part[li] = s;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w >>= 1u) {
+        if (li < w) { part[li] = part[li] + part[li + w]; }
+        workgroupBarrier();
+    }
+}
 
 @compute @workgroup_size(256)
 fn softmax_xent(
@@ -49,11 +70,29 @@ fn softmax_xent(
             }
         }
     }
-    part[li] = s;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w >>= 1u) {
-        if (li < w) { part[li] = part[li] + part[li + w]; }
-        workgroupBarrier();
+    tree_sum(li, s);
+    if (li == 0u) { loss[p.l_off + n] = part[0] * inv_b; }
+}
+
+@compute @workgroup_size(256)
+fn mse(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let n = wid.x + wid.y * nwg.x;
+    if (n >= p.batch) { return; }
+    let inv_b = 1.0 / f32(p.rows);
+    let per = p.rows * p.classes;
+    let zb = p.z_off + n * p.z_bs;
+    let yb = p.y_off + n * p.y_bs;
+    let db = p.d_off + n * p.d_bs;
+    var s = 0.0;
+    for (var i = li; i < per; i += 256u) {
+        let d = logits[zb + i] - targets[yb + i];
+        s += d * d;
+        if (p.want_grad != 0u) { dz[db + i] = 2.0 * d * inv_b; }
     }
+    tree_sum(li, s);
     if (li == 0u) { loss[p.l_off + n] = part[0] * inv_b; }
 }

@@ -9,7 +9,7 @@ use metalearn::kernels::matmul::{matmul, Activation, Epilogue, MatView};
 use metalearn::kernels::quadratic::quadratic;
 use metalearn::kernels::reduce::{reduce, Out, ReduceOp, Schedule, Strided};
 use metalearn::kernels::sgd::sgd;
-use metalearn::kernels::softmax::softmax_xent;
+use metalearn::kernels::softmax::{mse, softmax_xent};
 use metalearn::kernels::Batched;
 use metalearn::reference::{self, activate, activate_grad};
 use metalearn::{Error, Result};
@@ -356,6 +356,80 @@ fn grid_beyond_one_dimension() -> Result<()> {
     let y: Vec<f32> = g.read(&gy)?;
     for (c, v) in y.iter().enumerate() {
         assert_eq!(*v, x[c] + x[cols + c], "output {c}");
+    }
+    Ok(())
+}
+
+/// The squared-error loss on strided, offset tensors (one workgroup per instance, more elements
+/// than threads in the last case) against the reference; nothing outside the outputs is written.
+#[test]
+fn mse_loss_and_grad_smoke() -> Result<()> {
+    let g = gpu();
+    let mut r = rng("mse");
+    for &(rows, outputs, batch) in &[(1, 1, 1), (5, 1, 3), (7, 3, 4), (300, 2, 2)] {
+        let per = rows * outputs;
+        // Instance n's tensors at offset 3 + n·(per + 2) (z), 1 + n·(per + 5) (targets).
+        let (zs, ys) = (per + 2, per + 5);
+        let z = uniform(&mut r, 3 + batch * zs, -4.0, 4.0);
+        let y = uniform(&mut r, 1 + batch * ys, -4.0, 4.0);
+        let (gz, gy) = (g.buffer_from("z", &z)?, g.buffer_from("targets", &y)?);
+        for want_grad in [true, false] {
+            let gd = g.buffer("dz", 2 + batch * per)?;
+            let gloss = g.buffer("loss", batch + 2)?;
+            g.fill(&gd, f32::NAN)?;
+            g.fill(&gloss, f32::NAN)?;
+            let mut rec = Recorder::new(g);
+            mse(
+                &mut rec,
+                rows,
+                outputs,
+                batch,
+                Batched {
+                    buf: &gz,
+                    off: 3,
+                    batch_stride: zs,
+                },
+                Batched {
+                    buf: &gy,
+                    off: 1,
+                    batch_stride: ys,
+                },
+                Batched {
+                    buf: &gd,
+                    off: 2,
+                    batch_stride: per,
+                },
+                want_grad,
+                &gloss,
+                1,
+            )?;
+            rec.submit()?;
+            let (dz, loss): (Vec<f32>, Vec<f32>) = (g.read(&gd)?, g.read(&gloss)?);
+            for n in 0..batch {
+                let (l, d) = reference::mse(
+                    rows,
+                    outputs,
+                    &f64s(&z[3 + n * zs..3 + n * zs + per]),
+                    &f64s(&y[1 + n * ys..1 + n * ys + per]),
+                );
+                assert_close("mse loss", &[loss[1 + n]], &[l], 1e-5);
+                if want_grad {
+                    assert_close("mse grad", &dz[2 + n * per..2 + (n + 1) * per], &d, 1e-5);
+                }
+            }
+            assert!(
+                loss[0].is_nan() && loss[batch + 1].is_nan(),
+                "loss written out of place"
+            );
+            if want_grad {
+                assert_untouched("mse grad", &dz, &[(2, batch * per)]);
+            } else {
+                assert!(
+                    dz.iter().all(|v| v.is_nan()),
+                    "gradient written without want_grad"
+                );
+            }
+        }
     }
     Ok(())
 }

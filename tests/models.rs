@@ -7,8 +7,9 @@ use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::matmul::Activation;
 use metalearn::kernels::sgd::sgd;
 use metalearn::kernels::Batched;
-use metalearn::models::{GpuMlp, GpuQuadratic, MlpSpec, Quadratics};
+use metalearn::models::{GpuMlp, GpuQuadratic, Loss, MlpSpec, Quadratics};
 use metalearn::reference;
+use metalearn::reference::mlp::Targets;
 use metalearn::Result;
 use rand::Rng;
 
@@ -32,12 +33,19 @@ fn mlp_case_on(g: &Gpu, spec: &MlpSpec, instances: usize, batch: usize) -> Resul
         theta[off + n * stride..off + n * stride + p].copy_from_slice(&init[n * p..(n + 1) * p]);
     }
     let x = uniform(&mut r, instances * batch * spec.inputs(), -1.0, 1.0);
+    // Targets: labels (cross-entropy) or values (squared error); `per_y` of them per instance.
     let labels: Vec<u32> = (0..instances * batch)
         .map(|_| r.random_range(0..spec.classes() as u32))
         .collect();
+    let values = uniform(&mut r, instances * batch * spec.outputs(), -1.0, 1.0);
+    let per_y = spec.targets_len(batch);
     let mlp = GpuMlp::new(g, spec, instances, batch)?;
     let gtheta = g.buffer_from("theta", &theta)?;
-    let (gx, gy) = (g.buffer_from("x", &x)?, g.buffer_from("labels", &labels)?);
+    let gx = g.buffer_from("x", &x)?;
+    let gy = match spec.loss {
+        Loss::CrossEntropy => g.buffer_from("labels", &labels)?,
+        Loss::Mse => g.buffer_from("targets", &values)?,
+    };
     let ggrad = g.buffer("grad", off + instances * stride)?;
     let gloss = g.buffer("loss", instances)?;
     g.fill(&ggrad, f32::NAN)?;
@@ -56,7 +64,7 @@ fn mlp_case_on(g: &Gpu, spec: &MlpSpec, instances: usize, batch: usize) -> Resul
         &mut rec,
         th,
         xs,
-        Batched::dense(&gy, batch),
+        Batched::dense(&gy, per_y),
         Batched {
             buf: &ggrad,
             off,
@@ -73,10 +81,19 @@ fn mlp_case_on(g: &Gpu, spec: &MlpSpec, instances: usize, batch: usize) -> Resul
     for n in 0..instances {
         let t = f64s(&theta[off + n * stride..off + n * stride + p]);
         let xi = f64s(&x[n * batch * spec.inputs()..(n + 1) * batch * spec.inputs()]);
-        let li = &labels[n * batch..(n + 1) * batch];
+        let vi = f64s(&values[n * per_y..(n + 1) * per_y]);
+        let yi = match spec.loss {
+            Loss::CrossEntropy => Targets::Labels(&labels[n * batch..(n + 1) * batch]),
+            Loss::Mse => Targets::Values(&vi),
+        };
         let zs = reference::mlp::forward(spec, &layout, &t, &xi, batch)?;
-        let (l, gr) = reference::mlp::loss_grad(spec, &layout, &t, &xi, li, batch)?;
-        let what = format!("{:?} {:?} instance {n}", spec.widths, spec.activation);
+        let (l, gr) = reference::mlp::loss_grad_targets(spec, &layout, &t, &xi, yi, batch)?;
+        let what = format!(
+            "{:?} {:?} {} instance {n}",
+            spec.widths,
+            spec.activation,
+            spec.loss.name()
+        );
         assert_close(
             &format!("{what} logits"),
             &logits[n * per_logits..(n + 1) * per_logits],
@@ -117,6 +134,17 @@ fn mlp_tied_weights_accumulate_into_one_storage() -> Result<()> {
     // A tie that is not the first writer of its storage in the backward order, with a layer between.
     let spec = MlpSpec::new(&[8, 5, 5, 8], Activation::Sigmoid)?.with_tied(2, 0)?;
     mlp_case(&spec, 2, 6)
+}
+
+#[test]
+fn mlp_squared_error_loss() -> Result<()> {
+    let mse =
+        |w: &[usize], act| Ok::<_, metalearn::Error>(MlpSpec::new(w, act)?.with_loss(Loss::Mse));
+    mlp_case(&mse(&[1, 8, 8, 1], Activation::Relu)?, 1, 5)?;
+    mlp_case(&mse(&[1, 8, 8, 1], Activation::Relu)?, 3, 10)?;
+    mlp_case(&mse(&[7, 5, 3], Activation::Sigmoid)?, 2, 300)?;
+    // Tied autoencoder shape reconstructing 12 values.
+    mlp_case(&mse(&[12, 5, 12], Activation::Tanh)?.with_tied(1, 0)?, 3, 7)
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub fn all() -> Vec<&'static Kernel> {
         &reduce::REDUCE_WG,
         &reduce::REDUCE_THREAD,
         &softmax::SOFTMAX_XENT,
+        &softmax::MSE,
         &quadratic::QUADRATIC,
         &sgd::SGD,
         &gather::GATHER,

@@ -1,11 +1,15 @@
-//! MLP classifier: any list of layer widths, one hidden activation, softmax cross-entropy.
+//! MLP: any list of layer widths, one hidden activation, and a loss on the last layer's outputs
+//! ([`Loss`]: softmax cross-entropy for classification, squared error for regression).
 //!
 //! Layer l (0 ≤ l < L) maps width w_l to w_{l+1}: Z_l = H_l · W_l + b_l, H_{l+1} = act(Z_l) for
 //! hidden layers, and the last layer's Z is the logits. Parameters `l{l}.w` (shape [w_l, w_{l+1}],
 //! row-major: inputs × outputs) and `l{l}.b` ([w_{l+1}]). A layer may reuse the transposed weight
 //! of an earlier layer (tied weights): its `l{l}.w` is then a tie, not a storage.
 //!
-//! Backward: dZ_{L−1} = (softmax − onehot)/B; dW_l = H_lᵀ dZ_l; db_l = Σ_rows dZ_l;
+//! Losses, mean over the B rows: cross-entropy ℓ = (1/B) Σ_b (log Σ_k exp z_bk − z_b,y_b) with
+//! integer labels y_b; squared error ℓ = (1/B) Σ_b Σ_k (z_bk − y_bk)² with f32 targets y_bk.
+//!
+//! Backward: dZ_{L−1} = (softmax − onehot)/B (cross-entropy) or 2(Z − Y)/B (squared error); dW_l = H_lᵀ dZ_l; db_l = Σ_rows dZ_l;
 //! dZ_{l−1} = (dZ_l W_lᵀ) ⊙ act'(H_l). Gradients of names sharing a storage accumulate into it.
 
 use std::collections::HashSet;
@@ -15,12 +19,52 @@ use rand::Rng;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::{matmul, Activation, Epilogue, MatView};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule, Strided};
-use crate::kernels::softmax::softmax_xent;
+use crate::kernels::softmax::{mse, softmax_xent};
 use crate::kernels::Batched;
 use crate::params::ParamLayout;
 use crate::{Error, Result};
 
-/// Shape of an MLP classifier.
+/// The loss on the last layer's outputs z (B rows of w_L values per instance).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Loss {
+    /// Mean softmax cross-entropy over the rows; targets are u32 class labels, one per row.
+    #[default]
+    CrossEntropy,
+    /// (1/B) Σ_b Σ_k (z_bk − y_bk)²: squared error summed over the outputs, mean over the rows
+    /// (for one output, the usual mean squared error); targets are f32, `[B, w_L]`.
+    Mse,
+}
+
+impl Loss {
+    /// Parse `cross-entropy` (or `xent`, `ce`) or `mse`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "cross-entropy" | "xent" | "ce" => Ok(Self::CrossEntropy),
+            "mse" => Ok(Self::Mse),
+            other => Err(Error::invalid(format!(
+                "unknown loss '{other}'; use cross-entropy or mse"
+            ))),
+        }
+    }
+
+    /// The name `parse` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CrossEntropy => "cross-entropy",
+            Self::Mse => "mse",
+        }
+    }
+
+    /// Target values per row for `outputs` outputs: 1 label, or `outputs` f32 values.
+    pub fn targets_per_row(self, outputs: usize) -> usize {
+        match self {
+            Self::CrossEntropy => 1,
+            Self::Mse => outputs,
+        }
+    }
+}
+
+/// Shape of an MLP and its loss.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MlpSpec {
     /// Widths w_0 (inputs) … w_L (classes).
@@ -29,6 +73,8 @@ pub struct MlpSpec {
     pub activation: Activation,
     /// Tied weights: (layer, source) means `l{layer}.w` = `l{source}.w`ᵀ, source < layer.
     pub tied: Vec<(usize, usize)>,
+    /// The loss on the outputs (cross-entropy unless set by [`MlpSpec::with_loss`]).
+    pub loss: Loss,
 }
 
 impl MlpSpec {
@@ -43,7 +89,14 @@ impl MlpSpec {
             widths: widths.to_vec(),
             activation,
             tied: Vec::new(),
+            loss: Loss::CrossEntropy,
         })
+    }
+
+    /// Use `loss` on the outputs.
+    pub fn with_loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
     }
 
     /// Make layer `layer`'s weight the transpose of layer `source`'s weight.
@@ -84,6 +137,17 @@ impl MlpSpec {
     /// Number of classes w_L.
     pub fn classes(&self) -> usize {
         self.widths[self.layers()]
+    }
+
+    /// Number of outputs w_L (the same as [`MlpSpec::classes`]).
+    pub fn outputs(&self) -> usize {
+        self.widths[self.layers()]
+    }
+
+    /// Target values per instance for `batch` rows: `batch` labels (cross-entropy) or
+    /// `batch · w_L` values (squared error).
+    pub fn targets_len(&self, batch: usize) -> usize {
+        batch * self.loss.targets_per_row(self.outputs())
     }
 
     /// Activation applied after layer `l` (identity for the output layer).
@@ -272,30 +336,29 @@ impl GpuMlp {
         Ok(())
     }
 
-    /// Record the loss `loss[loss_off + n]` (mean cross-entropy) of the last forward pass, and,
-    /// when `want_grad`, the logits' gradient for [`GpuMlp::record_backward`].
+    /// Record the loss `loss[loss_off + n]` (the spec's [`Loss`]) of the last forward pass, and,
+    /// when `want_grad`, the outputs' gradient for [`GpuMlp::record_backward`]. `targets` holds
+    /// each instance's u32 labels (`[batch]`, cross-entropy) or f32 targets (`[batch, w_L]`,
+    /// squared error); buffers are untyped 32-bit words, so either lives in a plain buffer.
     pub fn record_loss(
         &self,
         rec: &mut Recorder,
-        labels: Batched,
+        targets: Batched,
         loss: &GpuBuffer,
         loss_off: usize,
         want_grad: bool,
     ) -> Result<()> {
-        let (b, c) = (self.batch, self.spec.classes());
+        let (b, c) = (self.batch, self.spec.outputs());
         let last = self.spec.layers() - 1;
-        softmax_xent(
-            rec,
-            b,
-            c,
-            self.instances,
-            Batched::dense(&self.acts[last], b * c),
-            labels,
-            Batched::dense(&self.dz[last % 2], b * c),
-            want_grad,
-            loss,
-            loss_off,
-        )
+        let z = Batched::dense(&self.acts[last], b * c);
+        let dz = Batched::dense(&self.dz[last % 2], b * c);
+        let n = self.instances;
+        match self.spec.loss {
+            Loss::CrossEntropy => {
+                softmax_xent(rec, b, c, n, z, targets, dz, want_grad, loss, loss_off)
+            }
+            Loss::Mse => mse(rec, b, c, n, z, targets, dz, want_grad, loss, loss_off),
+        }
     }
 
     /// Record the backward pass after [`GpuMlp::record_loss`] with `want_grad`: the gradient of
@@ -381,20 +444,21 @@ impl GpuMlp {
         Ok(())
     }
 
-    /// Forward, loss (into `loss[loss_off + n]`) and backward (into `grad`) in one go.
+    /// Forward, loss (into `loss[loss_off + n]`) and backward (into `grad`) in one go; `targets`
+    /// as in [`GpuMlp::record_loss`].
     #[allow(clippy::too_many_arguments)]
     pub fn record_loss_grad(
         &self,
         rec: &mut Recorder,
         theta: Batched,
         x: Batched,
-        labels: Batched,
+        targets: Batched,
         grad: Batched,
         loss: &GpuBuffer,
         loss_off: usize,
     ) -> Result<()> {
         self.record_forward(rec, theta, x)?;
-        self.record_loss(rec, labels, loss, loss_off, true)?;
+        self.record_loss(rec, targets, loss, loss_off, true)?;
         self.record_backward(rec, theta, x, grad)
     }
 }

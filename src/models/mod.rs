@@ -4,5 +4,5 @@
 pub mod mlp;
 pub mod quadratic;
 
-pub use mlp::{GpuMlp, MlpSpec};
+pub use mlp::{GpuMlp, Loss, MlpSpec};
 pub use quadratic::{GpuQuadratic, Quadratics};

@@ -77,6 +77,25 @@ pub fn softmax_xent(rows: usize, classes: usize, z: &[f64], labels: &[u32]) -> (
     (loss / rows as f64, dz)
 }
 
+/// Squared error summed over the `outputs` values of each row, mean over the `rows` rows:
+/// (1/B) Σ_b Σ_k (z_bk − y_bk)², and its gradient 2 (z − y) / B.
+pub fn mse(rows: usize, outputs: usize, z: &[f64], y: &[f64]) -> (f64, Vec<f64>) {
+    let inv_b = 1.0 / rows as f64;
+    let n = rows * outputs;
+    let loss = z[..n]
+        .iter()
+        .zip(&y[..n])
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        * inv_b;
+    let dz = z[..n]
+        .iter()
+        .zip(&y[..n])
+        .map(|(a, b)| 2.0 * (a - b) * inv_b)
+        .collect();
+    (loss, dz)
+}
+
 /// Central finite differences of `f` at `x` with step `h`.
 pub fn central_diff(f: impl Fn(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
     let mut xp = x.to_vec();
@@ -121,6 +140,30 @@ mod tests {
             .collect();
         let (_, dz) = softmax_xent(rows, classes, &z, &labels);
         let fd = central_diff(|z| softmax_xent(rows, classes, z, &labels).0, &z, 1e-5);
+        assert!(rel_err(&dz, &fd) < 1e-7, "{}", rel_err(&dz, &fd));
+    }
+
+    #[test]
+    fn mse_gradient_matches_finite_differences() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let (rows, outputs) = (4, 3);
+        let z: Vec<f64> = (0..rows * outputs)
+            .map(|_| rng.random_range(-3.0..3.0))
+            .collect();
+        let y: Vec<f64> = (0..rows * outputs)
+            .map(|_| rng.random_range(-3.0..3.0))
+            .collect();
+        let (l, dz) = mse(rows, outputs, &z, &y);
+        let direct: f64 = (0..rows)
+            .map(|b| {
+                (0..outputs)
+                    .map(|k| (z[b * outputs + k] - y[b * outputs + k]).powi(2))
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / rows as f64;
+        assert!((l - direct).abs() < 1e-12, "{l} vs {direct}");
+        let fd = central_diff(|z| mse(rows, outputs, z, &y).0, &z, 1e-5);
         assert!(rel_err(&dz, &fd) < 1e-7, "{}", rel_err(&dz, &fd));
     }
 

@@ -3,35 +3,26 @@
 //! [`ImageDataset`]); a held-out split provides held-out batches.
 
 use rand::rngs::StdRng;
-use rand::Rng;
 
+use super::images::ImageBatches;
 use super::{BatchRef, NamedTensor, Task};
 use crate::data::ImageDataset;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::gather::{sample_index, GpuDataset};
 use crate::kernels::Batched;
-use crate::models::{GpuMlp, MlpSpec};
+use crate::models::{GpuMlp, Loss, MlpSpec};
 use crate::params::ParamLayout;
 use crate::{reference, Error, Result};
-
-/// Salt of the held-out batch stream.
-const HELD_OUT_SALT: u32 = 0x68bc_21eb;
 
 /// MLP classifiers on an image dataset.
 pub struct MlpTask {
     spec: MlpSpec,
-    batch: usize,
-    train: (ImageDataset, GpuDataset),
-    held_out: (ImageDataset, GpuDataset),
+    data: ImageBatches,
     mlp: GpuMlp,
-    x: GpuBuffer,
-    y: GpuBuffer,
-    seed: u32,
 }
 
 impl MlpTask {
-    /// N instances of `spec` with `batch` rows per step, training on `train` and evaluating
-    /// held-out batches on `held_out`.
+    /// N instances of `spec` (a cross-entropy classifier) with `batch` rows per step, training on
+    /// `train` and evaluating held-out batches on `held_out`.
     pub fn new(
         gpu: &Gpu,
         spec: &MlpSpec,
@@ -41,6 +32,12 @@ impl MlpTask {
         held_out: ImageDataset,
         seed: u32,
     ) -> Result<Self> {
+        if spec.loss != Loss::CrossEntropy {
+            return Err(Error::invalid(format!(
+                "the MLP image-classification task needs the cross-entropy loss, not {}",
+                spec.loss.name()
+            )));
+        }
         for (what, ds) in [("training", &train), ("held-out", &held_out)] {
             if ds.features() != spec.inputs() || ds.classes != spec.classes() {
                 return Err(Error::invalid(format!(
@@ -52,17 +49,10 @@ impl MlpTask {
                 )));
             }
         }
-        let gt = GpuDataset::upload(gpu, &train)?;
-        let gh = GpuDataset::upload(gpu, &held_out)?;
         Ok(Self {
             mlp: GpuMlp::new(gpu, spec, instances, batch)?,
-            x: gpu.buffer("task x", instances * batch * spec.inputs())?,
-            y: gpu.buffer("task y", instances * batch)?,
+            data: ImageBatches::new(gpu, instances, batch, train, held_out, seed)?,
             spec: spec.clone(),
-            batch,
-            train: (train, gt),
-            held_out: (held_out, gh),
-            seed,
         })
     }
 
@@ -73,37 +63,12 @@ impl MlpTask {
 
     /// Rows per batch.
     pub fn batch(&self) -> usize {
-        self.batch
-    }
-
-    fn source(&self, batch: BatchRef) -> (&ImageDataset, &GpuDataset, u32, u32) {
-        match batch {
-            BatchRef::Train(t) => (&self.train.0, &self.train.1, self.seed, t),
-            BatchRef::HeldOut(t) => (
-                &self.held_out.0,
-                &self.held_out.1,
-                self.seed ^ HELD_OUT_SALT,
-                t,
-            ),
-        }
+        self.data.batch()
     }
 
     /// The batch of instance `n` as the GPU samples it: inputs (B × F, in [0, 1]) and labels.
     pub fn host_batch(&self, n: usize, batch: BatchRef) -> (Vec<f32>, Vec<u32>) {
-        let (ds, _, seed, step) = self.source(batch);
-        let f = ds.features();
-        let mut x = Vec::with_capacity(self.batch * f);
-        let mut y = Vec::with_capacity(self.batch);
-        for b in 0..self.batch {
-            let idx = sample_index(seed, n as u32, step, b as u32, ds.count as u32) as usize;
-            x.extend(
-                ds.pixels[idx * f..(idx + 1) * f]
-                    .iter()
-                    .map(|&v| f32::from(v) * (1.0 / 255.0)),
-            );
-            y.push(u32::from(ds.labels[idx]));
-        }
-        (x, y)
+        self.data.host_batch(n, batch)
     }
 }
 
@@ -114,14 +79,14 @@ impl Task for MlpTask {
             "mlp {} {:?} B={} N={}",
             w.join("-"),
             self.spec.activation,
-            self.batch,
+            self.batch(),
             self.instances()
         )
         .to_lowercase()
     }
 
     fn instances(&self) -> usize {
-        self.x.len() / (self.batch * self.spec.inputs())
+        self.data.instances()
     }
 
     fn layout(&self) -> &ParamLayout {
@@ -129,7 +94,7 @@ impl Task for MlpTask {
     }
 
     fn resample(&mut self, _gpu: &Gpu, rng: &mut StdRng) -> Result<()> {
-        self.seed = rng.random();
+        self.data.resample(rng);
         Ok(())
     }
 
@@ -146,14 +111,12 @@ impl Task for MlpTask {
         loss_off: usize,
         batch: BatchRef,
     ) -> Result<()> {
-        let (_, gds, seed, step) = self.source(batch);
-        let n = self.instances();
-        gds.record_batch(rec, self.batch, n, seed, step, &self.x, 0, &self.y, 0)?;
+        self.data.record(rec, batch)?;
         self.mlp.record_loss_grad(
             rec,
             theta,
-            Batched::dense(&self.x, self.batch * self.spec.inputs()),
-            Batched::dense(&self.y, self.batch),
+            self.data.x(),
+            self.data.y(),
             grad,
             loss,
             loss_off,
@@ -168,31 +131,20 @@ impl Task for MlpTask {
     ) -> Result<(f64, Vec<f64>)> {
         let (x, y) = self.host_batch(n, batch);
         let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-        reference::mlp::loss_grad(&self.spec, self.mlp.layout(), theta, &x, &y, self.batch)
+        reference::mlp::loss_grad(&self.spec, self.mlp.layout(), theta, &x, &y, self.batch())
     }
 
     fn export_batch(&self, batch: BatchRef) -> Result<Vec<NamedTensor>> {
-        let n = self.instances();
-        let f = self.spec.inputs();
-        let mut xs = Vec::with_capacity(n * self.batch * f);
-        let mut ys = Vec::with_capacity(n * self.batch);
-        for i in 0..n {
-            let (x, y) = self.host_batch(i, batch);
-            xs.extend(x);
-            ys.extend(y.iter().map(|&v| v as f32));
-        }
+        let (n, b, f) = (self.instances(), self.batch(), self.spec.inputs());
+        let (xs, ys) = self.data.host_batches(batch);
         Ok(vec![
-            ("x".into(), vec![n, self.batch, f], xs),
-            ("labels".into(), vec![n, self.batch], ys),
+            ("x".into(), vec![n, b, f], xs),
+            ("labels".into(), vec![n, b], ys),
         ])
     }
 
     fn gpu_bytes(&self) -> u64 {
-        self.mlp.bytes()
-            + self.x.bytes()
-            + self.y.bytes()
-            + self.train.1.bytes()
-            + self.held_out.1.bytes()
+        self.mlp.bytes() + self.data.bytes()
     }
 
     fn describe(&self) -> Vec<(String, String)> {
@@ -210,7 +162,7 @@ impl Task for MlpTask {
                 "task.activation".into(),
                 format!("{:?}", self.spec.activation).to_lowercase(),
             ),
-            ("task.batch".into(), self.batch.to_string()),
+            ("task.batch".into(), self.batch().to_string()),
             ("task.tied".into(), format!("[{}]", tied.join(","))),
             (
                 "task.loss".into(),

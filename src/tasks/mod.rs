@@ -1,8 +1,11 @@
 //! Task families: each samples N instances (own θ₀, own data) and records the loss and gradient
 //! of all of them in one go, with an f64 reference of the same for testing.
 
+pub mod autoencoder;
+pub mod images;
 pub mod mlp;
 pub mod quadratic;
+pub mod sinusoid;
 
 use rand::rngs::StdRng;
 
@@ -11,8 +14,11 @@ use crate::kernels::Batched;
 use crate::params::ParamLayout;
 use crate::Result;
 
+pub use autoencoder::AutoencoderTask;
+pub use images::ImageBatches;
 pub use mlp::MlpTask;
 pub use quadratic::QuadraticTask;
+pub use sinusoid::{SinusoidConfig, SinusoidTask};
 
 /// Which batch a loss is computed on. Batches are a pure function of (seed of the outer step,
 /// instance, step), so a recomputed step sees exactly the data of the first computation.
