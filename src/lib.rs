@@ -16,6 +16,7 @@ pub mod models;
 pub mod optim;
 pub mod params;
 pub mod reference;
+pub mod report;
 pub mod tasks;
 
 pub mod bench;
