@@ -57,6 +57,13 @@ impl ParamLayout {
         Self::default()
     }
 
+    /// A layout of one flat tensor named `params` of `len` floats (at least 1).
+    pub fn flat(len: usize) -> Result<Self> {
+        let mut l = Self::new();
+        l.add("params", &[len])?;
+        Ok(l)
+    }
+
     /// Add a tensor with its own storage; returns its index.
     pub fn add(&mut self, name: &str, shape: &[usize]) -> Result<usize> {
         self.check_new_name(name)?;

@@ -417,18 +417,11 @@ mod tests {
     #[test]
     fn empty_input_is_an_error_and_writes_nothing() {
         let d = dir("empty");
-        let none: Vec<(String, Vec<f64>)> = Vec::new();
-        let one_empty = vec![("a", vec![1.0]), ("b", Vec::new())];
-        for (i, c) in [
-            none.clone(),
-            one_empty
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.clone()))
-                .collect(),
-        ]
-        .iter()
-        .enumerate()
-        {
+        let cases: [Vec<(String, Vec<f64>)>; 2] = [
+            Vec::new(),
+            vec![("a".into(), vec![1.0]), ("b".into(), Vec::new())],
+        ];
+        for (i, c) in cases.iter().enumerate() {
             let p = d.join(format!("x{i}"));
             assert!(write_csv(&p, c).is_err());
             assert!(write_json(&p, c).is_err());

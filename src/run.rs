@@ -19,7 +19,7 @@ use crate::meta::{
 };
 use crate::models::MlpSpec;
 use crate::optim::Optimizer;
-use crate::tasks::{MlpTask, QuadraticTask, Task};
+use crate::tasks::{AutoencoderTask, MlpTask, QuadraticTask, SinusoidConfig, SinusoidTask, Task};
 use crate::{Error, Result};
 
 /// Which instances a task is built from.
@@ -112,8 +112,33 @@ pub fn build_task(
                 seed as u32,
             )?)
         }
-        TaskKind::Sinusoid | TaskKind::Autoencoder => {
-            return Err(Error::invalid("task family not available in this build"))
+        TaskKind::Sinusoid => {
+            let sc = SinusoidConfig {
+                hidden,
+                activation: act,
+                shots: cfg.task.shots,
+                queries: cfg.task.shots,
+                ..Default::default()
+            };
+            Box::new(SinusoidTask::new(gpu, &sc, instances, &mut rng)?)
+        }
+        TaskKind::Autoencoder => {
+            let (train, test) = images(cfg)?;
+            let code = hidden.first().copied().unwrap_or(32);
+            let spec = AutoencoderTask::tied_spec(train.features(), code, act)?;
+            let (a, b) = match sample {
+                Sample::HeldOut => (test.clone(), test),
+                _ => (train, test),
+            };
+            Box::new(AutoencoderTask::new(
+                gpu,
+                &spec,
+                instances,
+                cfg.task.batch,
+                a,
+                b,
+                seed as u32,
+            )?)
         }
     })
 }

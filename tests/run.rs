@@ -232,3 +232,42 @@ fn fuzzed_configs_and_checkpoints_never_panic() {
         }
     }
 }
+
+#[test]
+fn sizes_beyond_the_adapter_and_missing_data_are_clear_errors() {
+    let gpu = common::shared_gpu();
+    let d = temp_dir("limits");
+    let big = small(
+        &d,
+        2,
+        &[
+            "task.kind=mlp",
+            "task.data=synthetic",
+            "task.instances=100000",
+            "optimizer.kind=lstm",
+        ],
+    );
+    let e = run::train(gpu, &big, &quiet()).unwrap_err();
+    assert!(
+        matches!(e, Error::LimitExceeded { .. }),
+        "expected a limit error, got {e}"
+    );
+    let missing = small(
+        &d,
+        2,
+        &[
+            "task.kind=mlp",
+            "task.data=fashion-mnist",
+            "task.data_dir=\"/nonexistent/fashion\"",
+        ],
+    );
+    let e = run::train(gpu, &missing, &quiet()).unwrap_err();
+    assert!(
+        matches!(e, Error::Data { .. }) && e.to_string().contains("/nonexistent/fashion"),
+        "expected a data error naming the directory, got {e}"
+    );
+    let mnist = small(&d, 2, &["task.kind=mlp", "task.data=mnist"]);
+    let e = run::train(gpu, &mnist, &quiet()).unwrap_err();
+    assert!(e.to_string().contains("task.data_dir"), "{e}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

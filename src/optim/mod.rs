@@ -7,6 +7,9 @@
 
 use rand::Rng;
 
+pub mod apply;
+pub use apply::OptimizerRun;
+
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::hand::{self, AdamHyper};
 use crate::kernels::lstm::{self, LstmHyper};

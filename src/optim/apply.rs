@@ -1,0 +1,284 @@
+//! Apply an optimizer — learned (with a given φ) or hand-designed — to parameters the caller
+//! owns, one step at a time, with the per-coordinate optimizer state kept on the GPU.
+//!
+//! Two levels:
+//! - [`OptimizerRun::step`] records one update of a parameter buffer on the GPU from a gradient
+//!   buffer on the GPU, for callers whose model runs on the GPU (any wgpu program: see
+//!   [`GpuBuffer::raw`]);
+//! - [`OptimizerRun::step_host`] updates a host slice from a host gradient (one upload, one
+//!   submission, one readback), for callers whose model runs on the CPU.
+//!
+//! The run holds two slots of θ and state (the layout of [`Optimizer`]'s kernels) and swaps
+//! them at every step: the parameters are copied into the current slot, the step writes the
+//! other slot, and the new parameters are copied back. The inner step number t (Adam's bias
+//! correction, the MLP optimizer's step embedding) counts the steps taken since construction or
+//! the last [`OptimizerRun::reset`].
+
+use std::sync::Arc;
+
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::optim::{Optimizer, Workspace};
+use crate::params::ParamLayout;
+use crate::{Error, Result};
+
+/// An optimizer applied to the caller's parameters: `instances` copies of `layout`, stepped
+/// together, with the optimizer state on the GPU.
+///
+/// ```no_run
+/// # fn main() -> metalearn::Result<()> {
+/// use std::sync::Arc;
+/// use metalearn::gpu::{Gpu, GpuOptions};
+/// use metalearn::optim::{Optimizer, OptimizerRun};
+/// use metalearn::params::ParamLayout;
+///
+/// let gpu = Arc::new(Gpu::new(&GpuOptions::default())?);
+/// let opt = Optimizer::parse("adam")?;
+/// let mut run = OptimizerRun::new(gpu, opt, &[], ParamLayout::flat(3)?, 1)?;
+/// let mut theta = vec![1.0f32, -2.0, 0.5];
+/// for _ in 0..100 {
+///     // Gradient of ½‖θ‖², computed on the CPU.
+///     let grad = theta.clone();
+///     run.step_host(&mut theta, &grad)?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct OptimizerRun {
+    gpu: Arc<Gpu>,
+    opt: Optimizer,
+    layout: ParamLayout,
+    instances: usize,
+    count: usize,
+    ws: Workspace,
+    phi: GpuBuffer,
+    slots: [GpuBuffer; 2],
+    cur: usize,
+    host_grad: Option<GpuBuffer>,
+    t: usize,
+}
+
+impl std::fmt::Debug for OptimizerRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OptimizerRun")
+            .field("optimizer", &self.opt)
+            .field("instances", &self.instances)
+            .field("parameters", &self.layout.size())
+            .field("steps", &self.t)
+            .finish()
+    }
+}
+
+impl OptimizerRun {
+    /// Apply `opt` with meta-parameters `phi` (`opt.phi_len()` floats; empty for hand-designed
+    /// optimizers) to `instances` instances of `layout`, stored back to back (N · P floats).
+    /// The optimizer state starts at zero.
+    pub fn new(
+        gpu: Arc<Gpu>,
+        opt: Optimizer,
+        phi: &[f32],
+        layout: ParamLayout,
+        instances: usize,
+    ) -> Result<Self> {
+        if instances == 0 {
+            return Err(Error::invalid(
+                "an optimizer run needs at least one instance",
+            ));
+        }
+        let p = layout.size();
+        if p == 0 {
+            return Err(Error::invalid(
+                "the parameter layout is empty: add at least one tensor (or use ParamLayout::flat)",
+            ));
+        }
+        check_phi(&opt, phi)?;
+        let count = p.checked_mul(instances).ok_or_else(|| {
+            Error::invalid(format!("{instances} instances of {p} parameters overflow"))
+        })?;
+        let slot_len = opt.slot_len(count);
+        let slots = [
+            gpu.buffer("optimizer run slot a", slot_len)?,
+            gpu.buffer("optimizer run slot b", slot_len)?,
+        ];
+        let phi_buf = gpu.buffer_from(
+            "optimizer run phi",
+            if phi.is_empty() { &[0.0] } else { phi },
+        )?;
+        let ws = opt.workspace(&gpu, &layout, instances)?;
+        Ok(Self {
+            gpu,
+            opt,
+            layout,
+            instances,
+            count,
+            ws,
+            phi: phi_buf,
+            slots,
+            cur: 0,
+            host_grad: None,
+            t: 0,
+        })
+    }
+
+    /// Shorthand for one instance of a single flat tensor of `len` parameters.
+    pub fn flat(gpu: Arc<Gpu>, opt: Optimizer, phi: &[f32], len: usize) -> Result<Self> {
+        Self::new(gpu, opt, phi, ParamLayout::flat(len)?, 1)
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.opt
+    }
+
+    /// The layout of one instance.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// Instances N.
+    pub fn instances(&self) -> usize {
+        self.instances
+    }
+
+    /// Floats of parameters (and of gradients) each step takes: N · P.
+    pub fn coordinates(&self) -> usize {
+        self.count
+    }
+
+    /// Steps taken since construction or the last [`reset`](Self::reset).
+    pub fn steps_taken(&self) -> usize {
+        self.t
+    }
+
+    /// The device the run lives on.
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// Bytes held on the GPU (slots, φ, workspace, the host-path gradient buffer).
+    pub fn bytes(&self) -> u64 {
+        self.slots.iter().map(GpuBuffer::bytes).sum::<u64>()
+            + self.phi.bytes()
+            + self.ws.bytes()
+            + self.host_grad.as_ref().map_or(0, GpuBuffer::bytes)
+    }
+
+    /// Replace φ (takes effect from the next step; the state is kept).
+    pub fn set_phi(&mut self, phi: &[f32]) -> Result<()> {
+        check_phi(&self.opt, phi)?;
+        if phi.is_empty() {
+            return Ok(());
+        }
+        self.gpu.write(&self.phi, 0, phi)
+    }
+
+    /// Zero the optimizer state and the step counter (to start on new parameters).
+    pub fn reset(&mut self) -> Result<()> {
+        for s in &self.slots {
+            self.gpu.fill(s, 0.0)?;
+        }
+        self.cur = 0;
+        self.t = 0;
+        Ok(())
+    }
+
+    /// The optimizer state, `state_len() × N·P` floats, struct of arrays (state k of coordinate
+    /// i at `k·N·P + i`). Blocks until submitted work has finished.
+    pub fn state(&self) -> Result<Vec<f32>> {
+        let len = self.count * self.opt.state_len();
+        self.gpu.read_range(&self.slots[self.cur], self.count, len)
+    }
+
+    /// Record one step: `params` ← step(`params`, `grads`), both N · P floats on this run's
+    /// device. Nothing runs until the recording is submitted; submit it before the next step,
+    /// [`state`](Self::state) or [`step_host`](Self::step_host).
+    pub fn step(
+        &mut self,
+        rec: &mut Recorder,
+        params: &GpuBuffer,
+        grads: &GpuBuffer,
+    ) -> Result<()> {
+        if !std::ptr::eq(rec.gpu(), self.gpu.as_ref()) {
+            return Err(Error::invalid(
+                "the recorder belongs to another device than this optimizer run",
+            ));
+        }
+        self.check_len("parameter buffer", params.len())?;
+        self.check_len("gradient buffer", grads.len())?;
+        let (cur, next) = (&self.slots[self.cur], &self.slots[1 - self.cur]);
+        rec.copy(params, 0, cur, 0, self.count)?;
+        self.opt.record_step(
+            rec,
+            &self.ws,
+            self.count,
+            cur,
+            grads,
+            (&self.phi, 0),
+            next,
+            self.t,
+        )?;
+        rec.copy(next, 0, params, 0, self.count)?;
+        self.cur = 1 - self.cur;
+        self.t += 1;
+        Ok(())
+    }
+
+    /// One step on host data: `params` ← step(`params`, `grads`), both N · P floats. Uploads
+    /// both, runs the step and reads the parameters back (blocking).
+    pub fn step_host(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
+        self.check_len("parameter slice", params.len())?;
+        self.check_len("gradient slice", grads.len())?;
+        let g = match &self.host_grad {
+            Some(g) => g.clone(),
+            None => {
+                let g = self.gpu.buffer("optimizer run gradient", self.count)?;
+                self.host_grad = Some(g.clone());
+                g
+            }
+        };
+        let gpu = self.gpu.clone();
+        let (cur, next) = (&self.slots[self.cur], &self.slots[1 - self.cur]);
+        gpu.write(cur, 0, params)?;
+        gpu.write(&g, 0, grads)?;
+        let mut rec = Recorder::new(&gpu);
+        self.opt.record_step(
+            &mut rec,
+            &self.ws,
+            self.count,
+            cur,
+            &g,
+            (&self.phi, 0),
+            next,
+            self.t,
+        )?;
+        rec.submit()?;
+        let out: Vec<f32> = gpu.read_range(next, 0, self.count)?;
+        params.copy_from_slice(&out);
+        self.cur = 1 - self.cur;
+        self.t += 1;
+        Ok(())
+    }
+
+    fn check_len(&self, what: &str, len: usize) -> Result<()> {
+        if len != self.count {
+            return Err(Error::invalid(format!(
+                "{what} has {len} floats, the optimizer run needs N·P = {} × {} = {}",
+                self.instances,
+                self.layout.size(),
+                self.count
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn check_phi(opt: &Optimizer, phi: &[f32]) -> Result<()> {
+    if phi.len() != opt.phi_len() {
+        return Err(Error::invalid(format!(
+            "φ has {} values, optimizer '{}' needs {}",
+            phi.len(),
+            opt.name(),
+            opt.phi_len()
+        )));
+    }
+    Ok(())
+}

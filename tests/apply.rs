@@ -1,0 +1,307 @@
+//! `OptimizerRun`: applying an optimizer to the caller's own parameters.
+//!
+//! - The GPU-buffer API reproduces `meta::evaluate` bit for bit (same losses at every step) for
+//!   SGD, Adam, the LSTM and the MLP optimizer.
+//! - The host API follows the f64 reference of each optimizer step (θ and state) on random
+//!   gradients, for several instances of a two-tensor layout.
+//! - Shape mismatches are errors.
+
+mod common;
+
+use common::{assert_close, f64s, gpu_other_tiling, rng, shared_gpu, uniform};
+use metalearn::gpu::Recorder;
+use metalearn::kernels::hand::AdamHyper;
+use metalearn::kernels::lstm::LstmHyper;
+use metalearn::kernels::mlp_opt::{segments_of, MlpOptHyper};
+use metalearn::kernels::Batched;
+use metalearn::meta::evaluate;
+use metalearn::optim::{Optimizer, OptimizerRun};
+use metalearn::params::ParamLayout;
+use metalearn::reference::mlp_opt::{mlpo_step, MlpOptConfig};
+use metalearn::reference::optim::{adam_step, lstm_step, sgd_step, AdamConfig, LstmConfig};
+use metalearn::tasks::{BatchRef, QuadraticTask, Task};
+use metalearn::Result;
+use rand::Rng;
+
+fn optimizers() -> Vec<Optimizer> {
+    vec![
+        Optimizer::Sgd { lr: 0.002 },
+        Optimizer::Adam(AdamHyper {
+            lr: 0.01,
+            ..Default::default()
+        }),
+        Optimizer::Lstm(LstmHyper::default()),
+        Optimizer::Mlp(MlpOptHyper::default()),
+    ]
+}
+
+#[test]
+fn gpu_steps_reproduce_evaluate_bitwise() -> Result<()> {
+    let gpu = shared_gpu();
+    let mut r = rng("gpu_steps_reproduce_evaluate_bitwise");
+    let (n, steps) = (3, 6);
+    let task = QuadraticTask::new(gpu, 10, n, &mut r)?;
+    let p = task.layout().size();
+    let init = task.init_params(&mut r)?;
+    for opt in optimizers() {
+        let phi = opt.init_phi(&mut r);
+        let want = evaluate(gpu, &task, &opt, &phi, &init, steps)?;
+        let mut run = OptimizerRun::new(gpu.clone(), opt.clone(), &phi, task.layout().clone(), n)?;
+        let params = gpu.buffer_from("params", &init)?;
+        let grads = gpu.buffer("grads", n * p)?;
+        let losses = gpu.buffer("losses", (steps + 1) * n)?;
+        gpu.fill(&grads, f32::NAN)?;
+        gpu.fill(&losses, f32::NAN)?;
+        let mut rec = Recorder::new(gpu);
+        for t in 0..=steps {
+            task.record_loss_grad(
+                &mut rec,
+                Batched::dense(&params, p),
+                Batched::dense(&grads, p),
+                &losses,
+                t * n,
+                BatchRef::Train(t as u32),
+            )?;
+            if t < steps {
+                run.step(&mut rec, &params, &grads)?;
+            }
+        }
+        rec.submit()?;
+        let got: Vec<f32> = gpu.read(&losses)?;
+        assert_eq!(run.steps_taken(), steps);
+        assert_eq!(got.len(), want.losses.len());
+        for (i, (a, b)) in got.iter().zip(&want.losses).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{}: loss {i} (step {}, instance {}) is {a}, evaluate gives {b}",
+                opt.name(),
+                i / n,
+                i % n
+            );
+        }
+        // The hand-designed optimizers descend (the learned ones run with an untrained φ).
+        let (first, last) = (want.mean()[0], want.final_mean());
+        assert!(
+            opt.is_learned() || last < first,
+            "{}: {first} → {last}",
+            opt.name()
+        );
+    }
+    Ok(())
+}
+
+/// f64 reference of `steps` steps of `opt` on N instances of `layout` from θ with gradients
+/// `grads[k]`: θ after each step and the final state (struct of arrays, like `state()`).
+fn reference_run(
+    opt: &Optimizer,
+    phi: &[f32],
+    layout: &ParamLayout,
+    n: usize,
+    theta0: &[f32],
+    grads: &[Vec<f32>],
+) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let p = layout.size();
+    let c = n * p;
+    let s = opt.state_len();
+    let phi = f64s(phi);
+    let mut theta = f64s(theta0);
+    let mut state = vec![0.0f64; s * c];
+    let mut out = Vec::new();
+    for (t, g) in grads.iter().enumerate() {
+        let g = f64s(g);
+        match opt {
+            Optimizer::Sgd { lr } => {
+                for i in 0..c {
+                    theta[i] += sgd_step(f64::from(*lr), g[i]);
+                }
+            }
+            Optimizer::Adam(h) => {
+                let cfg = AdamConfig {
+                    lr: f64::from(h.lr),
+                    beta1: f64::from(h.beta1),
+                    beta2: f64::from(h.beta2),
+                    eps: f64::from(h.eps),
+                };
+                for i in 0..c {
+                    let (u, [m, v]) = adam_step(&cfg, g[i], [state[i], state[c + i]], t);
+                    theta[i] += u;
+                    state[i] = m;
+                    state[c + i] = v;
+                }
+            }
+            Optimizer::Lstm(h) => {
+                let cfg = LstmConfig {
+                    p: f64::from(h.p),
+                    eps: f64::from(h.eps),
+                    out_scale: f64::from(h.out_scale),
+                    ..Default::default()
+                };
+                for i in 0..c {
+                    let si: Vec<f64> = (0..s).map(|k| state[k * c + i]).collect();
+                    let (u, ns) = lstm_step(&cfg, &phi, g[i], &si);
+                    theta[i] += u;
+                    for k in 0..s {
+                        state[k * c + i] = ns[k];
+                    }
+                }
+            }
+            Optimizer::Mlp(h) => {
+                let cfg = MlpOptConfig {
+                    eps: f64::from(h.eps),
+                    exp_mult: f64::from(h.exp_mult),
+                    step_mult: f64::from(h.step_mult),
+                };
+                let segs = segments_of(layout);
+                for inst in 0..n {
+                    let r = inst * p..(inst + 1) * p;
+                    // Coordinate-major state of this instance.
+                    let si: Vec<f64> = (0..p)
+                        .flat_map(|j| (0..s).map(move |k| (j, k)))
+                        .map(|(j, k)| state[k * c + inst * p + j])
+                        .collect();
+                    let (u, ns) = mlpo_step(&cfg, &phi, &g[r.clone()], &theta[r], &si, &segs, t);
+                    for j in 0..p {
+                        theta[inst * p + j] += u[j];
+                        for k in 0..s {
+                            state[k * c + inst * p + j] = ns[j * s + k];
+                        }
+                    }
+                }
+            }
+            other => panic!("no reference for {}", other.name()),
+        }
+        out.push(theta.clone());
+    }
+    (out, state)
+}
+
+#[test]
+fn host_steps_follow_the_f64_reference() -> Result<()> {
+    let gpu = shared_gpu();
+    let mut r = rng("host_steps_follow_the_f64_reference");
+    let mut layout = ParamLayout::new();
+    layout.add("w", &[3, 4])?;
+    layout.add("b", &[5])?;
+    let (n, steps) = (2, 5);
+    let c = n * layout.size();
+    for opt in optimizers() {
+        let phi = opt.init_phi(&mut r);
+        let theta0 = uniform(&mut r, c, -1.0, 1.0);
+        let grads: Vec<Vec<f32>> = (0..steps)
+            .map(|_| {
+                let scale = 10f32.powf(r.random_range(-2.0..1.0));
+                uniform(&mut r, c, -scale, scale)
+            })
+            .collect();
+        let (want, want_state) = reference_run(&opt, &phi, &layout, n, &theta0, &grads);
+        let mut run = OptimizerRun::new(gpu.clone(), opt.clone(), &phi, layout.clone(), n)?;
+        assert_eq!(run.coordinates(), c);
+        let mut theta = theta0.clone();
+        for (k, g) in grads.iter().enumerate() {
+            run.step_host(&mut theta, g)?;
+            assert_close(
+                &format!("{} θ after step {}", opt.name(), k + 1),
+                &theta,
+                &want[k],
+                1e-5,
+            );
+        }
+        if opt.state_len() > 0 {
+            assert_close(
+                &format!("{} state", opt.name()),
+                &run.state()?,
+                &want_state,
+                1e-5,
+            );
+        }
+        // After a reset the run starts over: the same first step as a fresh run.
+        run.reset()?;
+        let mut again = theta0.clone();
+        run.step_host(&mut again, &grads[0])?;
+        assert_close(
+            &format!("{} after reset", opt.name()),
+            &again,
+            &want[0],
+            1e-5,
+        );
+        assert_eq!(run.steps_taken(), 1);
+    }
+    Ok(())
+}
+
+#[test]
+fn host_and_gpu_steps_agree_bitwise() -> Result<()> {
+    let gpu = shared_gpu();
+    let mut r = rng("host_and_gpu_steps_agree_bitwise");
+    let len = 37;
+    for opt in optimizers() {
+        let phi = opt.init_phi(&mut r);
+        let theta0 = uniform(&mut r, len, -1.0, 1.0);
+        let grads: Vec<Vec<f32>> = (0..4).map(|_| uniform(&mut r, len, -1.0, 1.0)).collect();
+        let mut host = OptimizerRun::flat(gpu.clone(), opt.clone(), &phi, len)?;
+        let mut dev = OptimizerRun::flat(gpu.clone(), opt.clone(), &phi, len)?;
+        let mut theta = theta0.clone();
+        let params = gpu.buffer_from("params", &theta0)?;
+        let gbuf = gpu.buffer("grads", len)?;
+        for g in &grads {
+            host.step_host(&mut theta, g)?;
+            gpu.write(&gbuf, 0, g)?;
+            let mut rec = Recorder::new(gpu);
+            dev.step(&mut rec, &params, &gbuf)?;
+            rec.submit()?;
+            let got: Vec<f32> = gpu.read(&params)?;
+            let same = got
+                .iter()
+                .zip(&theta)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{}: host {:?} vs GPU {:?}",
+                opt.name(),
+                &theta[..4],
+                &got[..4]
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn mismatched_shapes_are_errors() -> Result<()> {
+    let gpu = shared_gpu();
+    let lstm = Optimizer::Lstm(LstmHyper::default());
+    let sgd = Optimizer::Sgd { lr: 0.1 };
+    // φ of the wrong length, no instance, an empty layout.
+    assert!(OptimizerRun::flat(gpu.clone(), lstm.clone(), &[0.0; 3], 4).is_err());
+    assert!(OptimizerRun::flat(gpu.clone(), sgd.clone(), &[1.0], 4).is_err());
+    assert!(OptimizerRun::new(gpu.clone(), sgd.clone(), &[], ParamLayout::flat(4)?, 0).is_err());
+    assert!(OptimizerRun::new(gpu.clone(), sgd.clone(), &[], ParamLayout::new(), 1).is_err());
+    assert!(ParamLayout::flat(0).is_err());
+
+    let mut run = OptimizerRun::new(gpu.clone(), sgd.clone(), &[], ParamLayout::flat(4)?, 2)?;
+    let mut theta = vec![1.0f32; 8];
+    let e = run
+        .step_host(&mut theta, &[0.0; 7])
+        .err()
+        .map(|e| e.to_string());
+    assert!(e.is_some_and(|m| m.contains("gradient slice has 7 floats") && m.contains("= 8")));
+    assert!(run.step_host(&mut theta[..4], &[0.0; 8]).is_err());
+    assert!(run.set_phi(&[0.5]).is_err());
+    // Nothing moved.
+    assert_eq!(theta, vec![1.0f32; 8]);
+    assert_eq!(run.steps_taken(), 0);
+
+    let params = gpu.buffer("params", 8)?;
+    let short = gpu.buffer("short", 5)?;
+    let mut rec = Recorder::new(gpu);
+    assert!(run.step(&mut rec, &short, &params).is_err());
+    assert!(run.step(&mut rec, &params, &short).is_err());
+    assert_eq!(rec.dispatches(), 0);
+    // A recorder of another device.
+    let other = gpu_other_tiling();
+    let mut rec_other = Recorder::new(other);
+    assert!(run.step(&mut rec_other, &params, &params).is_err());
+    assert_eq!(run.steps_taken(), 0);
+    Ok(())
+}
