@@ -17,8 +17,8 @@ use metalearn::meta::{MetaConfig, MetaTrainer};
 use metalearn::optim::Optimizer;
 use metalearn::report::MetricsWriter;
 use metalearn::tasks::QuadraticTask;
+use metalearn::tasks::TaskRng;
 use metalearn::Result;
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// A future that is pending once: lets the executor poll the other futures of a `join`.
@@ -46,7 +46,7 @@ fn main() -> Result<()> {
         .unwrap_or_else(std::env::temp_dir);
     let gpu = Arc::new(Gpu::new(&GpuOptions::default())?);
     println!("device: {}", gpu.props().info.name);
-    let mut rng = StdRng::seed_from_u64(0);
+    let mut rng = TaskRng::seed_from_u64(0);
     let task = QuadraticTask::new(&gpu, 10, 8, &mut rng)?;
     let cfg = MetaConfig {
         unroll: 10,
@@ -88,7 +88,7 @@ fn main() -> Result<()> {
     // Other work on the same thread until training ends: a Monte-Carlo estimate of π, 1000
     // samples per slice.
     let other_work = async {
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = TaskRng::seed_from_u64(1);
         let (mut inside, mut total) = (0u64, 0u64);
         while !done.get() {
             for _ in 0..1000 {

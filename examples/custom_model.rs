@@ -16,8 +16,8 @@ use metalearn::meta::{MetaConfig, MetaTrainer};
 use metalearn::optim::{Optimizer, OptimizerRun};
 use metalearn::params::ParamLayout;
 use metalearn::tasks::QuadraticTask;
+use metalearn::tasks::TaskRng;
 use metalearn::{report, Error, Result};
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const HIDDEN: usize = 16;
@@ -48,7 +48,7 @@ impl Net {
         })
     }
 
-    fn init(&self, rng: &mut StdRng) -> Vec<f32> {
+    fn init(&self, rng: &mut TaskRng) -> Vec<f32> {
         let mut p = vec![0.0f32; self.layout.size()];
         for v in &mut p[self.w0..self.w0 + 2 * HIDDEN] {
             *v = rng.random_range(-1.0..1.0);
@@ -128,7 +128,7 @@ fn main() -> Result<()> {
     println!("device: {}", gpu.props().info.name);
 
     // Meta-train the learned optimizer on 10-d quadratics.
-    let mut rng = StdRng::seed_from_u64(0);
+    let mut rng = TaskRng::seed_from_u64(0);
     let task = QuadraticTask::new(&gpu, 10, 8, &mut rng)?;
     let cfg = MetaConfig {
         unroll: 10,

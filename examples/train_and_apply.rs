@@ -13,8 +13,8 @@ use metalearn::kernels::meta::MetaAdam;
 use metalearn::meta::{MetaConfig, MetaTrainer};
 use metalearn::optim::{Optimizer, OptimizerRun};
 use metalearn::tasks::QuadraticTask;
+use metalearn::tasks::TaskRng;
 use metalearn::{report, Result};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -27,7 +27,7 @@ struct LeastSquares {
 }
 
 impl LeastSquares {
-    fn random(rows: usize, dim: usize, rng: &mut StdRng) -> Self {
+    fn random(rows: usize, dim: usize, rng: &mut TaskRng) -> Self {
         let mut normal = || -> f32 { StandardNormal.sample(rng) };
         let x: Vec<f32> = (0..rows * dim).map(|_| normal()).collect();
         let w_true: Vec<f32> = (0..dim).map(|_| normal()).collect();
@@ -83,7 +83,7 @@ fn main() -> Result<()> {
     // 1. Meta-train the LSTM optimizer on 10-d quadratics ‖Wθ − y‖² (8 instances per step,
     //    episodes of 50 inner steps trained as truncated unrolls of 10).
     let dim = 10;
-    let mut rng = StdRng::seed_from_u64(0);
+    let mut rng = TaskRng::seed_from_u64(0);
     let task = QuadraticTask::new(&gpu, dim, 8, &mut rng)?;
     let opt = Optimizer::Lstm(LstmHyper::default());
     let cfg = MetaConfig {

@@ -194,7 +194,7 @@ pub fn measure_meta(
     use crate::meta::{MetaConfig, MetaTrainer};
     use crate::optim::Optimizer;
     use crate::tasks::QuadraticTask;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut rng = crate::tasks::TaskRng::seed_from_u64(0);
     let task = QuadraticTask::new(gpu, 10, instances, &mut rng)?;
     let cfg = MetaConfig {
         unroll,

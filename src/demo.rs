@@ -374,7 +374,7 @@ pub fn l2l_quadratics(gpu: &std::sync::Arc<Gpu>, cfg: &L2lConfig) -> Result<L2lR
     use crate::meta::{log_grid, tune_learning_rate, MetaConfig, MetaTrainer};
     use crate::optim::Optimizer;
     use crate::tasks::{QuadraticTask, Task};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let mut rng = crate::tasks::TaskRng::seed_from_u64(cfg.seed);
     let task = QuadraticTask::new(gpu, cfg.dim, cfg.instances, &mut rng)?;
     let opt = Optimizer::Lstm(LstmHyper::default());
     let mcfg = MetaConfig {
@@ -398,10 +398,10 @@ pub fn l2l_quadratics(gpu: &std::sync::Arc<Gpu>, cfg: &L2lConfig) -> Result<L2lR
     // Tune the baselines on a fresh sample of the training family; compare on held-out ones.
     // Four times as many tuning instances as held-out ones, so that a learning rate at the edge
     // of divergence on the family's rare stiff instances is caught while tuning.
-    let mut rng_tune = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x7475_6e65);
+    let mut rng_tune = crate::tasks::TaskRng::seed_from_u64(cfg.seed ^ 0x7475_6e65);
     let tune = QuadraticTask::new(gpu, cfg.dim, 4 * cfg.eval_instances, &mut rng_tune)?;
     let tune_init = tune.init_params(&mut rng_tune)?;
-    let mut rng_eval = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x6576_616c);
+    let mut rng_eval = crate::tasks::TaskRng::seed_from_u64(cfg.seed ^ 0x6576_616c);
     let held = QuadraticTask::new(gpu, cfg.dim, cfg.eval_instances, &mut rng_eval)?;
     let init = held.init_params(&mut rng_eval)?;
     let grid = log_grid(1e-4, 1.0, cfg.grid_points);

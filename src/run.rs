@@ -2,12 +2,10 @@
 //! evaluation and checkpoints (`metalearn train`), and evaluating a checkpoint against tuned
 //! baselines with curves and a plot (`metalearn eval`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::json;
 
@@ -19,7 +17,9 @@ use crate::meta::{
 };
 use crate::models::MlpSpec;
 use crate::optim::Optimizer;
-use crate::tasks::{AutoencoderTask, MlpTask, QuadraticTask, SinusoidConfig, SinusoidTask, Task};
+use crate::tasks::{
+    AutoencoderTask, MlpTask, QuadraticTask, SinusoidConfig, SinusoidTask, Task, TaskRng,
+};
 use crate::{Error, Result};
 
 /// Which instances a task is built from.
@@ -84,7 +84,7 @@ pub fn build_task(
     instances: usize,
 ) -> Result<Box<dyn Task>> {
     let seed = cfg.seed ^ sample.salt();
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = TaskRng::seed_from_u64(seed);
     let hidden = cfg.hidden();
     let act = cfg.activation()?;
     Ok(match cfg.task.kind {
@@ -170,15 +170,6 @@ pub struct TrainSummary {
     pub seconds: f64,
 }
 
-fn append_line(path: &Path, v: &serde_json::Value) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    writeln!(f, "{v}").map_err(|e| Error::io(path, e))
-}
-
 /// The checkpoint of a trainer.
 pub fn checkpoint_of(tr: &MetaTrainer, cfg: &Config) -> Result<Checkpoint> {
     Ok(Checkpoint {
@@ -254,7 +245,11 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
     }
     std::fs::write(dir.path().join("config.toml"), cfg.to_toml()?)
         .map_err(|e| Error::io(dir.path().join("config.toml"), e))?;
-    let metrics = dir.path().join("metrics.jsonl");
+    let metrics_path = dir.path().join("metrics.jsonl");
+    if let Some(ck) = &resume_from {
+        drop_metrics_after(&metrics_path, ck.state.step)?;
+    }
+    let mut metrics = crate::report::MetricsWriter::open(&metrics_path)?;
     let total = cfg.meta.outer_steps;
     let start = tr.steps_taken();
     let end = match opts.stop_after {
@@ -285,7 +280,7 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
     };
     let held = if cfg.eval.every > 0 {
         let h = build_task(gpu, cfg, Sample::HeldOut, cfg.eval.instances)?;
-        let mut rng = StdRng::seed_from_u64(cfg.seed ^ Sample::HeldOut.salt());
+        let mut rng = TaskRng::seed_from_u64(cfg.seed ^ Sample::HeldOut.salt());
         let init = h.init_params(&mut rng)?;
         Some((h, init))
     } else {
@@ -296,16 +291,13 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
         summary.meta_losses.push(r.meta_loss);
         summary.skipped += usize::from(r.skipped.is_some());
         let step = r.step;
-        append_line(
-            &metrics,
-            &json!({
+        metrics.write(&json!({
                 "step": step,
                 "meta_loss": r.meta_loss,
                 "grad_norm": r.grad_norm,
                 "skipped": r.skipped.map(|s| format!("{s:?}")),
                 "seconds": t0.elapsed().as_secs_f64(),
-            }),
-        )?;
+        }))?;
         if let Some(b) = &bar {
             b.set_position(step as u64);
             b.set_message(format!("meta-loss {:.4}", r.meta_loss));
@@ -322,14 +314,11 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
                     cfg.eval.steps,
                     cfg.task.kind == TaskKind::Sinusoid,
                 )?;
-                append_line(
-                    &metrics,
-                    &json!({
-                        "step": step,
-                        "eval_final_loss": c.final_mean(),
-                        "eval_final_held_out_loss": q.map(|q| q.final_mean()),
-                    }),
-                )?;
+                metrics.write(&json!({
+                    "step": step,
+                    "eval_final_loss": c.final_mean(),
+                    "eval_final_held_out_loss": q.map(|q| q.final_mean()),
+                }))?;
             }
         }
         if cfg.output.checkpoint_every > 0 && step % cfg.output.checkpoint_every == 0 {
@@ -348,6 +337,25 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
         b.finish();
     }
     Ok(summary)
+}
+
+/// Keep only the metrics lines of outer steps up to `step` (those after it were written by a
+/// run that stopped before its next checkpoint and are about to be recomputed).
+fn drop_metrics_after(path: &Path, step: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s <= step as u64)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    crate::meta::write_atomically(path, kept.as_bytes())
 }
 
 /// θ0 of every instance: the learned initialisation when learned, else the family's draw.
@@ -393,7 +401,7 @@ pub fn evaluate_checkpoints(
     let steps = cfg.eval.steps;
     let few_shot = cfg.task.kind == TaskKind::Sinusoid;
     let held = build_task(gpu, cfg, Sample::HeldOut, n)?;
-    let mut rng = StdRng::seed_from_u64(cfg.seed ^ Sample::HeldOut.salt() ^ 1);
+    let mut rng = TaskRng::seed_from_u64(cfg.seed ^ Sample::HeldOut.salt() ^ 1);
     let family_init = held.init_params(&mut rng)?;
     let p = held.layout().size();
     let mut out = Vec::new();
@@ -442,7 +450,7 @@ pub fn evaluate_checkpoints(
     }
     if !cfg.eval.baselines.is_empty() {
         let tune = build_task(gpu, cfg, Sample::Tune, n)?;
-        let mut trng = StdRng::seed_from_u64(cfg.seed ^ Sample::Tune.salt() ^ 1);
+        let mut trng = TaskRng::seed_from_u64(cfg.seed ^ Sample::Tune.salt() ^ 1);
         let tune_init = tune.init_params(&mut trng)?;
         let grid = log_grid(1e-4, 1.0, cfg.eval.grid_points);
         for b in &cfg.eval.baselines {

@@ -39,7 +39,10 @@ fn bad_configs_and_overrides_are_named() {
     let cfg = d.join("bad.toml");
     let f = cfg.to_str().unwrap();
     std::fs::write(&cfg, "[meta]\nunrol = 3\n").unwrap();
-    expect_error(&["train", "--config", f], &["bad.toml", "unrol", "docs/config.md"]);
+    expect_error(
+        &["train", "--config", f],
+        &["bad.toml", "unrol", "docs/config.md"],
+    );
     std::fs::write(&cfg, "[meta]\nunroll = \"twenty\"\n").unwrap();
     expect_error(&["train", "--config", f], &["unroll"]);
     std::fs::write(&cfg, "[task]\ninstances = 0\n").unwrap();
@@ -49,11 +52,18 @@ fn bad_configs_and_overrides_are_named() {
     std::fs::write(&cfg, [0xff, 0xfe, 0x00, 0x41]).unwrap();
     expect_error(&["train", "--config", f], &["bad.toml"]);
     expect_error(
-        &["train", "--config", d.join("missing.toml").to_str().unwrap()],
+        &[
+            "train",
+            "--config",
+            d.join("missing.toml").to_str().unwrap(),
+        ],
         &["missing.toml", "cannot be read"],
     );
     expect_error(&["train", "--set", "meta.unroll=-3"], &["unroll"]);
-    expect_error(&["train", "--set", "meta.episode=30"], &["multiple of meta.unroll"]);
+    expect_error(
+        &["train", "--set", "meta.episode=30"],
+        &["multiple of meta.unroll"],
+    );
     expect_error(&["train", "--set", "optimizer.kind=lbfgs"], &["lbfgs"]);
     expect_error(&["train", "--set", "nonsense"], &["section.key=value"]);
     std::fs::remove_dir_all(&d).unwrap();
@@ -64,9 +74,15 @@ fn bad_checkpoints_are_named_and_left_alone() {
     let d = temp("ckpt");
     let ck = d.join("ckpt-000000010.safetensors");
     std::fs::write(&ck, b"not a checkpoint at all").unwrap();
-    expect_error(&["eval", ck.to_str().unwrap()], &["ckpt-000000010", "corrupt"]);
+    expect_error(
+        &["eval", ck.to_str().unwrap()],
+        &["ckpt-000000010", "corrupt"],
+    );
     assert_eq!(std::fs::read(&ck).unwrap(), b"not a checkpoint at all");
-    expect_error(&["eval", d.join("nope.safetensors").to_str().unwrap()], &["nope.safetensors", "cannot be read"]);
+    expect_error(
+        &["eval", d.join("nope.safetensors").to_str().unwrap()],
+        &["nope.safetensors", "cannot be read"],
+    );
     let empty = temp("empty");
     expect_error(&["eval", empty.to_str().unwrap()], &["no checkpoint"]);
     std::fs::remove_dir_all(&d).unwrap();
@@ -79,7 +95,10 @@ fn every_command_documents_its_options() {
         let (code, out, err) = metalearn(&[cmd, "--help"]);
         assert_eq!(code, 0, "{cmd} --help: {err}");
         assert!(out.contains("Usage: metalearn"), "{cmd}: {out}");
-        assert!(out.contains("--backend"), "{cmd}: global options missing: {out}");
+        assert!(
+            out.contains("--backend"),
+            "{cmd}: global options missing: {out}"
+        );
     }
     let (_, out, _) = metalearn(&["train", "--help"]);
     for opt in ["--config", "--set", "--resume", "--out", "--outer-steps"] {

@@ -15,9 +15,9 @@ use metalearn::meta::{
 use metalearn::models::MlpSpec;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
+use metalearn::tasks::TaskRng;
 use metalearn::tasks::{MlpTask, QuadraticTask, Task};
 use metalearn::Result;
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const T: usize = 7;
@@ -30,11 +30,11 @@ enum Family {
 
 fn task(family: Family, seed: u64) -> Result<Box<dyn Task>> {
     let gpu = shared_gpu();
-    let mut r = StdRng::seed_from_u64(seed);
+    let mut r = TaskRng::seed_from_u64(seed);
     Ok(match family {
         Family::Quadratic => Box::new(QuadraticTask::new(gpu, 3, 2, &mut r)?),
         Family::Mlp => {
-            let images = |r: &mut StdRng, count: usize| ImageDataset {
+            let images = |r: &mut TaskRng, count: usize| ImageDataset {
                 count,
                 width: 6,
                 height: 1,

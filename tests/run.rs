@@ -72,9 +72,25 @@ fn resume_after_a_stop_is_bit_identical() {
             .map(|e| e.unwrap().path())
             .collect();
         assert_eq!(before, after);
+        // A killed run leaves metrics of steps after its last checkpoint: they are dropped.
+        let m = b.join("metrics.jsonl");
+        let mut text = std::fs::read_to_string(&m).unwrap();
+        text.push_str(&format!("{{\"step\": {}, \"meta_loss\": 123.0}}\n", k + 1));
+        std::fs::write(&m, text).unwrap();
         let mut opts = quiet();
         opts.resume = true;
         let second = run::train(gpu, &cfg_b, &opts).unwrap();
+        let losses = |d: &Path| -> Vec<(u64, String)> {
+            std::fs::read_to_string(d.join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    (v["step"].as_u64().unwrap(), v["meta_loss"].to_string())
+                })
+                .collect()
+        };
+        assert_eq!(losses(&a), losses(&b), "metrics.jsonl differs");
         assert_eq!(second.steps, 2 * k);
         let mut joined = first.meta_losses.clone();
         joined.extend(&second.meta_losses);
@@ -200,6 +216,8 @@ fn fuzzed_configs_and_checkpoints_never_panic() {
         state: metalearn::meta::TrainerState {
             step: 3,
             episodes: 1,
+            rng_pos: 77,
+            episode_rng_pos: 40,
             offset: 5,
             meta_params: common::uniform(&mut rng, 40, -1.0, 1.0),
             moments: common::uniform(&mut rng, 80, 0.0, 1.0),

@@ -13,9 +13,9 @@ use metalearn::models::MlpSpec;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::mlp::Targets;
 use metalearn::reference::{self, central_diff, rel_err};
+use metalearn::tasks::TaskRng;
 use metalearn::tasks::{AutoencoderTask, BatchRef, SinusoidConfig, SinusoidTask, Task};
 use metalearn::Result;
-use rand::rngs::StdRng;
 use rand::Rng;
 
 fn small_sinusoids(shots: usize, queries: usize, activation: Activation) -> SinusoidConfig {
@@ -31,7 +31,7 @@ fn small_sinusoids(shots: usize, queries: usize, activation: Activation) -> Sinu
 /// Loss and gradient of every instance of `task` on `batch` at parameters drawn from the task's
 /// initialisation, recorded into padded blocks (stride P + 3, offset 2) of NaN-poisoned buffers,
 /// against the task's reference. Returns θ and the gradient (both padded as recorded).
-fn task_case(task: &dyn Task, r: &mut StdRng, batch: BatchRef) -> Result<(Vec<f32>, Vec<f32>)> {
+fn task_case(task: &dyn Task, r: &mut TaskRng, batch: BatchRef) -> Result<(Vec<f32>, Vec<f32>)> {
     let g = gpu();
     let (n, p) = (task.instances(), task.layout().size());
     let (stride, off) = (p + 3, 2);
@@ -84,7 +84,7 @@ fn task_case(task: &dyn Task, r: &mut StdRng, batch: BatchRef) -> Result<(Vec<f3
 }
 
 /// The task's reference gradient against central differences of its reference loss.
-fn reference_fd_case(task: &dyn Task, r: &mut StdRng, batch: BatchRef) -> Result<()> {
+fn reference_fd_case(task: &dyn Task, r: &mut TaskRng, batch: BatchRef) -> Result<()> {
     let p = task.layout().size();
     let theta = f64s(&task.init_params(r)?);
     for i in 0..task.instances() {

@@ -339,7 +339,7 @@ fn export(gpu: Arc<Gpu>, a: ExportArgs) -> Result<()> {
     use metalearn::optim::{Mode, Optimizer};
     use metalearn::tasks::{MlpTask, QuadraticTask, Task};
     use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
+    let mut rng = metalearn::tasks::TaskRng::seed_from_u64(a.seed);
     let task: Box<dyn Task> = match a.task.as_str() {
         "quadratic" => Box::new(QuadraticTask::new(&gpu, 4, a.instances, &mut rng)?),
         "mlp" => {

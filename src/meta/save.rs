@@ -5,8 +5,9 @@
 //!   initialisation, or the initial draw when it is not learned), `meta_adam.m`, `meta_adam.v`
 //!   (the meta-optimizer's moments) and, in the middle of an episode, `carry` (θ and optimizer
 //!   state of every instance, carried to the next unroll);
-//! - metadata: `format`, `step`, `episodes` and `offset` (the generator of episode e is seeded
-//!   by (seed, e), so these are the whole random state), `optimizer`, `config` (the run's TOML),
+//! - metadata: `format`, `step`, `episodes`, `offset`, `rng_pos` and `episode_rng_pos` (the
+//!   positions of the run's ChaCha12 generator now and where the current episode was drawn: with
+//!   the seed, the whole random state), `optimizer`, `config` (the run's TOML),
 //!   and `checksum` (FNV-1a 64 over every tensor's bytes, in name order).
 //!
 //! Files are written to a temporary name, flushed to disk and renamed, so a crash leaves either
@@ -98,6 +99,8 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
         ("step", s.step.to_string()),
         ("episodes", s.episodes.to_string()),
         ("offset", s.offset.to_string()),
+        ("rng_pos", s.rng_pos.to_string()),
+        ("episode_rng_pos", s.episode_rng_pos.to_string()),
         ("optimizer", ck.optimizer.clone()),
         ("config", ck.config.clone()),
         ("checksum", format!("{checksum:016x}")),
@@ -140,6 +143,11 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
     if format != FORMAT {
         return Err(bad(format!("format '{format}', expected '{FORMAT}'")));
     }
+    let num128 = |k: &str| -> Result<u128> {
+        let v = get(k)?;
+        v.parse()
+            .map_err(|_| bad(format!("metadata '{k}' = '{v}' is not a whole number")))
+    };
     let num = |k: &str| -> Result<u64> {
         let v = get(k)?;
         v.parse()
@@ -206,6 +214,8 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
         state: TrainerState {
             step: to_usize("step")?,
             episodes: num("episodes")?,
+            rng_pos: num128("rng_pos")?,
+            episode_rng_pos: num128("episode_rng_pos")?,
             offset: to_usize("offset")?,
             meta_params,
             moments,
@@ -337,6 +347,8 @@ mod tests {
             state: TrainerState {
                 step: 17,
                 episodes: 4,
+                rng_pos: 1234,
+                episode_rng_pos: 1000,
                 offset: if carry { 20 } else { 0 },
                 meta_params: r(9),
                 moments: r(18),

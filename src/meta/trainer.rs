@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::checkpoint::{plan, slots_for_budget, Action, Plan, Schedule};
@@ -14,7 +13,7 @@ use crate::kernels::meta::{self, status, MetaAdam};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule as ReduceSchedule, Strided};
 use crate::kernels::{vec, Batched};
 use crate::optim::{Mode, Optimizer, VjpArgs, Workspace};
-use crate::tasks::{BatchRef, Task};
+use crate::tasks::{BatchRef, Task, TaskRng};
 use crate::{Error, Result};
 
 /// Weights w_t of the meta-loss M = Σ_{t=0}^{T} w_t · mean_n ℓ_t.
@@ -198,6 +197,8 @@ pub struct MetaTrainer {
     offset: usize,
     step: usize,
     episodes: u64,
+    rng: TaskRng,
+    episode_rng_pos: u128,
 }
 
 /// Everything that changes during meta-training, enough to continue bit for bit: see
@@ -206,8 +207,12 @@ pub struct MetaTrainer {
 pub struct TrainerState {
     /// Outer steps taken.
     pub step: usize,
-    /// Episodes started (each draws its instances from a generator seeded by (seed, episode)).
+    /// Episodes started.
     pub episodes: u64,
+    /// Position (in 32-bit words) of the run's generator: the whole random state, with the seed.
+    pub rng_pos: u128,
+    /// Position of the generator where the current episode's instances were drawn.
+    pub episode_rng_pos: u128,
     /// Inner steps already taken in the current episode.
     pub offset: usize,
     /// φ followed by θ0.
@@ -273,7 +278,7 @@ impl MetaTrainer {
             .collect::<Result<Vec<_>>>()?;
         let groups = opt.partial_groups(&gpu, count)?;
         let phi_len = opt.phi_len();
-        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let mut rng = TaskRng::seed_from_u64(cfg.seed);
         let init_theta = task.init_params(&mut rng)?;
         let mut meta0 = opt.init_phi(&mut rng);
         meta0.extend_from_slice(&init_theta[..p]);
@@ -308,6 +313,8 @@ impl MetaTrainer {
             params: p,
             groups,
             step: 0,
+            episode_rng_pos: rng.get_word_pos(),
+            rng,
         })
     }
 
@@ -419,25 +426,13 @@ impl MetaTrainer {
         &self.weights
     }
 
-    /// The generator of episode `e`: a pure function of (seed, e), so that a resumed run draws
-    /// the same instances as an uninterrupted one.
-    fn episode_rng(&self, e: u64) -> StdRng {
-        let mix = (e.wrapping_add(1)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        StdRng::seed_from_u64(self.cfg.seed ^ mix ^ 0x6570_6973_6f64_6573)
-    }
-
-    fn draw_episode(&mut self, e: u64) -> Result<()> {
-        let mut rng = self.episode_rng(e);
-        self.task.resample(&self.gpu, &mut rng)?;
+    fn resample(&mut self) -> Result<()> {
+        self.episode_rng_pos = self.rng.get_word_pos();
+        self.task.resample(&self.gpu, &mut self.rng)?;
         if !self.cfg.learn_init {
-            let init = self.task.init_params(&mut rng)?;
+            let init = self.task.init_params(&mut self.rng)?;
             self.gpu.write(&self.init, 0, &init)?;
         }
-        Ok(())
-    }
-
-    fn resample(&mut self) -> Result<()> {
-        self.draw_episode(self.episodes)?;
         self.episodes += 1;
         Ok(())
     }
@@ -451,6 +446,8 @@ impl MetaTrainer {
         Ok(TrainerState {
             step: self.step,
             episodes: self.episodes,
+            rng_pos: self.rng.get_word_pos(),
+            episode_rng_pos: self.episode_rng_pos,
             offset: self.offset,
             meta_params: self.gpu.read(&self.meta_params)?,
             moments: self.gpu.read(&self.moments)?,
@@ -500,14 +497,25 @@ impl MetaTrainer {
         self.step = state.step;
         self.episodes = state.episodes;
         self.offset = state.offset;
+        self.episode_rng_pos = state.episode_rng_pos;
         if mid_episode {
-            // Redraw the current episode's instances (a pure function of the seed and the
-            // episode), then put back the carried θ and optimizer state.
-            self.draw_episode(state.episodes - 1)?;
+            // Redraw the current episode's instances from where the generator stood when they
+            // were first drawn, then put back the carried θ and optimizer state.
+            self.rng.set_word_pos(state.episode_rng_pos);
+            self.resample()?;
+            self.episodes = state.episodes;
+            if self.rng.get_word_pos() != state.rng_pos {
+                return Err(Error::invalid(format!(
+                    "redrawing the current episode moved the generator to {}, the saved state says {}: the state belongs to another task",
+                    self.rng.get_word_pos(),
+                    state.rng_pos
+                )));
+            }
             if let (Some(c), Some(v)) = (&self.carry, &state.carry) {
                 self.gpu.write(c, 0, v)?;
             }
         }
+        self.rng.set_word_pos(state.rng_pos);
         Ok(())
     }
 

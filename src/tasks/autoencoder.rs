@@ -5,7 +5,7 @@
 //! images per instance are sampled on the GPU as in [`super::MlpTask`]; the tied storage receives
 //! the sum of the gradients of both of its uses.
 
-use rand::rngs::StdRng;
+use super::TaskRng;
 
 use super::images::ImageBatches;
 use super::{BatchRef, NamedTensor, Task};
@@ -135,12 +135,12 @@ impl Task for AutoencoderTask {
         self.mlp.layout()
     }
 
-    fn resample(&mut self, _gpu: &Gpu, rng: &mut StdRng) -> Result<()> {
+    fn resample(&mut self, _gpu: &Gpu, rng: &mut TaskRng) -> Result<()> {
         self.data.resample(rng);
         Ok(())
     }
 
-    fn init_params(&self, rng: &mut StdRng) -> Result<Vec<f32>> {
+    fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
         self.spec.init(rng, self.instances())
     }
 

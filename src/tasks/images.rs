@@ -3,7 +3,7 @@
 //! for each instance n, step t and row b an example index drawn by a counter-based hash of
 //! (seed, n, t, b) (see `shaders/gather.wgsl`), so a recomputed step sees the same images.
 
-use rand::rngs::StdRng;
+use super::TaskRng;
 use rand::Rng;
 
 use super::BatchRef;
@@ -100,7 +100,7 @@ impl ImageBatches {
     }
 
     /// Draw a new seed for the batch streams of the next outer step.
-    pub fn resample(&mut self, rng: &mut StdRng) {
+    pub fn resample(&mut self, rng: &mut TaskRng) {
         self.seed = rng.random();
     }
 

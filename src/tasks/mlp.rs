@@ -2,7 +2,7 @@
 //! its own batches of B images sampled on the GPU from a dataset (Fashion-MNIST, MNIST, or any
 //! [`ImageDataset`]); a held-out split provides held-out batches.
 
-use rand::rngs::StdRng;
+use super::TaskRng;
 
 use super::images::ImageBatches;
 use super::{BatchRef, NamedTensor, Task};
@@ -93,12 +93,12 @@ impl Task for MlpTask {
         self.mlp.layout()
     }
 
-    fn resample(&mut self, _gpu: &Gpu, rng: &mut StdRng) -> Result<()> {
+    fn resample(&mut self, _gpu: &Gpu, rng: &mut TaskRng) -> Result<()> {
         self.data.resample(rng);
         Ok(())
     }
 
-    fn init_params(&self, rng: &mut StdRng) -> Result<Vec<f32>> {
+    fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
         self.spec.init(rng, self.instances())
     }
 

@@ -7,8 +7,6 @@ pub mod mlp;
 pub mod quadratic;
 pub mod sinusoid;
 
-use rand::rngs::StdRng;
-
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::Batched;
 use crate::params::ParamLayout;
@@ -19,6 +17,11 @@ pub use images::ImageBatches;
 pub use mlp::MlpTask;
 pub use quadratic::QuadraticTask;
 pub use sinusoid::{SinusoidConfig, SinusoidTask};
+
+/// The random generator tasks draw from: ChaCha12, the generator behind `rand::rngs::StdRng`
+/// (same stream for the same seed), used directly because its position can be saved and
+/// restored (see [`crate::meta::TrainerState`]).
+pub type TaskRng = rand_chacha::ChaCha12Rng;
 
 /// Which batch a loss is computed on. Batches are a pure function of (seed of the outer step,
 /// instance, step), so a recomputed step sees exactly the data of the first computation.
@@ -45,10 +48,10 @@ pub trait Task: Send + Sync {
     fn layout(&self) -> &ParamLayout;
 
     /// Draw new instances or batches for the next outer step (queued uploads, no wait).
-    fn resample(&mut self, gpu: &Gpu, rng: &mut StdRng) -> Result<()>;
+    fn resample(&mut self, gpu: &Gpu, rng: &mut TaskRng) -> Result<()>;
 
     /// Initial parameters of every instance, `N × P`, drawn from the family's distribution.
-    fn init_params(&self, rng: &mut StdRng) -> Result<Vec<f32>>;
+    fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>>;
 
     /// Record the loss (`loss[loss_off + n]`) and gradient of every instance at `theta`.
     #[allow(clippy::too_many_arguments)]

@@ -1,7 +1,7 @@
 //! The L2L quadratic family as a task: f(θ) = ‖Wθ − y‖², fresh W, y ~ N(0, 1) per instance at
 //! every `resample`, θ₀ ~ N(0, init_std²). It has no batches: every step sees the same function.
 
-use rand::rngs::StdRng;
+use super::TaskRng;
 
 use super::{BatchRef, NamedTensor, Task};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
@@ -21,7 +21,7 @@ pub struct QuadraticTask {
 
 impl QuadraticTask {
     /// N instances of dimension `dim`, drawn from `rng`.
-    pub fn new(gpu: &Gpu, dim: usize, instances: usize, rng: &mut StdRng) -> Result<Self> {
+    pub fn new(gpu: &Gpu, dim: usize, instances: usize, rng: &mut TaskRng) -> Result<Self> {
         let q = Quadratics::sample(rng, dim, instances)?;
         let mut layout = ParamLayout::new();
         layout.add("theta", &[dim])?;
@@ -56,12 +56,12 @@ impl Task for QuadraticTask {
         &self.layout
     }
 
-    fn resample(&mut self, gpu: &Gpu, rng: &mut StdRng) -> Result<()> {
+    fn resample(&mut self, gpu: &Gpu, rng: &mut TaskRng) -> Result<()> {
         self.q = Quadratics::sample(rng, self.q.dim, self.q.instances)?;
         gpu.write(self.data_buffer(), 0, &self.q.data)
     }
 
-    fn init_params(&self, rng: &mut StdRng) -> Result<Vec<f32>> {
+    fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
         self.q.init(rng, self.init_std)
     }
 

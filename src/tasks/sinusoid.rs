@@ -5,7 +5,7 @@
 //! 1-40-40-1 (ReLU) with the squared-error loss (1/K) Σ_b (f(x_b) − y_b)². Data are drawn on the
 //! CPU and uploaded: a few floats per instance.
 
-use rand::rngs::StdRng;
+use super::TaskRng;
 use rand::Rng;
 
 use super::{BatchRef, NamedTensor, Task};
@@ -111,7 +111,7 @@ impl SinusoidTask {
         gpu: &Gpu,
         cfg: &SinusoidConfig,
         instances: usize,
-        rng: &mut StdRng,
+        rng: &mut TaskRng,
     ) -> Result<Self> {
         cfg.check()?;
         let spec = cfg.spec()?;
@@ -210,7 +210,7 @@ impl SinusoidTask {
     }
 }
 
-fn draw(rng: &mut StdRng, (lo, hi): (f32, f32)) -> f32 {
+fn draw(rng: &mut TaskRng, (lo, hi): (f32, f32)) -> f32 {
     rng.random_range(lo..=hi)
 }
 
@@ -235,7 +235,7 @@ impl Task for SinusoidTask {
         self.support.layout()
     }
 
-    fn resample(&mut self, gpu: &Gpu, rng: &mut StdRng) -> Result<()> {
+    fn resample(&mut self, gpu: &Gpu, rng: &mut TaskRng) -> Result<()> {
         let (n, k, q) = (self.instances, self.cfg.shots, self.cfg.queries);
         let mut w = Waves::default();
         for _ in 0..n {
@@ -263,7 +263,7 @@ impl Task for SinusoidTask {
         Ok(())
     }
 
-    fn init_params(&self, rng: &mut StdRng) -> Result<Vec<f32>> {
+    fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
         self.spec.init(rng, self.instances)
     }
 

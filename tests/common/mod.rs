@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use metalearn::gpu::{Gpu, GpuOptions};
 use metalearn::reference::rel_err;
-use rand::rngs::StdRng;
+use metalearn::tasks::TaskRng;
 use rand::{Rng, SeedableRng};
 
 /// The device of this test binary. With METALEARN_EXPECT_BACKEND set (CI), the adapter's backend
@@ -56,17 +56,17 @@ pub fn gpus() -> [&'static Gpu; 2] {
 }
 
 /// A fresh random generator; its seed is printed (and taken from METALEARN_TEST_SEED if set).
-pub fn rng(test: &str) -> StdRng {
+pub fn rng(test: &str) -> TaskRng {
     let seed = std::env::var("METALEARN_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::rng().random());
     eprintln!("{test}: METALEARN_TEST_SEED={seed}");
-    StdRng::seed_from_u64(seed)
+    TaskRng::seed_from_u64(seed)
 }
 
 /// `n` uniform values in [lo, hi).
-pub fn uniform(rng: &mut StdRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+pub fn uniform(rng: &mut TaskRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }
 
