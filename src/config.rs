@@ -248,14 +248,26 @@ fn err(origin: &str, problem: impl Into<String>, hint: impl Into<String>) -> Err
 impl Config {
     /// Parse a TOML document; `origin` names it in errors (a path, or "embedded default").
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let cfg: Config = toml::from_str(text).map_err(|e: toml::de::Error| {
+            let (what, hint) = match text.parse::<toml::Table>() {
+                Err(_) => ("not valid TOML: ", "fix the syntax".to_string()),
+                Ok(_) => (
+                    "",
+                    "see docs/config.md for every key, its type and its range".to_string(),
+                ),
+            };
             err(
                 origin,
-                format!("not valid TOML: {}", e.message().trim()),
-                location_hint(text, e.span()),
+                format!(
+                    "{what}{}{}",
+                    e.message().trim(),
+                    location(text, e.span())
+                ),
+                hint,
             )
         })?;
-        Self::from_table(table, origin)
+        cfg.validate(origin)?;
+        Ok(cfg)
     }
 
     /// Read a config file.
@@ -276,17 +288,9 @@ impl Config {
     }
 
     fn from_table(table: toml::Table, origin: &str) -> Result<Self> {
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                err(
-                    origin,
-                    e.message().trim().to_string(),
-                    "see docs/config.md for every key, its type and its range",
-                )
-            })?;
-        cfg.validate(origin)?;
-        Ok(cfg)
+        let text = toml::to_string(&table)
+            .map_err(|e| Error::invalid(format!("internal TOML round trip failed: {e}")))?;
+        Self::from_toml(&text, origin)
     }
 
     /// The config as TOML.
@@ -582,13 +586,18 @@ fn parse_value(v: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(v.to_string()))
 }
 
-fn location_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    match span {
-        Some(s) => {
-            let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-            format!("fix line {line}")
-        }
-        None => "fix the syntax".into(),
+/// " (line N: `text of the line`)" for an error span, or "".
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(s) = span else {
+        return String::new();
+    };
+    let start = s.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let content = text.lines().nth(line - 1).unwrap_or("").trim();
+    if content.is_empty() {
+        format!(" (line {line})")
+    } else {
+        format!(" (line {line}: `{content}`)")
     }
 }
 

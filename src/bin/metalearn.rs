@@ -588,6 +588,7 @@ fn eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
         .filter(|&t| t <= steps)
         .collect();
     let mut marks = marks;
+    marks.sort_unstable();
     marks.dedup();
     let header: Vec<String> = marks.iter().map(|t| format!("t={t}")).collect();
     println!("{title}; mean loss after t steps");
