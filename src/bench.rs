@@ -369,3 +369,415 @@ pub fn measure_unroll(
         memory: tr.memory(),
     })
 }
+
+/// The card's FP32 ceiling used for the W1 floor: vec4 FMA chains from WGSL, measured on the
+/// NVIDIA H200 (see BENCHMARKS.md); FLOP/s.
+pub const W1_PEAK_FLOPS: f64 = 44.5e12;
+
+/// Layer widths of the W1 model (the L2L MNIST MLP).
+pub const W1_WIDTHS: [usize; 3] = [784, 20, 10];
+
+/// Rows per batch in W1.
+pub const W1_BATCH: usize = 128;
+
+/// Unroll length T of W1.
+pub const W1_UNROLL: usize = 20;
+
+/// Floating-point operations of the coordinatewise LSTM optimizer per coordinate and step,
+/// counted from the WGSL of `shaders/lstm.wgsl` (a multiply-add counts 2; every other add,
+/// multiply, divide, `exp`, `log`, `tanh`, `abs` and clamp bound counts 1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LstmFlops {
+    /// `lstm_step`: features, both cells, the output and θ' = θ + u.
+    pub forward: f64,
+    /// `lstm_vjp` as the kernel runs it: the forward recomputed, each cell's gates computed once
+    /// more inside its backward, the cells' input and state adjoints (x̄ of layer 1 included),
+    /// and the φ̄ outer products.
+    pub vjp: f64,
+    /// The least backward an implementation that keeps the forward's activations needs: the
+    /// cells' backward without recomputing anything, no x̄ for layer 1 (the truncated mode
+    /// treats g as a constant), and the φ̄ outer products.
+    pub backward_min: f64,
+}
+
+/// Operations per hidden unit of a cell's forward after its pre-activations: three sigmoids
+/// (exp, add, divide), two tanh, c' = f·c + i·g̃ (multiply-add and multiply), h' = o·tanh(c').
+const CELL_FWD_UNIT: f64 = 15.0;
+/// Operations per hidden unit of a cell's backward after its recomputed pre-activations: the
+/// gates again (10), tanh(c') (4), ō (1), c̄ (5), the four ā entries (4 + 4 + 4 + 3), c̄_old (1).
+const CELL_BWD_UNIT: f64 = 36.0;
+/// The part of [`CELL_BWD_UNIT`] that recomputes the gates (10) and tanh(c') (4); the rest uses
+/// stored activations.
+const CELL_BWD_RECOMPUTE_UNIT: f64 = 10.0;
+/// LogAndSign features: abs, add, log, divide, two bounds; multiply, exp, two bounds.
+const FEATURES: f64 = 10.0;
+
+impl LstmFlops {
+    /// The counts for H hidden units per layer.
+    pub fn new(hidden: usize) -> Self {
+        let h = hidden as f64;
+        let g = 4.0 * h;
+        // Pre-activations of a cell with nx inputs: 4H rows of (nx + H) multiply-adds.
+        let pre = |nx: f64| 2.0 * g * (nx + h);
+        let cell_fwd = |nx: f64| pre(nx) + CELL_FWD_UNIT * h;
+        // Output u = s·(wo·h2' + bo) and θ' = θ + u.
+        let out = 2.0 * h + 2.0;
+        let forward = FEATURES + cell_fwd(2.0) + cell_fwd(h) + out;
+        // Backward of one cell: gates, then h̄ (4H × H) and x̄ (4H × nx) products.
+        let cell_bwd = |nx: f64, recompute: bool| {
+            let unit = if recompute {
+                CELL_BWD_UNIT
+            } else {
+                CELL_BWD_UNIT - CELL_BWD_RECOMPUTE_UNIT
+            };
+            let gates = if recompute { pre(nx) } else { 0.0 };
+            gates + unit * h + 2.0 * g * h + 2.0 * g * nx
+        };
+        // φ̄: Wx2, Wh2 (4H × H each), b2, wo, bo, Wx1 (4H × 2), Wh1, b1.
+        let phi_bar = 2.0 * g * h * 3.0 + g + 2.0 * h + 1.0 + 2.0 * g * 2.0 + g;
+        // h̄2 += s·ū·wo (and s·ū), h̄1 += x̄2, θ̄ = ū + w·g.
+        let glue = 2.0 * h + 1.0 + h + 2.0;
+        let vjp = (FEATURES + cell_fwd(2.0) + cell_fwd(h))
+            + cell_bwd(h, true)
+            + cell_bwd(2.0, true)
+            + phi_bar
+            + glue;
+        let backward_min =
+            cell_bwd(h, false) + (cell_bwd(2.0, false) - 2.0 * g * 2.0) + phi_bar + glue;
+        Self {
+            forward,
+            vjp,
+            backward_min,
+        }
+    }
+}
+
+/// FLOPs of one W1 outer step (all N instances).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct W1Flops {
+    /// What our kernels execute: 2T + 1 MLP forward + backward passes per instance (T + 1 in the
+    /// unroll, T recomputed in the store-all reverse), T LSTM steps and T LSTM VJPs per
+    /// coordinate.
+    pub executed: f64,
+    /// What any implementation must do: T + 1 MLP forward + backward passes (g_t is also
+    /// ∂ℓ_t/∂θ_t), T LSTM steps and T LSTM backwards without recomputation per coordinate.
+    pub minimal: f64,
+}
+
+/// FLOP count of one outer step of W1-style meta-training: `instances` MLPs `spec` with
+/// `batch` rows, the LSTM optimizer with `hidden` units, an unroll of `unroll` steps. The
+/// meta-update (Adam over 5141 values) and the reductions are left out (< 0.01 %).
+pub fn w1_flops(
+    spec: &MlpSpec,
+    batch: usize,
+    hidden: usize,
+    instances: usize,
+    unroll: usize,
+) -> Result<W1Flops> {
+    let p = spec.layout()?.size() as f64;
+    let mlp = spec.flops_fwd_bwd(batch);
+    let l = LstmFlops::new(hidden);
+    let (n, t) = (instances as f64, unroll as f64);
+    Ok(W1Flops {
+        executed: n * ((2.0 * t + 1.0) * mlp + t * p * (l.forward + l.vjp)),
+        minimal: n * ((t + 1.0) * mlp + t * p * (l.forward + l.backward_min)),
+    })
+}
+
+/// Result of timing W1 outer steps at one instance count.
+#[derive(Clone, Debug)]
+pub struct W1Measurement {
+    /// Case label.
+    pub label: String,
+    /// Task instances N.
+    pub instances: usize,
+    /// Outer steps per timed run.
+    pub outer_steps: usize,
+    /// Timed runs (the median is reported).
+    pub repeats: usize,
+    /// Median seconds of one outer step (unroll, meta-backward, meta-update, status readback).
+    pub step_seconds: f64,
+    /// Inner steps × instances per second.
+    pub inner_steps_per_second: f64,
+    /// FLOPs of one outer step.
+    pub flops: W1Flops,
+    /// Executed FLOP/s over the median wall time.
+    pub flops_per_second: f64,
+    /// Sum of per-dispatch GPU times (timestamps) of one outer step over its median wall time;
+    /// `None` where the device has no timestamps inside passes.
+    pub gpu_busy: Option<f64>,
+    /// GPU seconds per kernel entry point in one outer step, most expensive first (empty
+    /// without timestamps).
+    pub kernels: Vec<(&'static str, u64, f64)>,
+    /// Bytes the trainer holds.
+    pub memory: crate::meta::MemoryReport,
+}
+
+impl W1Measurement {
+    /// Fraction of [`W1_PEAK_FLOPS`] the executed FLOPs reach.
+    pub fn peak_fraction(&self) -> f64 {
+        self.flops_per_second / W1_PEAK_FLOPS
+    }
+
+    /// The time the minimal FLOPs take at [`W1_PEAK_FLOPS`]: the floor of one outer step.
+    pub fn floor_seconds(&self) -> f64 {
+        self.flops.minimal / W1_PEAK_FLOPS
+    }
+}
+
+/// Outer steps per timed run: enough for about half a second per run, from 1 to 5.
+fn w1_steps_per_run(warm_up_seconds: f64) -> usize {
+    if warm_up_seconds <= 0.0 {
+        return 5;
+    }
+    ((0.5 / warm_up_seconds).ceil() as usize).clamp(1, 5)
+}
+
+/// Time W1: L2L meta-training of the LSTM optimizer (2 × 20, LogAndSign) on `instances` MLPs
+/// 784-20-10 sigmoid (batch 128, synthetic images), T = 20, truncated, store-all, meta-Adam.
+/// One warm-up outer step (with GPU timestamps where the device has them), then the median
+/// of `repeats` runs of a few outer steps, wall clock up to the status readback.
+pub fn measure_w1(
+    gpu: &std::sync::Arc<Gpu>,
+    instances: usize,
+    repeats: usize,
+) -> Result<W1Measurement> {
+    use crate::kernels::lstm::{LstmHyper, HIDDEN};
+    use crate::meta::{MetaConfig, MetaTrainer};
+    use crate::optim::Optimizer;
+    use crate::tasks::MlpTask;
+    let (train, test) = crate::demo::synthetic_images(0, 2000, 500);
+    let spec = MlpSpec::new(&W1_WIDTHS, Activation::Sigmoid)?;
+    let task = MlpTask::new(gpu, &spec, instances, W1_BATCH, train, test, 7)?;
+    let cfg = MetaConfig {
+        unroll: W1_UNROLL,
+        ..Default::default()
+    };
+    let opt = Optimizer::Lstm(LstmHyper::default());
+    let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), opt, cfg)?;
+    crate::gpu::reset_gpu_time();
+    crate::gpu::set_gpu_timing(true);
+    let t0 = Instant::now();
+    let warm = tr.step();
+    crate::gpu::set_gpu_timing(false);
+    warm?;
+    let warm_seconds = t0.elapsed().as_secs_f64();
+    let kernels = crate::gpu::gpu_time_report();
+    let k = w1_steps_per_run(warm_seconds);
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..k {
+                tr.step()?;
+            }
+            Ok(t.elapsed().as_secs_f64() / k as f64)
+        })
+        .collect::<Result<_>>()?;
+    times.sort_by(f64::total_cmp);
+    let step = times[times.len() / 2];
+    let flops = w1_flops(&spec, W1_BATCH, HIDDEN, instances, W1_UNROLL)?;
+    let gpu_seconds: f64 = kernels.iter().map(|k| k.2).sum();
+    Ok(W1Measurement {
+        label: format!("w1 lstm on 784-20-10 MLPs B=128 T=20 N={instances} store-all"),
+        instances,
+        outer_steps: k,
+        repeats: times.len(),
+        step_seconds: step,
+        inner_steps_per_second: (W1_UNROLL * instances) as f64 / step,
+        flops,
+        flops_per_second: flops.executed / step,
+        gpu_busy: (!kernels.is_empty()).then(|| gpu_seconds / step),
+        kernels,
+        memory: tr.memory(),
+    })
+}
+
+/// The W1 instance counts: `list` (comma separated) if given, else 1, 16, 256, 1024 when W1
+/// runs alone, 1 and 16 inside the full benchmark, 1 and 4 with `quick`; none inside the full
+/// benchmark on a `software` adapter (an outer step at N = 1 takes over a minute on lavapipe).
+pub fn w1_instance_counts(
+    list: Option<&str>,
+    alone: bool,
+    quick: bool,
+    software: bool,
+) -> Result<Vec<usize>> {
+    if let Some(list) = list {
+        return list
+            .split(',')
+            .map(|v| {
+                v.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        crate::Error::invalid(format!(
+                            "'{v}' in the instance list is not a positive integer"
+                        ))
+                    })
+            })
+            .collect();
+    }
+    Ok(match (quick, alone) {
+        _ if software && !alone => Vec::new(),
+        (true, _) => vec![1, 4],
+        (false, true) => vec![1, 16, 256, 1024],
+        (false, false) => vec![1, 16],
+    })
+}
+
+/// Run W1 at each of `counts`, print a table and return one JSON object per case (the schema
+/// of the other `metalearn bench --json` rows, plus W1's fields; a case over the device's
+/// limits gives `"status": "limit"`).
+pub fn run_w1(gpu: &std::sync::Arc<Gpu>, counts: &[usize], repeats: usize) -> Result<Vec<String>> {
+    println!(
+        "\nW1: L2L LSTM optimizer (2×20, LogAndSign) on 784-20-10 sigmoid MLPs, B = 128, T = 20, truncated, \
+         store-all, meta-Adam; median of {repeats} runs; FLOP/s of the executed count, peak {:.1} TFLOP/s",
+        W1_PEAK_FLOPS / 1e12
+    );
+    println!(
+        "{:<8} {:>12} {:>14} {:>10} {:>8} {:>9} {:>12} {:>12}",
+        "N", "ms/outer", "steps×inst/s", "TFLOP/s", "of peak", "GPU busy", "floor ms", "held MiB"
+    );
+    let mut rows = Vec::new();
+    for &n in counts {
+        let m = match measure_w1(gpu, n, repeats) {
+            Ok(m) => m,
+            Err(e @ crate::Error::LimitExceeded { .. }) => {
+                println!("{n:<8} skipped: {e}");
+                rows.push(format!(
+                    "    {{\"case\": \"w1 lstm on 784-20-10 MLPs B=128 T=20 N={n} store-all\", \"implementation\": \"metalearn\", \"instances\": {n}, \"status\": \"limit\", \"error\": \"{}\"}}",
+                    e.to_string().replace('"', "'").replace('\n', " ")
+                ));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let busy = m
+            .gpu_busy
+            .map_or("n/a".to_string(), |b| format!("{:.0}%", 100.0 * b));
+        println!(
+            "{:<8} {:>12.2} {:>14.0} {:>10.3} {:>7.2}% {:>9} {:>12.2} {:>12.1}",
+            n,
+            m.step_seconds * 1e3,
+            m.inner_steps_per_second,
+            m.flops_per_second / 1e12,
+            100.0 * m.peak_fraction(),
+            busy,
+            m.floor_seconds() * 1e3,
+            m.memory.total() as f64 / (1 << 20) as f64
+        );
+        let top: Vec<String> = m
+            .kernels
+            .iter()
+            .take(4)
+            .map(|(k, c, s)| format!("{k} {:.1} ms ({c})", s * 1e3))
+            .collect();
+        if !top.is_empty() {
+            println!(
+                "         GPU time of one outer step by kernel: {}",
+                top.join(", ")
+            );
+        }
+        let kernels: Vec<String> = m
+            .kernels
+            .iter()
+            .map(|(k, c, s)| {
+                format!("{{\"kernel\": \"{k}\", \"dispatches\": {c}, \"seconds\": {s:e}}}")
+            })
+            .collect();
+        rows.push(format!(
+            "    {{\"case\": \"{}\", \"implementation\": \"metalearn\", \"instances\": {}, \"status\": \"ok\", \"outer_steps_per_run\": {}, \"runs\": {}, \"step_seconds\": {:e}, \"inner_steps_x_instances_per_second\": {:.3}, \"flops_executed\": {:e}, \"flops_minimal\": {:e}, \"flops_per_second\": {:e}, \"peak_fraction\": {:e}, \"floor_seconds\": {:e}, \"gpu_busy\": {}, \"memory_bytes\": {}, \"checkpoint_bytes\": {}, \"slots\": {}, \"working_bytes\": {}, \"task_bytes\": {}, \"kernels\": [{}]}}",
+            m.label,
+            m.instances,
+            m.outer_steps,
+            m.repeats,
+            m.step_seconds,
+            m.inner_steps_per_second,
+            m.flops.executed,
+            m.flops.minimal,
+            m.flops_per_second,
+            m.peak_fraction(),
+            m.floor_seconds(),
+            m.gpu_busy.map_or("null".to_string(), |b| format!("{b:.4}")),
+            m.memory.total(),
+            m.memory.checkpoints,
+            m.memory.slots,
+            m.memory.working,
+            m.memory.task,
+            kernels.join(", ")
+        ));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lstm_flops_match_a_hand_count() {
+        let f = LstmFlops::new(20);
+        // Forward: features 10; cell 1: 80·22 multiply-adds + 15·20; cell 2: 80·40 + 15·20;
+        // output 2·20 + 2.
+        assert_eq!(f.forward, 10.0 + (3520.0 + 300.0) + (6400.0 + 300.0) + 42.0);
+        // VJP: forward recompute 10 530; cell 2 backward 6400 + 720 + 3200 + 3200; cell 1
+        // backward 3520 + 720 + 3200 + 320; φ̄ 3·3200 + 80 + 41 + 320 + 80; glue 63.
+        assert_eq!(
+            f.vjp,
+            10530.0 + 13520.0 + 7760.0 + (9600.0 + 80.0 + 41.0 + 320.0 + 80.0) + 63.0
+        );
+        assert_eq!(
+            f.backward_min,
+            (520.0 + 6400.0) + (520.0 + 3200.0) + 10121.0 + 63.0
+        );
+        // The issue's estimates: ~10 kFLOP forward, ~40 kFLOP with backward and recompute.
+        assert!((f.forward - 10e3).abs() < 1e3);
+        assert!((f.forward + f.backward_min + f.forward - 40e3).abs() < 4e3);
+    }
+
+    #[test]
+    fn w1_flops_scale_with_instances_and_unroll() {
+        let spec = MlpSpec::new(&W1_WIDTHS, Activation::Sigmoid).expect("spec");
+        let one = w1_flops(&spec, 128, 20, 1, 20).expect("flops");
+        let many = w1_flops(&spec, 128, 20, 16, 20).expect("flops");
+        assert!((many.executed / one.executed - 16.0).abs() < 1e-9);
+        assert!(one.minimal < one.executed);
+        let l = LstmFlops::new(20);
+        let p = 15910.0;
+        let mlp = spec.flops_fwd_bwd(128);
+        assert_eq!(one.executed, 41.0 * mlp + 20.0 * p * (l.forward + l.vjp));
+        assert_eq!(
+            one.minimal,
+            21.0 * mlp + 20.0 * p * (l.forward + l.backward_min)
+        );
+    }
+
+    #[test]
+    fn instance_lists_parse_or_default() {
+        assert_eq!(
+            w1_instance_counts(Some("1, 16,256"), true, false, false).expect("list"),
+            vec![1, 16, 256]
+        );
+        assert!(w1_instance_counts(Some("1,x"), true, false, false).is_err());
+        assert!(w1_instance_counts(Some("0"), true, false, false).is_err());
+        assert_eq!(
+            w1_instance_counts(None, true, false, true).expect("default"),
+            vec![1, 16, 256, 1024]
+        );
+        assert_eq!(
+            w1_instance_counts(None, false, true, false).expect("quick"),
+            vec![1, 4]
+        );
+        assert!(w1_instance_counts(None, false, false, true)
+            .expect("software")
+            .is_empty());
+    }
+
+    #[test]
+    fn steps_per_run_stays_between_one_and_five() {
+        assert_eq!(w1_steps_per_run(10.0), 1);
+        assert_eq!(w1_steps_per_run(0.2), 3);
+        assert_eq!(w1_steps_per_run(0.001), 5);
+        assert_eq!(w1_steps_per_run(0.0), 5);
+    }
+}

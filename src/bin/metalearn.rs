@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use metalearn::bench::{
     default_mlp_cases, measure_copy_bandwidth, measure_meta, measure_optimizer_step,
-    measure_unroll, MlpWorkload,
+    measure_unroll, run_w1, w1_instance_counts, MlpWorkload,
 };
 use metalearn::demo::{self, l2l_quadratics, DemoConfig, L2lConfig};
 use metalearn::gpu::{parse_backends, Gpu, GpuOptions};
@@ -90,10 +90,15 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// Run only one part: `mlp` (forward + backward), `meta` (meta-training steps), `opt`
-        /// (fused optimizer steps vs copy bandwidth) or `unroll` (a checkpointed T = 1000 unroll
-        /// per schedule).
+        /// (fused optimizer steps vs copy bandwidth), `unroll` (a checkpointed T = 1000 unroll
+        /// per schedule) or `w1` (L2L LSTM meta-training on 784-20-10 MLPs, the workload of
+        /// the peer comparison in benches/peers/).
         #[arg(long)]
         only: Option<String>,
+        /// W1 instance counts, comma separated (default: 1,16,256,1024 with `--only w1`, 1,16
+        /// in the full run (none there on a software adapter), 1,4 with `--quick`).
+        #[arg(long)]
+        instances: Option<String>,
         /// Steps per timed run.
         #[arg(long, default_value_t = 20)]
         steps: usize,
@@ -115,16 +120,17 @@ fn open_gpu(backend: &Option<String>, adapter: &Option<String>) -> Result<Gpu> {
     })
 }
 
-fn bench(
-    gpu: &Arc<Gpu>,
-    quick: bool,
-    only: Option<String>,
-    steps: usize,
-    repeats: usize,
-    json: Option<PathBuf>,
-) -> Result<()> {
+fn bench(gpu: &Arc<Gpu>, b: BenchArgs) -> Result<()> {
+    let BenchArgs {
+        quick,
+        only,
+        instances,
+        steps,
+        repeats,
+        json,
+    } = b;
     let info = &gpu.props().info;
-    let parts = ["mlp", "meta", "opt", "unroll"];
+    let parts = ["mlp", "meta", "opt", "unroll", "w1"];
     let want = |part: &str| only.as_deref().is_none_or(|o| o == part);
     if let Some(o) = only.as_deref() {
         if !parts.contains(&o) {
@@ -278,6 +284,13 @@ fn bench(
             ));
         }
     }
+    if want("w1") {
+        let software = gpu.props().is_software();
+        let counts = w1_instance_counts(instances.as_deref(), only.is_some(), quick, software)?;
+        if !counts.is_empty() {
+            rows.extend(run_w1(gpu, &counts, repeats)?);
+        }
+    }
     if let Some(path) = json {
         let doc = format!(
             "{{\n  \"adapter\": \"{}\",\n  \"backend\": \"{:?}\",\n  \"workload\": \"metalearn bench\",\n  \"results\": [\n{}\n  ]\n}}\n",
@@ -288,6 +301,16 @@ fn bench(
         std::fs::write(&path, doc).map_err(|source| Error::Io { path, source })?;
     }
     Ok(())
+}
+
+/// Options of `metalearn bench`, as parsed.
+struct BenchArgs {
+    quick: bool,
+    only: Option<String>,
+    instances: Option<String>,
+    steps: usize,
+    repeats: usize,
+    json: Option<PathBuf>,
 }
 
 fn l2l(gpu: Arc<Gpu>, cfg: &L2lConfig) -> Result<()> {
@@ -666,10 +689,21 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench {
             quick,
             only,
+            instances,
             steps,
             repeats,
             json,
-        }) => bench(&gpu, quick, only, steps, repeats, json),
+        }) => bench(
+            &gpu,
+            BenchArgs {
+                quick,
+                only,
+                instances,
+                steps,
+                repeats,
+                json,
+            },
+        ),
         Some(Command::Sgd {
             data_dir,
             mlp_instances,

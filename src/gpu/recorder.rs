@@ -6,6 +6,7 @@
 //! dispatch opens another.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -57,6 +58,41 @@ pub fn profile_report() -> Vec<(&'static str, u64, f64)> {
         .unwrap_or_default();
     v.sort_by(|a, b| b.2.total_cmp(&a.2));
     v
+}
+
+static GPU_TIMING: AtomicBool = AtomicBool::new(false);
+
+fn gpu_time_table() -> &'static ProfileTable {
+    static T: OnceLock<ProfileTable> = OnceLock::new();
+    T.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Turn GPU timestamps on or off for the whole process. While on (and where the device has
+/// `TIMESTAMP_QUERY_INSIDE_PASSES`), every submission writes a timestamp at the start of each
+/// compute pass and after each dispatch, waits for the device and adds each dispatch's GPU time
+/// (from the previous timestamp to its own, so barriers between dispatches count) to
+/// [`gpu_time_report`]. The dispatches still run in one submission; only the wait at the end is
+/// added. Submissions of more than 4095 dispatches and passes are not timed.
+pub fn set_gpu_timing(on: bool) {
+    GPU_TIMING.store(on, Ordering::SeqCst);
+}
+
+/// Per-kernel GPU time collected while [`set_gpu_timing`] is on: (entry point, dispatches,
+/// seconds), most expensive first.
+pub fn gpu_time_report() -> Vec<(&'static str, u64, f64)> {
+    let mut v: Vec<_> = gpu_time_table()
+        .lock()
+        .map(|t| t.iter().map(|(k, (n, s))| (*k, *n, *s)).collect())
+        .unwrap_or_default();
+    v.sort_by(|a, b| b.2.total_cmp(&a.2));
+    v
+}
+
+/// Forget the GPU times collected so far.
+pub fn reset_gpu_time() {
+    if let Ok(mut t) = gpu_time_table().lock() {
+        t.clear();
+    }
 }
 
 /// Split `workgroups` over x and y so that neither exceeds `max_per_dim`.
@@ -225,12 +261,17 @@ impl<'g> Recorder<'g> {
     }
 
     /// Encode `ops`: copies as they come, each run of consecutive dispatches in one compute pass.
+    ///
+    /// With `stamps`, a timestamp is written at the start of each pass and after each dispatch,
+    /// at consecutive indices from 0; the entry points of the dispatches are returned in order.
     fn encode(
         &self,
         enc: &mut wgpu::CommandEncoder,
         ops: &[Op],
         params_bg: Option<&wgpu::BindGroup>,
-    ) {
+        stamps: Option<&wgpu::QuerySet>,
+    ) -> Vec<Option<&'static str>> {
+        let mut names = Vec::new();
         let mut i = 0;
         while i < ops.len() {
             match &ops[i] {
@@ -249,6 +290,10 @@ impl<'g> Recorder<'g> {
                         label: Some("metalearn pass"),
                         timestamp_writes: None,
                     });
+                    if let Some(q) = stamps {
+                        pass.write_timestamp(q, names.len() as u32);
+                        names.push(None);
+                    }
                     while let Some(Op::Dispatch {
                         pipeline,
                         bind_group,
@@ -260,11 +305,41 @@ impl<'g> Recorder<'g> {
                         pass.set_bind_group(0, &self.bind_groups[*bind_group], &[]);
                         pass.set_bind_group(1, params_bg, &[*params_offset]);
                         pass.dispatch_workgroups(grid[0], grid[1], 1);
+                        if let Some(q) = stamps {
+                            pass.write_timestamp(q, names.len() as u32);
+                            names.push(Some(pipeline.entry));
+                        }
                         i += 1;
                     }
                 }
             }
         }
+        names
+    }
+
+    /// Timestamps to write for `ops`, when GPU timing is on and the device can: one per pass
+    /// start and one per dispatch.
+    fn stamp_count(&self) -> Option<u32> {
+        let features = self.gpu.props().features;
+        if !GPU_TIMING.load(Ordering::SeqCst)
+            || !features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+        {
+            return None;
+        }
+        let mut n = 0usize;
+        let mut in_pass = false;
+        for op in &self.ops {
+            match op {
+                Op::Dispatch { .. } => {
+                    n += if in_pass { 1 } else { 2 };
+                    in_pass = true;
+                }
+                Op::Copy { .. } => in_pass = false,
+            }
+        }
+        u32::try_from(n)
+            .ok()
+            .filter(|&n| n > 0 && n < wgpu::QUERY_SET_MAX_QUERIES)
     }
 
     /// Encode everything recorded and submit it. Does not wait.
@@ -303,7 +378,7 @@ impl<'g> Recorder<'g> {
                 let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("metalearn profiled op"),
                 });
-                self.encode(&mut enc, &self.ops[i..=i], params_bg.as_ref());
+                self.encode(&mut enc, &self.ops[i..=i], params_bg.as_ref(), None);
                 let name = match &self.ops[i] {
                     Op::Copy { .. } => "copy",
                     Op::Dispatch { pipeline, .. } => pipeline.entry,
@@ -322,8 +397,55 @@ impl<'g> Recorder<'g> {
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("metalearn recording"),
         });
-        self.encode(&mut enc, &self.ops, params_bg.as_ref());
+        let Some(count) = self.stamp_count() else {
+            self.encode(&mut enc, &self.ops, params_bg.as_ref(), None);
+            gpu.queue.submit([enc.finish()]);
+            return gpu.check_errors();
+        };
+        let query = dev.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("metalearn timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let bytes = u64::from(count) * 8;
+        let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps resolve"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let names = self.encode(&mut enc, &self.ops, params_bg.as_ref(), Some(&query));
+        enc.resolve_query_set(&query, 0..count, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
         gpu.queue.submit([enc.finish()]);
+        staging.map_async(wgpu::MapMode::Read, .., |_| {});
+        gpu.wait()?;
+        let ticks: Vec<u64> = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            bytemuck::pod_collect_to_vec(&view)
+        };
+        staging.unmap();
+        let period = f64::from(gpu.queue.get_timestamp_period()) * 1e-9;
+        if let Ok(mut tab) = gpu_time_table().lock() {
+            for (k, name) in names.iter().enumerate() {
+                if let (Some(name), Some(&prev)) =
+                    (name, k.checked_sub(1).and_then(|j| ticks.get(j)))
+                {
+                    let e = tab.entry(name).or_insert((0, 0.0));
+                    e.0 += 1;
+                    e.1 += ticks[k].saturating_sub(prev) as f64 * period;
+                }
+            }
+        }
         gpu.check_errors()
     }
 }
