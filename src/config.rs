@@ -258,11 +258,7 @@ impl Config {
             };
             err(
                 origin,
-                format!(
-                    "{what}{}{}",
-                    e.message().trim(),
-                    location(text, e.span())
-                ),
+                format!("{what}{}{}", e.message().trim(), location(text, e.span())),
                 hint,
             )
         })?;

@@ -220,6 +220,16 @@ pub fn plot_svg<S: AsRef<str>>(
     write_atomically(path, svg.as_bytes())
 }
 
+/// A compact tick label: fixed point for moderate values, scientific otherwise.
+fn tick(v: f64) -> String {
+    if v == 0.0 || (1e-2..1e4).contains(&v.abs()) {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.0e}")
+    }
+}
+
 fn draw<S, Y>(
     svg: &mut String,
     title: &str,
@@ -248,6 +258,8 @@ where
         .configure_mesh()
         .x_desc("step")
         .y_desc(y_label)
+        .y_label_formatter(&|v: &f64| tick(*v))
+        .x_label_formatter(&|v: &f64| format!("{v}"))
         .draw()
         .map_err(|x| e(&x))?;
     for (k, ((name, _), runs)) in curves.iter().zip(segs).enumerate() {
@@ -267,6 +279,7 @@ where
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()

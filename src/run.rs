@@ -389,8 +389,8 @@ pub struct Candidate {
 }
 
 /// Evaluate checkpoints (their optimizer with φ, from their θ0 when it was learned) and the
-/// configured baselines (each at its best learning rate on tuning instances of the training
-/// family) on `cfg.eval.instances` held-out instances of the task `cfg` describes, for
+/// configured baselines (each at its best learning rate on 4 × `eval.instances` tuning
+/// instances of the training family) on `cfg.eval.instances` held-out instances of the task `cfg` describes, for
 /// `cfg.eval.steps` steps.
 pub fn evaluate_checkpoints(
     gpu: &Arc<Gpu>,
@@ -449,7 +449,9 @@ pub fn evaluate_checkpoints(
         });
     }
     if !cfg.eval.baselines.is_empty() {
-        let tune = build_task(gpu, cfg, Sample::Tune, n)?;
+        // Four times as many tuning instances as held-out ones, so that a learning rate at the
+        // edge of divergence on a family's rare stiff instances is caught while tuning.
+        let tune = build_task(gpu, cfg, Sample::Tune, 4 * n)?;
         let mut trng = TaskRng::seed_from_u64(cfg.seed ^ Sample::Tune.salt() ^ 1);
         let tune_init = tune.init_params(&mut trng)?;
         let grid = log_grid(1e-4, 1.0, cfg.eval.grid_points);

@@ -523,6 +523,15 @@ fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// A table cell: fixed point, or scientific for values too large or small for it.
+fn cell(v: f64) -> String {
+    if v.is_finite() && (v == 0.0 || (1e-3..1e5).contains(&v.abs())) {
+        format!("{v:>11.4}")
+    } else {
+        format!("{v:>11.3e}")
+    }
+}
+
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
@@ -624,13 +633,10 @@ fn eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
             .collect::<String>()
     );
     for c in &curves {
-        let row: String = marks
-            .iter()
-            .map(|&t| format!("{:>11.4}", c.train[t]))
-            .collect();
+        let row: String = marks.iter().map(|&t| cell(c.train[t])).collect();
         println!("{:<40} {row}", c.name);
         if let Some(h) = &c.held_out {
-            let row: String = marks.iter().map(|&t| format!("{:>11.4}", h[t])).collect();
+            let row: String = marks.iter().map(|&t| cell(h[t])).collect();
             println!("{:<40} {row}", "  held-out (query) loss");
         }
     }
