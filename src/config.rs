@@ -147,8 +147,10 @@ pub struct EvalConfig {
     pub instances: usize,
     /// Inner steps of an evaluation run.
     pub steps: usize,
-    /// Learning rates tried per baseline (log grid from 1e-4 to 1).
+    /// Learning rates tried per baseline (a log grid over `lr_range`).
     pub grid_points: usize,
+    /// Smallest and largest learning rate of the baselines' grid.
+    pub lr_range: [f32; 2],
     /// Hand-designed baselines tuned and compared: sgd, nag, rmsprop, adam, momentum.
     pub baselines: Vec<String>,
 }
@@ -217,6 +219,7 @@ impl Default for EvalConfig {
             instances: 512,
             steps: 100,
             grid_points: 17,
+            lr_range: [1e-4, 1.0],
             baselines: ["sgd", "nag", "rmsprop", "adam"].map(String::from).to_vec(),
         }
     }
@@ -453,6 +456,14 @@ impl Config {
         range("eval.instances", e.instances, 1, MAX_INSTANCES)?;
         range("eval.steps", e.steps, 1, MAX_STEPS)?;
         range("eval.grid_points", e.grid_points, 1, 1000)?;
+        let [lo, hi] = e.lr_range;
+        if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) {
+            return Err(err(
+                origin,
+                format!("eval.lr_range = [{lo}, {hi}] is not an increasing pair of positive numbers"),
+                "use e.g. lr_range = [1e-4, 1.0]",
+            ));
+        }
         for b in &e.baselines {
             let o = Optimizer::parse(b).map_err(|x| {
                 err(

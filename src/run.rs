@@ -454,7 +454,8 @@ pub fn evaluate_checkpoints(
         let tune = build_task(gpu, cfg, Sample::Tune, 4 * n)?;
         let mut trng = TaskRng::seed_from_u64(cfg.seed ^ Sample::Tune.salt() ^ 1);
         let tune_init = tune.init_params(&mut trng)?;
-        let grid = log_grid(1e-4, 1.0, cfg.eval.grid_points);
+        let [lo, hi] = cfg.eval.lr_range;
+        let grid = log_grid(lo, hi, cfg.eval.grid_points);
         for b in &cfg.eval.baselines {
             let base = Optimizer::parse(b)?;
             if base.is_learned() {
