@@ -460,7 +460,9 @@ impl Config {
         if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) {
             return Err(err(
                 origin,
-                format!("eval.lr_range = [{lo}, {hi}] is not an increasing pair of positive numbers"),
+                format!(
+                    "eval.lr_range = [{lo}, {hi}] is not an increasing pair of positive numbers"
+                ),
                 "use e.g. lr_range = [1e-4, 1.0]",
             ));
         }
