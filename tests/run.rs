@@ -289,3 +289,42 @@ fn sizes_beyond_the_adapter_and_missing_data_are_clear_errors() {
     assert!(e.to_string().contains("task.data_dir"), "{e}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_state_of_another_optimizer_or_shape_is_refused() {
+    use metalearn::meta::{MetaConfig, MetaTrainer};
+    use metalearn::optim::Optimizer;
+    use metalearn::tasks::{QuadraticTask, TaskRng};
+    let gpu = common::shared_gpu();
+    let make = |opt: &str, dim: usize| {
+        let task = QuadraticTask::new(gpu, dim, 2, &mut TaskRng::seed_from_u64(0)).unwrap();
+        let cfg = MetaConfig {
+            unroll: 3,
+            episode: 6,
+            ..Default::default()
+        };
+        MetaTrainer::new(
+            gpu.clone(),
+            Box::new(task),
+            Optimizer::parse(opt).unwrap(),
+            cfg,
+        )
+        .unwrap()
+    };
+    let mut linear = make("linear", 4);
+    linear.step().unwrap();
+    let state = linear.state().unwrap();
+    assert!(state.carry.is_some(), "the state should be mid-episode");
+    for (opt, dim) in [("lstm", 4), ("linear", 5)] {
+        let mut other = make(opt, dim);
+        let e = other.restore(&state).unwrap_err();
+        assert!(
+            e.to_string().contains("another optimizer or model shape"),
+            "{opt} d={dim}: {e}"
+        );
+    }
+    // The same setting accepts it.
+    let mut same = make("linear", 4);
+    same.restore(&state).unwrap();
+    assert_eq!(same.state().unwrap(), state);
+}
