@@ -86,7 +86,7 @@ pub struct TaskConfig {
     pub data_dir: Option<String>,
     /// Images are down-sampled to `image_size`×`image_size` (28: unchanged; 8: learned_optimization's 8×8).
     pub image_size: usize,
-    /// Hidden widths (default: [20] for mlp, [40, 40] for sinusoid, [32] for autoencoder).
+    /// Hidden widths (default: `[20]` for mlp, `[40, 40]` for sinusoid, `[32]` for autoencoder).
     pub hidden: Option<Vec<usize>>,
     /// Hidden activation: sigmoid, relu, tanh or identity (default: sigmoid; relu for sinusoid).
     pub activation: Option<String>,
