@@ -8,17 +8,30 @@
 // rmsprop_step  (v):     v' = ρ·v + (1 − ρ)·g²,   u = −lr·g/(√v' + eps)      (ρ = beta2)
 // θ' = θ + u. The state depends on g only, so in the first-order and truncated modes (g
 // detached) the reverse of a step is the identity on θ̄ plus the meta-loss term (vec.wgsl axpy).
+//
+// Second-order mode keeps the g path. Reverse of a momentum step, in place on θ̄ (in: ū, the
+// adjoint of θ'; out: of θ) and m̄ (in: of m'; out: of m), writing ḡ, the adjoint of the gradient
+// input (to which the trainer then adds H·ḡ):
+// momentum_vjp:  m̄'_tot = m̄' − lr·ū,       ḡ = m̄'_tot
+// nag_vjp:       m̄'_tot = m̄' − lr·μ·ū,     ḡ = m̄'_tot − lr·ū
+//   both:        m̄ = μ·m̄'_tot,   θ̄ = ū + w·g   (w·g: the meta-loss term w_t ∇ℓ_t)
 
 struct Params {
     count: u32, _p0: u32, _p1: u32, _p2: u32,
     lr: f32, beta1: f32, beta2: f32, eps: f32,
-    c1: f32, c2: f32, _f0: f32, _f1: f32,
+    c1: f32, c2: f32, w: f32, _f1: f32,
 }
 
 @group(1) @binding(0) var<uniform> p: Params;
 @group(0) @binding(0) var<storage, read> slot_in: array<f32>;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read_write> slot_out: array<f32>;
+
+// momentum_vjp, nag_vjp
+@group(0) @binding(0) var<storage, read> gv: array<f32>;
+@group(0) @binding(1) var<storage, read_write> tbar: array<f32>;
+@group(0) @binding(2) var<storage, read_write> sbar: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gbar: array<f32>;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * 256u + li;
@@ -72,4 +85,36 @@ fn rmsprop_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let v = p.beta2 * slot_in[c + i] + (1.0 - p.beta2) * gi * gi;
     slot_out[i] = slot_in[i] - p.lr * gi / (sqrt(v) + p.eps);
     slot_out[c + i] = v;
+}
+
+fn momentum_reverse(i: u32, nesterov: bool) {
+    let ub = tbar[i];
+    var mt: f32;
+    var gb: f32;
+    if (nesterov) {
+        mt = sbar[i] - p.lr * p.beta1 * ub;
+        gb = mt - p.lr * ub;
+    } else {
+        mt = sbar[i] - p.lr * ub;
+        gb = mt;
+    }
+    sbar[i] = p.beta1 * mt;
+    gbar[i] = gb;
+    tbar[i] = ub + p.w * gv[i];
+}
+
+@compute @workgroup_size(256)
+fn momentum_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let i = index(wid, nwg, li);
+    if (i >= p.count) { return; }
+    momentum_reverse(i, false);
+}
+
+@compute @workgroup_size(256)
+fn nag_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let i = index(wid, nwg, li);
+    if (i >= p.count) { return; }
+    momentum_reverse(i, true);
 }

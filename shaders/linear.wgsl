@@ -8,8 +8,9 @@
 //     φ̄ += Σ_i ū_i·(g_i, θ_i, 1)
 //     θ̄_i ← ū_i + w·g_i + [theta_path] w1·ū_i
 //   where w·g_i is the meta-loss term w_t ∇ℓ_t (g is the model gradient at θ_t), and the bracket
-//   is the θ-input path (kept in truncated mode, dropped in first-order mode; the g-input path,
-//   whose adjoint is w0·ū_i, belongs to second-order mode).
+//   is the θ-input path (kept in truncated and second-order modes, dropped in first-order mode).
+// linear_vjp_so: linear_vjp, also writing the g-input path's adjoint ḡ_i = w0·ū_i to gbar
+//   (second-order mode; the trainer then adds H·ḡ to θ̄).
 //   φ̄ is reduced deterministically: `groups` workgroups each stride over coordinates
 //   (i = wg·256 + l, then + groups·256), sum in registers, reduce by a fixed tree, and write
 //   partials[wg·3 + k] (added to the previous value when accumulate = 1, so the partials of all
@@ -31,6 +32,8 @@ struct Params {
 // linear_vjp (slot_in, g, phi as above)
 @group(0) @binding(3) var<storage, read_write> tbar: array<f32>;
 @group(0) @binding(4) var<storage, read_write> partials: array<f32>;
+// linear_vjp_so (as linear_vjp, and)
+@group(0) @binding(5) var<storage, read_write> gbar: array<f32>;
 
 var<workgroup> red: array<vec3<f32>, 256>;
 
@@ -44,22 +47,19 @@ fn linear_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     slot_out[i] = th + u;
 }
 
-@compute @workgroup_size(256)
-fn linear_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) li: u32) {
-    let wg = wid.x + wid.y * nwg.x;
-    if (wg >= p.groups) { return; }
-    let w1 = phi[p.phi_off + 1u];
-    var acc = vec3<f32>(0.0);
-    for (var i = wg * 256u + li; i < p.count; i += p.groups * 256u) {
-        let ub = tbar[i];
-        let gi = g[i];
-        let th = slot_in[i];
-        acc += ub * vec3<f32>(gi, th, 1.0);
-        var tb = ub + p.w * gi;
-        if (p.theta_path != 0u) { tb += w1 * ub; }
-        tbar[i] = tb;
-    }
+// One coordinate of the reverse: θ̄_i in place; returns its φ̄ contribution.
+fn reverse_coord(i: u32, w1: f32) -> vec3<f32> {
+    let ub = tbar[i];
+    let gi = g[i];
+    let th = slot_in[i];
+    var tb = ub + p.w * gi;
+    if (p.theta_path != 0u) { tb += w1 * ub; }
+    tbar[i] = tb;
+    return ub * vec3<f32>(gi, th, 1.0);
+}
+
+// Workgroup tree reduction of the φ̄ contributions into this workgroup's partial sums.
+fn write_partials(wg: u32, li: u32, acc: vec3<f32>) {
     red[li] = acc;
     workgroupBarrier();
     for (var s = 128u; s > 0u; s >>= 1u) {
@@ -72,4 +72,32 @@ fn linear_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         if (p.accumulate != 0u) { v = partials[o] + v; }
         partials[o] = v;
     }
+}
+
+@compute @workgroup_size(256)
+fn linear_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let wg = wid.x + wid.y * nwg.x;
+    if (wg >= p.groups) { return; }
+    let w1 = phi[p.phi_off + 1u];
+    var acc = vec3<f32>(0.0);
+    for (var i = wg * 256u + li; i < p.count; i += p.groups * 256u) {
+        acc += reverse_coord(i, w1);
+    }
+    write_partials(wg, li, acc);
+}
+
+@compute @workgroup_size(256)
+fn linear_vjp_so(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let wg = wid.x + wid.y * nwg.x;
+    if (wg >= p.groups) { return; }
+    let w0 = phi[p.phi_off];
+    let w1 = phi[p.phi_off + 1u];
+    var acc = vec3<f32>(0.0);
+    for (var i = wg * 256u + li; i < p.count; i += p.groups * 256u) {
+        gbar[i] = w0 * tbar[i];
+        acc += reverse_coord(i, w1);
+    }
+    write_partials(wg, li, acc);
 }

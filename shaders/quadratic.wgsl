@@ -8,6 +8,10 @@
 //     grad[g_off + n·g_bs + j] = 2 Σ_i W[i,j] r_i
 // One 64-thread workgroup per instance; r is kept in workgroup memory; the loss is summed by a
 // fixed binary tree (deterministic).
+//
+// quadratic_hvp — the Hessian-vector product (the Hessian 2 WᵀW is constant in θ):
+//     v = theta[t_off + n·t_bs + (0..d)] (binding 0 holds v),  r = W v
+//     hv[g_off + n·g_bs + j] = 2 Σ_i W[i,j] r_i
 
 struct Params {
     d: u32, batch: u32, t_off: u32, t_bs: u32,
@@ -18,6 +22,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> data: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+// quadratic_hvp writes its output at binding 2.
+@group(0) @binding(2) var<storage, read_write> hv: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
 var<workgroup> r_s: array<f32, 1024>;
@@ -52,5 +58,29 @@ fn quadratic(
         var acc = 0.0;
         for (var i = 0u; i < d; i++) { acc = fma(data[wb + i * d + j], r_s[i], acc); }
         grad[p.g_off + n * p.g_bs + j] = 2.0 * acc;
+    }
+}
+
+@compute @workgroup_size(64)
+fn quadratic_hvp(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let n = wid.x + wid.y * nwg.x;
+    if (n >= p.batch) { return; }
+    let d = p.d;
+    let wb = n * (d * d + d);
+    let vb = p.t_off + n * p.t_bs;
+    for (var i = li; i < d; i += 64u) {
+        var acc = 0.0;
+        for (var j = 0u; j < d; j++) { acc = fma(data[wb + i * d + j], theta[vb + j], acc); }
+        r_s[i] = acc;
+    }
+    workgroupBarrier();
+    for (var j = li; j < d; j += 64u) {
+        var acc = 0.0;
+        for (var i = 0u; i < d; i++) { acc = fma(data[wb + i * d + j], r_s[i], acc); }
+        hv[p.g_off + n * p.g_bs + j] = 2.0 * acc;
     }
 }

@@ -116,7 +116,7 @@ pub struct MetaSection {
     pub unroll: usize,
     /// Inner steps per episode, a multiple of `unroll` (0: one unroll per episode).
     pub episode: usize,
-    /// first-order, truncated or reptile.
+    /// first-order, truncated, second-order or reptile.
     pub mode: String,
     /// store-all, every-K, sqrt or revolve-S.
     pub schedule: String,
@@ -394,6 +394,18 @@ impl Config {
         let opt = self
             .optimizer()
             .map_err(|e| err(origin, format!("optimizer.kind: {e}"), "see docs/config.md"))?;
+        if Mode::parse(&self.meta.mode).is_ok_and(|m| m == Mode::SecondOrder)
+            && !opt.supports_second_order()
+        {
+            return Err(err(
+                origin,
+                format!(
+                    "meta.mode = \"second-order\" is not available for optimizer.kind = '{}'",
+                    opt.name()
+                ),
+                "use optimizer sgd, momentum, nag or linear, or meta.mode = \"truncated\"",
+            ));
+        }
         if let Some(lr) = self.optimizer.lr {
             if !(lr.is_finite() && lr > 0.0) {
                 return Err(err(

@@ -664,7 +664,7 @@ struct ExportArgs {
     /// Inner optimizer: lstm, linear, sgd or adam.
     #[arg(long, default_value = "lstm")]
     optimizer: String,
-    /// Meta-gradient mode: truncated or first-order.
+    /// Meta-gradient mode: truncated, first-order or second-order.
     #[arg(long, default_value = "truncated")]
     mode: String,
     /// Unroll length T.

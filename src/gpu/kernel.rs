@@ -38,6 +38,8 @@ pub enum Shader {
     Meta,
     /// The per-parameter MLP learned optimizer.
     MlpOpt,
+    /// Element-wise parts of the MLP's Hessian-vector product (R-operator).
+    MlpRop,
 }
 
 impl Shader {
@@ -55,6 +57,7 @@ impl Shader {
         Shader::Hand,
         Shader::Meta,
         Shader::MlpOpt,
+        Shader::MlpRop,
     ];
 
     /// File name under `shaders/`.
@@ -72,6 +75,7 @@ impl Shader {
             Shader::Hand => "hand.wgsl",
             Shader::Meta => "meta.wgsl",
             Shader::MlpOpt => "mlp_opt.wgsl",
+            Shader::MlpRop => "mlp_rop.wgsl",
         }
     }
 
@@ -90,6 +94,7 @@ impl Shader {
             Shader::Hand => include_str!("../../shaders/hand.wgsl"),
             Shader::Meta => include_str!("../../shaders/meta.wgsl"),
             Shader::MlpOpt => include_str!("../../shaders/mlp_opt.wgsl"),
+            Shader::MlpRop => include_str!("../../shaders/mlp_rop.wgsl"),
         }
     }
 }

@@ -19,7 +19,8 @@ pub struct HandParams {
     eps: f32,
     c1: f32,
     c2: f32,
-    _f: [f32; 2],
+    w: f32,
+    _f: f32,
 }
 
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
@@ -51,6 +52,28 @@ pub static RMSPROP_STEP: Kernel = Kernel {
     shader: Shader::Hand,
     entry: "rmsprop_step",
     bindings: BINDINGS,
+    params_size: SIZE,
+};
+
+const VJP_BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+];
+
+/// Reverse of a heavy-ball momentum step with the gradient path (second-order mode).
+pub static MOMENTUM_VJP: Kernel = Kernel {
+    shader: Shader::Hand,
+    entry: "momentum_vjp",
+    bindings: VJP_BINDINGS,
+    params_size: SIZE,
+};
+/// Reverse of a Nesterov momentum step with the gradient path (second-order mode).
+pub static NAG_VJP: Kernel = Kernel {
+    shader: Shader::Hand,
+    entry: "nag_vjp",
+    bindings: VJP_BINDINGS,
     params_size: SIZE,
 };
 
@@ -170,4 +193,50 @@ pub fn rmsprop(
         ..Default::default()
     };
     record(rec, &RMSPROP_STEP, 1, count, slot_in, g, slot_out, p)
+}
+
+/// Record the reverse of a heavy-ball (`nesterov = false`) or Nesterov momentum step with the
+/// gradient path kept (second-order mode), in place on `tbar` (ū → θ̄ = ū + w·g) and `sbar`
+/// (m̄' → m̄), writing the gradient input's adjoint ḡ into `gbar`; all `count` long.
+#[allow(clippy::too_many_arguments)]
+pub fn momentum_vjp(
+    rec: &mut Recorder,
+    count: usize,
+    g: &GpuBuffer,
+    tbar: &GpuBuffer,
+    sbar: &GpuBuffer,
+    gbar: &GpuBuffer,
+    lr: f32,
+    mu: f32,
+    w: f32,
+    nesterov: bool,
+) -> Result<()> {
+    for (what, b) in [
+        ("momentum g", g),
+        ("momentum tbar", tbar),
+        ("momentum sbar", sbar),
+        ("momentum gbar", gbar),
+    ] {
+        check_region(what, b, 0, &[(count, 1)])?;
+    }
+    if tbar.id == sbar.id || tbar.id == gbar.id || sbar.id == gbar.id {
+        return Err(crate::Error::invalid(
+            "momentum_vjp: θ̄, m̄ and ḡ must be different buffers",
+        ));
+    }
+    let p = HandParams {
+        count: u32_of("count", count)?,
+        lr,
+        beta1: mu,
+        w,
+        ..Default::default()
+    };
+    let k = if nesterov { &NAG_VJP } else { &MOMENTUM_VJP };
+    rec.dispatch(
+        k,
+        &[],
+        &[g, tbar, sbar, gbar],
+        &p,
+        (count as u64).div_ceil(256),
+    )
 }

@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{check_region, u32_of};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Meta-parameters of the linear optimizer: (w0, w1, b).
 pub const PHI_LEN: usize = 3;
@@ -47,6 +47,21 @@ pub static LINEAR_VJP: Kernel = Kernel {
     params_size: SIZE,
 };
 
+/// Reverse step that also writes the gradient input's adjoint ḡ = w0·ū (second-order mode).
+pub static LINEAR_VJP_SO: Kernel = Kernel {
+    shader: Shader::Linear,
+    entry: "linear_vjp_so",
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+    params_size: SIZE,
+};
+
 /// Record θ' = θ + w0·g + w1·θ + b for the `count` coordinates in `slot_in` → `slot_out`.
 pub fn step(
     rec: &mut Recorder,
@@ -76,6 +91,7 @@ pub fn step(
 
 /// Record the reverse of one step: θ̄ ← ū + w·g (+ w1·ū with `theta_path`) in place, and the
 /// φ̄ partial sums of `groups` workgroups into `partials[wg·3 + k]` (added when `accumulate`).
+/// With `gbar` (second-order mode), also ḡ = w0·ū, the adjoint of the gradient input.
 #[allow(clippy::too_many_arguments)]
 pub fn vjp(
     rec: &mut Recorder,
@@ -89,6 +105,7 @@ pub fn vjp(
     w: f32,
     theta_path: bool,
     accumulate: bool,
+    gbar: Option<&GpuBuffer>,
 ) -> Result<()> {
     check_region("linear slot", slot_in, 0, &[(count, 1)])?;
     check_region("linear g", g, 0, &[(count, 1)])?;
@@ -104,11 +121,26 @@ pub fn vjp(
         w,
         ..Default::default()
     };
-    rec.dispatch(
-        &LINEAR_VJP,
-        &[],
-        &[slot_in, g, phi.0, tbar, partials],
-        &p,
-        groups as u64,
-    )
+    match gbar {
+        None => rec.dispatch(
+            &LINEAR_VJP,
+            &[],
+            &[slot_in, g, phi.0, tbar, partials],
+            &p,
+            groups as u64,
+        ),
+        Some(gb) => {
+            check_region("linear gbar", gb, 0, &[(count, 1)])?;
+            if [slot_in.id, g.id, phi.0.id, tbar.id, partials.id].contains(&gb.id) {
+                return Err(Error::invalid("linear vjp: ḡ must be a buffer of its own"));
+            }
+            rec.dispatch(
+                &LINEAR_VJP_SO,
+                &[],
+                &[slot_in, g, phi.0, tbar, partials, gb],
+                &p,
+                groups as u64,
+            )
+        }
+    }
 }

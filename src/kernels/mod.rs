@@ -9,6 +9,7 @@ pub mod lstm;
 pub mod matmul;
 pub mod meta;
 pub mod mlp_opt;
+pub mod mlp_rop;
 pub mod quadratic;
 pub mod reduce;
 pub mod sgd;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<&'static Kernel> {
         &softmax::SOFTMAX_XENT,
         &softmax::MSE,
         &quadratic::QUADRATIC,
+        &quadratic::QUADRATIC_HVP,
         &sgd::SGD,
         &gather::GATHER,
         &vec::FILL,
@@ -36,12 +38,15 @@ pub fn all() -> Vec<&'static Kernel> {
         &vec::COPY4,
         &linear::LINEAR_STEP,
         &linear::LINEAR_VJP,
+        &linear::LINEAR_VJP_SO,
         &lstm::LSTM_STEP,
         &lstm::LSTM_VJP,
         &hand::ADAM_STEP,
         &hand::MOMENTUM_STEP,
         &hand::NAG_STEP,
         &hand::RMSPROP_STEP,
+        &hand::MOMENTUM_VJP,
+        &hand::NAG_VJP,
         &meta::META_LOSS,
         &meta::META_ADAM,
         &mlp_opt::MLPO_SUMS,
@@ -49,6 +54,10 @@ pub fn all() -> Vec<&'static Kernel> {
         &mlp_opt::MLPO_STEP,
         &mlp_opt::MLPO_VJP,
         &mlp_opt::MLPO_THETA_BAR,
+        &mlp_rop::ROP_BIAS_ACT,
+        &mlp_rop::ROP_ACT_BACK,
+        &mlp_rop::ROP_XENT,
+        &mlp_rop::ROP_MSE,
     ]
 }
 

@@ -36,6 +36,70 @@ pub static QUADRATIC: Kernel = Kernel {
     params_size: std::mem::size_of::<QuadraticParams>(),
 };
 
+/// The quadratic Hessian-vector product kernel.
+pub static QUADRATIC_HVP: Kernel = Kernel {
+    shader: Shader::Quadratic,
+    entry: "quadratic_hvp",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+    params_size: std::mem::size_of::<QuadraticParams>(),
+};
+
+/// Record the Hessian-vector product `out = 2 Wᵀ(W v)` of `batch` quadratics of dimension `d`
+/// (`data` as in [`quadratic`]).
+pub fn quadratic_hvp(
+    rec: &mut Recorder,
+    d: usize,
+    batch: usize,
+    v: Batched,
+    data: &GpuBuffer,
+    out: Batched,
+) -> Result<()> {
+    if d == 0 || d > MAX_DIM {
+        return Err(Error::invalid(format!(
+            "quadratic dimension {d} is outside 1..={MAX_DIM} supported by the fused kernel"
+        )));
+    }
+    check_region(
+        "quadratic v",
+        v.buf,
+        v.off,
+        &[(batch, v.batch_stride), (d, 1)],
+    )?;
+    check_region(
+        "quadratic data",
+        data,
+        0,
+        &[(batch, d * d + d), (d * d + d, 1)],
+    )?;
+    check_region(
+        "quadratic hvp",
+        out.buf,
+        out.off,
+        &[(batch, out.batch_stride), (d, 1)],
+    )?;
+    if out.buf.id == v.buf.id || out.buf.id == data.id {
+        return Err(Error::invalid(
+            "quadratic_hvp: the output must be a different buffer from v and the data",
+        ));
+    }
+    let p = QuadraticParams {
+        d: u32_of("dim", d)?,
+        batch: u32_of("batch", batch)?,
+        t_off: u32_of("offset", v.off)?,
+        t_bs: u32_of("stride", v.batch_stride)?,
+        g_off: u32_of("offset", out.off)?,
+        g_bs: u32_of("stride", out.batch_stride)?,
+        ..Default::default()
+    };
+    rec.dispatch(
+        &QUADRATIC_HVP,
+        &[],
+        &[v.buf, data, out.buf],
+        &p,
+        batch as u64,
+    )
+}
+
 /// Record loss and gradient of `batch` quadratics of dimension `d`. `data` holds, per instance,
 /// W (d×d, row-major) then y (d): stride d² + d.
 #[allow(clippy::too_many_arguments)]

@@ -186,6 +186,7 @@ pub struct MetaTrainer {
     tbar: GpuBuffer,
     sbar: GpuBuffer,
     partials: GpuBuffer,
+    second_order: Option<SecondOrderBuffers>,
     losses: GpuBuffer,
     weights_buf: GpuBuffer,
     meta_params: GpuBuffer,
@@ -199,6 +200,13 @@ pub struct MetaTrainer {
     episodes: u64,
     rng: TaskRng,
     episode_rng_pos: u128,
+}
+
+/// The buffers of second-order mode: ḡ (the adjoint of the optimizer's gradient input) and
+/// H·ḡ, C floats each.
+struct SecondOrderBuffers {
+    gbar: GpuBuffer,
+    hv: GpuBuffer,
 }
 
 /// Everything that changes during meta-training, enough to continue bit for bit: see
@@ -228,7 +236,7 @@ impl MetaTrainer {
     /// (instance 0's draw).
     pub fn new(
         gpu: Arc<Gpu>,
-        task: Box<dyn Task>,
+        mut task: Box<dyn Task>,
         opt: Optimizer,
         cfg: MetaConfig,
     ) -> Result<Self> {
@@ -264,6 +272,16 @@ impl MetaTrainer {
         let n = task.instances();
         let p = task.layout().size();
         let count = n * p;
+        let second_order = if cfg.mode == Mode::SecondOrder {
+            opt.check_second_order()?;
+            task.enable_hvp(&gpu)?;
+            Some(SecondOrderBuffers {
+                gbar: gpu.buffer("gradient input adjoint", count)?,
+                hv: gpu.buffer("Hessian-vector product", count)?,
+            })
+        } else {
+            None
+        };
         let slot_len = opt.slot_len(count);
         let plan = if cfg.mode == Mode::Reptile {
             reptile_plan(t)
@@ -287,6 +305,7 @@ impl MetaTrainer {
             tbar: gpu.buffer("theta adjoint", count)?,
             sbar: gpu.buffer("state adjoint", count * opt.state_len())?,
             partials: gpu.buffer("phi partial sums", groups * phi_len)?,
+            second_order,
             losses: gpu.buffer("losses", (t + 1) * n)?,
             weights_buf: gpu.buffer_from("meta-loss weights", &weights)?,
             meta_grad: gpu.buffer("meta-gradient", phi_len + p)?,
@@ -356,7 +375,11 @@ impl MetaTrainer {
         .iter()
         .map(|b| b.bytes())
         .sum::<u64>()
-            + self.ws.bytes();
+            + self.ws.bytes()
+            + self
+                .second_order
+                .as_ref()
+                .map_or(0, |so| so.gbar.bytes() + so.hv.bytes());
         MemoryReport {
             checkpoints: slot_bytes * self.slots.len() as u64,
             slots: self.slots.len(),
@@ -632,9 +655,21 @@ impl MetaTrainer {
                             t: off + step,
                             mode: self.cfg.mode,
                             accumulate: !first_reverse,
+                            gbar: self.second_order.as_ref().map(|so| &so.gbar),
                         },
                     )?;
                     first_reverse = false;
+                    // Second order: θ̄_t += H_t·ḡ_t, the Hessian at θ_t on step t's batch.
+                    if let Some(so) = &self.second_order {
+                        self.task.record_hvp(
+                            rec,
+                            self.theta(slot),
+                            Batched::dense(&so.gbar, p),
+                            Batched::dense(&so.hv, p),
+                            at(step),
+                        )?;
+                        vec::axpy(rec, 1.0, &so.hv, 0, &self.tbar, 0, c)?;
+                    }
                 }
             }
         }

@@ -18,6 +18,7 @@ use rand::Rng;
 
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::{matmul, Activation, Epilogue, MatView};
+use crate::kernels::mlp_rop::{self, RopLoss};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule, Strided};
 use crate::kernels::softmax::{mse, softmax_xent};
 use crate::kernels::Batched;
@@ -216,7 +217,8 @@ impl MlpSpec {
 }
 
 /// GPU workspace of an MLP for `instances` instances and `batch` rows each: activations of
-/// every layer and two gradient buffers used in turn.
+/// every layer and two gradient buffers used in turn (and, once [`GpuMlp::enable_hvp`] has run,
+/// the buffers of the Hessian-vector product).
 #[derive(Debug)]
 pub struct GpuMlp {
     spec: MlpSpec,
@@ -225,6 +227,28 @@ pub struct GpuMlp {
     batch: usize,
     acts: Vec<GpuBuffer>,
     dz: [GpuBuffer; 2],
+    hvp: Option<HvpWorkspace>,
+}
+
+/// Buffers of [`GpuMlp::record_hvp`]: R(H) of every layer's output, and dZ, R(dZ) (two of each,
+/// used in turn), dH and R(dH) of the R-backward pass.
+#[derive(Debug)]
+struct HvpWorkspace {
+    rh: Vec<GpuBuffer>,
+    dz: [GpuBuffer; 2],
+    rdz: [GpuBuffer; 2],
+    dh: GpuBuffer,
+    rdh: GpuBuffer,
+}
+
+impl HvpWorkspace {
+    fn buffers(&self) -> impl Iterator<Item = &GpuBuffer> {
+        self.rh
+            .iter()
+            .chain(self.dz.iter())
+            .chain(self.rdz.iter())
+            .chain([&self.dh, &self.rdh])
+    }
 }
 
 impl GpuMlp {
@@ -256,7 +280,29 @@ impl GpuMlp {
             batch,
             acts,
             dz,
+            hvp: None,
         })
+    }
+
+    /// Allocate the buffers of [`GpuMlp::record_hvp`] (once; later calls do nothing).
+    pub fn enable_hvp(&mut self, gpu: &Gpu) -> Result<()> {
+        if self.hvp.is_some() {
+            return Ok(());
+        }
+        let (n, b, w) = (self.instances, self.batch, &self.spec.widths);
+        let rh = (0..self.spec.layers())
+            .map(|l| gpu.buffer(&format!("mlp R(activations) {l}"), n * b * w[l + 1]))
+            .collect::<Result<Vec<_>>>()?;
+        let widest = n * b * w[1..].iter().copied().max().unwrap_or(1);
+        let buf = |name: &str| gpu.buffer(name, widest);
+        self.hvp = Some(HvpWorkspace {
+            rh,
+            dz: [buf("mlp hvp dz a")?, buf("mlp hvp dz b")?],
+            rdz: [buf("mlp hvp R(dz) a")?, buf("mlp hvp R(dz) b")?],
+            dh: buf("mlp hvp dh")?,
+            rdh: buf("mlp hvp R(dh)")?,
+        });
+        Ok(())
     }
 
     /// The model's shape.
@@ -279,6 +325,7 @@ impl GpuMlp {
         self.acts
             .iter()
             .chain(self.dz.iter())
+            .chain(self.hvp.iter().flat_map(HvpWorkspace::buffers))
             .map(GpuBuffer::bytes)
             .sum()
     }
@@ -460,5 +507,180 @@ impl GpuMlp {
         self.record_forward(rec, theta, x)?;
         self.record_loss(rec, targets, loss, loss_off, true)?;
         self.record_backward(rec, theta, x, grad)
+    }
+
+    /// Record the exact Hessian-vector product `out = H(θ)·v` of the loss on inputs `x` and
+    /// `targets` (as in [`GpuMlp::record_loss_grad`]) for every instance, by the R-operator (the
+    /// equations are those of [`crate::reference::mlp::hvp_targets`]): the forward pass, the
+    /// R-forward pass R(Z_l) = R(H_l)·W_l + H_l·V_l + v_b, R(H_{l+1}) = act'(H_{l+1}) ⊙ R(Z_l), the
+    /// loss gradient and its R-operator, then the R-backward pass
+    /// R(dW_l) = R(H_l)ᵀ·dZ_l + H_lᵀ·R(dZ_l), R(db_l) = Σ_rows R(dZ_l),
+    /// R(dH_l) = R(dZ_l)·W_lᵀ + dZ_l·V_lᵀ and R(dZ_{l−1}) = R(dH_l) ⊙ act' + dH_l ⊙ act'' ⊙ R(Z_{l−1}).
+    /// `v` and `out` have the layout of `theta`; each storage of `out` is written by its first
+    /// contribution (tied weights accumulate), so `out` needs no clearing. Needs
+    /// [`GpuMlp::enable_hvp`]. Overwrites the activations of the last forward pass (with the
+    /// same values at θ).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_hvp(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        v: Batched,
+        x: Batched,
+        targets: Batched,
+        out: Batched,
+    ) -> Result<()> {
+        let ws = self.hvp.as_ref().ok_or_else(|| {
+            Error::invalid("the MLP's Hessian-vector product needs GpuMlp::enable_hvp first")
+        })?;
+        let (n, b, w) = (self.instances, self.batch, &self.spec.widths);
+        let layers = self.spec.layers();
+        self.record_forward(rec, theta, x)?;
+        // R-forward.
+        for l in 0..layers {
+            let rz = MatView::dense(&ws.rh[l], 0, b, w[l + 1]);
+            matmul(
+                rec,
+                b,
+                w[l + 1],
+                w[l],
+                n,
+                self.input_view(x, l),
+                self.weight_view(v, l)?,
+                rz,
+                Epilogue::Store,
+            )?;
+            if l > 0 {
+                matmul(
+                    rec,
+                    b,
+                    w[l + 1],
+                    w[l],
+                    n,
+                    MatView::dense(&ws.rh[l - 1], 0, b, w[l]),
+                    self.weight_view(theta, l)?,
+                    rz,
+                    Epilogue::Accumulate,
+                )?;
+            }
+            let bias = self.layout.require(&MlpSpec::bias(l))?;
+            mlp_rop::bias_act(
+                rec,
+                n,
+                b,
+                w[l + 1],
+                &self.acts[l],
+                Batched {
+                    buf: v.buf,
+                    off: v.off + bias.offset,
+                    batch_stride: v.batch_stride,
+                },
+                &ws.rh[l],
+                self.spec.activation_of(l),
+            )?;
+        }
+        // The loss gradient and its R-operator.
+        let last = layers - 1;
+        let kind = match self.spec.loss {
+            Loss::CrossEntropy => RopLoss::CrossEntropy,
+            Loss::Mse => RopLoss::Mse,
+        };
+        mlp_rop::loss(
+            rec,
+            kind,
+            n,
+            b,
+            w[layers],
+            &self.acts[last],
+            targets,
+            &ws.rh[last],
+            &ws.dz[last % 2],
+            &ws.rdz[last % 2],
+        )?;
+        // R-backward.
+        let mut written: HashSet<usize> = HashSet::new();
+        for l in (0..layers).rev() {
+            let dz = MatView::dense(&ws.dz[l % 2], 0, b, w[l + 1]);
+            let rdz = MatView::dense(&ws.rdz[l % 2], 0, b, w[l + 1]);
+            let h = self.input_view(x, l);
+            let e = self.layout.require(&MlpSpec::weight(l))?;
+            let mut epi = if written.insert(e.offset) {
+                Epilogue::Store
+            } else {
+                Epilogue::Accumulate
+            };
+            let (rows, cols) = if e.transposed {
+                (w[l + 1], w[l])
+            } else {
+                (w[l], w[l + 1])
+            };
+            let o = MatView {
+                buf: out.buf,
+                off: out.off + e.offset,
+                batch_stride: out.batch_stride,
+                ld: cols,
+                trans: false,
+            };
+            // Storage [in, out] = R(H)ᵀ dZ + Hᵀ R(dZ), or its transpose dZᵀ R(H) + R(dZ)ᵀ H.
+            let mut terms = vec![(h, rdz)];
+            if l > 0 {
+                terms.insert(0, (MatView::dense(&ws.rh[l - 1], 0, b, w[l]), dz));
+            }
+            for (hh, d) in terms {
+                let (lhs, rhs) = if e.transposed {
+                    (d.t(), hh)
+                } else {
+                    (hh.t(), d)
+                };
+                matmul(rec, rows, cols, b, n, lhs, rhs, o, epi)?;
+                epi = Epilogue::Accumulate;
+            }
+            let be = self.layout.require(&MlpSpec::bias(l))?;
+            let first = written.insert(be.offset);
+            reduce(
+                rec,
+                b,
+                w[l + 1],
+                n,
+                ReduceOp::Sum,
+                Strided {
+                    buf: &ws.rdz[l % 2],
+                    off: 0,
+                    batch_stride: b * w[l + 1],
+                    row_stride: w[l + 1],
+                    col_stride: 1,
+                },
+                Out {
+                    buf: out.buf,
+                    off: out.off + be.offset,
+                    batch_stride: out.batch_stride,
+                    col_stride: 1,
+                },
+                1.0,
+                !first,
+                Schedule::Auto,
+            )?;
+            if l > 0 {
+                let wt = self.weight_view(theta, l)?.t();
+                let dh = MatView::dense(&ws.dh, 0, b, w[l]);
+                let rdh = MatView::dense(&ws.rdh, 0, b, w[l]);
+                matmul(rec, b, w[l], w[l + 1], n, dz, wt, dh, Epilogue::Store)?;
+                matmul(rec, b, w[l], w[l + 1], n, rdz, wt, rdh, Epilogue::Store)?;
+                let vt = self.weight_view(v, l)?.t();
+                matmul(rec, b, w[l], w[l + 1], n, dz, vt, rdh, Epilogue::Accumulate)?;
+                mlp_rop::act_back(
+                    rec,
+                    n * b * w[l],
+                    &ws.dh,
+                    &ws.rdh,
+                    &self.acts[l - 1],
+                    &ws.rh[l - 1],
+                    &ws.dz[(l - 1) % 2],
+                    &ws.rdz[(l - 1) % 2],
+                    self.spec.activation,
+                )?;
+            }
+        }
+        Ok(())
     }
 }

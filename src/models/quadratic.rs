@@ -5,7 +5,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::quadratic::{quadratic, MAX_DIM};
+use crate::kernels::quadratic::{quadratic, quadratic_hvp, MAX_DIM};
 use crate::kernels::Batched;
 use crate::{Error, Result};
 
@@ -110,5 +110,11 @@ impl GpuQuadratic {
             loss,
             loss_off,
         )
+    }
+
+    /// Record the Hessian-vector product `out = 2 Wᵀ(W v)` of every instance (the Hessian does
+    /// not depend on θ).
+    pub fn record_hvp(&self, rec: &mut Recorder, v: Batched, out: Batched) -> Result<()> {
+        quadratic_hvp(rec, self.dim, self.instances, v, &self.data, out)
     }
 }

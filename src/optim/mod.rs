@@ -26,22 +26,33 @@ pub enum Mode {
     FirstOrder,
     /// The θ input path is kept, the Hessian term through g_t is dropped (L2L's choice).
     Truncated,
+    /// Every path: truncated plus the Hessian term H_t·ḡ_t through the optimizer's gradient
+    /// input, by an exact Hessian-vector product of the model (with SGD inner steps and a
+    /// learned initialisation: MAML). The meta-gradient is the true gradient of the meta-loss.
+    SecondOrder,
     /// Reptile (learned initialisation only): the meta-gradient of θ0 is θ0 − mean_n θ_T,
     /// no backward pass.
     Reptile,
 }
 
 impl Mode {
-    /// Parse `first-order`, `truncated` or `reptile`.
+    /// Parse `first-order`, `truncated`, `second-order` or `reptile`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "first-order" | "fo" => Ok(Self::FirstOrder),
             "truncated" => Ok(Self::Truncated),
+            "second-order" | "so" => Ok(Self::SecondOrder),
             "reptile" => Ok(Self::Reptile),
             other => Err(Error::invalid(format!(
-                "unknown meta-gradient mode '{other}'; use first-order, truncated or reptile"
+                "unknown meta-gradient mode '{other}'; use first-order, truncated, second-order or reptile"
             ))),
         }
+    }
+
+    /// True when the θ input path of the optimizer is differentiated (truncated and
+    /// second-order modes).
+    pub fn keeps_theta_path(&self) -> bool {
+        matches!(self, Self::Truncated | Self::SecondOrder)
     }
 
     /// The name `parse` accepts.
@@ -49,6 +60,7 @@ impl Mode {
         match self {
             Self::FirstOrder => "first-order",
             Self::Truncated => "truncated",
+            Self::SecondOrder => "second-order",
             Self::Reptile => "reptile",
         }
     }
@@ -135,6 +147,9 @@ pub struct VjpArgs<'a> {
     pub mode: Mode,
     /// Add to the partial sums (false on the first reversed step).
     pub accumulate: bool,
+    /// Second-order mode: receives ḡ, the adjoint of the gradient input g_t (C floats), to
+    /// which the caller applies the Hessian. Required in second-order mode, ignored otherwise.
+    pub gbar: Option<&'a GpuBuffer>,
 }
 
 impl Optimizer {
@@ -212,6 +227,27 @@ impl Optimizer {
             Self::Linear => linear::PHI_LEN,
             Self::Lstm(_) => lstm::PHI_LEN,
             Self::Mlp(_) => mlp_opt::PHI_LEN,
+        }
+    }
+
+    /// True when the reverse kernels give ḡ, the adjoint of the gradient input, so that
+    /// second-order mode is available (sgd, momentum, nag, linear).
+    pub fn supports_second_order(&self) -> bool {
+        matches!(
+            self,
+            Self::Sgd { .. } | Self::Momentum { .. } | Self::Nag { .. } | Self::Linear
+        )
+    }
+
+    /// An error unless [`Optimizer::supports_second_order`].
+    pub fn check_second_order(&self) -> Result<()> {
+        if self.supports_second_order() {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "second-order mode is not available for optimizer '{}': its reverse kernel does not give the adjoint of its gradient input; use sgd, momentum, nag or linear, or the truncated mode",
+                self.name()
+            )))
         }
     }
 
@@ -340,8 +376,29 @@ impl Optimizer {
 
     /// Record the reverse of one inner step (see [`VjpArgs`]). Hand-designed optimizers have no
     /// φ and no θ input, and their state depends on g only, which the first-order and truncated
-    /// modes detach: their reverse is θ̄ ← θ̄ + w·g.
+    /// modes detach: their reverse is θ̄ ← θ̄ + w·g. In second-order mode the g path is kept:
+    /// ḡ is written to `a.gbar` (SGD: ḡ = −lr·ū; momentum and Nesterov also carry the
+    /// momentum's adjoint in `a.sbar`; linear: ḡ = w0·ū), and optimizers without it are refused.
     pub fn record_vjp(&self, rec: &mut Recorder, ws: &Workspace, a: &VjpArgs) -> Result<()> {
+        if a.mode == Mode::SecondOrder {
+            self.check_second_order()?;
+            let gbar = a.gbar.ok_or_else(|| {
+                Error::invalid("second-order mode needs a buffer for ḡ (VjpArgs::gbar)")
+            })?;
+            match self {
+                Self::Sgd { lr } => {
+                    vec::axpby(rec, -lr, (a.tbar, 0), 0.0, (a.tbar, 0), (gbar, 0), a.count)?;
+                    return vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count);
+                }
+                Self::Momentum { lr, mu } | Self::Nag { lr, mu } => {
+                    let nesterov = matches!(self, Self::Nag { .. });
+                    return hand::momentum_vjp(
+                        rec, a.count, a.g, a.tbar, a.sbar, gbar, *lr, *mu, a.w, nesterov,
+                    );
+                }
+                _ => {}
+            }
+        }
         match self {
             Self::Sgd { .. }
             | Self::Adam(_)
@@ -358,8 +415,9 @@ impl Optimizer {
                 a.tbar,
                 a.partials,
                 a.w,
-                a.mode == Mode::Truncated,
+                a.mode.keeps_theta_path(),
                 a.accumulate,
+                a.gbar.filter(|_| a.mode == Mode::SecondOrder),
             ),
             Self::Lstm(h) => lstm::vjp(
                 rec,
@@ -386,7 +444,7 @@ impl Optimizer {
                 h,
                 a.t,
                 a.w,
-                a.mode == Mode::Truncated,
+                a.mode.keeps_theta_path(),
                 a.accumulate,
             ),
         }

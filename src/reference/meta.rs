@@ -6,15 +6,19 @@
 //!     M = Σ_n Σ_t w_t ℓ_t^(n) / N
 //! Reverse: θ̄_T = (w_T/N)·g_T, s̄_T = 0; for t = T−1 … 0 per coordinate, with ū = θ̄_{t+1}:
 //!     (ḡ, θ̄_in, s̄_t, Δφ̄) = VJP of f_φ at (g_t, θ_t, s_t) with cotangents (ū, s̄_{t+1})
-//!     θ̄_t = ū + (w_t/N)·g_t + θ̄_in (truncated mode only)   (the ḡ path is the second-order term)
+//!     θ̄_t = ū + (w_t/N)·g_t + θ̄_in (truncated and second-order modes)
+//!           + H_t·ḡ (second-order mode: the Hessian-vector product at θ_t on batch t)
+//! In second-order mode the optimizer state's cotangent also flows through its g input (the
+//! hand-designed optimizers' state depends on g only, so the detached modes leave it at 0), and
+//! the result is the exact gradient of the meta-loss itself.
 //! A detached mode is the exact gradient of a surrogate in which the detached optimizer inputs
 //! (g_t; and θ_t in first-order mode) are frozen at their values along the unperturbed
 //! trajectory: [`surrogate_loss`] evaluates it, for finite differences.
 
 use super::mlp_opt::{mlpo_step, mlpo_step_vjp, MlpOptConfig};
 use super::optim::{
-    adam_step, linear_step, linear_step_vjp, lstm_step, lstm_step_vjp, sgd_step, AdamConfig,
-    LstmConfig,
+    adam_step, adam_step_vjp, linear_step, linear_step_vjp, lstm_step, lstm_step_vjp,
+    momentum_step_vjp, sgd_step, AdamConfig, LstmConfig,
 };
 use crate::meta::FinalBatch;
 use crate::optim::{Mode, Optimizer};
@@ -23,6 +27,9 @@ use crate::{Error, Result};
 
 /// Loss and gradient of instance n at θ on a batch.
 pub type LossGrad<'a> = dyn Fn(usize, &[f64], BatchRef) -> Result<(f64, Vec<f64>)> + 'a;
+
+/// Hessian-vector product H·v of instance n's loss at θ on a batch: (n, θ, v, batch).
+pub type LossHvp<'a> = dyn Fn(usize, &[f64], &[f64], BatchRef) -> Result<Vec<f64>> + 'a;
 
 /// One meta-gradient problem.
 pub struct Problem<'a> {
@@ -187,7 +194,8 @@ fn final_ref(p: &Problem) -> BatchRef {
 }
 
 /// The meta-loss with the optimizer's inputs taken from `frozen` where the mode detaches them
-/// (g always; θ in first-order mode), or from the trajectory itself when `frozen` is None.
+/// (g in first-order and truncated modes; θ in first-order mode), or from the trajectory itself
+/// when `frozen` is None or the mode is second-order (the true meta-loss).
 /// Returns M and the trajectory of optimizer inputs it saw.
 pub fn surrogate_loss(p: &Problem, frozen: Option<&Trajectory>) -> Result<(f64, Trajectory)> {
     check(p)?;
@@ -201,6 +209,7 @@ pub fn surrogate_loss(p: &Problem, frozen: Option<&Trajectory>) -> Result<(f64, 
         for t in 0..p.unroll {
             let (l, g) = (p.loss_grad)(n, &theta, BatchRef::Train(t as u32))?;
             m += p.weights[t] * l / p.instances as f64;
+            let frozen = frozen.filter(|_| p.mode != Mode::SecondOrder);
             let g_in = frozen.map_or(&g, |f| &f.g[n][t]);
             let th_in = match (frozen, p.mode) {
                 (Some(f), Mode::FirstOrder) => f.theta[n][t].clone(),
@@ -220,13 +229,47 @@ pub fn surrogate_loss(p: &Problem, frozen: Option<&Trajectory>) -> Result<(f64, 
     Ok((m, traj))
 }
 
-/// The meta-gradient by storing the whole unroll and reversing it.
+fn adam_cfg(opt: &Optimizer) -> AdamConfig {
+    match opt {
+        Optimizer::Adam(h) => AdamConfig {
+            lr: f64::from(h.lr),
+            beta1: f64::from(h.beta1),
+            beta2: f64::from(h.beta2),
+            eps: f64::from(h.eps),
+        },
+        _ => AdamConfig::default(),
+    }
+}
+
+/// The meta-gradient by storing the whole unroll and reversing it (first-order and truncated
+/// modes; second-order mode needs [`meta_gradient_with_hvp`]).
 pub fn meta_gradient(p: &Problem) -> Result<RefMeta> {
+    meta_gradient_with_hvp(p, None)
+}
+
+/// The meta-gradient by storing the whole unroll and reversing it; `hvp` gives the loss's
+/// Hessian-vector products, which second-order mode needs. Second-order mode covers sgd,
+/// momentum, nag, adam, linear and lstm (the optimizers whose reference VJP gives ḡ).
+pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefMeta> {
     check(p)?;
     if p.mode == Mode::Reptile {
         return Err(Error::invalid(
-            "the reference covers first-order and truncated modes",
+            "the reference covers the first-order, truncated and second-order modes",
         ));
+    }
+    let second = p.mode == Mode::SecondOrder;
+    if second {
+        if hvp.is_none() {
+            return Err(Error::invalid(
+                "the second-order reference meta-gradient needs the loss's Hessian-vector product",
+            ));
+        }
+        if matches!(p.opt, Optimizer::RmsProp { .. } | Optimizer::Mlp(_)) {
+            return Err(Error::invalid(format!(
+                "second-order mode is not available for optimizer '{}' in the reference: its VJP does not give the gradient input's cotangent",
+                p.opt.name()
+            )));
+        }
     }
     let (np, s_len, t_max) = (p.params, p.opt.state_len(), p.unroll);
     let inv_n = 1.0 / p.instances as f64;
@@ -270,12 +313,36 @@ pub fn meta_gradient(p: &Problem) -> Result<RefMeta> {
                 }
                 _ => None,
             };
+            let mut g_bar = vec![0.0; np];
             for j in 0..np {
                 let ub = tbar[j];
                 let sb = &sbar[j * s_len..(j + 1) * s_len];
                 let (theta_in_bar, new_sbar) = match p.opt {
-                    Optimizer::Sgd { .. }
-                    | Optimizer::Adam(_)
+                    Optimizer::Sgd { lr } => {
+                        g_bar[j] = -f64::from(*lr) * ub;
+                        (0.0, Vec::new())
+                    }
+                    Optimizer::Momentum { lr, mu } | Optimizer::Nag { lr, mu } if second => {
+                        let nesterov = matches!(p.opt, Optimizer::Nag { .. });
+                        let (gb, mb) =
+                            momentum_step_vjp(f64::from(*lr), f64::from(*mu), nesterov, ub, sb[0]);
+                        g_bar[j] = gb;
+                        (0.0, vec![mb])
+                    }
+                    Optimizer::Adam(_) if second => {
+                        let sj = &st[j * s_len..(j + 1) * s_len];
+                        let (gb, mb) = adam_step_vjp(
+                            &adam_cfg(p.opt),
+                            g[j],
+                            [sj[0], sj[1]],
+                            t,
+                            ub,
+                            [sb[0], sb[1]],
+                        );
+                        g_bar[j] = gb;
+                        (0.0, mb.to_vec())
+                    }
+                    Optimizer::Adam(_)
                     | Optimizer::Momentum { .. }
                     | Optimizer::Nag { .. }
                     | Optimizer::RmsProp { .. } => (0.0, vec![0.0; s_len]),
@@ -285,6 +352,7 @@ pub fn meta_gradient(p: &Problem) -> Result<RefMeta> {
                         for (a, b) in phi_bar.iter_mut().zip(v.phi_bar) {
                             *a += b;
                         }
+                        g_bar[j] = v.g_bar;
                         (v.theta_bar, Vec::new())
                     }
                     Optimizer::Lstm(_) => {
@@ -299,16 +367,23 @@ pub fn meta_gradient(p: &Problem) -> Result<RefMeta> {
                         for (a, b) in phi_bar.iter_mut().zip(&v.phi_bar) {
                             *a += b;
                         }
+                        g_bar[j] = v.g_bar;
                         (0.0, v.state_bar)
                     }
                 };
-                let path = if p.mode == Mode::Truncated {
+                let path = if p.mode.keeps_theta_path() {
                     theta_in_bar
                 } else {
                     0.0
                 };
                 tbar[j] = ub + p.weights[t] * inv_n * g[j] + path;
                 sbar[j * s_len..(j + 1) * s_len].copy_from_slice(&new_sbar);
+            }
+            if let (true, Some(hvp)) = (second, hvp) {
+                let hv = hvp(n, th, &g_bar, BatchRef::Train(t as u32))?;
+                for (a, b) in tbar.iter_mut().zip(&hv) {
+                    *a += b;
+                }
             }
         }
         theta0.extend(tbar);
@@ -497,5 +572,199 @@ mod tests {
             "the θ path must matter for the linear optimizer"
         );
         assert_eq!(a.meta_loss, b.meta_loss);
+    }
+
+    /// φ̄ and θ̄0 of a second-order problem against central differences of the meta-loss itself.
+    fn check_second_order_fd(base: &Problem, hvp: &LossHvp, tol: f64) {
+        let r = meta_gradient_with_hvp(base, Some(hvp)).expect("reference");
+        let (m, _) = surrogate_loss(base, None).expect("loss");
+        assert!((m - r.meta_loss).abs() < 1e-12);
+        let what = base.opt.name();
+        let f_init = |x: &[f64]| {
+            surrogate_loss(&Problem { init: x, ..*base }, None)
+                .expect("loss")
+                .0
+        };
+        let fd = central_diff(f_init, base.init, 1e-5);
+        let e = rel_err(&r.theta0, &fd);
+        assert!(e < tol, "{what} second-order θ0: {e:.2e}");
+        if !base.phi.is_empty() {
+            let idx: Vec<usize> = (0..base.phi.len())
+                .step_by(base.phi.len() / 12 + 1)
+                .collect();
+            let fd: Vec<f64> = idx
+                .iter()
+                .map(|&i| {
+                    let at = |h: f64| {
+                        let mut pp = base.phi.to_vec();
+                        pp[i] += h;
+                        surrogate_loss(&Problem { phi: &pp, ..*base }, None)
+                            .expect("loss")
+                            .0
+                    };
+                    (at(1e-5) - at(-1e-5)) / 2e-5
+                })
+                .collect();
+            let an: Vec<f64> = idx.iter().map(|&i| r.phi[i]).collect();
+            let e = rel_err(&an, &fd);
+            assert!(e < tol, "{what} second-order φ: {e:.2e}");
+        }
+    }
+
+    #[test]
+    fn second_order_matches_finite_differences_of_the_meta_loss_on_quadratics() {
+        let opts = [
+            Optimizer::Sgd { lr: 0.05 },
+            Optimizer::Momentum { lr: 0.05, mu: 0.9 },
+            Optimizer::Nag { lr: 0.05, mu: 0.9 },
+            Optimizer::Linear,
+            Optimizer::Adam(AdamHyper {
+                lr: 0.05,
+                ..Default::default()
+            }),
+            Optimizer::Lstm(LstmHyper::default()),
+        ];
+        for (i, opt) in opts.into_iter().enumerate() {
+            let mut rng = StdRng::seed_from_u64(100 + i as u64);
+            let (w, y) = quad_problem(&mut rng);
+            let loss_grad =
+                |n: usize, th: &[f64], _b: BatchRef| Ok(quadratic::loss_grad(3, &w[n], &y[n], th));
+            let hvp =
+                |n: usize, _th: &[f64], v: &[f64], _b: BatchRef| Ok(quadratic::hvp(3, &w[n], v));
+            let phi: Vec<f64> = match &opt {
+                Optimizer::Linear => vec![-0.05, 0.02, 0.01],
+                Optimizer::Lstm(_) => {
+                    let mut phi =
+                        super::super::optim::lstm_init_phi(&LstmConfig::default(), &mut rng);
+                    let n = phi.len();
+                    for v in &mut phi[n - 21..n - 1] {
+                        *v *= 20.0;
+                    }
+                    phi
+                }
+                _ => Vec::new(),
+            };
+            let init: Vec<f64> = (0..6).map(|_| rng.random_range(-0.5..0.5)).collect();
+            let weights = [0.0, 0.3, 0.2, 0.4, 0.5];
+            let base = Problem {
+                loss_grad: &loss_grad,
+                instances: 2,
+                params: 3,
+                opt: &opt,
+                phi: &phi,
+                init: &init,
+                segments: &[(0, 3)],
+                unroll: 4,
+                weights: &weights,
+                final_batch: FinalBatch::Train,
+                mode: Mode::SecondOrder,
+            };
+            check_second_order_fd(&base, &hvp, 1e-6);
+            // The Hessian term matters: truncated mode differs.
+            let tr = meta_gradient(&Problem {
+                mode: Mode::Truncated,
+                ..base
+            })
+            .expect("truncated");
+            let so = meta_gradient_with_hvp(&base, Some(&hvp)).expect("second order");
+            assert!(rel_err(&tr.theta0, &so.theta0) > 1e-4, "{}", opt.name());
+        }
+    }
+
+    /// MAML: SGD from a learned initialisation on a small MLP regression, the meta-loss on a
+    /// held-out batch after the last step; and the linear optimizer on the same model.
+    #[test]
+    fn second_order_matches_finite_differences_of_the_meta_loss_on_an_mlp() {
+        use crate::kernels::matmul::Activation;
+        use crate::models::mlp::{Loss, MlpSpec};
+        use crate::reference::mlp::{hvp_targets, loss_grad_targets, Targets};
+        let mut rng = StdRng::seed_from_u64(7);
+        for act in [Activation::Tanh, Activation::Sigmoid] {
+            let spec = MlpSpec::new(&[1, 5, 4, 1], act)
+                .expect("spec")
+                .with_loss(Loss::Mse);
+            let layout = spec.layout().expect("layout");
+            let np = layout.size();
+            let batch = 4;
+            let draw = |rng: &mut StdRng| -> Vec<f64> {
+                (0..batch).map(|_| rng.random_range(-1.0..1.0)).collect()
+            };
+            // Per instance: (support x, support y, query x, query y).
+            let data: Vec<[Vec<f64>; 4]> = (0..2)
+                .map(|_| {
+                    [
+                        draw(&mut rng),
+                        draw(&mut rng),
+                        draw(&mut rng),
+                        draw(&mut rng),
+                    ]
+                })
+                .collect();
+            let pick = |n: usize, b: BatchRef| match b {
+                BatchRef::Train(_) => (&data[n][0], &data[n][1]),
+                BatchRef::HeldOut(_) => (&data[n][2], &data[n][3]),
+            };
+            let loss_grad = |n: usize, th: &[f64], b: BatchRef| {
+                let (x, y) = pick(n, b);
+                loss_grad_targets(&spec, &layout, th, x, Targets::Values(y), batch)
+            };
+            let hvp = |n: usize, th: &[f64], v: &[f64], b: BatchRef| {
+                let (x, y) = pick(n, b);
+                hvp_targets(&spec, &layout, th, v, x, Targets::Values(y), batch)
+            };
+            let theta0: Vec<f64> = (0..np).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let init: Vec<f64> = (0..2).flat_map(|_| theta0.iter().copied()).collect();
+            let weights = [0.0, 0.0, 0.0, 1.0];
+            for (opt, phi) in [
+                (Optimizer::Sgd { lr: 0.3 }, vec![]),
+                (Optimizer::Linear, vec![-0.3, 0.05, 0.01]),
+            ] {
+                let base = Problem {
+                    loss_grad: &loss_grad,
+                    instances: 2,
+                    params: np,
+                    opt: &opt,
+                    phi: &phi,
+                    init: &init,
+                    segments: &[(0, np)],
+                    unroll: 3,
+                    weights: &weights,
+                    final_batch: FinalBatch::HeldOut,
+                    mode: Mode::SecondOrder,
+                };
+                check_second_order_fd(&base, &hvp, 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn second_order_refuses_optimizers_without_a_gradient_cotangent() {
+        let loss_grad = |_n: usize, th: &[f64], _b: BatchRef| Ok((0.0, th.to_vec()));
+        let hvp = |_n: usize, _th: &[f64], v: &[f64], _b: BatchRef| Ok(v.to_vec());
+        let opt = Optimizer::RmsProp {
+            lr: 0.1,
+            rho: 0.9,
+            eps: 1e-8,
+        };
+        let p = Problem {
+            loss_grad: &loss_grad,
+            instances: 1,
+            params: 2,
+            opt: &opt,
+            phi: &[],
+            init: &[0.1, 0.2],
+            segments: &[(0, 2)],
+            unroll: 1,
+            weights: &[0.0, 1.0],
+            final_batch: FinalBatch::Train,
+            mode: Mode::SecondOrder,
+        };
+        let e = meta_gradient_with_hvp(&p, Some(&hvp)).expect_err("refused");
+        assert!(e.to_string().contains("rmsprop"), "{e}");
+        assert!(meta_gradient(&Problem {
+            opt: &Optimizer::Sgd { lr: 0.1 },
+            ..p
+        })
+        .is_err());
     }
 }

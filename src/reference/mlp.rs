@@ -1,6 +1,6 @@
 //! f64 reference of the MLP and its losses (see [`crate::models::mlp`] for the equations).
 
-use super::{activate, activate_grad, matmul, mse, softmax_xent};
+use super::{activate, activate_grad, activate_grad2, matmul, mse, softmax_xent};
 use crate::models::mlp::{Loss, MlpSpec};
 use crate::params::ParamLayout;
 use crate::{Error, Result};
@@ -124,6 +124,150 @@ pub fn loss_grad_targets(
     Ok((loss, grad))
 }
 
+/// Scatter the logical weight-shaped `dw` ([w_l, w_{l+1}]) of layer `l` into its storage in
+/// `out` (added, in the storage's orientation).
+fn scatter_weight(
+    spec: &MlpSpec,
+    layout: &ParamLayout,
+    l: usize,
+    dw: &[f64],
+    out: &mut [f64],
+) -> Result<()> {
+    let w = &spec.widths;
+    let e = layout.require(&MlpSpec::weight(l))?;
+    for i in 0..w[l] {
+        for j in 0..w[l + 1] {
+            let s = if e.transposed {
+                j * w[l] + i
+            } else {
+                i * w[l + 1] + j
+            };
+            out[e.offset + s] += dw[i * w[l + 1] + j];
+        }
+    }
+    Ok(())
+}
+
+/// Exact Hessian-vector product H·v of the loss (the spec's [`Loss`]) with respect to the
+/// instance's storage block, by the R-operator (Pearlmutter 1994): R(·) is the directional
+/// derivative along v, pushed forward through the forward pass and the loss gradient and then
+/// back through the backward pass:
+///
+/// - R-forward: R(Z_l) = R(H_l)·W_l + H_l·V_l + v_b,l, R(H_{l+1}) = act'(Z_l) ⊙ R(Z_l), R(H_0) = 0
+/// - loss: R(dZ) = 2·R(Z)/B (squared error), R(dZ) = s ⊙ (R(z) − ⟨s, R(z)⟩)/B per row, s =
+///   softmax(z) (cross-entropy)
+/// - R-backward: R(dW_l) = R(H_l)ᵀ·dZ_l + H_lᵀ·R(dZ_l), R(db_l) = Σ_rows R(dZ_l),
+///   R(dH_l) = R(dZ_l)·W_lᵀ + dZ_l·V_lᵀ,
+///   R(dZ_{l−1}) = R(dH_l) ⊙ act'(Z_{l−1}) + dH_l ⊙ act''(Z_{l−1}) ⊙ R(Z_{l−1})
+///
+/// Tied names read v through the same tie as θ and add into the shared storage.
+#[allow(clippy::too_many_arguments)]
+pub fn hvp_targets(
+    spec: &MlpSpec,
+    layout: &ParamLayout,
+    theta: &[f64],
+    v: &[f64],
+    x: &[f64],
+    targets: Targets,
+    batch: usize,
+) -> Result<Vec<f64>> {
+    let w = &spec.widths;
+    let c = spec.outputs();
+    let layers = spec.layers();
+    let last = layers - 1;
+    let zs = forward(spec, layout, theta, x, batch)?;
+    // H_l for l = 0 … L−1 (H_0 = x) and R(Z_l), R(H_l).
+    let mut hs = vec![x.to_vec()];
+    let mut rhs = vec![vec![0.0; x.len()]];
+    let mut rzs = Vec::with_capacity(layers);
+    for l in 0..layers {
+        let wl = layout.read(theta, &MlpSpec::weight(l))?;
+        let vl = layout.read(v, &MlpSpec::weight(l))?;
+        let vb = layout.read(v, &MlpSpec::bias(l))?;
+        let a = matmul(batch, w[l + 1], w[l], &rhs[l], false, &wl, false);
+        let b = matmul(batch, w[l + 1], w[l], &hs[l], false, &vl, false);
+        let rz: Vec<f64> = (0..a.len())
+            .map(|i| a[i] + b[i] + vb[i % w[l + 1]])
+            .collect();
+        let act = spec.activation_of(l);
+        hs.push(zs[l].iter().map(|&z| activate(z, act)).collect());
+        rhs.push(
+            zs[l]
+                .iter()
+                .zip(&rz)
+                .map(|(&z, r)| activate_grad(z, act) * r)
+                .collect(),
+        );
+        rzs.push(rz);
+    }
+    let inv_b = 1.0 / batch as f64;
+    let (mut dz, mut rdz) = match (spec.loss, targets) {
+        (Loss::CrossEntropy, Targets::Labels(y)) if y.len() >= batch => {
+            let (_, dz) = softmax_xent(batch, c, &zs[last], y);
+            let mut rdz = vec![0.0; batch * c];
+            for r in 0..batch {
+                let zr = &zs[last][r * c..(r + 1) * c];
+                let m = zr.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = zr.iter().map(|z| (z - m).exp()).collect();
+                let se: f64 = e.iter().sum();
+                let rz = &rzs[last][r * c..(r + 1) * c];
+                let dot: f64 = e.iter().zip(rz).map(|(a, b)| a / se * b).sum();
+                for k in 0..c {
+                    rdz[r * c + k] = e[k] / se * (rz[k] - dot) * inv_b;
+                }
+            }
+            (dz, rdz)
+        }
+        (Loss::Mse, Targets::Values(y)) if y.len() >= batch * c => {
+            let (_, dz) = mse(batch, c, &zs[last], y);
+            let rdz = rzs[last].iter().map(|r| 2.0 * r * inv_b).collect();
+            (dz, rdz)
+        }
+        (loss, _) => {
+            return Err(Error::invalid(format!(
+                "reference MLP Hessian-vector product: targets do not match the {} loss",
+                loss.name()
+            )))
+        }
+    };
+    let mut out = vec![0.0; layout.size()];
+    for l in (0..layers).rev() {
+        let mut dw = matmul(w[l], w[l + 1], batch, &rhs[l], true, &dz, false);
+        let dw2 = matmul(w[l], w[l + 1], batch, &hs[l], true, &rdz, false);
+        for (a, b) in dw.iter_mut().zip(&dw2) {
+            *a += b;
+        }
+        scatter_weight(spec, layout, l, &dw, &mut out)?;
+        let be = layout.require(&MlpSpec::bias(l))?;
+        for r in 0..batch {
+            for j in 0..w[l + 1] {
+                out[be.offset + j] += rdz[r * w[l + 1] + j];
+            }
+        }
+        if l > 0 {
+            let wl = layout.read(theta, &MlpSpec::weight(l))?;
+            let vl = layout.read(v, &MlpSpec::weight(l))?;
+            let dh = matmul(batch, w[l], w[l + 1], &dz, false, &wl, true);
+            let mut rdh = matmul(batch, w[l], w[l + 1], &rdz, false, &wl, true);
+            let rdh2 = matmul(batch, w[l], w[l + 1], &dz, false, &vl, true);
+            for (a, b) in rdh.iter_mut().zip(&rdh2) {
+                *a += b;
+            }
+            let act = spec.activation_of(l - 1);
+            let (z, rz) = (&zs[l - 1], &rzs[l - 1]);
+            rdz = (0..dh.len())
+                .map(|i| {
+                    rdh[i] * activate_grad(z[i], act) + dh[i] * activate_grad2(z[i], act) * rz[i]
+                })
+                .collect();
+            dz = (0..dh.len())
+                .map(|i| dh[i] * activate_grad(z[i], act))
+                .collect();
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +334,66 @@ mod tests {
                 check(&spec, 6, i as u64);
             }
         }
+    }
+
+    fn check_hvp(spec: &MlpSpec, batch: usize, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let layout = spec.layout().expect("layout");
+        let theta: Vec<f64> = (0..layout.size())
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let v: Vec<f64> = (0..layout.size())
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let (x, labels, values) = data(spec, batch, &mut rng);
+        let y = targets(spec, &labels, &values);
+        let hv = hvp_targets(spec, &layout, &theta, &v, &x, y, batch).expect("hvp");
+        let h = 1e-5;
+        let grad_at = |s: f64| {
+            let t: Vec<f64> = theta.iter().zip(&v).map(|(a, b)| a + s * b).collect();
+            loss_grad_targets(spec, &layout, &t, &x, y, batch)
+                .expect("grad")
+                .1
+        };
+        let (gp, gm) = (grad_at(h), grad_at(-h));
+        let fd: Vec<f64> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
+        let e = rel_err(&hv, &fd);
+        assert!(
+            e < 1e-6,
+            "{spec:?}: Hessian-vector product relative error {e}"
+        );
+    }
+
+    #[test]
+    fn hvp_matches_finite_differences_of_the_gradient() {
+        for (i, act) in [
+            Activation::Sigmoid,
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::Identity,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for loss in [Loss::CrossEntropy, Loss::Mse] {
+                let spec = MlpSpec::new(&[5, 4, 3, 3], act)
+                    .expect("spec")
+                    .with_loss(loss);
+                check_hvp(&spec, 6, 20 + i as u64);
+                let tied = MlpSpec::new(&[6, 4, 6], act)
+                    .and_then(|s| s.with_tied(1, 0))
+                    .expect("spec")
+                    .with_loss(loss);
+                check_hvp(&tied, 5, 30 + i as u64);
+            }
+        }
+        // One layer: the Hessian of a linear model's loss.
+        let spec = MlpSpec::new(&[4, 3], Activation::Tanh).expect("spec");
+        check_hvp(&spec, 3, 40);
     }
 
     #[test]

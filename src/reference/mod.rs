@@ -59,6 +59,21 @@ pub fn activate_grad(x: f64, act: Activation) -> f64 {
     }
 }
 
+/// Second derivative of the activation at pre-activation `x` (0 for relu, also at the kink).
+pub fn activate_grad2(x: f64, act: Activation) -> f64 {
+    match act {
+        Activation::Identity | Activation::Relu => 0.0,
+        Activation::Sigmoid => {
+            let s = activate(x, act);
+            s * (1.0 - s) * (1.0 - 2.0 * s)
+        }
+        Activation::Tanh => {
+            let t = x.tanh();
+            -2.0 * t * (1.0 - t * t)
+        }
+    }
+}
+
 /// Mean softmax cross-entropy of `rows` rows of `classes` logits, and its gradient.
 pub fn softmax_xent(rows: usize, classes: usize, z: &[f64], labels: &[u32]) -> (f64, Vec<f64>) {
     let mut loss = 0.0;
@@ -178,6 +193,21 @@ mod tests {
             for x in [-2.3, -0.4, 0.7, 3.1] {
                 let fd = (activate(x + 1e-6, act) - activate(x - 1e-6, act)) / 2e-6;
                 assert!((activate_grad(x, act) - fd).abs() < 1e-8, "{act:?} at {x}");
+            }
+        }
+    }
+
+    #[test]
+    fn activation_second_derivatives_match_finite_differences() {
+        for act in [
+            Activation::Identity,
+            Activation::Sigmoid,
+            Activation::Relu,
+            Activation::Tanh,
+        ] {
+            for x in [-2.3, -0.4, 0.7, 3.1] {
+                let fd = (activate_grad(x + 1e-6, act) - activate_grad(x - 1e-6, act)) / 2e-6;
+                assert!((activate_grad2(x, act) - fd).abs() < 1e-7, "{act:?} at {x}");
             }
         }
     }

@@ -484,6 +484,27 @@ pub fn sgd_step(lr: f64, g: f64) -> f64 {
     -lr * g
 }
 
+/// Exact VJP of one heavy-ball (`nesterov = false`) or Nesterov momentum step, m' = μ·m + g,
+/// u = −lr·m' (heavy ball) or u = −lr·(g + μ·m') (Nesterov), given the cotangents `u_bar` of u
+/// and `m_new_bar` of m'. Returns (g_bar, m_bar):
+///     m̄'_tot = m̄' − lr·ū (heavy ball) or m̄' − lr·μ·ū (Nesterov)
+///     ḡ = m̄'_tot (+ −lr·ū, Nesterov),   m̄ = μ·m̄'_tot
+pub fn momentum_step_vjp(
+    lr: f64,
+    mu: f64,
+    nesterov: bool,
+    u_bar: f64,
+    m_new_bar: f64,
+) -> (f64, f64) {
+    if nesterov {
+        let mt = m_new_bar - lr * mu * u_bar;
+        (mt - lr * u_bar, mu * mt)
+    } else {
+        let mt = m_new_bar - lr * u_bar;
+        (mt, mu * mt)
+    }
+}
+
 /// Hyper-parameters of Adam.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {

@@ -12,6 +12,16 @@ pub fn loss_grad(d: usize, w: &[f64], y: &[f64], theta: &[f64]) -> (f64, Vec<f64
     (loss, grad)
 }
 
+/// Hessian-vector product of one instance: H·v = 2 Wᵀ (W v) (the Hessian is constant).
+pub fn hvp(d: usize, w: &[f64], v: &[f64]) -> Vec<f64> {
+    let wv: Vec<f64> = (0..d)
+        .map(|i| (0..d).map(|j| w[i * d + j] * v[j]).sum::<f64>())
+        .collect();
+    (0..d)
+        .map(|j| 2.0 * (0..d).map(|i| w[i * d + j] * wv[i]).sum::<f64>())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,6 +38,30 @@ mod tests {
             let (_, g) = loss_grad(d, &w, &y, &th);
             let fd = central_diff(|t| loss_grad(d, &w, &y, t).0, &th, 1e-5);
             assert!(rel_err(&g, &fd) < 1e-8, "d={d}: {}", rel_err(&g, &fd));
+        }
+    }
+
+    #[test]
+    fn hvp_matches_finite_differences_of_the_gradient() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+        for d in [1, 4] {
+            let w: Vec<f64> = (0..d * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let y: Vec<f64> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let th: Vec<f64> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let v: Vec<f64> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let h = 1e-5;
+            let at = |s: f64| {
+                let t: Vec<f64> = th.iter().zip(&v).map(|(a, b)| a + s * b).collect();
+                loss_grad(d, &w, &y, &t).1
+            };
+            let (gp, gm) = (at(h), at(-h));
+            let fd: Vec<f64> = gp
+                .iter()
+                .zip(&gm)
+                .map(|(a, b)| (a - b) / (2.0 * h))
+                .collect();
+            let hv = hvp(d, &w, &v);
+            assert!(rel_err(&hv, &fd) < 1e-8, "d={d}: {}", rel_err(&hv, &fd));
         }
     }
 }

@@ -180,6 +180,46 @@ impl Task for AutoencoderTask {
         )
     }
 
+    fn enable_hvp(&mut self, gpu: &Gpu) -> Result<()> {
+        self.mlp.enable_hvp(gpu)
+    }
+
+    fn record_hvp(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        v: Batched,
+        out: Batched,
+        batch: BatchRef,
+    ) -> Result<()> {
+        self.data.record(rec, batch)?;
+        let x = self.data.x();
+        self.mlp.record_hvp(rec, theta, v, x, x, out)
+    }
+
+    fn reference_hvp(
+        &self,
+        n: usize,
+        theta: &[f64],
+        v: &[f64],
+        batch: BatchRef,
+    ) -> Result<Vec<f64>> {
+        let x: Vec<f64> = self
+            .host_batch(n, batch)
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        reference::mlp::hvp_targets(
+            &self.spec,
+            self.mlp.layout(),
+            theta,
+            v,
+            &x,
+            Targets::Values(&x),
+            self.batch(),
+        )
+    }
+
     fn export_batch(&self, batch: BatchRef) -> Result<Vec<NamedTensor>> {
         let (n, b, f) = (self.instances(), self.batch(), self.spec.inputs());
         let (xs, ys) = self.data.host_batches(batch);

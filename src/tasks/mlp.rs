@@ -11,6 +11,7 @@ use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::Batched;
 use crate::models::{GpuMlp, Loss, MlpSpec};
 use crate::params::ParamLayout;
+use crate::reference::mlp::Targets;
 use crate::{reference, Error, Result};
 
 /// MLP classifiers on an image dataset.
@@ -132,6 +133,43 @@ impl Task for MlpTask {
         let (x, y) = self.host_batch(n, batch);
         let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
         reference::mlp::loss_grad(&self.spec, self.mlp.layout(), theta, &x, &y, self.batch())
+    }
+
+    fn enable_hvp(&mut self, gpu: &Gpu) -> Result<()> {
+        self.mlp.enable_hvp(gpu)
+    }
+
+    fn record_hvp(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        v: Batched,
+        out: Batched,
+        batch: BatchRef,
+    ) -> Result<()> {
+        self.data.record(rec, batch)?;
+        self.mlp
+            .record_hvp(rec, theta, v, self.data.x(), self.data.y(), out)
+    }
+
+    fn reference_hvp(
+        &self,
+        n: usize,
+        theta: &[f64],
+        v: &[f64],
+        batch: BatchRef,
+    ) -> Result<Vec<f64>> {
+        let (x, y) = self.host_batch(n, batch);
+        let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        reference::mlp::hvp_targets(
+            &self.spec,
+            self.mlp.layout(),
+            theta,
+            v,
+            &x,
+            Targets::Labels(&y),
+            self.batch(),
+        )
     }
 
     fn export_batch(&self, batch: BatchRef) -> Result<Vec<NamedTensor>> {

@@ -10,7 +10,7 @@ pub mod sinusoid;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::Batched;
 use crate::params::ParamLayout;
-use crate::Result;
+use crate::{Error, Result};
 
 pub use autoencoder::AutoencoderTask;
 pub use images::ImageBatches;
@@ -73,6 +73,37 @@ pub trait Task: Send + Sync {
         batch: BatchRef,
     ) -> Result<(f64, Vec<f64>)>;
 
+    /// Allocate what [`Task::record_hvp`] needs. Tasks without a Hessian-vector product return
+    /// an error naming the task (second-order mode is then unavailable).
+    fn enable_hvp(&mut self, _gpu: &Gpu) -> Result<()> {
+        Err(no_hvp(&self.name()))
+    }
+
+    /// Record the exact Hessian-vector product `out = ∇²L(θ; batch)·v` of every instance (`v`
+    /// and `out` laid out as `theta`; `out` must not alias `theta` or `v`). Needs
+    /// [`Task::enable_hvp`]. May overwrite the task's model activations and gradient buffers.
+    fn record_hvp(
+        &self,
+        _rec: &mut Recorder,
+        _theta: Batched,
+        _v: Batched,
+        _out: Batched,
+        _batch: BatchRef,
+    ) -> Result<()> {
+        Err(no_hvp(&self.name()))
+    }
+
+    /// f64 reference of the Hessian-vector product of instance `n` at `theta` along `v`.
+    fn reference_hvp(
+        &self,
+        _n: usize,
+        _theta: &[f64],
+        _v: &[f64],
+        _batch: BatchRef,
+    ) -> Result<Vec<f64>> {
+        Err(no_hvp(&self.name()))
+    }
+
     /// The data instance inputs at `batch`, for export (all instances).
     fn export_batch(&self, batch: BatchRef) -> Result<Vec<NamedTensor>>;
 
@@ -86,4 +117,11 @@ pub trait Task: Send + Sync {
 
     /// Bytes of GPU memory the task holds (data, batches, activations of its model).
     fn gpu_bytes(&self) -> u64;
+}
+
+/// The error of the Hessian-vector product methods of tasks that have none.
+fn no_hvp(task: &str) -> Error {
+    Error::invalid(format!(
+        "second-order mode is not available for task {task}: it has no Hessian-vector product"
+    ))
 }

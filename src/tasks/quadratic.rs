@@ -90,6 +90,33 @@ impl Task for QuadraticTask {
         Ok(reference::quadratic::loss_grad(self.q.dim, &w, &y, theta))
     }
 
+    fn enable_hvp(&mut self, _gpu: &Gpu) -> Result<()> {
+        Ok(())
+    }
+
+    fn record_hvp(
+        &self,
+        rec: &mut Recorder,
+        _theta: Batched,
+        v: Batched,
+        out: Batched,
+        _batch: BatchRef,
+    ) -> Result<()> {
+        self.gpu_q.record_hvp(rec, v, out)
+    }
+
+    fn reference_hvp(
+        &self,
+        n: usize,
+        _theta: &[f64],
+        v: &[f64],
+        _batch: BatchRef,
+    ) -> Result<Vec<f64>> {
+        let (w, _) = self.q.instance(n);
+        let w: Vec<f64> = w.iter().map(|&x| f64::from(x)).collect();
+        Ok(reference::quadratic::hvp(self.q.dim, &w, v))
+    }
+
     fn export_batch(&self, _batch: BatchRef) -> Result<Vec<NamedTensor>> {
         let (n, d) = (self.q.instances, self.q.dim);
         let mut w = Vec::with_capacity(n * d * d);

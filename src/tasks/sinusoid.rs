@@ -308,6 +308,53 @@ impl Task for SinusoidTask {
         )
     }
 
+    fn enable_hvp(&mut self, gpu: &Gpu) -> Result<()> {
+        self.support.enable_hvp(gpu)?;
+        self.query.enable_hvp(gpu)
+    }
+
+    fn record_hvp(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        v: Batched,
+        out: Batched,
+        batch: BatchRef,
+    ) -> Result<()> {
+        let [sx, sy, qx, qy] = self.offsets();
+        let (mlp, xo, yo, m) = match batch {
+            BatchRef::Train(_) => (&self.support, sx, sy, self.cfg.shots),
+            BatchRef::HeldOut(_) => (&self.query, qx, qy, self.cfg.queries),
+        };
+        let part = |off| Batched {
+            buf: &self.data,
+            off,
+            batch_stride: m,
+        };
+        mlp.record_hvp(rec, theta, v, part(xo), part(yo), out)
+    }
+
+    fn reference_hvp(
+        &self,
+        n: usize,
+        theta: &[f64],
+        v: &[f64],
+        batch: BatchRef,
+    ) -> Result<Vec<f64>> {
+        let (x, y) = self.points(n, batch)?;
+        let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
+        reference::mlp::hvp_targets(
+            &self.spec,
+            self.layout(),
+            theta,
+            v,
+            &x,
+            Targets::Values(&y),
+            x.len(),
+        )
+    }
+
     fn export_batch(&self, batch: BatchRef) -> Result<Vec<NamedTensor>> {
         let n = self.instances;
         let w = &self.waves;

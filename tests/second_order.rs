@@ -1,0 +1,427 @@
+//! Second-order meta-gradients: every task's GPU Hessian-vector product against its f64
+//! reference (NaN-poisoned outputs, padded blocks, N = 1 and N > 1, tied weights), and the GPU
+//! meta-gradient of `Mode::SecondOrder` (MAML on sinusoids, the linear optimizer on quadratics,
+//! momentum and Nesterov) against the reference, bitwise equal under every checkpoint schedule.
+
+mod common;
+
+use common::{assert_close, f64s, gpu, gpus, rng, shared_gpu, uniform};
+use metalearn::data::ImageDataset;
+use metalearn::gpu::{Gpu, Recorder};
+use metalearn::kernels::matmul::Activation;
+use metalearn::kernels::Batched;
+use metalearn::meta::{FinalBatch, LossWeights, MetaConfig, MetaGradient, MetaTrainer, Schedule};
+use metalearn::models::MlpSpec;
+use metalearn::optim::{Mode, Optimizer};
+use metalearn::reference::{self, rel_err};
+use metalearn::tasks::{
+    AutoencoderTask, BatchRef, MlpTask, QuadraticTask, SinusoidConfig, SinusoidTask, Task, TaskRng,
+};
+use metalearn::Result;
+use rand::{Rng, SeedableRng};
+
+fn small_sinusoids(hidden: &[usize], activation: Activation) -> SinusoidConfig {
+    SinusoidConfig {
+        hidden: hidden.to_vec(),
+        activation,
+        shots: 5,
+        queries: 4,
+        ..Default::default()
+    }
+}
+
+fn images(r: &mut TaskRng, count: usize, width: usize, classes: usize) -> ImageDataset {
+    ImageDataset {
+        count,
+        width,
+        height: 1,
+        pixels: (0..count * width).map(|_| r.random()).collect(),
+        labels: (0..count)
+            .map(|_| r.random_range(0..classes as u8))
+            .collect(),
+        classes,
+    }
+}
+
+fn mlp_task(g: &Gpu, spec: &MlpSpec, n: usize, batch: usize, r: &mut TaskRng) -> Result<MlpTask> {
+    let (w, c) = (spec.inputs(), spec.classes());
+    let (train, test) = (images(r, 40, w, c), images(r, 20, w, c));
+    MlpTask::new(g, spec, n, batch, train, test, r.random())
+}
+
+/// H·v of every instance of `task` on `batch`, at θ from the task's initialisation and a random
+/// v, recorded into padded blocks (stride P + 3, offset 2) of a NaN-poisoned output, against the
+/// task's reference; the padding must stay NaN.
+fn hvp_case(g: &Gpu, task: &mut dyn Task, r: &mut TaskRng, batch: BatchRef) -> Result<()> {
+    task.enable_hvp(g)?;
+    let (n, p) = (task.instances(), task.layout().size());
+    let (stride, off) = (p + 3, 2);
+    let init = task.init_params(r)?;
+    let mut theta = uniform(r, off + n * stride, -0.5, 0.5);
+    for i in 0..n {
+        theta[off + i * stride..off + i * stride + p].copy_from_slice(&init[i * p..(i + 1) * p]);
+    }
+    let v = uniform(r, off + n * stride, -1.0, 1.0);
+    let (gtheta, gv) = (g.buffer_from("theta", &theta)?, g.buffer_from("v", &v)?);
+    let gout = g.buffer("hv", off + n * stride)?;
+    g.fill(&gout, f32::NAN)?;
+    let block = |buf| Batched {
+        buf,
+        off,
+        batch_stride: stride,
+    };
+    let mut rec = Recorder::new(g);
+    task.record_hvp(&mut rec, block(&gtheta), block(&gv), block(&gout), batch)?;
+    rec.submit()?;
+    let out: Vec<f32> = g.read(&gout)?;
+    for i in 0..n {
+        let at = off + i * stride..off + i * stride + p;
+        let want =
+            task.reference_hvp(i, &f64s(&theta[at.clone()]), &f64s(&v[at.clone()]), batch)?;
+        assert_close(
+            &format!("{} {batch:?} instance {i} H·v", task.name()),
+            &out[at],
+            &want,
+            2e-4,
+        );
+    }
+    for (j, x) in out.iter().enumerate() {
+        let inside = j >= off && (j - off) % stride < p && (j - off) / stride < n;
+        assert!(
+            inside || x.is_nan(),
+            "{}: hv[{j}] = {x} written",
+            task.name()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn quadratic_hvp_matches_reference() -> Result<()> {
+    let mut r = rng("quadratic hvp");
+    let g = gpu();
+    for (d, n) in [(3, 1), (5, 3)] {
+        let mut task = QuadraticTask::new(g, d, n, &mut r)?;
+        hvp_case(g, &mut task, &mut r, BatchRef::Train(0))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn sinusoid_hvp_matches_reference() -> Result<()> {
+    let mut r = rng("sinusoid hvp");
+    for ((hidden, act, n), g) in [
+        (vec![8, 8], Activation::Relu, 1),
+        (vec![6, 5], Activation::Tanh, 3),
+        (vec![7], Activation::Sigmoid, 2),
+    ]
+    .into_iter()
+    .zip(gpus().into_iter().cycle())
+    {
+        let mut task = SinusoidTask::new(g, &small_sinusoids(&hidden, act), n, &mut r)?;
+        for batch in [BatchRef::Train(0), BatchRef::HeldOut(0)] {
+            hvp_case(g, &mut task, &mut r, batch)?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn tied_autoencoder_hvp_matches_reference() -> Result<()> {
+    let mut r = rng("autoencoder hvp");
+    for g in gpus() {
+        for (side, hidden, act, n, batch) in [
+            (3, 4, Activation::Tanh, 1, 5),
+            (2, 3, Activation::Sigmoid, 2, 3),
+        ] {
+            let spec = AutoencoderTask::tied_spec(side * side, hidden, act)?;
+            let mut task = AutoencoderTask::synthetic(g, &spec, n, batch, (64, 32), r.random())?;
+            for b in [BatchRef::Train(0), BatchRef::HeldOut(1)] {
+                hvp_case(g, &mut task, &mut r, b)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn classifier_hvp_matches_reference() -> Result<()> {
+    let mut r = rng("mlp hvp");
+    for ((widths, act, n), g) in [
+        (vec![6, 5, 3], Activation::Sigmoid, 1),
+        (vec![6, 4, 5, 3], Activation::Relu, 2),
+        (vec![5, 4], Activation::Identity, 2),
+        (vec![6, 5, 4, 3], Activation::Tanh, 3),
+    ]
+    .into_iter()
+    .zip(gpus().into_iter().cycle())
+    {
+        let spec = MlpSpec::new(&widths, act)?;
+        let mut task = mlp_task(g, &spec, n, 4, &mut r)?;
+        for b in [BatchRef::Train(1), BatchRef::HeldOut(0)] {
+            hvp_case(g, &mut task, &mut r, b)?;
+        }
+    }
+    Ok(())
+}
+
+/// The trainer's meta-gradient (θ0 shared by the instances) against the second-order reference,
+/// which uses the task's reference loss, gradient and Hessian-vector product.
+fn check_meta(tr: &mut MetaTrainer) -> Result<MetaGradient> {
+    let got = tr.meta_gradient()?;
+    let phi = f64s(&tr.phi()?);
+    let theta0 = f64s(&tr.theta0()?);
+    let opt = tr.optimizer().clone();
+    let mode = tr.config().mode;
+    let task = tr.task();
+    let (n, p) = (task.instances(), task.layout().size());
+    let init: Vec<f64> = (0..n).flat_map(|_| theta0.iter().copied()).collect();
+    let weights = f64s(tr.weights());
+    let loss_grad = |i: usize, th: &[f64], b| task.reference_loss_grad(i, th, b);
+    let hvp = |i: usize, th: &[f64], v: &[f64], b| task.reference_hvp(i, th, v, b);
+    let want = reference::meta::meta_gradient_with_hvp(
+        &reference::meta::Problem {
+            loss_grad: &loss_grad,
+            instances: n,
+            params: p,
+            opt: &opt,
+            phi: &phi,
+            init: &init,
+            segments: &metalearn::kernels::mlp_opt::segments_of(task.layout()),
+            unroll: tr.config().unroll,
+            weights: &weights,
+            final_batch: tr.config().final_batch,
+            mode,
+        },
+        Some(&hvp),
+    )?;
+    let what = format!("{} {} {mode:?}", task.name(), opt.name());
+    let close = |name: &str, a: &[f32], b: &[f64]| {
+        let e = rel_err(&f64s(a), b);
+        assert!(
+            e <= 1e-4,
+            "{what}: {name} relative error {e:.2e}\n got  {:?}\n want {:?}",
+            &a[..a.len().min(6)],
+            &b[..b.len().min(6)]
+        );
+    };
+    close("meta-loss", &[got.meta_loss], &[want.meta_loss]);
+    close("losses", &got.losses, &want.losses);
+    close("θ̄0 per instance", &got.theta0_per_instance, &want.theta0);
+    let summed: Vec<f64> = (0..p)
+        .map(|j| (0..n).map(|i| want.theta0[i * p + j]).sum())
+        .collect();
+    close("θ̄0", &got.theta0, &summed);
+    if opt.is_learned() {
+        close("φ̄", &got.phi, &want.phi);
+    }
+    Ok(got)
+}
+
+const SCHEDULES: [Schedule; 5] = [
+    Schedule::StoreAll,
+    Schedule::EveryK(2),
+    Schedule::Sqrt,
+    Schedule::Revolve(3),
+    Schedule::EveryK(3),
+];
+
+/// Every schedule gives the reference's meta-gradient, bit for bit the same; truncated mode
+/// (same everything else) gives a different one, so the Hessian term is exercised.
+fn check_schedules(mk: &dyn Fn(Mode, Schedule) -> Result<MetaTrainer>) -> Result<()> {
+    let mut first: Option<MetaGradient> = None;
+    for schedule in SCHEDULES {
+        let got = check_meta(&mut mk(Mode::SecondOrder, schedule)?)?;
+        match &first {
+            None => first = Some(got),
+            Some(f) => assert_eq!(&got, f, "{} differs from store-all", schedule.name()),
+        }
+    }
+    let so = first.ok_or_else(|| metalearn::Error::invalid("no schedule ran"))?;
+    let tr = mk(Mode::Truncated, Schedule::StoreAll)?.meta_gradient()?;
+    let diff = rel_err(&f64s(&tr.theta0), &f64s(&so.theta0));
+    assert!(
+        diff > 1e-3,
+        "second-order and truncated θ̄0 agree to {diff:.2e}"
+    );
+    Ok(())
+}
+
+/// MAML on sinusoids: SGD steps on the support set from a learned initialisation, the meta-loss
+/// on the query set after the last step; the meta-gradient is the true gradient of the
+/// meta-loss.
+#[test]
+fn sinusoid_maml_second_order_matches_reference() -> Result<()> {
+    let mut r = rng("sinusoid maml second order");
+    for (t, act, n) in [(3, Activation::Relu, 2), (2, Activation::Tanh, 1)] {
+        let seed: u64 = r.random();
+        let cfg = small_sinusoids(&[8, 8], act);
+        let mk = |mode, schedule| {
+            let mut tr_rng = TaskRng::seed_from_u64(seed);
+            let task = SinusoidTask::new(gpu(), &cfg, n, &mut tr_rng)?;
+            MetaTrainer::new(
+                shared_gpu().clone(),
+                Box::new(task),
+                Optimizer::Sgd { lr: 0.05 },
+                MetaConfig {
+                    unroll: t,
+                    mode,
+                    schedule,
+                    weights: LossWeights::Last,
+                    final_batch: FinalBatch::HeldOut,
+                    learn_optimizer: false,
+                    learn_init: true,
+                    seed,
+                    ..Default::default()
+                },
+            )
+        };
+        check_schedules(&mk)?;
+    }
+    Ok(())
+}
+
+/// The linear learned optimizer on quadratics: φ̄ and θ̄0 with the Hessian term.
+#[test]
+fn linear_optimizer_on_quadratics_second_order_matches_reference() -> Result<()> {
+    let mut r = rng("linear quadratic second order");
+    let seed: u64 = r.random();
+    let mk = |mode, schedule| {
+        let mut tr_rng = TaskRng::seed_from_u64(seed);
+        let task = QuadraticTask::new(gpu(), 4, 3, &mut tr_rng)?;
+        let mut tr = MetaTrainer::new(
+            shared_gpu().clone(),
+            Box::new(task),
+            Optimizer::Linear,
+            MetaConfig {
+                unroll: 4,
+                mode,
+                schedule,
+                weights: LossWeights::Given(vec![0.1, 0.2, 0.3, 0.4, 0.5]),
+                final_batch: FinalBatch::Train,
+                learn_optimizer: true,
+                learn_init: true,
+                seed,
+                ..Default::default()
+            },
+        )?;
+        tr.set_phi(&[-0.04, 0.03, 0.01])?;
+        tr.set_theta0(&[0.3, -0.2, 0.5, 0.1])?;
+        Ok(tr)
+    };
+    check_schedules(&mk)
+}
+
+/// Momentum and Nesterov inner steps (their state adjoint flows through g in second-order
+/// mode), on quadratics and on a tied autoencoder, from a learned initialisation.
+#[test]
+fn momentum_second_order_matches_reference() -> Result<()> {
+    let mut r = rng("momentum second order");
+    for opt in [
+        Optimizer::Momentum { lr: 0.02, mu: 0.9 },
+        Optimizer::Nag { lr: 0.02, mu: 0.9 },
+    ] {
+        let seed: u64 = r.random();
+        let cfg = |mode, schedule| MetaConfig {
+            unroll: 3,
+            mode,
+            schedule,
+            weights: LossWeights::Given(vec![0.2, 0.3, 0.4, 0.5]),
+            final_batch: FinalBatch::HeldOut,
+            learn_optimizer: false,
+            learn_init: true,
+            seed,
+            ..Default::default()
+        };
+        let quad = |mode, schedule| {
+            let mut tr_rng = TaskRng::seed_from_u64(seed);
+            let task = QuadraticTask::new(gpu(), 3, 2, &mut tr_rng)?;
+            let mut tr = MetaTrainer::new(
+                shared_gpu().clone(),
+                Box::new(task),
+                opt.clone(),
+                cfg(mode, schedule),
+            )?;
+            tr.set_theta0(&[0.5, -0.4, 0.3])?;
+            Ok(tr)
+        };
+        check_schedules(&quad)?;
+        let auto = |mode, schedule| {
+            let spec = AutoencoderTask::tied_spec(4, 3, Activation::Tanh)?;
+            let task = AutoencoderTask::synthetic(gpu(), &spec, 2, 3, (64, 32), seed)?;
+            MetaTrainer::new(
+                shared_gpu().clone(),
+                Box::new(task),
+                opt.clone(),
+                cfg(mode, schedule),
+            )
+        };
+        check_meta(&mut auto(Mode::SecondOrder, Schedule::Sqrt)?)?;
+    }
+    Ok(())
+}
+
+/// Optimizers whose reverse kernel does not give ḡ are refused by name.
+#[test]
+fn second_order_refuses_other_optimizers() -> Result<()> {
+    let mut r = rng("second order refusals");
+    for opt in ["adam", "rmsprop", "lstm", "mlp"] {
+        let opt = Optimizer::parse(opt)?;
+        let task = QuadraticTask::new(gpu(), 3, 2, &mut r)?;
+        let cfg = MetaConfig {
+            unroll: 2,
+            mode: Mode::SecondOrder,
+            learn_init: true,
+            ..Default::default()
+        };
+        let e = match MetaTrainer::new(shared_gpu().clone(), Box::new(task), opt.clone(), cfg) {
+            Ok(_) => panic!("{} accepted in second-order mode", opt.name()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains("second-order") && e.contains(opt.name()),
+            "{}: {e}",
+            opt.name()
+        );
+    }
+    let cfg = metalearn::config::Config::default().with_overrides(&[
+        "meta.mode=\"second-order\"".to_string(),
+        "optimizer.kind=\"adam\"".to_string(),
+    ]);
+    let e = cfg.and_then(|c| c.validate("test")).expect_err("refused");
+    assert!(e.to_string().contains("second-order"), "{e}");
+    assert_eq!(Mode::parse("second-order")?, Mode::SecondOrder);
+    assert_eq!(Mode::SecondOrder.name(), "second-order");
+    Ok(())
+}
+
+/// `configs/maml_sinusoid.toml` with `meta.mode = "second-order"` (full MAML), shrunk: a few
+/// outer steps train, every meta-loss finite, none skipped, a checkpoint written.
+#[test]
+fn maml_sinusoid_config_runs_in_second_order_mode() -> Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/maml_sinusoid.toml");
+    let dir = std::env::temp_dir().join(format!("metalearn-test-maml-so-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let set: Vec<String> = [
+        "meta.mode=\"second-order\"".to_string(),
+        "task.instances=4".into(),
+        "task.hidden=[8, 8]".into(),
+        "meta.outer_steps=5".into(),
+        "meta.lr=0.01".into(),
+        "output.checkpoint_every=5".into(),
+        format!("output.dir=\"{}\"", dir.display()),
+    ]
+    .to_vec();
+    let cfg = metalearn::config::Config::from_file(&path)?.with_overrides(&set)?;
+    assert_eq!(cfg.meta_config()?.mode, Mode::SecondOrder);
+    let summary =
+        metalearn::run::train(shared_gpu(), &cfg, &metalearn::run::TrainOptions::default())?;
+    let wrote = summary.checkpoint.as_ref().is_some_and(|c| c.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(wrote, "no checkpoint written");
+    assert_eq!(summary.steps, 5);
+    assert_eq!(summary.skipped, 0);
+    let l = &summary.meta_losses;
+    assert!(l.len() == 5 && l.iter().all(|v| v.is_finite()), "{l:?}");
+    Ok(())
+}
