@@ -16,7 +16,7 @@ use metalearn::models::MlpSpec;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
 use metalearn::tasks::TaskRng;
-use metalearn::tasks::{MlpTask, QuadraticTask, Task};
+use metalearn::tasks::{BatchRef, MlpTask, QuadraticTask, Task};
 use metalearn::Result;
 use rand::{Rng, SeedableRng};
 
@@ -500,5 +500,49 @@ fn memory_budget_selects_revolve_and_refuses_too_little() -> Result<()> {
     assert_eq!(tight.meta_gradient()?, full.meta_gradient()?);
     let err = mk(slot).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains(&slot.to_string()), "{err}");
+    Ok(())
+}
+
+/// Inside an episode, the unroll at offset L trains on batches L, L + 1, … (not 0, 1, … again)
+/// and uses step indices L + t: the trajectory and the final loss match the reference.
+#[test]
+fn later_unrolls_of_an_episode_use_their_own_batches() -> Result<()> {
+    let lr = 0.3;
+    let cfg = MetaConfig {
+        unroll: 3,
+        episode: 6,
+        learn_optimizer: false,
+        learn_init: true,
+        ..Default::default()
+    };
+    let mut tr = MetaTrainer::new(
+        shared_gpu().clone(),
+        task(Family::Mlp, 31)?,
+        Optimizer::Sgd { lr },
+        cfg,
+    )?;
+    tr.step()?;
+    assert_eq!(tr.episode_offset(), 3);
+    let carried = tr.state()?.carry.expect("mid-episode state");
+    tr.meta_gradient()?;
+    let losses = tr.last_losses()?;
+    let (n, p) = (tr.task().instances(), tr.task().layout().size());
+    for i in 0..n {
+        let mut th = f64s(&carried[i * p..(i + 1) * p]);
+        for t in 0..3 {
+            let (_, g) = tr
+                .task()
+                .reference_loss_grad(i, &th, BatchRef::Train(3 + t))?;
+            for (a, b) in th.iter_mut().zip(g) {
+                *a -= f64::from(lr) * b;
+            }
+        }
+        let (want, _) = tr.task().reference_loss_grad(i, &th, BatchRef::Train(6))?;
+        let got = f64::from(losses[3 * n + i]);
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "instance {i}: final loss {got} vs reference {want}"
+        );
+    }
     Ok(())
 }

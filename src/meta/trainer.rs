@@ -596,7 +596,7 @@ impl MetaTrainer {
                         grad,
                         &self.losses,
                         step * n,
-                        BatchRef::Train(step as u32),
+                        at(step),
                     )?;
                     self.opt.record_step(
                         rec,
@@ -606,7 +606,7 @@ impl MetaTrainer {
                         &self.g,
                         phi,
                         &self.slots[to],
-                        step,
+                        off + step,
                     )?;
                 }
                 Action::Final { slot } => {
