@@ -25,7 +25,9 @@ t eval "$R/l2l_fmnist" --out "$R/l2l_fmnist/eval_hidden40" $F --set 'task.hidden
 t eval "$R/l2l_fmnist" --out "$R/l2l_fmnist/eval_2layers" $F --set 'task.hidden=[20,20]'
 t eval "$R/l2l_fmnist" --out "$R/l2l_fmnist/eval_relu" $F --set task.activation=relu
 
-# 3. MAML sinusoid: learned initialisation vs a jointly pre-trained one, 1 and 10 SGD steps.
+# 3. MAML sinusoid: learned initialisation (MAML, first-order MAML) vs a jointly pre-trained one,
+#    1 and 10 SGD steps.
 t train --config configs/maml_sinusoid.toml --out "$R/maml" --quiet "$@"
+t train --config configs/maml_sinusoid.toml --out "$R/fomaml" --quiet --set meta.mode=first-order "$@"
 t train --config configs/maml_pretrain.toml --out "$R/maml_pretrain" --quiet "$@"
-t eval "$R/maml" --compare "$R/maml_pretrain" --out "$R/maml/eval"
+t eval "$R/maml" --compare "$R/fomaml" --compare "$R/maml_pretrain" --out "$R/maml/eval"
