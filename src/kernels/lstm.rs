@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{check_region, u32_of};
 use crate::gpu::{Access, Gpu, GpuBuffer, Kernel, Recorder, Shader};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Hidden units per layer (a constant of the WGSL).
 pub const HIDDEN: usize = 20;
@@ -12,8 +12,16 @@ pub const HIDDEN: usize = 20;
 pub const STATE: usize = 4 * HIDDEN;
 /// Meta-parameters: 12H² + 17H + 1.
 pub const PHI_LEN: usize = 12 * HIDDEN * HIDDEN + 17 * HIDDEN + 1;
-/// Floats staged per coordinate in the reverse kernel.
-const STAGE: usize = 141;
+/// Floats staged per coordinate in the reverse kernel (37 vec4s).
+const STAGE: usize = 148;
+/// Coordinates per workgroup of the forward kernel (5 invocations each).
+const STEP_TILE: u64 = 32;
+/// Most workgroups of the forward kernel (each loops over tiles and stages φ once).
+const STEP_GROUPS: u64 = 8192;
+/// Bytes of the forward kernel's exchange of h1' and of the output's partial sums.
+const STEP_BYTES: usize = 16 * 320;
+/// Bytes of φ staged in workgroup memory (1286 vec4s).
+const PHI_BYTES: usize = 16 * 1286;
 
 /// Parameters of the LSTM kernels (mirrors `Params` in the WGSL).
 #[repr(C)]
@@ -75,10 +83,63 @@ impl Default for LstmHyper {
     }
 }
 
-/// Invocations per workgroup of the reverse kernel: the largest of 64, 32, 16, 8 whose workgroup
-/// memory, 4·(WG·141 + 5141) bytes, fits the adapter.
+/// Shape of the reverse kernel on an adapter: coordinates per tile (its workgroups have 5 times
+/// as many invocations) and whether φ is staged in workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct VjpShape {
+    tile: usize,
+    phi_in_wg: bool,
+}
+
+/// The first of (φ staged, tile) = (yes, 32), (yes, 16), (yes, 8), (no, 32), (no, 16), (no, 8)
+/// whose workgroup memory, 4·148·tile bytes (+ 20 576 for φ), fits the adapter, and whose 5·tile
+/// invocations do.
+fn vjp_shape(gpu: &Gpu) -> Result<VjpShape> {
+    let limits = gpu.limits();
+    let bytes_limit = limits.max_compute_workgroup_storage_size as usize;
+    let lanes_limit = (limits.max_compute_invocations_per_workgroup as usize)
+        .min(limits.max_compute_workgroup_size_x as usize);
+    let bytes = |s: &VjpShape| 4 * STAGE * s.tile + if s.phi_in_wg { PHI_BYTES } else { 0 };
+    [
+        (true, 32),
+        (true, 16),
+        (true, 8),
+        (false, 32),
+        (false, 16),
+        (false, 8),
+    ]
+    .into_iter()
+    .map(|(phi_in_wg, tile)| VjpShape { tile, phi_in_wg })
+    .find(|s| bytes(s) <= bytes_limit && 5 * s.tile <= lanes_limit)
+    .ok_or_else(|| {
+        let need = 4 * STAGE * 8;
+        Error::LimitExceeded {
+            what: "workgroup memory of the LSTM reverse kernel".into(),
+            value: need as u64,
+            limit: bytes_limit as u64,
+            limit_name: "max_compute_workgroup_storage_size",
+            hint: format!(
+                "use an adapter with at least {need} bytes of workgroup memory and 40 \
+                     invocations per workgroup"
+            ),
+        }
+    })
+}
+
+/// Coordinates per tile of the reverse kernel (its workgroups have 5 invocations per
+/// coordinate), chosen from the adapter's workgroup memory: 4·148 bytes per coordinate, plus
+/// 20 576 bytes where φ fits too.
 pub fn vjp_workgroup(gpu: &Gpu) -> Result<usize> {
-    super::tile_workgroup(gpu, STAGE, PHI_LEN, "LSTM")
+    Ok(vjp_shape(gpu)?.tile)
+}
+
+/// The specialisation constants that stage φ in workgroup memory, or read it from the buffer.
+fn phi_constants(phi_in_wg: bool) -> [(&'static str, f64); 2] {
+    if phi_in_wg {
+        [("PHI_WG", 1.0), ("PHI_V4", (PHI_BYTES / 16) as f64)]
+    } else {
+        [("PHI_WG", 0.0), ("PHI_V4", 1.0)]
+    }
 }
 
 fn params(count: usize, groups: usize, phi_off: usize, h: &LstmHyper) -> Result<LstmParams> {
@@ -109,13 +170,15 @@ pub fn step(
     check_region("lstm slot out", slot_out, 0, &[(slot, 1)])?;
     check_region("lstm g", g, 0, &[(count, 1)])?;
     check_region("lstm phi", phi.0, phi.1, &[(PHI_LEN, 1)])?;
-    let p = params(count, 0, phi.1, hyper)?;
+    let groups = (count as u64).div_ceil(STEP_TILE).min(STEP_GROUPS);
+    let p = params(count, groups as usize, phi.1, hyper)?;
+    let limit = rec.gpu().limits().max_compute_workgroup_storage_size as usize;
     rec.dispatch(
         &LSTM_STEP,
-        &[],
+        &phi_constants(PHI_BYTES + STEP_BYTES <= limit),
         &[slot_in, g, phi.0, slot_out],
         &p,
-        (count as u64).div_ceil(64),
+        groups,
     )
 }
 
@@ -142,13 +205,14 @@ pub fn vjp(
     check_region("lstm tbar", tbar, 0, &[(count, 1)])?;
     check_region("lstm sbar", sbar, 0, &[(count * STATE, 1)])?;
     check_region("lstm partials", partials, 0, &[(groups * PHI_LEN, 1)])?;
-    let wg = vjp_workgroup(rec.gpu())?;
+    let shape = vjp_shape(rec.gpu())?;
     let mut p = params(count, groups, phi.1, hyper)?;
     p.w = w;
     p.accumulate = u32::from(accumulate);
+    let [a, b] = phi_constants(shape.phi_in_wg);
     rec.dispatch(
         &LSTM_VJP,
-        &[("WG", wg as f64)],
+        &[("T", shape.tile as f64), a, b],
         &[slot_in, g, phi.0, tbar, sbar, partials],
         &p,
         groups as u64,
