@@ -636,6 +636,21 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_config_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let c = Config::from_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                c.meta_config().unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 6, "{n} configs found");
+    }
+
+    #[test]
     fn overrides_change_values_and_types_are_checked() {
         let c = Config::default();
         let o = c
