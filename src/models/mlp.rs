@@ -408,6 +408,84 @@ impl GpuMlp {
         }
     }
 
+    /// Record Σ_k H_kᵀ·D_k over `terms` (H_k: `[batch, w_l]`, D_k: `[batch, w_{l+1}]`) into the
+    /// storage of layer `l`'s weight in `out`, in the storage's orientation (its transpose, D_kᵀ·H_k,
+    /// for a transposed tie). The storage's first contribution (tracked in `written`) stores,
+    /// later ones accumulate.
+    fn record_weight_grad(
+        &self,
+        rec: &mut Recorder,
+        l: usize,
+        terms: &[(MatView, MatView)],
+        out: Batched,
+        written: &mut HashSet<usize>,
+    ) -> Result<()> {
+        let (n, b, w) = (self.instances, self.batch, &self.spec.widths);
+        let e = self.layout.require(&MlpSpec::weight(l))?;
+        let mut epi = if written.insert(e.offset) {
+            Epilogue::Store
+        } else {
+            Epilogue::Accumulate
+        };
+        let (rows, cols) = if e.transposed {
+            (w[l + 1], w[l]) // storage [out, in]
+        } else {
+            (w[l], w[l + 1]) // storage [in, out]
+        };
+        let o = MatView {
+            buf: out.buf,
+            off: out.off + e.offset,
+            batch_stride: out.batch_stride,
+            ld: cols,
+            trans: false,
+        };
+        for &(h, d) in terms {
+            let (lhs, rhs) = if e.transposed { (d.t(), h) } else { (h.t(), d) };
+            matmul(rec, rows, cols, b, n, lhs, rhs, o, epi)?;
+            epi = Epilogue::Accumulate;
+        }
+        Ok(())
+    }
+
+    /// Record the column sums over the batch rows of `dz` (`[batch, w_{l+1}]` per instance) into
+    /// the storage of layer `l`'s bias in `out`: stored on its first contribution (tracked in
+    /// `written`), accumulated after.
+    fn record_bias_grad(
+        &self,
+        rec: &mut Recorder,
+        l: usize,
+        dz: &GpuBuffer,
+        out: Batched,
+        written: &mut HashSet<usize>,
+    ) -> Result<()> {
+        let (n, b, w) = (self.instances, self.batch, &self.spec.widths);
+        let be = self.layout.require(&MlpSpec::bias(l))?;
+        let first = written.insert(be.offset);
+        reduce(
+            rec,
+            b,
+            w[l + 1],
+            n,
+            ReduceOp::Sum,
+            Strided {
+                buf: dz,
+                off: 0,
+                batch_stride: b * w[l + 1],
+                row_stride: w[l + 1],
+                col_stride: 1,
+            },
+            Out {
+                buf: out.buf,
+                off: out.off + be.offset,
+                batch_stride: out.batch_stride,
+                col_stride: 1,
+            },
+            1.0,
+            !first,
+            Schedule::Auto,
+        )
+    }
+
     /// Record the backward pass after [`GpuMlp::record_loss`] with `want_grad`: the gradient of
     /// every storage into `grad` (same layout as `theta`). Each storage is written by its first
     /// contribution and accumulated by later ones, so `grad` needs no clearing.
@@ -423,53 +501,8 @@ impl GpuMlp {
         for l in (0..self.spec.layers()).rev() {
             let dz = MatView::dense(&self.dz[l % 2], 0, b, w[l + 1]);
             let h = self.input_view(x, l);
-            // Weight gradient, in the storage's orientation.
-            let e = self.layout.require(&MlpSpec::weight(l))?;
-            let first = written.insert(e.offset);
-            let epi = if first {
-                Epilogue::Store
-            } else {
-                Epilogue::Accumulate
-            };
-            let (rows, cols, lhs, rhs) = if e.transposed {
-                (w[l + 1], w[l], dz.t(), h) // storage [out, in] = dZᵀ H
-            } else {
-                (w[l], w[l + 1], h.t(), dz) // storage [in, out] = Hᵀ dZ
-            };
-            let g = MatView {
-                buf: grad.buf,
-                off: grad.off + e.offset,
-                batch_stride: grad.batch_stride,
-                ld: cols,
-                trans: false,
-            };
-            matmul(rec, rows, cols, b, n, lhs, rhs, g, epi)?;
-            // Bias gradient: column sums of dZ over the batch rows.
-            let be = self.layout.require(&MlpSpec::bias(l))?;
-            let first = written.insert(be.offset);
-            reduce(
-                rec,
-                b,
-                w[l + 1],
-                n,
-                ReduceOp::Sum,
-                Strided {
-                    buf: &self.dz[l % 2],
-                    off: 0,
-                    batch_stride: b * w[l + 1],
-                    row_stride: w[l + 1],
-                    col_stride: 1,
-                },
-                Out {
-                    buf: grad.buf,
-                    off: grad.off + be.offset,
-                    batch_stride: grad.batch_stride,
-                    col_stride: 1,
-                },
-                1.0,
-                !first,
-                Schedule::Auto,
-            )?;
+            self.record_weight_grad(rec, l, &[(h, dz)], grad, &mut written)?;
+            self.record_bias_grad(rec, l, &self.dz[l % 2], grad, &mut written)?;
             // Gradient of the layer's input, through the previous activation.
             if l > 0 {
                 matmul(
@@ -603,63 +636,13 @@ impl GpuMlp {
             let dz = MatView::dense(&ws.dz[l % 2], 0, b, w[l + 1]);
             let rdz = MatView::dense(&ws.rdz[l % 2], 0, b, w[l + 1]);
             let h = self.input_view(x, l);
-            let e = self.layout.require(&MlpSpec::weight(l))?;
-            let mut epi = if written.insert(e.offset) {
-                Epilogue::Store
-            } else {
-                Epilogue::Accumulate
-            };
-            let (rows, cols) = if e.transposed {
-                (w[l + 1], w[l])
-            } else {
-                (w[l], w[l + 1])
-            };
-            let o = MatView {
-                buf: out.buf,
-                off: out.off + e.offset,
-                batch_stride: out.batch_stride,
-                ld: cols,
-                trans: false,
-            };
-            // Storage [in, out] = R(H)ᵀ dZ + Hᵀ R(dZ), or its transpose dZᵀ R(H) + R(dZ)ᵀ H.
+            // Storage [in, out] = R(H)ᵀ dZ + Hᵀ R(dZ) (or its transpose).
             let mut terms = vec![(h, rdz)];
             if l > 0 {
                 terms.insert(0, (MatView::dense(&ws.rh[l - 1], 0, b, w[l]), dz));
             }
-            for (hh, d) in terms {
-                let (lhs, rhs) = if e.transposed {
-                    (d.t(), hh)
-                } else {
-                    (hh.t(), d)
-                };
-                matmul(rec, rows, cols, b, n, lhs, rhs, o, epi)?;
-                epi = Epilogue::Accumulate;
-            }
-            let be = self.layout.require(&MlpSpec::bias(l))?;
-            let first = written.insert(be.offset);
-            reduce(
-                rec,
-                b,
-                w[l + 1],
-                n,
-                ReduceOp::Sum,
-                Strided {
-                    buf: &ws.rdz[l % 2],
-                    off: 0,
-                    batch_stride: b * w[l + 1],
-                    row_stride: w[l + 1],
-                    col_stride: 1,
-                },
-                Out {
-                    buf: out.buf,
-                    off: out.off + be.offset,
-                    batch_stride: out.batch_stride,
-                    col_stride: 1,
-                },
-                1.0,
-                !first,
-                Schedule::Auto,
-            )?;
+            self.record_weight_grad(rec, l, &terms, out, &mut written)?;
+            self.record_bias_grad(rec, l, &ws.rdz[l % 2], out, &mut written)?;
             if l > 0 {
                 let wt = self.weight_view(theta, l)?.t();
                 let dh = MatView::dense(&ws.dh, 0, b, w[l]);
