@@ -67,51 +67,22 @@ pub fn softmax_xent(
     loss: &GpuBuffer,
     loss_off: usize,
 ) -> Result<()> {
-    if classes == 0 || rows == 0 {
-        return Err(Error::invalid(
-            "softmax_xent needs at least one row and one class",
-        ));
-    }
-    let dense = [(batch, logits.batch_stride), (rows * classes, 1)];
-    check_region("softmax logits", logits.buf, logits.off, &dense)?;
-    check_region(
-        "softmax labels",
-        labels.buf,
-        labels.off,
-        &[(batch, labels.batch_stride), (rows, 1)],
-    )?;
-    check_region(
-        "softmax grad",
-        dz.buf,
-        dz.off,
-        &[(batch, dz.batch_stride), (rows * classes, 1)],
-    )?;
-    check_region("softmax loss", loss, loss_off, &[(batch, 1)])?;
-    if dz.buf.id == loss.id {
-        return Err(Error::invalid(
-            "softmax_xent: grad and loss must be different buffers",
-        ));
-    }
-    let p = SoftmaxParams {
-        rows: u32_of("rows", rows)?,
-        classes: u32_of("classes", classes)?,
-        batch: u32_of("batch", batch)?,
-        want_grad: u32::from(want_grad),
-        z_off: u32_of("offset", logits.off)?,
-        z_bs: u32_of("stride", logits.batch_stride)?,
-        y_off: u32_of("offset", labels.off)?,
-        y_bs: u32_of("stride", labels.batch_stride)?,
-        d_off: u32_of("offset", dz.off)?,
-        d_bs: u32_of("stride", dz.batch_stride)?,
-        l_off: u32_of("offset", loss_off)?,
-        _pad: 0,
-    };
-    rec.dispatch(
+    record_loss(
+        rec,
         &SOFTMAX_XENT,
-        &[],
-        &[logits.buf, labels.buf, dz.buf, loss],
-        &p,
-        batch as u64,
+        [
+            "softmax_xent",
+            "class",
+            "softmax logits",
+            "softmax labels",
+            "softmax grad",
+            "softmax loss",
+        ],
+        (rows, classes, 1),
+        batch,
+        [logits, labels, dz],
+        want_grad,
+        (loss, loss_off),
     )
 }
 
@@ -132,37 +103,68 @@ pub fn mse(
     loss: &GpuBuffer,
     loss_off: usize,
 ) -> Result<()> {
-    if outputs == 0 || rows == 0 {
-        return Err(Error::invalid("mse needs at least one row and one output"));
+    record_loss(
+        rec,
+        &MSE,
+        [
+            "mse",
+            "output",
+            "mse outputs",
+            "mse targets",
+            "mse grad",
+            "mse loss",
+        ],
+        (rows, outputs, outputs),
+        batch,
+        [z, targets, dz],
+        want_grad,
+        (loss, loss_off),
+    )
+}
+
+/// The shared body of both losses: bounds checks, parameters and the dispatch (one workgroup
+/// per instance). `names` = [kernel, what one column is, then the four regions in errors];
+/// `(rows, width, targets_per_row)`; `[z, targets, dz]`.
+#[allow(clippy::too_many_arguments)]
+fn record_loss(
+    rec: &mut Recorder,
+    kernel: &'static Kernel,
+    names: [&str; 6],
+    (rows, width, targets_per_row): (usize, usize, usize),
+    batch: usize,
+    [z, targets, dz]: [Batched; 3],
+    want_grad: bool,
+    (loss, loss_off): (&GpuBuffer, usize),
+) -> Result<()> {
+    let [kernel_name, column, z_name, t_name, d_name, l_name] = names;
+    if width == 0 || rows == 0 {
+        return Err(Error::invalid(format!(
+            "{kernel_name} needs at least one row and one {column}"
+        )));
     }
-    let per = rows * outputs;
+    let per = rows * width;
+    check_region(z_name, z.buf, z.off, &[(batch, z.batch_stride), (per, 1)])?;
     check_region(
-        "mse outputs",
-        z.buf,
-        z.off,
-        &[(batch, z.batch_stride), (per, 1)],
-    )?;
-    check_region(
-        "mse targets",
+        t_name,
         targets.buf,
         targets.off,
-        &[(batch, targets.batch_stride), (per, 1)],
+        &[(batch, targets.batch_stride), (rows * targets_per_row, 1)],
     )?;
     check_region(
-        "mse grad",
+        d_name,
         dz.buf,
         dz.off,
         &[(batch, dz.batch_stride), (per, 1)],
     )?;
-    check_region("mse loss", loss, loss_off, &[(batch, 1)])?;
+    check_region(l_name, loss, loss_off, &[(batch, 1)])?;
     if dz.buf.id == loss.id {
-        return Err(Error::invalid(
-            "mse: grad and loss must be different buffers",
-        ));
+        return Err(Error::invalid(format!(
+            "{kernel_name}: grad and loss must be different buffers"
+        )));
     }
     let p = SoftmaxParams {
         rows: u32_of("rows", rows)?,
-        classes: u32_of("outputs", outputs)?,
+        classes: u32_of(column, width)?,
         batch: u32_of("batch", batch)?,
         want_grad: u32::from(want_grad),
         z_off: u32_of("offset", z.off)?,
@@ -175,7 +177,7 @@ pub fn mse(
         _pad: 0,
     };
     rec.dispatch(
-        &MSE,
+        kernel,
         &[],
         &[z.buf, targets.buf, dz.buf, loss],
         &p,
