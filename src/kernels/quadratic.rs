@@ -44,6 +44,21 @@ pub static QUADRATIC_HVP: Kernel = Kernel {
     params_size: std::mem::size_of::<QuadraticParams>(),
 };
 
+/// The dimension is one the fused kernels support and `data` holds `batch` instances' W and y.
+fn check_data(d: usize, batch: usize, data: &GpuBuffer) -> Result<()> {
+    if d == 0 || d > MAX_DIM {
+        return Err(Error::invalid(format!(
+            "quadratic dimension {d} is outside 1..={MAX_DIM} supported by the fused kernel"
+        )));
+    }
+    check_region(
+        "quadratic data",
+        data,
+        0,
+        &[(batch, d * d + d), (d * d + d, 1)],
+    )
+}
+
 /// Record the Hessian-vector product `out = 2 Wᵀ(W v)` of `batch` quadratics of dimension `d`
 /// (`data` as in [`quadratic`]).
 pub fn quadratic_hvp(
@@ -54,22 +69,12 @@ pub fn quadratic_hvp(
     data: &GpuBuffer,
     out: Batched,
 ) -> Result<()> {
-    if d == 0 || d > MAX_DIM {
-        return Err(Error::invalid(format!(
-            "quadratic dimension {d} is outside 1..={MAX_DIM} supported by the fused kernel"
-        )));
-    }
+    check_data(d, batch, data)?;
     check_region(
         "quadratic v",
         v.buf,
         v.off,
         &[(batch, v.batch_stride), (d, 1)],
-    )?;
-    check_region(
-        "quadratic data",
-        data,
-        0,
-        &[(batch, d * d + d), (d * d + d, 1)],
     )?;
     check_region(
         "quadratic hvp",
@@ -113,22 +118,12 @@ pub fn quadratic(
     loss: &GpuBuffer,
     loss_off: usize,
 ) -> Result<()> {
-    if d == 0 || d > MAX_DIM {
-        return Err(Error::invalid(format!(
-            "quadratic dimension {d} is outside 1..={MAX_DIM} supported by the fused kernel"
-        )));
-    }
+    check_data(d, batch, data)?;
     check_region(
         "quadratic theta",
         theta.buf,
         theta.off,
         &[(batch, theta.batch_stride), (d, 1)],
-    )?;
-    check_region(
-        "quadratic data",
-        data,
-        0,
-        &[(batch, d * d + d), (d * d + d, 1)],
     )?;
     check_region(
         "quadratic grad",
