@@ -214,6 +214,24 @@ fn draw(rng: &mut TaskRng, (lo, hi): (f32, f32)) -> f32 {
     rng.random_range(lo..=hi)
 }
 
+impl SinusoidTask {
+    /// The model workspace and the x and y points of `batch`: the support set for training
+    /// batches, the query set for held-out ones.
+    fn set(&self, batch: BatchRef) -> (&GpuMlp, Batched<'_>, Batched<'_>) {
+        let [sx, sy, qx, qy] = self.offsets();
+        let (mlp, xo, yo, m) = match batch {
+            BatchRef::Train(_) => (&self.support, sx, sy, self.cfg.shots),
+            BatchRef::HeldOut(_) => (&self.query, qx, qy, self.cfg.queries),
+        };
+        let part = |off| Batched {
+            buf: &self.data,
+            off,
+            batch_stride: m,
+        };
+        (mlp, part(xo), part(yo))
+    }
+}
+
 impl Task for SinusoidTask {
     fn name(&self) -> String {
         let w: Vec<String> = self.spec.widths.iter().map(|w| w.to_string()).collect();
@@ -276,17 +294,8 @@ impl Task for SinusoidTask {
         loss_off: usize,
         batch: BatchRef,
     ) -> Result<()> {
-        let [sx, sy, qx, qy] = self.offsets();
-        let (mlp, xo, yo, m) = match batch {
-            BatchRef::Train(_) => (&self.support, sx, sy, self.cfg.shots),
-            BatchRef::HeldOut(_) => (&self.query, qx, qy, self.cfg.queries),
-        };
-        let part = |off| Batched {
-            buf: &self.data,
-            off,
-            batch_stride: m,
-        };
-        mlp.record_loss_grad(rec, theta, part(xo), part(yo), grad, loss, loss_off)
+        let (mlp, x, y) = self.set(batch);
+        mlp.record_loss_grad(rec, theta, x, y, grad, loss, loss_off)
     }
 
     fn reference_loss_grad(
@@ -321,17 +330,8 @@ impl Task for SinusoidTask {
         out: Batched,
         batch: BatchRef,
     ) -> Result<()> {
-        let [sx, sy, qx, qy] = self.offsets();
-        let (mlp, xo, yo, m) = match batch {
-            BatchRef::Train(_) => (&self.support, sx, sy, self.cfg.shots),
-            BatchRef::HeldOut(_) => (&self.query, qx, qy, self.cfg.queries),
-        };
-        let part = |off| Batched {
-            buf: &self.data,
-            off,
-            batch_stride: m,
-        };
-        mlp.record_hvp(rec, theta, v, part(xo), part(yo), out)
+        let (mlp, x, y) = self.set(batch);
+        mlp.record_hvp(rec, theta, v, x, y, out)
     }
 
     fn reference_hvp(
