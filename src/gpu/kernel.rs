@@ -11,91 +11,67 @@ use std::sync::{Arc, Mutex};
 use crate::gpu::Gpu;
 use crate::{Error, Result};
 
-/// The WGSL files of metalearn, one per kernel family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Shader {
-    /// Batched tiled matrix product with fused epilogues.
-    Matmul,
-    /// Deterministic strided reductions.
-    Reduce,
-    /// Softmax cross-entropy loss and its gradient.
-    Softmax,
-    /// The L2L quadratic ‖Wθ − y‖².
-    Quadratic,
-    /// Element-wise updates (SGD).
-    Sgd,
-    /// Batch sampling and gathering from a dataset held on the GPU.
-    Gather,
-    /// Element-wise vector operations (fill, axpy, axpby, broadcast).
-    Vec,
-    /// The linear learned optimizer.
-    Linear,
-    /// The coordinatewise LSTM learned optimizer.
-    Lstm,
-    /// Hand-designed inner optimizers: Adam, momentum, Nesterov, RMSprop.
-    Hand,
-    /// Meta-loss and the Adam meta-optimizer.
-    Meta,
-    /// The per-parameter MLP learned optimizer.
-    MlpOpt,
-    /// Element-wise parts of the MLP's Hessian-vector product (R-operator).
-    MlpRop,
+/// The shared WGSL prelude, prepended to every shader at pipeline creation: the flat
+/// workgroup and invocation indices of a grid split over x and y.
+pub const PRELUDE: &str = include_str!("prelude.wgsl");
+
+/// The deterministic 256-wide workgroup tree reduction (`tree_sum_256` over the workgroup
+/// array `tree_256`), added after [`PRELUDE`] for shaders built with
+/// [`Shader::with_tree_reduction`].
+pub const PRELUDE_TREE: &str = include_str!("prelude_tree.wgsl");
+
+/// One WGSL file: its name (for errors and profiles) and its source, embedded by the module
+/// that dispatches it (`include_str!`, beside the Rust wrapper). The runtime compiles it with
+/// [`PRELUDE`] in front.
+#[derive(Debug)]
+pub struct Shader {
+    /// File name, unique among the crate's shaders.
+    pub name: &'static str,
+    /// WGSL source without the prelude.
+    pub source: &'static str,
+    /// Whether [`PRELUDE_TREE`] is prepended too.
+    pub tree_reduction: bool,
 }
 
 impl Shader {
-    /// All shader files.
-    pub const ALL: &'static [Shader] = &[
-        Shader::Matmul,
-        Shader::Reduce,
-        Shader::Softmax,
-        Shader::Quadratic,
-        Shader::Sgd,
-        Shader::Gather,
-        Shader::Vec,
-        Shader::Linear,
-        Shader::Lstm,
-        Shader::Hand,
-        Shader::Meta,
-        Shader::MlpOpt,
-        Shader::MlpRop,
-    ];
-
-    /// File name under `shaders/`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Shader::Matmul => "matmul.wgsl",
-            Shader::Reduce => "reduce.wgsl",
-            Shader::Softmax => "softmax.wgsl",
-            Shader::Quadratic => "quadratic.wgsl",
-            Shader::Sgd => "sgd.wgsl",
-            Shader::Gather => "gather.wgsl",
-            Shader::Vec => "vec.wgsl",
-            Shader::Linear => "linear.wgsl",
-            Shader::Lstm => "lstm.wgsl",
-            Shader::Hand => "hand.wgsl",
-            Shader::Meta => "meta.wgsl",
-            Shader::MlpOpt => "mlp_opt.wgsl",
-            Shader::MlpRop => "mlp_rop.wgsl",
+    /// A shader named `name` with WGSL `source`.
+    pub const fn new(name: &'static str, source: &'static str) -> Self {
+        Self {
+            name,
+            source,
+            tree_reduction: false,
         }
     }
 
-    /// WGSL source, embedded at compile time.
-    pub fn source(self) -> &'static str {
-        match self {
-            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
-            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
-            Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
-            Shader::Quadratic => include_str!("../../shaders/quadratic.wgsl"),
-            Shader::Sgd => include_str!("../../shaders/sgd.wgsl"),
-            Shader::Gather => include_str!("../../shaders/gather.wgsl"),
-            Shader::Vec => include_str!("../../shaders/vec.wgsl"),
-            Shader::Linear => include_str!("../../shaders/linear.wgsl"),
-            Shader::Lstm => include_str!("../../shaders/lstm.wgsl"),
-            Shader::Hand => include_str!("../../shaders/hand.wgsl"),
-            Shader::Meta => include_str!("../../shaders/meta.wgsl"),
-            Shader::MlpOpt => include_str!("../../shaders/mlp_opt.wgsl"),
-            Shader::MlpRop => include_str!("../../shaders/mlp_rop.wgsl"),
-        }
+    /// The same shader with the tree-reduction prelude ([`PRELUDE_TREE`]).
+    pub const fn with_tree_reduction(mut self) -> Self {
+        self.tree_reduction = true;
+        self
+    }
+
+    /// The source the runtime compiles: [`PRELUDE`] (and [`PRELUDE_TREE`]) followed by the
+    /// shader.
+    pub fn full_source(&self) -> String {
+        let tree = if self.tree_reduction {
+            PRELUDE_TREE
+        } else {
+            ""
+        };
+        format!("{PRELUDE}\n{tree}\n{}", self.source)
+    }
+}
+
+impl PartialEq for Shader {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Shader {}
+
+impl std::hash::Hash for Shader {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
     }
 }
 
@@ -112,7 +88,7 @@ pub enum Access {
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Kernel {
     /// The WGSL file.
-    pub shader: Shader,
+    pub shader: &'static Shader,
     /// Entry point name.
     pub entry: &'static str,
     /// Storage buffers at `@group(0) @binding(i)`, in order.
@@ -135,12 +111,12 @@ pub(crate) struct Pipeline {
     pub id: u64,
 }
 
-type PipelineKey = (Shader, &'static str, Vec<(&'static str, u64)>);
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
 /// Pipelines keyed by (kernel, specialisation constants), created once.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     params_layout: Mutex<Option<wgpu::BindGroupLayout>>,
 }
@@ -182,7 +158,7 @@ impl Gpu {
         constants: &[(&'static str, f64)],
     ) -> Result<Arc<Pipeline>> {
         let key: PipelineKey = (
-            kernel.shader,
+            kernel.shader.name,
             kernel.entry,
             constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
         );
@@ -191,7 +167,7 @@ impl Gpu {
         }
         let params_layout = self.params_layout()?;
         let shader_err = |message: String| Error::Shader {
-            shader: kernel.shader.file_name(),
+            shader: kernel.shader.name,
             entry: kernel.entry,
             message,
         };
@@ -207,11 +183,11 @@ impl Gpu {
         let module = {
             let mut modules = self.pipelines.modules.lock().map_err(lock_err)?;
             modules
-                .entry(kernel.shader)
+                .entry(kernel.shader.name)
                 .or_insert_with(|| {
                     dev.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(kernel.shader.file_name()),
-                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source().into()),
+                        label: Some(kernel.shader.name),
+                        source: wgpu::ShaderSource::Wgsl(kernel.shader.full_source().into()),
                     })
                 })
                 .clone()
@@ -259,7 +235,7 @@ impl Gpu {
         if let Some(e) = v.or(i) {
             // A failed shader module stays failed: drop it so a later call reports the error again.
             if let Ok(mut m) = self.pipelines.modules.lock() {
-                m.remove(&kernel.shader);
+                m.remove(kernel.shader.name);
             }
             return Err(shader_err(e.to_string()));
         }

@@ -22,9 +22,12 @@ pub struct GatherParams {
     y_off: u32,
 }
 
+/// `gather.wgsl`.
+pub static SHADER: Shader = Shader::new("gather.wgsl", include_str!("gather.wgsl"));
+
 /// The batch-gathering kernel.
 pub static GATHER: Kernel = Kernel {
-    shader: Shader::Gather,
+    shader: &SHADER,
     entry: "gather",
     bindings: &[
         Access::Read,

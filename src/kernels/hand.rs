@@ -26,30 +26,33 @@ pub struct HandParams {
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
 const SIZE: usize = std::mem::size_of::<HandParams>();
 
+/// `hand.wgsl`.
+pub static SHADER: Shader = Shader::new("hand.wgsl", include_str!("hand.wgsl"));
+
 /// Inner Adam step.
 pub static ADAM_STEP: Kernel = Kernel {
-    shader: Shader::Hand,
+    shader: &SHADER,
     entry: "adam_step",
     bindings: BINDINGS,
     params_size: SIZE,
 };
 /// Inner heavy-ball momentum step.
 pub static MOMENTUM_STEP: Kernel = Kernel {
-    shader: Shader::Hand,
+    shader: &SHADER,
     entry: "momentum_step",
     bindings: BINDINGS,
     params_size: SIZE,
 };
 /// Inner Nesterov momentum step.
 pub static NAG_STEP: Kernel = Kernel {
-    shader: Shader::Hand,
+    shader: &SHADER,
     entry: "nag_step",
     bindings: BINDINGS,
     params_size: SIZE,
 };
 /// Inner RMSprop step.
 pub static RMSPROP_STEP: Kernel = Kernel {
-    shader: Shader::Hand,
+    shader: &SHADER,
     entry: "rmsprop_step",
     bindings: BINDINGS,
     params_size: SIZE,
@@ -64,14 +67,14 @@ const VJP_BINDINGS: &[Access] = &[
 
 /// Reverse of a heavy-ball momentum step with the gradient path (second-order mode).
 pub static MOMENTUM_VJP: Kernel = Kernel {
-    shader: Shader::Hand,
+    shader: &SHADER,
     entry: "momentum_vjp",
     bindings: VJP_BINDINGS,
     params_size: SIZE,
 };
 /// Reverse of a Nesterov momentum step with the gradient path (second-order mode).
 pub static NAG_VJP: Kernel = Kernel {
-    shader: Shader::Hand,
+    shader: &SHADER,
     entry: "nag_vjp",
     bindings: VJP_BINDINGS,
     params_size: SIZE,

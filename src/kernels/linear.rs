@@ -25,9 +25,12 @@ pub struct LinearParams {
 
 const SIZE: usize = std::mem::size_of::<LinearParams>();
 
+/// `linear.wgsl`.
+pub static SHADER: Shader = Shader::new("linear.wgsl", include_str!("linear.wgsl"));
+
 /// Forward step.
 pub static LINEAR_STEP: Kernel = Kernel {
-    shader: Shader::Linear,
+    shader: &SHADER,
     entry: "linear_step",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
     params_size: SIZE,
@@ -35,7 +38,7 @@ pub static LINEAR_STEP: Kernel = Kernel {
 
 /// Reverse step (vector-Jacobian product).
 pub static LINEAR_VJP: Kernel = Kernel {
-    shader: Shader::Linear,
+    shader: &SHADER,
     entry: "linear_vjp",
     bindings: &[
         Access::Read,
@@ -49,7 +52,7 @@ pub static LINEAR_VJP: Kernel = Kernel {
 
 /// Reverse step that also writes the gradient input's adjoint ḡ = w0·ū (second-order mode).
 pub static LINEAR_VJP_SO: Kernel = Kernel {
-    shader: Shader::Linear,
+    shader: &SHADER,
     entry: "linear_vjp_so",
     bindings: &[
         Access::Read,

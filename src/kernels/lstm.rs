@@ -39,9 +39,12 @@ pub struct LstmParams {
 
 const SIZE: usize = std::mem::size_of::<LstmParams>();
 
+/// `lstm.wgsl`.
+pub static SHADER: Shader = Shader::new("lstm.wgsl", include_str!("lstm.wgsl"));
+
 /// Forward step.
 pub static LSTM_STEP: Kernel = Kernel {
-    shader: Shader::Lstm,
+    shader: &SHADER,
     entry: "lstm_step",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
     params_size: SIZE,
@@ -49,7 +52,7 @@ pub static LSTM_STEP: Kernel = Kernel {
 
 /// Reverse step (vector-Jacobian product, gates recomputed).
 pub static LSTM_VJP: Kernel = Kernel {
-    shader: Shader::Lstm,
+    shader: &SHADER,
     entry: "lstm_vjp",
     bindings: &[
         Access::Read,

@@ -33,9 +33,12 @@ pub struct MatmulParams {
     _pad: u32,
 }
 
+/// `matmul.wgsl`.
+pub static SHADER: Shader = Shader::new("matmul.wgsl", include_str!("matmul.wgsl"));
+
 /// The batched matrix-product kernel.
 pub static MATMUL: Kernel = Kernel {
-    shader: Shader::Matmul,
+    shader: &SHADER,
     entry: "matmul",
     bindings: &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
     params_size: std::mem::size_of::<MatmulParams>(),

@@ -27,9 +27,13 @@ pub struct MetaParams {
 
 const SIZE: usize = std::mem::size_of::<MetaParams>();
 
+/// `meta.wgsl`.
+pub static SHADER: Shader =
+    Shader::new("meta.wgsl", include_str!("meta.wgsl")).with_tree_reduction();
+
 /// Weighted meta-loss.
 pub static META_LOSS: Kernel = Kernel {
-    shader: Shader::Meta,
+    shader: &SHADER,
     entry: "meta_loss",
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
     params_size: SIZE,
@@ -37,7 +41,7 @@ pub static META_LOSS: Kernel = Kernel {
 
 /// Adam meta-optimizer update with clipping and the non-finite guard.
 pub static META_ADAM: Kernel = Kernel {
-    shader: Shader::Meta,
+    shader: &SHADER,
     entry: "meta_adam",
     bindings: &[
         Access::Read,

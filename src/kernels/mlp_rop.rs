@@ -25,16 +25,19 @@ pub struct RopParams {
 
 const SIZE: usize = std::mem::size_of::<RopParams>();
 
+/// `mlp_rop.wgsl`.
+pub static SHADER: Shader = Shader::new("mlp_rop.wgsl", include_str!("mlp_rop.wgsl"));
+
 /// R(H) = act'(h) ⊙ (R(Z) + v_b), in place.
 pub static ROP_BIAS_ACT: Kernel = Kernel {
-    shader: Shader::MlpRop,
+    shader: &SHADER,
     entry: "rop_bias_act",
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
     params_size: SIZE,
 };
 /// dZ and R(dZ) of the layer below from dH, R(dH), h and R(h).
 pub static ROP_ACT_BACK: Kernel = Kernel {
-    shader: Shader::MlpRop,
+    shader: &SHADER,
     entry: "rop_act_back",
     bindings: &[
         Access::Read,
@@ -48,7 +51,7 @@ pub static ROP_ACT_BACK: Kernel = Kernel {
 };
 /// Softmax cross-entropy: dZ and R(dZ).
 pub static ROP_XENT: Kernel = Kernel {
-    shader: Shader::MlpRop,
+    shader: &SHADER,
     entry: "rop_xent",
     bindings: &[
         Access::Read,
@@ -61,7 +64,7 @@ pub static ROP_XENT: Kernel = Kernel {
 };
 /// Squared error: dZ and R(dZ).
 pub static ROP_MSE: Kernel = Kernel {
-    shader: Shader::MlpRop,
+    shader: &SHADER,
     entry: "rop_mse",
     bindings: &[
         Access::Read,

@@ -151,45 +151,90 @@ pub(crate) fn check_region(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::{Access, Shader};
+    use crate::gpu::kernel::PRELUDE_TREE;
+    use crate::gpu::{Access, Shader, PRELUDE};
 
-    fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-        let src = shader.source();
-        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| {
-            panic!("{}: {}", shader.file_name(), e.emit_to_string(src));
+    fn validate(shader: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
+        let src = shader.full_source();
+        let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
+            panic!("{}: {}", shader.name, e.emit_to_string(&src));
         });
         let info = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
             naga::valid::Capabilities::empty(),
         )
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {e:?}", shader.file_name()));
+        .unwrap_or_else(|e| panic!("{}: {e:?}", shader.name));
         (module, info)
     }
 
-    /// Every `.wgsl` file in `shaders/` is known to [`Shader`] and validates with naga.
+    /// The shaders of every kernel, once each.
+    fn shaders() -> Vec<&'static Shader> {
+        let mut out: Vec<&'static Shader> = Vec::new();
+        for k in all() {
+            if !out.iter().any(|s| s.name == k.shader.name) {
+                out.push(k.shader);
+            }
+        }
+        out
+    }
+
+    fn wgsl_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir)
+            .expect("readable directory")
+            .flatten()
+        {
+            let path = e.path();
+            if path.is_dir() {
+                wgsl_files(&path, out);
+            } else if path.extension().is_some_and(|x| x == "wgsl") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every `.wgsl` file under `src/` is the shader of some kernel (the prelude aside), its
+    /// embedded copy is current, names are unique, and it validates with naga together with
+    /// the prelude.
     #[test]
-    fn every_wgsl_file_validates() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-        let mut files: Vec<String> = std::fs::read_dir(&dir)
-            .expect("shaders/ exists")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".wgsl"))
+    fn every_wgsl_file_validates_with_the_prelude() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        wgsl_files(&src, &mut files);
+        let prelude = src.join("gpu").join("prelude.wgsl");
+        assert_eq!(
+            std::fs::read_to_string(&prelude).expect("prelude readable"),
+            PRELUDE
+        );
+        let prelude_tree = src.join("gpu").join("prelude_tree.wgsl");
+        assert_eq!(
+            std::fs::read_to_string(&prelude_tree).expect("prelude readable"),
+            PRELUDE_TREE
+        );
+        files.retain(|f| *f != prelude && *f != prelude_tree);
+        let known = shaders();
+        let mut names: Vec<String> = files
+            .iter()
+            .map(|f| f.file_name().expect("file").to_string_lossy().into_owned())
             .collect();
-        files.sort();
-        let mut known: Vec<String> = Shader::ALL.iter().map(|s| s.file_name().into()).collect();
-        known.sort();
-        assert_eq!(files, known, "shaders/ and Shader::ALL disagree");
-        for s in Shader::ALL {
-            let on_disk = std::fs::read_to_string(dir.join(s.file_name())).expect("readable");
-            assert_eq!(
-                on_disk,
-                s.source(),
-                "{} embedded copy is stale",
-                s.file_name()
-            );
-            validate(*s);
+        names.sort();
+        let mut dedup = names.clone();
+        dedup.dedup();
+        assert_eq!(names, dedup, "two .wgsl files share a name");
+        let mut known_names: Vec<String> = known.iter().map(|s| s.name.to_string()).collect();
+        known_names.sort();
+        assert_eq!(
+            names, known_names,
+            "the .wgsl files and the kernels' shaders disagree"
+        );
+        for s in &known {
+            let path = files
+                .iter()
+                .find(|f| f.file_name().is_some_and(|n| n == s.name))
+                .expect("listed above");
+            let on_disk = std::fs::read_to_string(path).expect("readable");
+            assert_eq!(on_disk, s.source, "{} embedded copy is stale", s.name);
+            validate(s);
         }
     }
 
@@ -199,13 +244,13 @@ mod tests {
     #[test]
     fn kernel_bindings_match_wgsl() {
         let kernels = all();
-        for s in Shader::ALL {
-            let (module, info) = validate(*s);
+        for s in shaders() {
+            let (module, info) = validate(s);
             for (ei, ep) in module.entry_points.iter().enumerate() {
                 let k = kernels
                     .iter()
-                    .find(|k| k.shader == *s && k.entry == ep.name)
-                    .unwrap_or_else(|| panic!("{}::{} has no Kernel", s.file_name(), ep.name));
+                    .find(|k| k.shader == s && k.entry == ep.name)
+                    .unwrap_or_else(|| panic!("{}::{} has no Kernel", s.name, ep.name));
                 let fi = info.get_entry_point(ei);
                 let mut storage = Vec::new();
                 let mut params = None;

@@ -23,9 +23,12 @@ pub struct QuadraticParams {
     _pad: u32,
 }
 
+/// `quadratic.wgsl`.
+pub static SHADER: Shader = Shader::new("quadratic.wgsl", include_str!("quadratic.wgsl"));
+
 /// The fused quadratic loss-and-gradient kernel.
 pub static QUADRATIC: Kernel = Kernel {
-    shader: Shader::Quadratic,
+    shader: &SHADER,
     entry: "quadratic",
     bindings: &[
         Access::Read,
@@ -38,7 +41,7 @@ pub static QUADRATIC: Kernel = Kernel {
 
 /// The quadratic Hessian-vector product kernel.
 pub static QUADRATIC_HVP: Kernel = Kernel {
-    shader: Shader::Quadratic,
+    shader: &SHADER,
     entry: "quadratic_hvp",
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
     params_size: std::mem::size_of::<QuadraticParams>(),

@@ -28,9 +28,13 @@ pub struct ReduceParams {
 
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite];
 
+/// `reduce.wgsl`.
+pub static SHADER: Shader =
+    Shader::new("reduce.wgsl", include_str!("reduce.wgsl")).with_tree_reduction();
+
 /// One workgroup per output (long rows).
 pub static REDUCE_WG: Kernel = Kernel {
-    shader: Shader::Reduce,
+    shader: &SHADER,
     entry: "reduce_wg",
     bindings: BINDINGS,
     params_size: std::mem::size_of::<ReduceParams>(),
@@ -38,7 +42,7 @@ pub static REDUCE_WG: Kernel = Kernel {
 
 /// One thread per output (many short rows).
 pub static REDUCE_THREAD: Kernel = Kernel {
-    shader: Shader::Reduce,
+    shader: &SHADER,
     entry: "reduce_thread",
     bindings: BINDINGS,
     params_size: std::mem::size_of::<ReduceParams>(),

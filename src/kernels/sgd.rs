@@ -18,9 +18,12 @@ pub struct SgdParams {
     _p: [u32; 3],
 }
 
+/// `sgd.wgsl`.
+pub static SHADER: Shader = Shader::new("sgd.wgsl", include_str!("sgd.wgsl"));
+
 /// The SGD update kernel.
 pub static SGD: Kernel = Kernel {
-    shader: Shader::Sgd,
+    shader: &SHADER,
     entry: "sgd",
     bindings: &[Access::ReadWrite, Access::Read],
     params_size: std::mem::size_of::<SgdParams>(),

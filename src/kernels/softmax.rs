@@ -25,9 +25,13 @@ pub struct SoftmaxParams {
     _pad: u32,
 }
 
+/// `softmax.wgsl`.
+pub static SHADER: Shader =
+    Shader::new("softmax.wgsl", include_str!("softmax.wgsl")).with_tree_reduction();
+
 /// The fused softmax cross-entropy kernel.
 pub static SOFTMAX_XENT: Kernel = Kernel {
-    shader: Shader::Softmax,
+    shader: &SHADER,
     entry: "softmax_xent",
     bindings: &[
         Access::Read,
@@ -40,7 +44,7 @@ pub static SOFTMAX_XENT: Kernel = Kernel {
 
 /// The squared-error loss kernel.
 pub static MSE: Kernel = Kernel {
-    shader: Shader::Softmax,
+    shader: &SHADER,
     entry: "mse",
     bindings: &[
         Access::Read,

@@ -22,30 +22,33 @@ pub struct VecParams {
 
 const SIZE: usize = std::mem::size_of::<VecParams>();
 
+/// `vec.wgsl`.
+pub static SHADER: Shader = Shader::new("vec.wgsl", include_str!("vec.wgsl"));
+
 /// y = a
 pub static FILL: Kernel = Kernel {
-    shader: Shader::Vec,
+    shader: &SHADER,
     entry: "fill",
     bindings: &[Access::ReadWrite],
     params_size: SIZE,
 };
 /// y += a·x
 pub static AXPY: Kernel = Kernel {
-    shader: Shader::Vec,
+    shader: &SHADER,
     entry: "axpy",
     bindings: &[Access::Read, Access::ReadWrite],
     params_size: SIZE,
 };
 /// z = a·x + b·y
 pub static AXPBY: Kernel = Kernel {
-    shader: Shader::Vec,
+    shader: &SHADER,
     entry: "axpby",
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
     params_size: SIZE,
 };
 /// `y[n] = x` for every instance n
 pub static BROADCAST: Kernel = Kernel {
-    shader: Shader::Vec,
+    shader: &SHADER,
     entry: "broadcast",
     bindings: &[Access::Read, Access::ReadWrite],
     params_size: SIZE,
@@ -53,7 +56,7 @@ pub static BROADCAST: Kernel = Kernel {
 
 /// y = x, one vec4 per invocation.
 pub static COPY4: Kernel = Kernel {
-    shader: Shader::Vec,
+    shader: &SHADER,
     entry: "copy4",
     bindings: &[Access::Read, Access::ReadWrite],
     params_size: SIZE,

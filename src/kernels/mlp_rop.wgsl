@@ -48,10 +48,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dzl: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rdzl: array<f32>;
 
-fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + li;
-}
-
 fn act_grad(h: f32, act: u32) -> f32 {
     switch act {
         case 1u: { return h * (1.0 - h); }
@@ -72,7 +68,7 @@ fn act_grad2(h: f32, act: u32) -> f32 {
 @compute @workgroup_size(256)
 fn rop_bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count) { return; }
     let n = i / (p.rows * p.cols);
     let j = i % p.cols;
@@ -82,7 +78,7 @@ fn rop_bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(256)
 fn rop_act_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count) { return; }
     let a1 = act_grad(hb[i], p.act);
     let d = dh[i];
@@ -93,7 +89,7 @@ fn rop_act_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(256)
 fn rop_xent(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let r = index(wid, nwg, li);
+    let r = flat_index(wid, nwg, li);
     if (r >= p.batch * p.rows) { return; }
     let c = p.cols;
     let inv_b = 1.0 / f32(p.rows);
@@ -116,7 +112,7 @@ fn rop_xent(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(256)
 fn rop_mse(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count) { return; }
     let per = p.rows * p.cols;
     let inv_b = 1.0 / f32(p.rows);

@@ -22,8 +22,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
-var<workgroup> part: array<f32, 256>;
-
 fn term(idx: u32) -> f32 {
     let v = x[idx];
     return select(v, v * v, p.op == 1u);
@@ -42,7 +40,7 @@ fn reduce_wg(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let o = wid.x + wid.y * nwg.x;
+    let o = flat_group(wid, nwg);
     if (o >= p.batch * p.cols) { return; }
     let n = o / p.cols;
     let c = o % p.cols;
@@ -51,13 +49,8 @@ fn reduce_wg(
     for (var r = li; r < p.rows; r += 256u) {
         s += term(base + r * p.i_rs);
     }
-    part[li] = s;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w >>= 1u) {
-        if (li < w) { part[li] = part[li] + part[li + w]; }
-        workgroupBarrier();
-    }
-    if (li == 0u) { store(n, c, part[0]); }
+    tree_sum_256(li, s);
+    if (li == 0u) { store(n, c, tree_256[0]); }
 }
 
 @compute @workgroup_size(256)
@@ -66,7 +59,7 @@ fn reduce_thread(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let o = (wid.x + wid.y * nwg.x) * 256u + li;
+    let o = flat_index(wid, nwg, li);
     if (o >= p.batch * p.cols) { return; }
     let n = o / p.cols;
     let c = o % p.cols;

@@ -18,7 +18,7 @@ fn sgd(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count) { return; }
     theta[p.t_off + i] = theta[p.t_off + i] - p.lr * grad[p.g_off + i];
 }

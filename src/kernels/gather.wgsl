@@ -33,7 +33,7 @@ fn gather(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let t = (wid.x + wid.y * nwg.x) * 256u + li;
+    let t = flat_index(wid, nwg, li);
     let per_inst = p.rows * p.features;
     if (t >= p.batch * per_inst) { return; }
     let n = t / per_inst;

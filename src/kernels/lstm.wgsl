@@ -240,7 +240,7 @@ var<workgroup> xch: array<vec4<f32>, 320>;
 @compute @workgroup_size(160)
 fn lstm_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let wg = wid.x + wid.y * nwg.x;
+    let wg = flat_group(wid, nwg);
     if (wg >= p.groups) { return; }
     load_phi(li, 160u);
     let q = li % 32u;
@@ -414,7 +414,7 @@ fn emit_block(at: u32, rq: u32, cq: u32, s: Acc4, base: u32, fresh: bool) {
 @compute @workgroup_size(5u * T)
 fn lstm_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let wg = wid.x + wid.y * nwg.x;
+    let wg = flat_group(wid, nwg);
     if (wg >= p.groups) { return; }
     let n = 5u * T;
     load_phi(li, n);

@@ -33,14 +33,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> sbar: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gbar: array<f32>;
 
-fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + li;
-}
-
 @compute @workgroup_size(256)
 fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     let c = p.count;
     if (i >= c) { return; }
     let gi = g[i];
@@ -55,7 +51,7 @@ fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(256)
 fn momentum_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     let c = p.count;
     if (i >= c) { return; }
     let m = p.beta1 * slot_in[c + i] + g[i];
@@ -66,7 +62,7 @@ fn momentum_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(256)
 fn nag_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     let c = p.count;
     if (i >= c) { return; }
     let gi = g[i];
@@ -78,7 +74,7 @@ fn nag_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(256)
 fn rmsprop_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     let c = p.count;
     if (i >= c) { return; }
     let gi = g[i];
@@ -106,7 +102,7 @@ fn momentum_reverse(i: u32, nesterov: bool) {
 @compute @workgroup_size(256)
 fn momentum_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count) { return; }
     momentum_reverse(i, false);
 }
@@ -114,7 +110,7 @@ fn momentum_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(256)
 fn nag_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count) { return; }
     momentum_reverse(i, true);
 }

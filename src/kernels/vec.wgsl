@@ -26,14 +26,10 @@ struct Params {
 @group(0) @binding(1) var<storage, read> yin: array<f32>;
 @group(0) @binding(2) var<storage, read_write> z: array<f32>;
 
-fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * 256u + li;
-}
-
 @compute @workgroup_size(256)
 fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count) { return; }
     fill_y[p.yo + i] = p.a;
 }
@@ -41,7 +37,7 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @compute @workgroup_size(256)
 fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count) { return; }
     y[p.yo + i] = y[p.yo + i] + p.a * x[p.xo + i];
 }
@@ -49,7 +45,7 @@ fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @compute @workgroup_size(256)
 fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count) { return; }
     z[p.zo + i] = p.a * x[p.xo + i] + p.b * yin[p.yo + i];
 }
@@ -57,7 +53,7 @@ fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(256)
 fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let t = index(wid, nwg, li);
+    let t = flat_index(wid, nwg, li);
     if (t >= p.count * p.batch) { return; }
     let n = t / p.count;
     let i = t % p.count;
@@ -70,7 +66,7 @@ fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(256)
 fn copy4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count / 4u) { return; }
     y4[p.yo / 4u + i] = x4[p.xo / 4u + i];
 }

@@ -35,7 +35,7 @@ fn quadratic(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let n = wid.x + wid.y * nwg.x;
+    let n = flat_group(wid, nwg);
     if (n >= p.batch) { return; }
     let d = p.d;
     let wb = n * (d * d + d);
@@ -67,7 +67,7 @@ fn quadratic_hvp(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let n = wid.x + wid.y * nwg.x;
+    let n = flat_group(wid, nwg);
     if (n >= p.batch) { return; }
     let d = p.d;
     let wb = n * (d * d + d);

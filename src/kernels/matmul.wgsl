@@ -87,7 +87,7 @@ fn matmul(
     let tiles_m = (p.m + BM - 1u) / BM;
     let tiles_n = (p.n + BN - 1u) / BN;
     let tiles = tiles_m * tiles_n;
-    let wg = wid.x + wid.y * nwg.x;
+    let wg = flat_group(wid, nwg);
     if (wg >= tiles * p.batch) { return; }
     let inst = wg / tiles;
     let tm = (wg % tiles) / tiles_n;

@@ -132,7 +132,7 @@ fn mlp(inp: array<f32, 19>) -> Mlp {
 @compute @workgroup_size(256)
 fn mlpo_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let wgi = wid.x + wid.y * nwg.x;
+    let wgi = flat_group(wid, nwg);
     if (wgi >= p.chunks * (p.count / p.per_instance)) { return; }
     let n = wgi / p.chunks;
     let q = wgi % p.chunks;
@@ -162,7 +162,7 @@ fn mlpo_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(64)
 fn mlpo_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    let t = (wid.x + wid.y * nwg.x) * 64u + li;
+    let t = (flat_group(wid, nwg)) * 64u + li;
     let instances = p.count / p.per_instance;
     if (t >= instances * p.segments) { return; }
     let n = t / p.segments;
@@ -187,7 +187,7 @@ fn mlpo_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(64)
 fn mlpo_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let i = (wid.x + wid.y * nwg.x) * 64u + li;
+    let i = (flat_group(wid, nwg)) * 64u + li;
     let c = p.count;
     if (i >= c) { return; }
     let x = feats(i);
@@ -201,7 +201,7 @@ fn mlpo_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn mlpo_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let wg = wid.x + wid.y * nwg.x;
+    let wg = flat_group(wid, nwg);
     if (wg >= p.groups) { return; }
     let c = p.count;
     let po = p.phi_off;
@@ -297,7 +297,7 @@ fn mlpo_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(256)
 fn mlpo_theta_bar(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) li: u32) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    let i = flat_index(wid, nwg, li);
     if (i >= p.count) { return; }
     let sb = stats_base(i);
     let r = stats[sb + 1u];

@@ -31,17 +31,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
 @group(1) @binding(0) var<uniform> p: Params;
 
-var<workgroup> part: array<f32, 256>;
-
-// Sum `s` over the workgroup by a fixed tree; the total is in part[0] for every thread.
-fn tree_sum(li: u32, s: f32) {
-    part[li] = s;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w >>= 1u) {
-        if (li < w) { part[li] = part[li] + part[li + w]; }
-        workgroupBarrier();
-    }
-}
 
 @compute @workgroup_size(256)
 fn softmax_xent(
@@ -49,7 +38,7 @@ fn softmax_xent(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let n = wid.x + wid.y * nwg.x;
+    let n = flat_group(wid, nwg);
     if (n >= p.batch) { return; }
     let inv_b = 1.0 / f32(p.rows);
     var s = 0.0;
@@ -70,8 +59,8 @@ fn softmax_xent(
             }
         }
     }
-    tree_sum(li, s);
-    if (li == 0u) { loss[p.l_off + n] = part[0] * inv_b; }
+    tree_sum_256(li, s);
+    if (li == 0u) { loss[p.l_off + n] = tree_256[0] * inv_b; }
 }
 
 @compute @workgroup_size(256)
@@ -80,7 +69,7 @@ fn mse(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let n = wid.x + wid.y * nwg.x;
+    let n = flat_group(wid, nwg);
     if (n >= p.batch) { return; }
     let inv_b = 1.0 / f32(p.rows);
     let per = p.rows * p.classes;
@@ -93,6 +82,6 @@ fn mse(
         s += d * d;
         if (p.want_grad != 0u) { dz[db + i] = 2.0 * d * inv_b; }
     }
-    tree_sum(li, s);
-    if (li == 0u) { loss[p.l_off + n] = part[0] * inv_b; }
+    tree_sum_256(li, s);
+    if (li == 0u) { loss[p.l_off + n] = tree_256[0] * inv_b; }
 }

@@ -30,8 +30,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> moments: array<f32>;  // m then v, count each
 @group(0) @binding(3) var<storage, read_write> astatus: array<f32>;
 
-var<workgroup> part: array<f32, 256>;
-
 fn finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
@@ -43,19 +41,14 @@ fn meta_loss(@builtin(local_invocation_index) li: u32) {
     for (var j = li; j < total; j += 256u) {
         s = fma(weights[j / p.cols], losses[j], s);
     }
-    part[li] = s;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w >>= 1u) {
-        if (li < w) { part[li] = part[li] + part[li + w]; }
-        workgroupBarrier();
-    }
-    if (li == 0u) { status[0] = part[0] / f32(p.cols); }
+    tree_sum_256(li, s);
+    if (li == 0u) { status[0] = tree_256[0] / f32(p.cols); }
 }
 
 @compute @workgroup_size(256)
 fn meta_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    let i = flat_index(wid, nwg, li);
     let m_ok = finite(astatus[0]);
     let g_ok = finite(astatus[1]);
     if (i == 0u) { astatus[2] = select(0.0, 1.0, !m_ok) + select(0.0, 2.0, !g_ok); }
