@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use metalearn::gpu::{Gpu, GpuOptions};
-use metalearn::kernels::lstm::LstmHyper;
 use metalearn::kernels::meta::MetaAdam;
 use metalearn::meta::{MetaConfig, MetaTrainer};
+use metalearn::optim::lstm::Lstm;
 use metalearn::optim::Optimizer;
 use metalearn::report::MetricsWriter;
 use metalearn::tasks::QuadraticTask;
@@ -54,7 +54,7 @@ fn main() -> Result<()> {
         meta_opt: MetaAdam::with_lr(1e-2),
         ..Default::default()
     };
-    let opt = Optimizer::Lstm(LstmHyper::default());
+    let opt = Optimizer::new(Lstm::default());
     let mut trainer = MetaTrainer::new(gpu.clone(), Box::new(task), opt, cfg)?;
     let metrics_path = out_dir.join("async_train.jsonl");
     let mut metrics = MetricsWriter::open(&metrics_path)?;

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 
 use metalearn::gpu::{Gpu, GpuOptions};
-use metalearn::kernels::hand::AdamHyper;
 use metalearn::kernels::meta::MetaAdam;
 use metalearn::meta::{MetaConfig, MetaTrainer};
+use metalearn::optim::hand::Adam;
 use metalearn::optim::{Optimizer, OptimizerRun};
 use metalearn::params::ParamLayout;
 use metalearn::tasks::QuadraticTask;
@@ -161,7 +161,7 @@ fn main() -> Result<()> {
     let steps = 200;
     let mut learned = OptimizerRun::new(gpu.clone(), opt.clone(), &phi, net.layout.clone(), 1)?;
     let (learned_curve, learned_acc) = train(&mut learned, &net, &p0, &data, steps)?;
-    let adam = Optimizer::Adam(AdamHyper {
+    let adam = Optimizer::new(Adam {
         lr: 3e-2,
         ..Default::default()
     });

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 
 use metalearn::gpu::{Gpu, GpuOptions};
-use metalearn::kernels::lstm::LstmHyper;
 use metalearn::kernels::meta::MetaAdam;
 use metalearn::meta::{MetaConfig, MetaTrainer};
+use metalearn::optim::hand::Sgd;
+use metalearn::optim::lstm::Lstm;
 use metalearn::optim::{Optimizer, OptimizerRun};
 use metalearn::tasks::QuadraticTask;
 use metalearn::tasks::TaskRng;
@@ -85,7 +86,7 @@ fn main() -> Result<()> {
     let dim = 10;
     let mut rng = TaskRng::seed_from_u64(0);
     let task = QuadraticTask::new(&gpu, dim, 8, &mut rng)?;
-    let opt = Optimizer::Lstm(LstmHyper::default());
+    let opt = Optimizer::new(Lstm::default());
     let cfg = MetaConfig {
         unroll: 10,
         episode: 50,
@@ -111,7 +112,7 @@ fn main() -> Result<()> {
     // 3. SGD at the best learning rate of a small grid, through the same API.
     let mut best: Option<(f32, Vec<f64>)> = None;
     for lr in [3e-3f32, 3e-2, 3e-1] {
-        let mut run = OptimizerRun::flat(gpu.clone(), Optimizer::Sgd { lr }, &[], dim)?;
+        let mut run = OptimizerRun::flat(gpu.clone(), Optimizer::new(Sgd { lr }), &[], dim)?;
         let c = fit(&mut run, &model, &w0, steps)?;
         let last = c[steps];
         if last.is_finite() && best.as_ref().is_none_or(|(_, b)| last < b[steps]) {

@@ -190,8 +190,8 @@ pub fn measure_meta(
     schedule: crate::meta::Schedule,
     repeats: usize,
 ) -> Result<MetaMeasurement> {
-    use crate::kernels::lstm::LstmHyper;
     use crate::meta::{MetaConfig, MetaTrainer};
+    use crate::optim::lstm::Lstm;
     use crate::optim::Optimizer;
     use crate::tasks::QuadraticTask;
     let mut rng = crate::tasks::TaskRng::seed_from_u64(0);
@@ -204,7 +204,7 @@ pub fn measure_meta(
     let mut tr = MetaTrainer::new(
         gpu.clone(),
         Box::new(task),
-        Optimizer::Lstm(LstmHyper::default()),
+        Optimizer::new(Lstm::default()),
         cfg,
     )?;
     let step = median_seconds(repeats, || tr.step().map(|_| ()))?;
@@ -245,7 +245,7 @@ pub fn measure_optimizer_step(
     steps: usize,
     repeats: usize,
 ) -> Result<StepMeasurement> {
-    use crate::optim::Optimizer;
+    use crate::optim::StepArgs;
     let mut layout = crate::params::ParamLayout::new();
     let per = params.div_ceil(tensors.max(1));
     let mut left = params;
@@ -272,13 +272,15 @@ pub fn measure_optimizer_step(
         for t in 0..n {
             opt.record_step(
                 &mut rec,
-                &ws,
-                params,
-                &slots[t % 2],
-                &g,
-                (&phi_buf, 0),
-                &slots[(t + 1) % 2],
-                t,
+                &StepArgs {
+                    count: params,
+                    slot_in: &slots[t % 2],
+                    g: &g,
+                    phi: (&phi_buf, 0),
+                    slot_out: &slots[(t + 1) % 2],
+                    t,
+                    ws: &ws,
+                },
             )?;
         }
         let t0 = Instant::now();
@@ -297,7 +299,7 @@ pub fn measure_optimizer_step(
     // Reads θ, g and the state and writes θ and the state; the MLP optimizer reads θ, g and
     // the state once more for its per-tensor normalisers.
     let mut bytes = 4 * c * ((2 + s) + (1 + s));
-    if let Optimizer::Mlp(_) = opt {
+    if opt.name() == "mlp" {
         bytes += 4 * c * (2 + s);
     }
     Ok(StepMeasurement {
@@ -542,8 +544,8 @@ pub fn measure_w1(
     instances: usize,
     repeats: usize,
 ) -> Result<W1Measurement> {
-    use crate::kernels::lstm::{LstmHyper, HIDDEN};
     use crate::meta::{MetaConfig, MetaTrainer};
+    use crate::optim::lstm::{Lstm, HIDDEN};
     use crate::optim::Optimizer;
     use crate::tasks::MlpTask;
     let (train, test) = crate::demo::synthetic_images(0, 2000, 500);
@@ -553,7 +555,7 @@ pub fn measure_w1(
         unroll: W1_UNROLL,
         ..Default::default()
     };
-    let opt = Optimizer::Lstm(LstmHyper::default());
+    let opt = Optimizer::new(Lstm::default());
     let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), opt, cfg)?;
     crate::gpu::reset_gpu_time();
     crate::gpu::set_gpu_timing(true);

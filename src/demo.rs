@@ -347,18 +347,20 @@ pub type Baseline = fn(f32) -> crate::optim::Optimizer;
 /// The hand-designed baselines of L2L's comparisons, as functions of the learning rate: SGD,
 /// Nesterov momentum (μ = 0.9), RMSprop (ρ = 0.99) and Adam.
 pub fn baselines() -> Vec<(&'static str, Baseline)> {
-    use crate::kernels::hand::AdamHyper;
+    use crate::optim::hand::{Adam, Nag, RmsProp, Sgd};
     use crate::optim::Optimizer;
     vec![
-        ("SGD", |lr| Optimizer::Sgd { lr }),
-        ("NAG", |lr| Optimizer::Nag { lr, mu: 0.9 }),
-        ("RMSprop", |lr| Optimizer::RmsProp {
-            lr,
-            rho: 0.99,
-            eps: 1e-8,
+        ("SGD", |lr| Optimizer::new(Sgd { lr })),
+        ("NAG", |lr| Optimizer::new(Nag { lr, mu: 0.9 })),
+        ("RMSprop", |lr| {
+            Optimizer::new(RmsProp {
+                lr,
+                rho: 0.99,
+                eps: 1e-8,
+            })
         }),
         ("Adam", |lr| {
-            Optimizer::Adam(AdamHyper {
+            Optimizer::new(Adam {
                 lr,
                 ..Default::default()
             })
@@ -370,13 +372,13 @@ pub fn baselines() -> Vec<(&'static str, Baseline)> {
 /// SGD, NAG, RMSprop and Adam, each at its best learning rate from a grid tuned on the training
 /// family.
 pub fn l2l_quadratics(gpu: &std::sync::Arc<Gpu>, cfg: &L2lConfig) -> Result<L2lReport> {
-    use crate::kernels::lstm::LstmHyper;
     use crate::meta::{log_grid, tune_learning_rate, MetaConfig, MetaTrainer};
+    use crate::optim::lstm::Lstm;
     use crate::optim::Optimizer;
     use crate::tasks::{QuadraticTask, Task};
     let mut rng = crate::tasks::TaskRng::seed_from_u64(cfg.seed);
     let task = QuadraticTask::new(gpu, cfg.dim, cfg.instances, &mut rng)?;
-    let opt = Optimizer::Lstm(LstmHyper::default());
+    let opt = Optimizer::new(Lstm::default());
     let mcfg = MetaConfig {
         unroll: cfg.unroll,
         episode: cfg.episode,

@@ -153,6 +153,19 @@ impl ParamLayout {
         self.size
     }
 
+    /// The (offset, length) of every tensor that owns storage, in storage order (the
+    /// per-tensor segments of one instance's parameters).
+    pub fn segments(&self) -> Vec<(usize, usize)> {
+        let mut v: Vec<(usize, usize)> = self
+            .entries()
+            .iter()
+            .filter(|e| e.owns_storage())
+            .map(|e| (e.offset, e.len()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Offset of a name's storage in the whole buffer of instances, for instance `n`.
     pub fn offset_in(&self, name: &str, n: usize) -> Result<usize> {
         Ok(n * self.size + self.require(name)?.offset)

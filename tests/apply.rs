@@ -10,28 +10,26 @@ mod common;
 
 use common::{assert_close, f64s, gpu_other_tiling, rng, shared_gpu, uniform};
 use metalearn::gpu::Recorder;
-use metalearn::kernels::hand::AdamHyper;
-use metalearn::kernels::lstm::LstmHyper;
-use metalearn::kernels::mlp_opt::{segments_of, MlpOptHyper};
 use metalearn::kernels::Batched;
 use metalearn::meta::evaluate;
-use metalearn::optim::{Optimizer, OptimizerRun};
+use metalearn::optim::hand::{Adam, Sgd};
+use metalearn::optim::lstm::Lstm;
+use metalearn::optim::mlp::MlpOpt;
+use metalearn::optim::{Optimizer, OptimizerRun, RefStep};
 use metalearn::params::ParamLayout;
-use metalearn::reference::mlp_opt::{mlpo_step, MlpOptConfig};
-use metalearn::reference::optim::{adam_step, lstm_step, sgd_step, AdamConfig, LstmConfig};
 use metalearn::tasks::{BatchRef, QuadraticTask, Task};
 use metalearn::Result;
 use rand::Rng;
 
 fn optimizers() -> Vec<Optimizer> {
     vec![
-        Optimizer::Sgd { lr: 0.002 },
-        Optimizer::Adam(AdamHyper {
+        Optimizer::new(Sgd { lr: 0.002 }),
+        Optimizer::new(Adam {
             lr: 0.01,
             ..Default::default()
         }),
-        Optimizer::Lstm(LstmHyper::default()),
-        Optimizer::Mlp(MlpOptHyper::default()),
+        Optimizer::new(Lstm::default()),
+        Optimizer::new(MlpOpt::default()),
     ]
 }
 
@@ -110,66 +108,28 @@ fn reference_run(
     let mut out = Vec::new();
     for (t, g) in grads.iter().enumerate() {
         let g = f64s(g);
-        match opt {
-            Optimizer::Sgd { lr } => {
-                for i in 0..c {
-                    theta[i] += sgd_step(f64::from(*lr), g[i]);
+        let segs = layout.segments();
+        for inst in 0..n {
+            let r = inst * p..(inst + 1) * p;
+            // Coordinate-major state of this instance.
+            let si: Vec<f64> = (0..p)
+                .flat_map(|j| (0..s).map(move |k| (j, k)))
+                .map(|(j, k)| state[k * c + inst * p + j])
+                .collect();
+            let (u, ns) = opt.reference().step(&RefStep {
+                phi: &phi,
+                g: &g[r.clone()],
+                theta: &theta[r],
+                state: &si,
+                segments: &segs,
+                t,
+            });
+            for j in 0..p {
+                theta[inst * p + j] += u[j];
+                for k in 0..s {
+                    state[k * c + inst * p + j] = ns[j * s + k];
                 }
             }
-            Optimizer::Adam(h) => {
-                let cfg = AdamConfig {
-                    lr: f64::from(h.lr),
-                    beta1: f64::from(h.beta1),
-                    beta2: f64::from(h.beta2),
-                    eps: f64::from(h.eps),
-                };
-                for i in 0..c {
-                    let (u, [m, v]) = adam_step(&cfg, g[i], [state[i], state[c + i]], t);
-                    theta[i] += u;
-                    state[i] = m;
-                    state[c + i] = v;
-                }
-            }
-            Optimizer::Lstm(h) => {
-                let cfg = LstmConfig {
-                    p: f64::from(h.p),
-                    eps: f64::from(h.eps),
-                    out_scale: f64::from(h.out_scale),
-                    ..Default::default()
-                };
-                for i in 0..c {
-                    let si: Vec<f64> = (0..s).map(|k| state[k * c + i]).collect();
-                    let (u, ns) = lstm_step(&cfg, &phi, g[i], &si);
-                    theta[i] += u;
-                    for k in 0..s {
-                        state[k * c + i] = ns[k];
-                    }
-                }
-            }
-            Optimizer::Mlp(h) => {
-                let cfg = MlpOptConfig {
-                    eps: f64::from(h.eps),
-                    exp_mult: f64::from(h.exp_mult),
-                    step_mult: f64::from(h.step_mult),
-                };
-                let segs = segments_of(layout);
-                for inst in 0..n {
-                    let r = inst * p..(inst + 1) * p;
-                    // Coordinate-major state of this instance.
-                    let si: Vec<f64> = (0..p)
-                        .flat_map(|j| (0..s).map(move |k| (j, k)))
-                        .map(|(j, k)| state[k * c + inst * p + j])
-                        .collect();
-                    let (u, ns) = mlpo_step(&cfg, &phi, &g[r.clone()], &theta[r], &si, &segs, t);
-                    for j in 0..p {
-                        theta[inst * p + j] += u[j];
-                        for k in 0..s {
-                            state[k * c + inst * p + j] = ns[j * s + k];
-                        }
-                    }
-                }
-            }
-            other => panic!("no reference for {}", other.name()),
         }
         out.push(theta.clone());
     }
@@ -270,8 +230,8 @@ fn host_and_gpu_steps_agree_bitwise() -> Result<()> {
 #[test]
 fn mismatched_shapes_are_errors() -> Result<()> {
     let gpu = shared_gpu();
-    let lstm = Optimizer::Lstm(LstmHyper::default());
-    let sgd = Optimizer::Sgd { lr: 0.1 };
+    let lstm = Optimizer::new(Lstm::default());
+    let sgd = Optimizer::new(Sgd { lr: 0.1 });
     // φ of the wrong length, no instance, an empty layout.
     assert!(OptimizerRun::flat(gpu.clone(), lstm.clone(), &[0.0; 3], 4).is_err());
     assert!(OptimizerRun::flat(gpu.clone(), sgd.clone(), &[1.0], 4).is_err());

@@ -5,14 +5,16 @@ mod common;
 
 use common::{f64s, rng, shared_gpu};
 use metalearn::data::ImageDataset;
-use metalearn::kernels::hand::AdamHyper;
-use metalearn::kernels::lstm::{LstmHyper, PHI_LEN};
 use metalearn::kernels::matmul::Activation;
-use metalearn::kernels::mlp_opt::MlpOptHyper;
 use metalearn::meta::{
     FinalBatch, LossWeights, MetaConfig, MetaGradient, MetaTrainer, NonFinite, Schedule,
 };
 use metalearn::models::MlpSpec;
+use metalearn::optim::hand::{Adam, Momentum, Nag, RmsProp, Sgd};
+use metalearn::optim::linear::Linear;
+use metalearn::optim::lstm::Lstm;
+use metalearn::optim::lstm::PHI_LEN;
+use metalearn::optim::mlp::MlpOpt;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
 use metalearn::tasks::TaskRng;
@@ -73,7 +75,7 @@ fn trainer(
         ..Default::default()
     };
     let mut tr = MetaTrainer::new(shared_gpu().clone(), task(family, seed)?, opt.clone(), cfg)?;
-    if let Optimizer::Lstm(_) = opt {
+    if opt.name() == "lstm" {
         // Larger output weights than the initialisation, so the updates move θ noticeably.
         let mut phi = tr.phi()?;
         for v in &mut phi[PHI_LEN - 21..PHI_LEN - 1] {
@@ -86,25 +88,25 @@ fn trainer(
 
 fn optimizers() -> Vec<Optimizer> {
     vec![
-        Optimizer::Linear,
-        Optimizer::Lstm(LstmHyper::default()),
-        Optimizer::Sgd { lr: 0.05 },
-        Optimizer::Adam(AdamHyper {
+        Optimizer::new(Linear),
+        Optimizer::new(Lstm::default()),
+        Optimizer::new(Sgd { lr: 0.05 }),
+        Optimizer::new(Adam {
             lr: 0.02,
             ..Default::default()
         }),
-        Optimizer::Mlp(MlpOptHyper {
+        Optimizer::new(MlpOpt {
             eps: 1e-5,
             exp_mult: 0.5,
             step_mult: 0.05,
         }),
-        Optimizer::Momentum { lr: 0.02, mu: 0.9 },
-        Optimizer::Nag { lr: 0.02, mu: 0.9 },
-        Optimizer::RmsProp {
+        Optimizer::new(Momentum { lr: 0.02, mu: 0.9 }),
+        Optimizer::new(Nag { lr: 0.02, mu: 0.9 }),
+        Optimizer::new(RmsProp {
             lr: 0.02,
             rho: 0.9,
             eps: 1e-8,
-        },
+        }),
     ]
 }
 
@@ -131,7 +133,7 @@ fn check_against_reference(
         opt,
         phi: &phi,
         init: &init,
-        segments: &metalearn::kernels::mlp_opt::segments_of(task.layout()),
+        segments: &task.layout().segments(),
         unroll: T,
         weights: &weights,
         final_batch: tr.config().final_batch,
@@ -191,13 +193,13 @@ fn meta_gradient_matches_reference_mlp() -> Result<()> {
 fn meta_gradient_smoke() -> Result<()> {
     check_against_reference(
         Family::Quadratic,
-        &Optimizer::Linear,
+        &Optimizer::new(Linear),
         Mode::Truncated,
         Schedule::Sqrt,
     )?;
     check_against_reference(
         Family::Mlp,
-        &Optimizer::Linear,
+        &Optimizer::new(Linear),
         Mode::FirstOrder,
         Schedule::EveryK(3),
     )?;
@@ -209,9 +211,9 @@ fn meta_gradient_smoke() -> Result<()> {
 fn schedules_agree_bitwise() -> Result<()> {
     for family in [Family::Quadratic, Family::Mlp] {
         for opt in [
-            Optimizer::Lstm(LstmHyper::default()),
-            Optimizer::Linear,
-            Optimizer::Mlp(MlpOptHyper {
+            Optimizer::new(Lstm::default()),
+            Optimizer::new(Linear),
+            Optimizer::new(MlpOpt {
                 eps: 1e-5,
                 exp_mult: 0.5,
                 step_mult: 0.05,
@@ -242,7 +244,7 @@ fn schedules_agree_bitwise() -> Result<()> {
 fn non_finite_meta_loss_skips_the_update() -> Result<()> {
     let mut tr = trainer(
         Family::Quadratic,
-        &Optimizer::Linear,
+        &Optimizer::new(Linear),
         Mode::Truncated,
         Schedule::StoreAll,
         5,
@@ -277,7 +279,7 @@ fn reptile_gradient_is_the_mean_displacement() -> Result<()> {
         learn_init: true,
         ..Default::default()
     };
-    let opt = Optimizer::Sgd { lr: 0.05 };
+    let opt = Optimizer::new(Sgd { lr: 0.05 });
     let mut tr = MetaTrainer::new(
         shared_gpu().clone(),
         task(Family::Quadratic, 9)?,
@@ -313,7 +315,7 @@ fn reptile_gradient_is_the_mean_displacement() -> Result<()> {
 fn export_writes_a_consistent_safetensors_file() -> Result<()> {
     let mut tr = trainer(
         Family::Mlp,
-        &Optimizer::Linear,
+        &Optimizer::new(Linear),
         Mode::Truncated,
         Schedule::Sqrt,
         21,
@@ -375,7 +377,7 @@ fn async_and_blocking_steps_agree() -> Result<()> {
         seed: 3,
         ..Default::default()
     };
-    let opt = Optimizer::Lstm(LstmHyper::default());
+    let opt = Optimizer::new(Lstm::default());
     let mut a = MetaTrainer::new(
         shared_gpu().clone(),
         task(Family::Quadratic, 3)?,
@@ -403,7 +405,7 @@ fn async_and_blocking_steps_agree() -> Result<()> {
 
 #[test]
 fn inconsistent_configurations_are_refused() -> Result<()> {
-    let sgd = Optimizer::Sgd { lr: 0.1 };
+    let sgd = Optimizer::new(Sgd { lr: 0.1 });
     let base = MetaConfig {
         unroll: 4,
         ..Default::default()
@@ -432,7 +434,7 @@ fn inconsistent_configurations_are_refused() -> Result<()> {
             unroll: 0,
             ..base.clone()
         },
-        &Optimizer::Linear
+        &Optimizer::new(Linear)
     )
     .contains("at least 1"));
     assert!(err(
@@ -440,7 +442,7 @@ fn inconsistent_configurations_are_refused() -> Result<()> {
             episode: 6,
             ..base.clone()
         },
-        &Optimizer::Linear
+        &Optimizer::new(Linear)
     )
     .contains("multiple"));
     assert!(err(
@@ -448,7 +450,7 @@ fn inconsistent_configurations_are_refused() -> Result<()> {
             weights: LossWeights::Given(vec![1.0; 3]),
             ..base.clone()
         },
-        &Optimizer::Linear
+        &Optimizer::new(Linear)
     )
     .contains("T + 1"));
     assert!(err(
@@ -456,7 +458,7 @@ fn inconsistent_configurations_are_refused() -> Result<()> {
             mode: Mode::Reptile,
             ..base
         },
-        &Optimizer::Linear
+        &Optimizer::new(Linear)
     )
     .contains("Reptile"));
     Ok(())
@@ -466,7 +468,7 @@ fn inconsistent_configurations_are_refused() -> Result<()> {
 /// store-all's, and a budget below the minimum is refused with the numbers needed to fix it.
 #[test]
 fn memory_budget_selects_revolve_and_refuses_too_little() -> Result<()> {
-    let opt = Optimizer::Lstm(LstmHyper::default());
+    let opt = Optimizer::new(Lstm::default());
     let full = trainer(
         Family::Quadratic,
         &opt,
@@ -518,7 +520,7 @@ fn later_unrolls_of_an_episode_use_their_own_batches() -> Result<()> {
     let mut tr = MetaTrainer::new(
         shared_gpu().clone(),
         task(Family::Mlp, 31)?,
-        Optimizer::Sgd { lr },
+        Optimizer::new(Sgd { lr }),
         cfg,
     )?;
     tr.step()?;

@@ -12,6 +12,8 @@ use metalearn::kernels::matmul::Activation;
 use metalearn::kernels::Batched;
 use metalearn::meta::{FinalBatch, LossWeights, MetaConfig, MetaGradient, MetaTrainer, Schedule};
 use metalearn::models::MlpSpec;
+use metalearn::optim::hand::{Momentum, Nag, Sgd};
+use metalearn::optim::linear::Linear;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
 use metalearn::tasks::{
@@ -187,7 +189,7 @@ fn check_meta(tr: &mut MetaTrainer) -> Result<MetaGradient> {
             opt: &opt,
             phi: &phi,
             init: &init,
-            segments: &metalearn::kernels::mlp_opt::segments_of(task.layout()),
+            segments: &task.layout().segments(),
             unroll: tr.config().unroll,
             weights: &weights,
             final_batch: tr.config().final_batch,
@@ -262,7 +264,7 @@ fn sinusoid_maml_second_order_matches_reference() -> Result<()> {
             MetaTrainer::new(
                 shared_gpu().clone(),
                 Box::new(task),
-                Optimizer::Sgd { lr: 0.05 },
+                Optimizer::new(Sgd { lr: 0.05 }),
                 MetaConfig {
                     unroll: t,
                     mode,
@@ -292,7 +294,7 @@ fn linear_optimizer_on_quadratics_second_order_matches_reference() -> Result<()>
         let mut tr = MetaTrainer::new(
             shared_gpu().clone(),
             Box::new(task),
-            Optimizer::Linear,
+            Optimizer::new(Linear),
             MetaConfig {
                 unroll: 4,
                 mode,
@@ -318,8 +320,8 @@ fn linear_optimizer_on_quadratics_second_order_matches_reference() -> Result<()>
 fn momentum_second_order_matches_reference() -> Result<()> {
     let mut r = rng("momentum second order");
     for opt in [
-        Optimizer::Momentum { lr: 0.02, mu: 0.9 },
-        Optimizer::Nag { lr: 0.02, mu: 0.9 },
+        Optimizer::new(Momentum { lr: 0.02, mu: 0.9 }),
+        Optimizer::new(Nag { lr: 0.02, mu: 0.9 }),
     ] {
         let seed: u64 = r.random();
         let cfg = |mode, schedule| MetaConfig {

@@ -10,6 +10,8 @@ use metalearn::kernels::matmul::Activation;
 use metalearn::kernels::Batched;
 use metalearn::meta::{FinalBatch, LossWeights, MetaConfig, MetaTrainer, Schedule};
 use metalearn::models::MlpSpec;
+use metalearn::optim::hand::Sgd;
+use metalearn::optim::linear::Linear;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::mlp::Targets;
 use metalearn::reference::{self, central_diff, rel_err};
@@ -284,7 +286,7 @@ fn meta_case(tr: &mut MetaTrainer, opt: &Optimizer, mode: Mode) -> Result<()> {
         opt,
         phi: &phi,
         init: &init,
-        segments: &metalearn::kernels::mlp_opt::segments_of(task.layout()),
+        segments: &task.layout().segments(),
         unroll: tr.config().unroll,
         weights: &weights,
         final_batch: tr.config().final_batch,
@@ -318,7 +320,7 @@ fn meta_case(tr: &mut MetaTrainer, opt: &Optimizer, mode: Mode) -> Result<()> {
 #[test]
 fn sinusoid_maml_meta_gradient_matches_reference() -> Result<()> {
     let mut r = rng("sinusoid maml");
-    let opt = Optimizer::Sgd { lr: 0.05 };
+    let opt = Optimizer::new(Sgd { lr: 0.05 });
     for mode in [Mode::FirstOrder, Mode::Truncated] {
         let cfg = MetaConfig {
             unroll: 3,
@@ -342,7 +344,7 @@ fn sinusoid_maml_meta_gradient_matches_reference() -> Result<()> {
 #[test]
 fn autoencoder_linear_optimizer_meta_gradient_matches_reference() -> Result<()> {
     let mut r = rng("autoencoder linear");
-    let opt = Optimizer::Linear;
+    let opt = Optimizer::new(Linear);
     for (mode, schedule) in [
         (Mode::Truncated, Schedule::StoreAll),
         (Mode::FirstOrder, Schedule::EveryK(2)),

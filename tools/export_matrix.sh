@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Write one export of every optimizer × mode × task × learned-init combination that
-# `metalearn export` supports, for a fixed seed, and print their SHA-256 sums.
+# `metalearn export` supports, for a fixed seed, and print their canonical SHA-256 digests
+# (tools/export_digest.py: metadata order does not count).
 # Usage: tools/export_matrix.sh BIN OUT_DIR   (compare two runs with `diff`)
 set -euo pipefail
 bin=${1:?binary}; out=${2:?output directory}
@@ -18,4 +19,4 @@ for task in quadratic mlp; do
     done
   done
 done
-(cd "$out" && sha256sum *.safetensors)
+"$(dirname "$0")/export_digest.py" "$out"/*.safetensors

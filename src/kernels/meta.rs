@@ -2,9 +2,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::hand::AdamHyper;
 use super::{check_region, u32_of};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::optim::hand::Adam;
 use crate::Result;
 
 /// Parameters of the meta kernels (mirrors `Params` in the WGSL).
@@ -88,7 +88,7 @@ pub fn meta_loss(
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MetaAdam {
     /// Learning rate, β1, β2, ε.
-    pub adam: AdamHyper,
+    pub adam: Adam,
     /// Clip the meta-gradient to this norm (≤ 0: no clipping).
     pub clip: f32,
 }
@@ -96,7 +96,7 @@ pub struct MetaAdam {
 impl Default for MetaAdam {
     fn default() -> Self {
         Self {
-            adam: AdamHyper::default(),
+            adam: Adam::default(),
             clip: 1.0,
         }
     }

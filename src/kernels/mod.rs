@@ -1,14 +1,12 @@
-//! Rust wrappers of the WGSL kernels: one module per file in `shaders/`, each holding the kernel
-//! descriptions, the parameter struct mirrored from the WGSL, and a typed `record` function that
-//! checks every index the kernel will touch before it is recorded.
+//! The generic kernels (matrix product, reductions, element-wise vector operations, batch
+//! gathering) and the checks every kernel wrapper shares. Each module holds its WGSL file
+//! beside it, the kernel descriptions, the parameter struct mirrored from the WGSL, and typed
+//! `record` functions that check every index the kernel will touch before it is recorded.
+//! The kernels of an optimizer family or a task live in its own folder.
 
 pub mod gather;
-pub mod hand;
-pub mod linear;
-pub mod lstm;
 pub mod matmul;
 pub mod meta;
-pub mod mlp_opt;
 pub mod mlp_rop;
 pub mod quadratic;
 pub mod reduce;
@@ -19,9 +17,10 @@ pub mod vec;
 use crate::gpu::{GpuBuffer, Kernel};
 use crate::{Error, Result};
 
-/// Every kernel metalearn dispatches (checked against the WGSL by a naga test).
+/// Every kernel metalearn dispatches: these generic ones, the model kernels of the tasks and
+/// those of every registered optimizer family (checked against the WGSL by a naga test).
 pub fn all() -> Vec<&'static Kernel> {
-    vec![
+    let mut v = vec![
         &matmul::MATMUL,
         &reduce::REDUCE_WG,
         &reduce::REDUCE_THREAD,
@@ -36,29 +35,15 @@ pub fn all() -> Vec<&'static Kernel> {
         &vec::AXPBY,
         &vec::BROADCAST,
         &vec::COPY4,
-        &linear::LINEAR_STEP,
-        &linear::LINEAR_VJP,
-        &linear::LINEAR_VJP_SO,
-        &lstm::LSTM_STEP,
-        &lstm::LSTM_VJP,
-        &hand::ADAM_STEP,
-        &hand::MOMENTUM_STEP,
-        &hand::NAG_STEP,
-        &hand::RMSPROP_STEP,
-        &hand::MOMENTUM_VJP,
-        &hand::NAG_VJP,
         &meta::META_LOSS,
         &meta::META_ADAM,
-        &mlp_opt::MLPO_SUMS,
-        &mlp_opt::MLPO_FINISH,
-        &mlp_opt::MLPO_STEP,
-        &mlp_opt::MLPO_VJP,
-        &mlp_opt::MLPO_THETA_BAR,
         &mlp_rop::ROP_BIAS_ACT,
         &mlp_rop::ROP_ACT_BACK,
         &mlp_rop::ROP_XENT,
         &mlp_rop::ROP_MSE,
-    ]
+    ];
+    v.extend(crate::optim::kernels());
+    v
 }
 
 /// A batch of tensors in a buffer: instance n's tensor starts at `off + n·batch_stride`.

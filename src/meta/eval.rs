@@ -3,7 +3,7 @@
 
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::Batched;
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, StepArgs};
 use crate::tasks::{BatchRef, Task};
 use crate::{Error, Result};
 
@@ -123,13 +123,15 @@ pub fn evaluate_with_held_out(
         if t < steps {
             opt.record_step(
                 &mut rec,
-                &ws,
-                c,
-                cur,
-                &g,
-                (&phi_buf, 0),
-                &slots[(t + 1) % 2],
-                t,
+                &StepArgs {
+                    count: c,
+                    slot_in: cur,
+                    g: &g,
+                    phi: (&phi_buf, 0),
+                    slot_out: &slots[(t + 1) % 2],
+                    t,
+                    ws: &ws,
+                },
             )?;
         }
     }

@@ -9,7 +9,6 @@ use safetensors::Dtype;
 
 use super::save::write_atomically;
 use super::trainer::{FinalBatch, MetaTrainer};
-use crate::optim::Optimizer;
 use crate::tasks::{BatchRef, NamedTensor};
 use crate::{Error, Result};
 
@@ -105,35 +104,8 @@ pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSumm
     put("weights", json_list(tr.weights()));
     let opt = tr.optimizer();
     put("optimizer", opt.name().into());
-    match opt {
-        Optimizer::Sgd { lr } => put("optimizer.lr", format!("{lr:e}")),
-        Optimizer::Adam(h) => {
-            put("optimizer.lr", format!("{:e}", h.lr));
-            put("optimizer.beta1", format!("{:e}", h.beta1));
-            put("optimizer.beta2", format!("{:e}", h.beta2));
-            put("optimizer.eps", format!("{:e}", h.eps));
-        }
-        Optimizer::Momentum { lr, mu } | Optimizer::Nag { lr, mu } => {
-            put("optimizer.lr", format!("{lr:e}"));
-            put("optimizer.mu", format!("{mu:e}"));
-        }
-        Optimizer::RmsProp { lr, rho, eps } => {
-            put("optimizer.lr", format!("{lr:e}"));
-            put("optimizer.rho", format!("{rho:e}"));
-            put("optimizer.eps", format!("{eps:e}"));
-        }
-        Optimizer::Linear => {}
-        Optimizer::Mlp(h) => {
-            put("optimizer.eps", format!("{:e}", h.eps));
-            put("optimizer.exp_mult", format!("{:e}", h.exp_mult));
-            put("optimizer.step_mult", format!("{:e}", h.step_mult));
-        }
-        Optimizer::Lstm(h) => {
-            put("optimizer.hidden", crate::kernels::lstm::HIDDEN.to_string());
-            put("optimizer.p", format!("{:e}", h.p));
-            put("optimizer.eps", format!("{:e}", h.eps));
-            put("optimizer.out_scale", format!("{:e}", h.out_scale));
-        }
+    for (k, v) in opt.hyper() {
+        put(&format!("optimizer.{k}"), v);
     }
     let entries: Vec<String> = layout
         .entries()

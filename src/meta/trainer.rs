@@ -12,7 +12,7 @@ use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::meta::{self, status, MetaAdam};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule as ReduceSchedule, Strided};
 use crate::kernels::{vec, Batched};
-use crate::optim::{Mode, Optimizer, VjpArgs, Workspace};
+use crate::optim::{Mode, Optimizer, StepArgs, VjpArgs, Workspace};
 use crate::tasks::{BatchRef, Task, TaskRng};
 use crate::{Error, Result};
 
@@ -600,13 +600,15 @@ impl MetaTrainer {
                     )?;
                     self.opt.record_step(
                         rec,
-                        &self.ws,
-                        c,
-                        &self.slots[from],
-                        &self.g,
-                        phi,
-                        &self.slots[to],
-                        off + step,
+                        &StepArgs {
+                            count: c,
+                            slot_in: &self.slots[from],
+                            g: &self.g,
+                            phi,
+                            slot_out: &self.slots[to],
+                            t: off + step,
+                            ws: &self.ws,
+                        },
                     )?;
                 }
                 Action::Final { slot } => {
@@ -641,7 +643,6 @@ impl MetaTrainer {
                     )?;
                     self.opt.record_vjp(
                         rec,
-                        &self.ws,
                         &VjpArgs {
                             count: c,
                             slot: &self.slots[slot],
@@ -656,6 +657,7 @@ impl MetaTrainer {
                             mode: self.cfg.mode,
                             accumulate: !first_reverse,
                             gbar: self.second_order.as_ref().map(|so| &so.gbar),
+                            ws: &self.ws,
                         },
                     )?;
                     first_reverse = false;

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::optim::{Optimizer, Workspace};
+use crate::optim::{Optimizer, StepArgs, Workspace};
 use crate::params::ParamLayout;
 use crate::{Error, Result};
 
@@ -208,13 +208,15 @@ impl OptimizerRun {
         rec.copy(params, 0, cur, 0, self.count)?;
         self.opt.record_step(
             rec,
-            &self.ws,
-            self.count,
-            cur,
-            grads,
-            (&self.phi, 0),
-            next,
-            self.t,
+            &StepArgs {
+                count: self.count,
+                slot_in: cur,
+                g: grads,
+                phi: (&self.phi, 0),
+                slot_out: next,
+                t: self.t,
+                ws: &self.ws,
+            },
         )?;
         rec.copy(next, 0, params, 0, self.count)?;
         self.cur = 1 - self.cur;
@@ -242,13 +244,15 @@ impl OptimizerRun {
         let mut rec = Recorder::new(&gpu);
         self.opt.record_step(
             &mut rec,
-            &self.ws,
-            self.count,
-            cur,
-            &g,
-            (&self.phi, 0),
-            next,
-            self.t,
+            &StepArgs {
+                count: self.count,
+                slot_in: cur,
+                g: &g,
+                phi: (&self.phi, 0),
+                slot_out: next,
+                t: self.t,
+                ws: &self.ws,
+            },
         )?;
         rec.submit()?;
         let out: Vec<f32> = gpu.read_range(next, 0, self.count)?;

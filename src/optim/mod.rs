@@ -1,124 +1,82 @@
-//! Inner optimizers behind one interface: hand-designed (SGD, Adam) and learned (linear, LSTM).
+//! Inner optimizers behind one trait, [`Family`], and a registry of them.
 //!
 //! An optimizer acts on the C = N·P coordinates of all task instances at once. Its *slot* layout
 //! is θ at `slot[0..C]` followed by `state_len()` floats of state per coordinate, struct of arrays
 //! (`slot[C + k·C + i]`). φ (the learned meta-parameters, `phi_len()` floats) is shared by every
 //! coordinate and read from a buffer at an offset. See `docs/optimizers.md` for the equations.
+//!
+//! Each family lives in its own folder with its WGSL, its Rust wrapper and its f64 reference:
+//! [`hand`] (SGD, momentum, Nesterov, RMSprop, Adam), [`lstm`], [`mlp`], [`linear`]. A new
+//! family is one folder implementing [`Family`] (GPU) and [`Reference`] (f64), plus one line
+//! in [`REGISTRY`].
 
-use rand::Rng;
+use std::any::Any;
+use std::sync::Arc;
+
+use rand::RngCore;
 
 pub mod apply;
-pub use apply::OptimizerRun;
+pub mod hand;
+pub mod linear;
+pub mod lstm;
+pub mod mlp;
+mod mode;
+pub mod reference;
 
-use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::hand::{self, AdamHyper};
-use crate::kernels::lstm::{self, LstmHyper};
-use crate::kernels::mlp_opt::{self, MlpOptHyper, MlpOptWorkspace};
-use crate::kernels::{linear, vec};
+pub use apply::OptimizerRun;
+pub use mode::Mode;
+pub use reference::{RefStep, RefVjp, RefVjpOut, Reference};
+
+use crate::gpu::{Gpu, GpuBuffer, Kernel, Recorder};
+use crate::kernels::vec;
 use crate::params::ParamLayout;
 use crate::{Error, Result};
 
-/// Which gradient paths the meta-backward keeps (see `docs/optimizers.md`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// The optimizer's inputs (g_t and θ_t) are treated as constants: only the identity path
-    /// θ_{t+1} = θ_t + u_t, the recurrent state and the loss terms are differentiated.
-    FirstOrder,
-    /// The θ input path is kept, the Hessian term through g_t is dropped (L2L's choice).
-    Truncated,
-    /// Every path: truncated plus the Hessian term H_t·ḡ_t through the optimizer's gradient
-    /// input, by an exact Hessian-vector product of the model (with SGD inner steps and a
-    /// learned initialisation: MAML). The meta-gradient is the true gradient of the meta-loss.
-    SecondOrder,
-    /// Reptile (learned initialisation only): the meta-gradient of θ0 is θ0 − mean_n θ_T,
-    /// no backward pass.
-    Reptile,
-}
+/// Builds a family's optimizer with its default hyper-parameters.
+pub type MakeOptimizer = fn() -> Optimizer;
 
-impl Mode {
-    /// Parse `first-order`, `truncated`, `second-order` or `reptile`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "first-order" | "fo" => Ok(Self::FirstOrder),
-            "truncated" => Ok(Self::Truncated),
-            "second-order" | "so" => Ok(Self::SecondOrder),
-            "reptile" => Ok(Self::Reptile),
-            other => Err(Error::invalid(format!(
-                "unknown meta-gradient mode '{other}'; use first-order, truncated, second-order or reptile"
-            ))),
+/// Every optimizer family by name, with its default hyper-parameters. `Optimizer::parse` and
+/// the configuration's `optimizer.kind` read this table; a new family is one line here.
+pub const REGISTRY: &[(&str, MakeOptimizer)] = &[
+    ("sgd", || hand::Sgd::default().into()),
+    ("momentum", || hand::Momentum::default().into()),
+    ("nag", || hand::Nag::default().into()),
+    ("rmsprop", || hand::RmsProp::default().into()),
+    ("adam", || hand::Adam::default().into()),
+    ("lstm", || lstm::Lstm::default().into()),
+    ("mlp", || mlp::MlpOpt::default().into()),
+    ("linear", || linear::Linear.into()),
+];
+
+/// The kernels of every registered family (checked against the WGSL by a naga test).
+pub fn kernels() -> Vec<&'static Kernel> {
+    let mut out: Vec<&'static Kernel> = Vec::new();
+    for (_, make) in REGISTRY {
+        for k in make().family().kernels() {
+            if !out.iter().any(|o| std::ptr::eq(*o, *k)) {
+                out.push(k);
+            }
         }
     }
-
-    /// True when the θ input path of the optimizer is differentiated (truncated and
-    /// second-order modes).
-    pub fn keeps_theta_path(&self) -> bool {
-        matches!(self, Self::Truncated | Self::SecondOrder)
-    }
-
-    /// The name `parse` accepts.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::FirstOrder => "first-order",
-            Self::Truncated => "truncated",
-            Self::SecondOrder => "second-order",
-            Self::Reptile => "reptile",
-        }
-    }
+    out
 }
 
-/// An inner optimizer and its fixed hyper-parameters.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Optimizer {
-    /// u = −lr·g.
-    Sgd {
-        /// Learning rate.
-        lr: f32,
-    },
-    /// Adam (state m, v).
-    Adam(AdamHyper),
-    /// Heavy-ball momentum: m' = μ·m + g, u = −lr·m' (state m).
-    Momentum {
-        /// Learning rate.
-        lr: f32,
-        /// Momentum μ.
-        mu: f32,
-    },
-    /// Nesterov momentum: m' = μ·m + g, u = −lr·(g + μ·m') (state m).
-    Nag {
-        /// Learning rate.
-        lr: f32,
-        /// Momentum μ.
-        mu: f32,
-    },
-    /// RMSprop: v' = ρ·v + (1 − ρ)·g², u = −lr·g/(√v' + ε) (state v).
-    RmsProp {
-        /// Learning rate.
-        lr: f32,
-        /// Decay ρ.
-        rho: f32,
-        /// ε.
-        eps: f32,
-    },
-    /// Learned: u = w0·g + w1·θ + b.
-    Linear,
-    /// Learned: coordinatewise 2-layer LSTM, 20 units, LogAndSign inputs (L2L).
-    Lstm(LstmHyper),
-    /// Learned: per-parameter MLP on normalised momentum features (learned_optimization's
-    /// MLPLOpt).
-    Mlp(MlpOptHyper),
-}
-
-/// Buffers an optimizer needs beyond its slots, for one layout and instance count.
-#[derive(Debug, Default)]
-pub struct Workspace {
-    mlp: Option<MlpOptWorkspace>,
-}
-
-impl Workspace {
-    /// Bytes held on the GPU.
-    pub fn bytes(&self) -> u64 {
-        self.mlp.as_ref().map_or(0, MlpOptWorkspace::bytes)
-    }
+/// Everything the forward kernel of one step needs.
+pub struct StepArgs<'a> {
+    /// Coordinates C.
+    pub count: usize,
+    /// Slot holding θ_t and s_t.
+    pub slot_in: &'a GpuBuffer,
+    /// Model gradient g_t.
+    pub g: &'a GpuBuffer,
+    /// φ (buffer, offset).
+    pub phi: (&'a GpuBuffer, usize),
+    /// Slot receiving θ_{t+1} and s_{t+1}.
+    pub slot_out: &'a GpuBuffer,
+    /// Inner step number t (absolute within the episode).
+    pub t: usize,
+    /// The family's workspace ([`Family::workspace`]).
+    pub ws: &'a Workspace,
 }
 
 /// Everything the reverse kernel of one step needs.
@@ -150,105 +108,218 @@ pub struct VjpArgs<'a> {
     /// Second-order mode: receives ḡ, the adjoint of the gradient input g_t (C floats), to
     /// which the caller applies the Hessian. Required in second-order mode, ignored otherwise.
     pub gbar: Option<&'a GpuBuffer>,
+    /// The family's workspace ([`Family::workspace`]).
+    pub ws: &'a Workspace,
+}
+
+impl VjpArgs<'_> {
+    /// The ḡ buffer of second-order mode, or an error naming what is missing.
+    pub fn gbar(&self) -> Result<&GpuBuffer> {
+        self.gbar
+            .ok_or_else(|| Error::invalid("second-order mode needs a buffer for ḡ (VjpArgs::gbar)"))
+    }
+}
+
+/// Buffers a family keeps beyond its slots for one layout and instance count.
+pub trait WorkspaceData: Any + Send + Sync + std::fmt::Debug {
+    /// Bytes held on the GPU.
+    fn bytes(&self) -> u64;
+    /// For the family to get its own type back.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// An optimizer's workspace: nothing, or the family's own [`WorkspaceData`].
+#[derive(Debug, Default)]
+pub struct Workspace(Option<Box<dyn WorkspaceData>>);
+
+impl Workspace {
+    /// A workspace holding `data`.
+    pub fn new(data: impl WorkspaceData) -> Self {
+        Self(Some(Box::new(data)))
+    }
+
+    /// Bytes held on the GPU.
+    pub fn bytes(&self) -> u64 {
+        self.0.as_ref().map_or(0, |d| d.bytes())
+    }
+
+    /// The family's data, or an error naming `family` when the workspace is of another kind.
+    pub fn get<T: 'static>(&self, family: &str) -> Result<&T> {
+        self.0
+            .as_ref()
+            .and_then(|d| d.as_any().downcast_ref::<T>())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "optimizer '{family}' needs its workspace (Optimizer::workspace)"
+                ))
+            })
+    }
+}
+
+/// One optimizer family: its state and φ layout, its GPU kernels and its f64 reference.
+///
+/// Hand-designed families have no φ and no θ input; their state depends on g only, which the
+/// first-order and truncated modes detach, so their default reverse is θ̄ ← θ̄ + w·g.
+pub trait Family: Send + Sync + std::fmt::Debug {
+    /// Short name, as in [`REGISTRY`].
+    fn name(&self) -> &'static str;
+
+    /// State floats per coordinate.
+    fn state_len(&self) -> usize;
+
+    /// Learned meta-parameters φ (0 for hand-designed optimizers).
+    fn phi_len(&self) -> usize {
+        0
+    }
+
+    /// Initial φ (`phi_len()` floats).
+    fn init_phi(&self, _rng: &mut dyn RngCore) -> Vec<f32> {
+        Vec::new()
+    }
+
+    /// Fixed hyper-parameters by name, formatted for export metadata (`optimizer.<name>`).
+    fn hyper(&self) -> Vec<(&'static str, String)>;
+
+    /// The same optimizer with learning rate `lr`, for families that have one.
+    fn with_lr(&self, _lr: f32) -> Option<Optimizer> {
+        None
+    }
+
+    /// True when [`Family::record_vjp`] gives ḡ, the adjoint of the gradient input, so that
+    /// second-order mode is available.
+    fn supports_second_order(&self) -> bool {
+        false
+    }
+
+    /// Every kernel the family dispatches.
+    fn kernels(&self) -> &'static [&'static Kernel];
+
+    /// The buffers the family needs for `instances` instances of `layout`.
+    fn workspace(&self, _gpu: &Gpu, _layout: &ParamLayout, _instances: usize) -> Result<Workspace> {
+        Ok(Workspace::default())
+    }
+
+    /// Workgroups of the φ̄ partial sums of the reverse kernel for `count` coordinates.
+    fn partial_groups(&self, _gpu: &Gpu, _count: usize) -> Result<usize> {
+        Ok(0)
+    }
+
+    /// Record inner step `a.t`: `a.slot_out` = step(`a.slot_in`, g).
+    fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()>;
+
+    /// Record the reverse of one inner step (see [`VjpArgs`]); second-order mode is only asked
+    /// of families that [`Family::supports_second_order`].
+    fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
+        vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count)
+    }
+
+    /// The family's f64 reference.
+    fn reference(&self) -> &dyn Reference;
+
+    /// For callers that need the concrete family back ([`Optimizer::downcast`]).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// An inner optimizer: a shared handle to a [`Family`] with its hyper-parameters.
+#[derive(Clone)]
+pub struct Optimizer(Arc<dyn Family>);
+
+impl<F: Family + 'static> From<F> for Optimizer {
+    fn from(f: F) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Optimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for Optimizer {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name() && self.0.hyper() == other.0.hyper()
+    }
 }
 
 impl Optimizer {
-    /// Parse `sgd`, `adam`, `linear` or `lstm` with default hyper-parameters.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "sgd" => Ok(Self::Sgd { lr: 0.01 }),
-            "adam" => Ok(Self::Adam(AdamHyper::default())),
-            "momentum" => Ok(Self::Momentum { lr: 0.01, mu: 0.9 }),
-            "nag" => Ok(Self::Nag { lr: 0.01, mu: 0.9 }),
-            "rmsprop" => Ok(Self::RmsProp {
-                lr: 1e-3,
-                rho: 0.99,
-                eps: 1e-8,
-            }),
-            "linear" => Ok(Self::Linear),
-            "lstm" => Ok(Self::Lstm(LstmHyper::default())),
-            "mlp" => Ok(Self::Mlp(MlpOptHyper::default())),
-            other => Err(Error::invalid(format!(
-                "unknown optimizer '{other}'; use sgd, momentum, nag, rmsprop, adam, linear, lstm or mlp"
-            ))),
-        }
+    /// An optimizer of family `f`.
+    pub fn new(f: impl Family + 'static) -> Self {
+        f.into()
+    }
+
+    /// The registered family `name` with its default hyper-parameters.
+    pub fn parse(name: &str) -> Result<Self> {
+        REGISTRY
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, make)| make())
+            .ok_or_else(|| {
+                let names: Vec<&str> = REGISTRY.iter().map(|(n, _)| *n).collect();
+                Error::invalid(format!(
+                    "unknown optimizer '{name}'; use one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// The family.
+    pub fn family(&self) -> &dyn Family {
+        self.0.as_ref()
+    }
+
+    /// The concrete family, when it is an `F`.
+    pub fn downcast<F: Family + 'static>(&self) -> Option<&F> {
+        self.0.as_any().downcast_ref::<F>()
     }
 
     /// The same optimizer with learning rate `lr` (learned optimizers have none and are
     /// returned unchanged).
     pub fn with_lr(&self, lr: f32) -> Self {
-        match self {
-            Self::Sgd { .. } => Self::Sgd { lr },
-            Self::Momentum { mu, .. } => Self::Momentum { lr, mu: *mu },
-            Self::Nag { mu, .. } => Self::Nag { lr, mu: *mu },
-            Self::RmsProp { rho, eps, .. } => Self::RmsProp {
-                lr,
-                rho: *rho,
-                eps: *eps,
-            },
-            Self::Adam(h) => Self::Adam(AdamHyper { lr, ..*h }),
-            learned => learned.clone(),
-        }
+        self.0.with_lr(lr).unwrap_or_else(|| self.clone())
     }
 
     /// Short name.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Sgd { .. } => "sgd",
-            Self::Adam(_) => "adam",
-            Self::Momentum { .. } => "momentum",
-            Self::Nag { .. } => "nag",
-            Self::RmsProp { .. } => "rmsprop",
-            Self::Linear => "linear",
-            Self::Lstm(_) => "lstm",
-            Self::Mlp(_) => "mlp",
-        }
+        self.0.name()
+    }
+
+    /// Fixed hyper-parameters by name (see [`Family::hyper`]).
+    pub fn hyper(&self) -> Vec<(&'static str, String)> {
+        self.0.hyper()
     }
 
     /// State floats per coordinate.
     pub fn state_len(&self) -> usize {
-        match self {
-            Self::Sgd { .. } | Self::Linear => 0,
-            Self::Adam(_) => 2,
-            Self::Momentum { .. } | Self::Nag { .. } | Self::RmsProp { .. } => 1,
-            Self::Lstm(_) => lstm::STATE,
-            Self::Mlp(_) => mlp_opt::STATE,
-        }
+        self.0.state_len()
     }
 
     /// Learned meta-parameters φ (0 for hand-designed optimizers).
     pub fn phi_len(&self) -> usize {
-        match self {
-            Self::Sgd { .. }
-            | Self::Adam(_)
-            | Self::Momentum { .. }
-            | Self::Nag { .. }
-            | Self::RmsProp { .. } => 0,
-            Self::Linear => linear::PHI_LEN,
-            Self::Lstm(_) => lstm::PHI_LEN,
-            Self::Mlp(_) => mlp_opt::PHI_LEN,
-        }
+        self.0.phi_len()
     }
 
-    /// True when the reverse kernels give ḡ, the adjoint of the gradient input, so that
-    /// second-order mode is available (sgd, momentum, nag, linear).
+    /// True when second-order mode is available (the reverse kernels give ḡ).
     pub fn supports_second_order(&self) -> bool {
-        matches!(
-            self,
-            Self::Sgd { .. } | Self::Momentum { .. } | Self::Nag { .. } | Self::Linear
-        )
+        self.0.supports_second_order()
     }
 
     /// An error unless [`Optimizer::supports_second_order`].
     pub fn check_second_order(&self) -> Result<()> {
         if self.supports_second_order() {
-            Ok(())
-        } else {
-            Err(Error::invalid(format!(
-                "second-order mode is not available for optimizer '{}': its reverse kernel does not give the adjoint of its gradient input; use sgd, momentum, nag or linear, or the truncated mode",
-                self.name()
-            )))
+            return Ok(());
         }
+        let able: Vec<&str> = REGISTRY
+            .iter()
+            .map(|(n, make)| (*n, make()))
+            .filter(|(_, o)| o.supports_second_order())
+            .map(|(n, _)| n)
+            .collect();
+        Err(Error::invalid(format!(
+            "second-order mode is not available for optimizer '{}': its reverse kernel does not give the adjoint of its gradient input; use {}, or the truncated mode",
+            self.name(),
+            or_list(&able)
+        )))
     }
 
     /// True for optimizers with φ.
@@ -256,48 +327,9 @@ impl Optimizer {
         self.phi_len() > 0
     }
 
-    /// Initial φ: linear (−0.01, 0, 0), i.e. SGD with learning rate 0.01; LSTM as in
-    /// `docs/optimizers.md` (uniform ±1/√H weights, forget-gate bias 1, output weights ±0.1/√H).
-    pub fn init_phi(&self, rng: &mut impl Rng) -> Vec<f32> {
-        match self {
-            Self::Sgd { .. }
-            | Self::Adam(_)
-            | Self::Momentum { .. }
-            | Self::Nag { .. }
-            | Self::RmsProp { .. } => Vec::new(),
-            Self::Linear => vec![-0.01, 0.0, 0.0],
-            Self::Lstm(_) => {
-                let h = lstm::HIDDEN;
-                let bound = 1.0 / (h as f32).sqrt();
-                let mut phi = Vec::with_capacity(lstm::PHI_LEN);
-                let mut uniform = |n: usize, b: f32, phi: &mut Vec<f32>| {
-                    phi.extend((0..n).map(|_| rng.random_range(-b..b)));
-                };
-                let bias = |phi: &mut Vec<f32>| {
-                    phi.extend((0..4 * h).map(|r| if (h..2 * h).contains(&r) { 1.0 } else { 0.0 }))
-                };
-                uniform(4 * h * 2, bound, &mut phi);
-                uniform(4 * h * h, bound, &mut phi);
-                bias(&mut phi);
-                uniform(4 * h * h, bound, &mut phi);
-                uniform(4 * h * h, bound, &mut phi);
-                bias(&mut phi);
-                uniform(h, 0.1 * bound, &mut phi);
-                phi.push(0.0);
-                phi
-            }
-            Self::Mlp(_) => {
-                // Weights U(±1/√fan_in), biases 0; layout in docs/optimizers.md.
-                let mut phi = vec![0.0; mlp_opt::PHI_LEN];
-                for (start, rows, cols) in [(0, 32, 19), (640, 32, 32), (1696, 2, 32)] {
-                    let b = 1.0 / (cols as f32).sqrt();
-                    for v in &mut phi[start..start + rows * cols] {
-                        *v = rng.random_range(-b..b);
-                    }
-                }
-                phi
-            }
-        }
+    /// Initial φ (see each family's documentation in `docs/optimizers.md`).
+    pub fn init_phi(&self, rng: &mut impl RngCore) -> Vec<f32> {
+        self.0.init_phi(rng)
     }
 
     /// The buffers this optimizer needs for `instances` instances of `layout`.
@@ -307,12 +339,7 @@ impl Optimizer {
         layout: &ParamLayout,
         instances: usize,
     ) -> Result<Workspace> {
-        Ok(Workspace {
-            mlp: match self {
-                Self::Mlp(_) => Some(MlpOptWorkspace::new(gpu, layout, instances)?),
-                _ => None,
-            },
-        })
+        self.0.workspace(gpu, layout, instances)
     }
 
     /// Floats of one slot for `count` coordinates.
@@ -322,137 +349,70 @@ impl Optimizer {
 
     /// Workgroups of the φ̄ partial sums of the reverse kernel for `count` coordinates.
     pub fn partial_groups(&self, gpu: &Gpu, count: usize) -> Result<usize> {
-        const MAX_GROUPS: usize = 1024;
-        Ok(match self {
-            Self::Sgd { .. }
-            | Self::Adam(_)
-            | Self::Momentum { .. }
-            | Self::Nag { .. }
-            | Self::RmsProp { .. } => 0,
-            Self::Linear => count.div_ceil(256).clamp(1, MAX_GROUPS),
-            Self::Lstm(_) => {
-                let wg = lstm::vjp_workgroup(gpu)?;
-                count.div_ceil(wg).clamp(1, MAX_GROUPS)
-            }
-            Self::Mlp(_) => {
-                let wg = mlp_opt::vjp_workgroup(gpu)?;
-                count.div_ceil(wg).clamp(1, MAX_GROUPS)
-            }
-        })
+        self.0.partial_groups(gpu, count)
     }
 
-    /// Record inner step `t`: `slot_out` = step(`slot_in`, g).
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_step(
-        &self,
-        rec: &mut Recorder,
-        ws: &Workspace,
-        count: usize,
-        slot_in: &GpuBuffer,
-        g: &GpuBuffer,
-        phi: (&GpuBuffer, usize),
-        slot_out: &GpuBuffer,
-        t: usize,
-    ) -> Result<()> {
-        match self {
-            Self::Sgd { lr } => {
-                vec::axpby(rec, 1.0, (slot_in, 0), -lr, (g, 0), (slot_out, 0), count)
-            }
-            Self::Adam(h) => hand::adam(rec, count, slot_in, g, slot_out, h, t),
-            Self::Momentum { lr, mu } => {
-                hand::momentum(rec, count, slot_in, g, slot_out, *lr, *mu, false)
-            }
-            Self::Nag { lr, mu } => {
-                hand::momentum(rec, count, slot_in, g, slot_out, *lr, *mu, true)
-            }
-            Self::RmsProp { lr, rho, eps } => {
-                hand::rmsprop(rec, count, slot_in, g, slot_out, *lr, *rho, *eps)
-            }
-            Self::Linear => linear::step(rec, count, slot_in, g, phi, slot_out),
-            Self::Lstm(h) => lstm::step(rec, count, slot_in, g, phi, slot_out, h),
-            Self::Mlp(h) => mlp_ws(ws)?.record_step(rec, slot_in, g, phi, slot_out, h, t),
-        }
+    /// Record one inner step (see [`StepArgs`]).
+    pub fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
+        self.0.record_step(rec, a)
     }
 
-    /// Record the reverse of one inner step (see [`VjpArgs`]). Hand-designed optimizers have no
-    /// φ and no θ input, and their state depends on g only, which the first-order and truncated
-    /// modes detach: their reverse is θ̄ ← θ̄ + w·g. In second-order mode the g path is kept:
-    /// ḡ is written to `a.gbar` (SGD: ḡ = −lr·ū; momentum and Nesterov also carry the
-    /// momentum's adjoint in `a.sbar`; linear: ḡ = w0·ū), and optimizers without it are refused.
-    pub fn record_vjp(&self, rec: &mut Recorder, ws: &Workspace, a: &VjpArgs) -> Result<()> {
+    /// Record the reverse of one inner step (see [`VjpArgs`]); second-order mode is refused
+    /// for families without the gradient path.
+    pub fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
         if a.mode == Mode::SecondOrder {
             self.check_second_order()?;
-            let gbar = a.gbar.ok_or_else(|| {
-                Error::invalid("second-order mode needs a buffer for ḡ (VjpArgs::gbar)")
-            })?;
-            match self {
-                Self::Sgd { lr } => {
-                    vec::axpby(rec, -lr, (a.tbar, 0), 0.0, (a.tbar, 0), (gbar, 0), a.count)?;
-                    return vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count);
-                }
-                Self::Momentum { lr, mu } | Self::Nag { lr, mu } => {
-                    let nesterov = matches!(self, Self::Nag { .. });
-                    return hand::momentum_vjp(
-                        rec, a.count, a.g, a.tbar, a.sbar, gbar, *lr, *mu, a.w, nesterov,
-                    );
-                }
-                _ => {}
-            }
+            a.gbar()?;
         }
-        match self {
-            Self::Sgd { .. }
-            | Self::Adam(_)
-            | Self::Momentum { .. }
-            | Self::Nag { .. }
-            | Self::RmsProp { .. } => vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count),
-            Self::Linear => linear::vjp(
-                rec,
-                a.count,
-                a.groups,
-                a.slot,
-                a.g,
-                a.phi,
-                a.tbar,
-                a.partials,
-                a.w,
-                a.mode.keeps_theta_path(),
-                a.accumulate,
-                a.gbar.filter(|_| a.mode == Mode::SecondOrder),
-            ),
-            Self::Lstm(h) => lstm::vjp(
-                rec,
-                a.count,
-                a.groups,
-                a.slot,
-                a.g,
-                a.phi,
-                a.tbar,
-                a.sbar,
-                a.partials,
-                a.w,
-                a.accumulate,
-                h,
-            ),
-            Self::Mlp(h) => mlp_ws(ws)?.record_vjp(
-                rec,
-                a.slot,
-                a.g,
-                a.phi,
-                a.tbar,
-                a.partials,
-                a.groups,
-                h,
-                a.t,
-                a.w,
-                a.mode.keeps_theta_path(),
-                a.accumulate,
-            ),
-        }
+        self.0.record_vjp(rec, a)
+    }
+
+    /// The family's f64 reference.
+    pub fn reference(&self) -> &dyn Reference {
+        self.0.reference()
     }
 }
 
-fn mlp_ws(ws: &Workspace) -> Result<&MlpOptWorkspace> {
-    ws.mlp.as_ref().ok_or_else(|| {
-        Error::invalid("the MLP optimizer needs its workspace (Optimizer::workspace)")
-    })
+/// "a, b, c or d".
+fn or_list(names: &[&str]) -> String {
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// Workgroups of φ̄ partial sums for `count` coordinates in workgroups of `wg` coordinates.
+pub(crate) fn groups_of(count: usize, wg: usize) -> usize {
+    const MAX_GROUPS: usize = 1024;
+    count.div_ceil(wg).clamp(1, MAX_GROUPS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_family_parses_by_its_name() {
+        for (name, make) in REGISTRY {
+            let o = Optimizer::parse(name).expect("registered");
+            assert_eq!(o.name(), *name);
+            assert_eq!(o, make());
+            assert_eq!(o.is_learned(), o.phi_len() > 0);
+        }
+        let e = Optimizer::parse("nope").expect_err("unknown").to_string();
+        assert!(
+            e.contains("nope") && e.contains("lstm") && e.contains("sgd"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn second_order_error_names_the_families_that_have_it() {
+        let e = Optimizer::parse("adam")
+            .and_then(|o| o.check_second_order())
+            .expect_err("adam has no g path")
+            .to_string();
+        assert!(e.contains("sgd, momentum, nag or linear"), "{e}");
+    }
 }

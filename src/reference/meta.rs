@@ -15,13 +15,8 @@
 //! (g_t; and θ_t in first-order mode) are frozen at their values along the unperturbed
 //! trajectory: [`surrogate_loss`] evaluates it, for finite differences.
 
-use super::mlp_opt::{mlpo_step, mlpo_step_vjp, MlpOptConfig};
-use super::optim::{
-    adam_step, adam_step_vjp, linear_step, linear_step_vjp, lstm_step, lstm_step_vjp,
-    momentum_step_vjp, sgd_step, AdamConfig, LstmConfig,
-};
 use crate::meta::FinalBatch;
-use crate::optim::{Mode, Optimizer};
+use crate::optim::{Mode, Optimizer, RefStep, RefVjp};
 use crate::tasks::BatchRef;
 use crate::{Error, Result};
 
@@ -80,68 +75,6 @@ pub struct Trajectory {
     pub theta: Vec<Vec<Vec<f64>>>,
 }
 
-fn lstm_cfg(opt: &Optimizer) -> LstmConfig {
-    match opt {
-        Optimizer::Lstm(h) => LstmConfig {
-            hidden: crate::kernels::lstm::HIDDEN,
-            p: f64::from(h.p),
-            eps: f64::from(h.eps),
-            out_scale: f64::from(h.out_scale),
-        },
-        _ => LstmConfig::default(),
-    }
-}
-
-/// One step of one coordinate: (u, new state).
-fn step(
-    opt: &Optimizer,
-    phi: &[f64],
-    g: f64,
-    theta: f64,
-    state: &[f64],
-    t: usize,
-) -> (f64, Vec<f64>) {
-    match opt {
-        Optimizer::Sgd { lr } => (sgd_step(f64::from(*lr), g), Vec::new()),
-        Optimizer::Adam(h) => {
-            let cfg = AdamConfig {
-                lr: f64::from(h.lr),
-                beta1: f64::from(h.beta1),
-                beta2: f64::from(h.beta2),
-                eps: f64::from(h.eps),
-            };
-            let (u, s) = adam_step(&cfg, g, [state[0], state[1]], t);
-            (u, s.to_vec())
-        }
-        Optimizer::Momentum { lr, mu } => {
-            let m = f64::from(*mu) * state[0] + g;
-            (-f64::from(*lr) * m, vec![m])
-        }
-        Optimizer::Nag { lr, mu } => {
-            let m = f64::from(*mu) * state[0] + g;
-            (-f64::from(*lr) * (g + f64::from(*mu) * m), vec![m])
-        }
-        Optimizer::RmsProp { lr, rho, eps } => {
-            let v = f64::from(*rho) * state[0] + (1.0 - f64::from(*rho)) * g * g;
-            (-f64::from(*lr) * g / (v.sqrt() + f64::from(*eps)), vec![v])
-        }
-        Optimizer::Linear => (linear_step(phi, g, theta), Vec::new()),
-        Optimizer::Lstm(_) => lstm_step(&lstm_cfg(opt), phi, g, state),
-        Optimizer::Mlp(_) => (f64::NAN, Vec::new()), // acts on whole instances: see `advance`
-    }
-}
-
-fn mlp_cfg(opt: &Optimizer) -> MlpOptConfig {
-    match opt {
-        Optimizer::Mlp(h) => MlpOptConfig {
-            eps: f64::from(h.eps),
-            exp_mult: f64::from(h.exp_mult),
-            step_mult: f64::from(h.step_mult),
-        },
-        _ => MlpOptConfig::default(),
-    }
-}
-
 /// One inner step of all P coordinates of an instance: θ_{t+1} = θ + u and the new state, with
 /// the optimizer fed (g_in, θ_in).
 fn advance(
@@ -152,27 +85,15 @@ fn advance(
     theta_in: &[f64],
     t: usize,
 ) -> (Vec<f64>, Vec<f64>) {
-    let s_len = p.opt.state_len();
-    if let Optimizer::Mlp(_) = p.opt {
-        let (u, next_state) =
-            mlpo_step(&mlp_cfg(p.opt), p.phi, g_in, theta_in, state, p.segments, t);
-        let next = theta.iter().zip(&u).map(|(a, b)| a + b).collect();
-        return (next, next_state);
-    }
-    let mut next = theta.to_vec();
-    let mut next_state = state.to_vec();
-    for j in 0..p.params {
-        let (u, s) = step(
-            p.opt,
-            p.phi,
-            g_in[j],
-            theta_in[j],
-            &state[j * s_len..(j + 1) * s_len],
-            t,
-        );
-        next[j] = theta[j] + u;
-        next_state[j * s_len..(j + 1) * s_len].copy_from_slice(&s);
-    }
+    let (u, next_state) = p.opt.reference().step(&RefStep {
+        phi: p.phi,
+        g: g_in,
+        theta: theta_in,
+        state,
+        segments: p.segments,
+        t,
+    });
+    let next = theta.iter().zip(&u).map(|(a, b)| a + b).collect();
     (next, next_state)
 }
 
@@ -229,18 +150,6 @@ pub fn surrogate_loss(p: &Problem, frozen: Option<&Trajectory>) -> Result<(f64, 
     Ok((m, traj))
 }
 
-fn adam_cfg(opt: &Optimizer) -> AdamConfig {
-    match opt {
-        Optimizer::Adam(h) => AdamConfig {
-            lr: f64::from(h.lr),
-            beta1: f64::from(h.beta1),
-            beta2: f64::from(h.beta2),
-            eps: f64::from(h.eps),
-        },
-        _ => AdamConfig::default(),
-    }
-}
-
 /// The meta-gradient by storing the whole unroll and reversing it (first-order and truncated
 /// modes; second-order mode needs [`meta_gradient_with_hvp`]).
 pub fn meta_gradient(p: &Problem) -> Result<RefMeta> {
@@ -264,7 +173,7 @@ pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefM
                 "the second-order reference meta-gradient needs the loss's Hessian-vector product",
             ));
         }
-        if matches!(p.opt, Optimizer::RmsProp { .. } | Optimizer::Mlp(_)) {
+        if !p.opt.reference().supports_second_order() {
             return Err(Error::invalid(format!(
                 "second-order mode is not available for optimizer '{}' in the reference: its VJP does not give the gradient input's cotangent",
                 p.opt.name()
@@ -302,83 +211,29 @@ pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefM
         let mut sbar = vec![0.0; np * s_len];
         for t in (0..t_max).rev() {
             let (th, st, g) = (&thetas[t], &states[t], &grads[t]);
-            let mlp_vjp = match p.opt {
-                Optimizer::Mlp(_) => {
-                    let (tb, pb) =
-                        mlpo_step_vjp(&mlp_cfg(p.opt), p.phi, g, th, st, p.segments, t, &tbar);
-                    for (a, b) in phi_bar.iter_mut().zip(&pb) {
-                        *a += b;
-                    }
-                    Some(tb)
-                }
-                _ => None,
-            };
-            let mut g_bar = vec![0.0; np];
+            let v = p.opt.reference().vjp(
+                &RefVjp {
+                    at: RefStep {
+                        phi: p.phi,
+                        g,
+                        theta: th,
+                        state: st,
+                        segments: p.segments,
+                        t,
+                    },
+                    u_bar: &tbar,
+                    state_bar: &sbar,
+                    second_order: second,
+                },
+                &mut phi_bar,
+            );
+            let keep = p.mode.keeps_theta_path();
             for j in 0..np {
-                let ub = tbar[j];
-                let sb = &sbar[j * s_len..(j + 1) * s_len];
-                let (theta_in_bar, new_sbar) = match p.opt {
-                    Optimizer::Sgd { lr } => {
-                        g_bar[j] = -f64::from(*lr) * ub;
-                        (0.0, Vec::new())
-                    }
-                    Optimizer::Momentum { lr, mu } | Optimizer::Nag { lr, mu } if second => {
-                        let nesterov = matches!(p.opt, Optimizer::Nag { .. });
-                        let (gb, mb) =
-                            momentum_step_vjp(f64::from(*lr), f64::from(*mu), nesterov, ub, sb[0]);
-                        g_bar[j] = gb;
-                        (0.0, vec![mb])
-                    }
-                    Optimizer::Adam(_) if second => {
-                        let sj = &st[j * s_len..(j + 1) * s_len];
-                        let (gb, mb) = adam_step_vjp(
-                            &adam_cfg(p.opt),
-                            g[j],
-                            [sj[0], sj[1]],
-                            t,
-                            ub,
-                            [sb[0], sb[1]],
-                        );
-                        g_bar[j] = gb;
-                        (0.0, mb.to_vec())
-                    }
-                    Optimizer::Adam(_)
-                    | Optimizer::Momentum { .. }
-                    | Optimizer::Nag { .. }
-                    | Optimizer::RmsProp { .. } => (0.0, vec![0.0; s_len]),
-                    Optimizer::Mlp(_) => (mlp_vjp.as_ref().map_or(0.0, |v| v[j]), vec![0.0; s_len]),
-                    Optimizer::Linear => {
-                        let v = linear_step_vjp(p.phi, g[j], th[j], ub);
-                        for (a, b) in phi_bar.iter_mut().zip(v.phi_bar) {
-                            *a += b;
-                        }
-                        g_bar[j] = v.g_bar;
-                        (v.theta_bar, Vec::new())
-                    }
-                    Optimizer::Lstm(_) => {
-                        let v = lstm_step_vjp(
-                            &lstm_cfg(p.opt),
-                            p.phi,
-                            g[j],
-                            &st[j * s_len..(j + 1) * s_len],
-                            ub,
-                            sb,
-                        );
-                        for (a, b) in phi_bar.iter_mut().zip(&v.phi_bar) {
-                            *a += b;
-                        }
-                        g_bar[j] = v.g_bar;
-                        (0.0, v.state_bar)
-                    }
-                };
-                let path = if p.mode.keeps_theta_path() {
-                    theta_in_bar
-                } else {
-                    0.0
-                };
-                tbar[j] = ub + p.weights[t] * inv_n * g[j] + path;
-                sbar[j * s_len..(j + 1) * s_len].copy_from_slice(&new_sbar);
+                let path = if keep { v.theta_bar[j] } else { 0.0 };
+                tbar[j] = tbar[j] + p.weights[t] * inv_n * g[j] + path;
             }
+            sbar = v.state_bar;
+            let g_bar = v.g_bar;
             if let (true, Some(hvp)) = (second, hvp) {
                 let hv = hvp(n, th, &g_bar, BatchRef::Train(t as u32))?;
                 for (a, b) in tbar.iter_mut().zip(&hv) {
@@ -399,12 +254,18 @@ pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefM
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::hand::AdamHyper;
-    use crate::kernels::lstm::LstmHyper;
-    use crate::kernels::mlp_opt::MlpOptHyper;
+    use crate::optim::hand::{Adam, Momentum, Nag, RmsProp, Sgd};
+    use crate::optim::linear::Linear;
+    use crate::optim::lstm::Lstm;
+    use crate::optim::mlp::MlpOpt;
     use crate::reference::{central_diff, quadratic, rel_err};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+
+    /// A family's φ (f32, as it initialises it) in f64.
+    fn f64s(v: Vec<f32>) -> Vec<f64> {
+        v.into_iter().map(f64::from).collect()
+    }
 
     /// Quadratic instances (d = 3, N = 2) as a CPU-only loss.
     fn quad_problem(rng: &mut StdRng) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
@@ -423,13 +284,10 @@ mod tests {
         let (w, y) = quad_problem(&mut rng);
         let loss_grad =
             |n: usize, th: &[f64], _b: BatchRef| Ok(quadratic::loss_grad(3, &w[n], &y[n], th));
-        let phi: Vec<f64> = match &opt {
-            Optimizer::Linear => vec![-0.05, 0.02, 0.01],
-            Optimizer::Lstm(_) => {
-                let cfg = LstmConfig::default();
-                super::super::optim::lstm_init_phi(&cfg, &mut rng)
-            }
-            Optimizer::Mlp(_) => super::super::mlp_opt::mlpo_init_phi(&mut rng),
+        let phi: Vec<f64> = match opt.name() {
+            "linear" => vec![-0.05, 0.02, 0.01],
+            "lstm" => f64s(crate::optim::lstm::init_phi(20, &mut rng)),
+            "mlp" => f64s(crate::optim::mlp::init_phi(&mut rng)),
             _ => Vec::new(),
         };
         let init: Vec<f64> = (0..6).map(|_| rng.random_range(-0.5..0.5)).collect();
@@ -515,25 +373,25 @@ mod tests {
     #[test]
     fn every_optimizer_and_mode_matches_finite_differences_of_its_surrogate() {
         let opts = [
-            Optimizer::Linear,
-            Optimizer::Lstm(LstmHyper::default()),
-            Optimizer::Sgd { lr: 0.05 },
-            Optimizer::Adam(AdamHyper {
+            Optimizer::new(Linear),
+            Optimizer::new(Lstm::default()),
+            Optimizer::new(Sgd { lr: 0.05 }),
+            Optimizer::new(Adam {
                 lr: 0.05,
                 ..Default::default()
             }),
-            Optimizer::Mlp(MlpOptHyper {
+            Optimizer::new(MlpOpt {
                 eps: 1e-5,
                 exp_mult: 0.5,
                 step_mult: 0.1,
             }),
-            Optimizer::Momentum { lr: 0.05, mu: 0.9 },
-            Optimizer::Nag { lr: 0.05, mu: 0.9 },
-            Optimizer::RmsProp {
+            Optimizer::new(Momentum { lr: 0.05, mu: 0.9 }),
+            Optimizer::new(Nag { lr: 0.05, mu: 0.9 }),
+            Optimizer::new(RmsProp {
                 lr: 0.05,
                 rho: 0.9,
                 eps: 1e-8,
-            },
+            }),
         ];
         for (i, opt) in opts.into_iter().enumerate() {
             for mode in [Mode::FirstOrder, Mode::Truncated] {
@@ -551,11 +409,12 @@ mod tests {
         let init: Vec<f64> = (0..6).map(|_| rng.random_range(-0.5..0.5)).collect();
         let weights = [0.0, 0.5, 0.5, 1.0];
         let phi = [-0.05, 0.03, 0.0];
-        let mk = |opt: &'static Optimizer, mode| Problem {
+        let linear = Optimizer::new(Linear);
+        let mk = |opt: &Optimizer, mode| Problem {
             loss_grad: &loss_grad,
             instances: 2,
             params: 3,
-            opt,
+            opt: &linear,
             phi: if opt.is_learned() { &phi } else { &[] },
             init: &init,
             segments: &[(0, 3)],
@@ -564,9 +423,8 @@ mod tests {
             final_batch: FinalBatch::Train,
             mode,
         };
-        static LINEAR: Optimizer = Optimizer::Linear;
-        let a = meta_gradient(&mk(&LINEAR, Mode::FirstOrder)).expect("ref");
-        let b = meta_gradient(&mk(&LINEAR, Mode::Truncated)).expect("ref");
+        let a = meta_gradient(&mk(&linear, Mode::FirstOrder)).expect("ref");
+        let b = meta_gradient(&mk(&linear, Mode::Truncated)).expect("ref");
         assert!(
             rel_err(&a.phi, &b.phi) > 1e-6,
             "the θ path must matter for the linear optimizer"
@@ -614,15 +472,15 @@ mod tests {
     #[test]
     fn second_order_matches_finite_differences_of_the_meta_loss_on_quadratics() {
         let opts = [
-            Optimizer::Sgd { lr: 0.05 },
-            Optimizer::Momentum { lr: 0.05, mu: 0.9 },
-            Optimizer::Nag { lr: 0.05, mu: 0.9 },
-            Optimizer::Linear,
-            Optimizer::Adam(AdamHyper {
+            Optimizer::new(Sgd { lr: 0.05 }),
+            Optimizer::new(Momentum { lr: 0.05, mu: 0.9 }),
+            Optimizer::new(Nag { lr: 0.05, mu: 0.9 }),
+            Optimizer::new(Linear),
+            Optimizer::new(Adam {
                 lr: 0.05,
                 ..Default::default()
             }),
-            Optimizer::Lstm(LstmHyper::default()),
+            Optimizer::new(Lstm::default()),
         ];
         for (i, opt) in opts.into_iter().enumerate() {
             let mut rng = StdRng::seed_from_u64(100 + i as u64);
@@ -631,11 +489,10 @@ mod tests {
                 |n: usize, th: &[f64], _b: BatchRef| Ok(quadratic::loss_grad(3, &w[n], &y[n], th));
             let hvp =
                 |n: usize, _th: &[f64], v: &[f64], _b: BatchRef| Ok(quadratic::hvp(3, &w[n], v));
-            let phi: Vec<f64> = match &opt {
-                Optimizer::Linear => vec![-0.05, 0.02, 0.01],
-                Optimizer::Lstm(_) => {
-                    let mut phi =
-                        super::super::optim::lstm_init_phi(&LstmConfig::default(), &mut rng);
+            let phi: Vec<f64> = match opt.name() {
+                "linear" => vec![-0.05, 0.02, 0.01],
+                "lstm" => {
+                    let mut phi = f64s(crate::optim::lstm::init_phi(20, &mut rng));
                     let n = phi.len();
                     for v in &mut phi[n - 21..n - 1] {
                         *v *= 20.0;
@@ -716,8 +573,8 @@ mod tests {
             let init: Vec<f64> = (0..2).flat_map(|_| theta0.iter().copied()).collect();
             let weights = [0.0, 0.0, 0.0, 1.0];
             for (opt, phi) in [
-                (Optimizer::Sgd { lr: 0.3 }, vec![]),
-                (Optimizer::Linear, vec![-0.3, 0.05, 0.01]),
+                (Optimizer::new(Sgd { lr: 0.3 }), vec![]),
+                (Optimizer::new(Linear), vec![-0.3, 0.05, 0.01]),
             ] {
                 let base = Problem {
                     loss_grad: &loss_grad,
@@ -741,11 +598,11 @@ mod tests {
     fn second_order_refuses_optimizers_without_a_gradient_cotangent() {
         let loss_grad = |_n: usize, th: &[f64], _b: BatchRef| Ok((0.0, th.to_vec()));
         let hvp = |_n: usize, _th: &[f64], v: &[f64], _b: BatchRef| Ok(v.to_vec());
-        let opt = Optimizer::RmsProp {
+        let opt = Optimizer::new(RmsProp {
             lr: 0.1,
             rho: 0.9,
             eps: 1e-8,
-        };
+        });
         let p = Problem {
             loss_grad: &loss_grad,
             instances: 1,
@@ -762,7 +619,7 @@ mod tests {
         let e = meta_gradient_with_hvp(&p, Some(&hvp)).expect_err("refused");
         assert!(e.to_string().contains("rmsprop"), "{e}");
         assert!(meta_gradient(&Problem {
-            opt: &Optimizer::Sgd { lr: 0.1 },
+            opt: &Optimizer::new(Sgd { lr: 0.1 }),
             ..p
         })
         .is_err());

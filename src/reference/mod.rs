@@ -7,8 +7,6 @@
 
 pub mod meta;
 pub mod mlp;
-pub mod mlp_opt;
-pub mod optim;
 pub mod quadratic;
 
 use crate::kernels::matmul::Activation;

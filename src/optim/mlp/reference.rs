@@ -17,31 +17,11 @@
 //! feature (including the normalisation's coupling within a tensor); g and the state are the
 //! detached inputs of the first-order and truncated modes.
 
-/// Decays of the five momenta.
-pub const DECAYS: [f64; 5] = [0.1, 0.5, 0.9, 0.99, 0.999];
-/// Decay of the second-moment (RMS) accumulator.
-pub const RMS_DECAY: f64 = 0.999;
-/// Time scales of the step embedding.
-pub const TIMESCALES: [f64; 11] = [
-    1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0,
-];
-/// Normalised features per coordinate.
-pub const FEATURES: usize = 8;
-/// MLP inputs: the normalised features and the step embedding.
-pub const INPUTS: usize = FEATURES + TIMESCALES.len();
-/// Hidden units of each of the two hidden layers.
-pub const HIDDEN: usize = 32;
-/// State floats per coordinate.
-pub const STATE: usize = 6;
-/// φ length.
-pub const PHI_LEN: usize = HIDDEN * INPUTS + HIDDEN + HIDDEN * HIDDEN + HIDDEN + 2 * HIDDEN + 2;
+use crate::optim::RefStep;
 
-const W1: usize = 0;
-const B1: usize = W1 + HIDDEN * INPUTS;
-const W2: usize = B1 + HIDDEN;
-const B2: usize = W2 + HIDDEN * HIDDEN;
-const W3: usize = B2 + HIDDEN;
-const B3: usize = W3 + 2 * HIDDEN;
+use super::{
+    B1, B2, B3, DECAYS, FEATURES, HIDDEN, INPUTS, PHI_LEN, RMS_DECAY, STATE, TIMESCALES, W1, W2, W3,
+};
 
 /// Hyper-parameters that are not learned.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -175,33 +155,16 @@ fn forward(
 /// One step of all P coordinates of an instance: (u, new state). `state` is P × 6,
 /// coordinate-major; `segments` are the (offset, length) of the instance's tensors, covering
 /// 0..P; `t` is the inner step number.
-pub fn mlpo_step(
-    cfg: &MlpOptConfig,
-    phi: &[f64],
-    g: &[f64],
-    theta: &[f64],
-    state: &[f64],
-    segments: &[(usize, usize)],
-    t: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    let f = forward(cfg, phi, g, theta, state, segments, t);
+pub fn mlpo_step(cfg: &MlpOptConfig, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
+    let f = forward(cfg, a.phi, a.g, a.theta, a.state, a.segments, a.t);
     (f.u, f.new_state)
 }
 
 /// Exact VJP of u with respect to θ (through the θ feature and its normalisation) and φ,
 /// given the cotangent `u_bar` of every coordinate: (θ̄ through the input, φ̄).
-#[allow(clippy::too_many_arguments)]
-pub fn mlpo_step_vjp(
-    cfg: &MlpOptConfig,
-    phi: &[f64],
-    g: &[f64],
-    theta: &[f64],
-    state: &[f64],
-    segments: &[(usize, usize)],
-    t: usize,
-    u_bar: &[f64],
-) -> (Vec<f64>, Vec<f64>) {
-    let fw = forward(cfg, phi, g, theta, state, segments, t);
+pub fn mlpo_step_vjp(cfg: &MlpOptConfig, a: &RefStep, u_bar: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (phi, theta, segments) = (a.phi, a.theta, a.segments);
+    let fw = forward(cfg, a.phi, a.g, a.theta, a.state, a.segments, a.t);
     let p = theta.len();
     let mut phi_bar = vec![0.0; PHI_LEN];
     // Adjoint of the normalised θ feature, per coordinate.
@@ -258,18 +221,6 @@ pub fn mlpo_step_vjp(
     (theta_bar, phi_bar)
 }
 
-/// Initial φ: every weight ~ U(−1/√fan_in, 1/√fan_in), biases 0.
-pub fn mlpo_init_phi(rng: &mut impl rand::Rng) -> Vec<f64> {
-    let mut phi = vec![0.0; PHI_LEN];
-    for (start, rows, cols) in [(W1, HIDDEN, INPUTS), (W2, HIDDEN, HIDDEN), (W3, 2, HIDDEN)] {
-        let b = 1.0 / (cols as f64).sqrt();
-        for v in &mut phi[start..start + rows * cols] {
-            *v = rng.random_range(-b..b);
-        }
-    }
-    phi
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +245,10 @@ mod tests {
             };
             let segments = [(0usize, 4usize), (4, 1), (5, 7)];
             let p = 12;
-            let mut phi = mlpo_init_phi(&mut rng);
+            let mut phi: Vec<f64> = super::super::init_phi(&mut rng)
+                .into_iter()
+                .map(f64::from)
+                .collect();
             for i in (B1..B1 + HIDDEN).chain(B2..B2 + HIDDEN) {
                 phi[i] = rng.random_range(-0.3..0.3);
             }
@@ -311,9 +265,24 @@ mod tests {
                 .collect();
             let ub: Vec<f64> = (0..p).map(|_| rng.random_range(-1.0..1.0)).collect();
             let t = 7;
-            let (tb, pb) = mlpo_step_vjp(&cfg, &phi, &g, &theta, &state, &segments, t, &ub);
+            let at = RefStep {
+                phi: &phi,
+                g: &g,
+                theta: &theta,
+                state: &state,
+                segments: &segments,
+                t,
+            };
+            let (tb, pb) = mlpo_step_vjp(&cfg, &at, &ub);
             let l = |phi: &[f64], th: &[f64]| {
-                let (u, _) = mlpo_step(&cfg, phi, &g, th, &state, &segments, t);
+                let (u, _) = mlpo_step(
+                    &cfg,
+                    &RefStep {
+                        phi,
+                        theta: th,
+                        ..at
+                    },
+                );
                 u.iter().zip(&ub).map(|(a, b)| a * b).sum::<f64>()
             };
             let fd_t = central_diff(|th| l(&phi, th), &theta, 1e-6);
@@ -330,7 +299,17 @@ mod tests {
         let g = [1.0, -2.0, 0.5];
         let theta = [0.1, 0.2, 0.3];
         let state = vec![0.0; 3 * STATE];
-        let (u, s) = mlpo_step(&cfg, &phi, &g, &theta, &state, &[(0, 2), (2, 1)], 0);
+        let (u, s) = mlpo_step(
+            &cfg,
+            &RefStep {
+                phi: &phi,
+                g: &g,
+                theta: &theta,
+                state: &state,
+                segments: &[(0, 2), (2, 1)],
+                t: 0,
+            },
+        );
         assert_eq!(u, vec![0.0; 3]);
         assert!((s[0] - 0.9 * 1.0).abs() < 1e-15 && (s[4] - 0.001).abs() < 1e-15);
         assert!((s[STATE + 5] - 0.001 * 4.0).abs() < 1e-15);

@@ -1,9 +1,12 @@
-//! Wrapper of `shaders/lstm.wgsl`: the coordinatewise 2-layer LSTM optimizer (H = 20).
+//! Wrappers of `lstm.wgsl`: the forward and reverse kernels of the coordinatewise 2-layer
+//! LSTM optimizer (H = 20).
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{check_region, u32_of};
-use crate::gpu::{Access, Gpu, GpuBuffer, Kernel, Recorder, Shader};
+use super::Lstm;
+use crate::gpu::{Access, Gpu, Kernel, Recorder, Shader};
+use crate::kernels::{check_region, u32_of};
+use crate::optim::{StepArgs, VjpArgs};
 use crate::{Error, Result};
 
 /// Hidden units per layer (a constant of the WGSL).
@@ -65,27 +68,6 @@ pub static LSTM_VJP: Kernel = Kernel {
     params_size: SIZE,
 };
 
-/// Hyper-parameters of the LSTM optimizer that are not learned.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LstmHyper {
-    /// LogAndSign p.
-    pub p: f32,
-    /// ε inside the logarithm.
-    pub eps: f32,
-    /// Output scale.
-    pub out_scale: f32,
-}
-
-impl Default for LstmHyper {
-    fn default() -> Self {
-        Self {
-            p: 10.0,
-            eps: 1e-8,
-            out_scale: 0.1,
-        }
-    }
-}
-
 /// Shape of the reverse kernel on an adapter: coordinates per tile (its workgroups have 5 times
 /// as many invocations) and whether φ is staged in workgroup memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,7 +127,7 @@ fn phi_constants(phi_in_wg: bool) -> [(&'static str, f64); 2] {
     }
 }
 
-fn params(count: usize, groups: usize, phi_off: usize, h: &LstmHyper) -> Result<LstmParams> {
+fn params(count: usize, groups: usize, phi_off: usize, h: &Lstm) -> Result<LstmParams> {
     Ok(LstmParams {
         count: u32_of("count", count)?,
         groups: u32_of("groups", groups)?,
@@ -159,19 +141,12 @@ fn params(count: usize, groups: usize, phi_off: usize, h: &LstmHyper) -> Result<
 }
 
 /// Record one step of the `count` coordinates: `slot_in` (θ, state) and `g` → `slot_out`.
-pub fn step(
-    rec: &mut Recorder,
-    count: usize,
-    slot_in: &GpuBuffer,
-    g: &GpuBuffer,
-    phi: (&GpuBuffer, usize),
-    slot_out: &GpuBuffer,
-    hyper: &LstmHyper,
-) -> Result<()> {
+pub fn step(rec: &mut Recorder, a: &StepArgs, hyper: &Lstm) -> Result<()> {
+    let (count, phi) = (a.count, a.phi);
     let slot = count * (1 + STATE);
-    check_region("lstm slot in", slot_in, 0, &[(slot, 1)])?;
-    check_region("lstm slot out", slot_out, 0, &[(slot, 1)])?;
-    check_region("lstm g", g, 0, &[(count, 1)])?;
+    check_region("lstm slot in", a.slot_in, 0, &[(slot, 1)])?;
+    check_region("lstm slot out", a.slot_out, 0, &[(slot, 1)])?;
+    check_region("lstm g", a.g, 0, &[(count, 1)])?;
     check_region("lstm phi", phi.0, phi.1, &[(PHI_LEN, 1)])?;
     let groups = (count as u64).div_ceil(STEP_TILE).min(STEP_GROUPS);
     let p = params(count, groups as usize, phi.1, hyper)?;
@@ -179,7 +154,7 @@ pub fn step(
     rec.dispatch(
         &LSTM_STEP,
         &phi_constants(PHI_BYTES + STEP_BYTES <= limit),
-        &[slot_in, g, phi.0, slot_out],
+        &[a.slot_in, a.g, phi.0, a.slot_out],
         &p,
         groups,
     )
@@ -187,36 +162,23 @@ pub fn step(
 
 /// Record the reverse of one step: θ̄ ← ū + w·g and s̄ ← old-state adjoint in place, φ̄ partial
 /// sums of `groups` workgroups into `partials[wg·PHI_LEN + e]` (added when `accumulate`).
-#[allow(clippy::too_many_arguments)]
-pub fn vjp(
-    rec: &mut Recorder,
-    count: usize,
-    groups: usize,
-    slot_in: &GpuBuffer,
-    g: &GpuBuffer,
-    phi: (&GpuBuffer, usize),
-    tbar: &GpuBuffer,
-    sbar: &GpuBuffer,
-    partials: &GpuBuffer,
-    w: f32,
-    accumulate: bool,
-    hyper: &LstmHyper,
-) -> Result<()> {
-    check_region("lstm slot", slot_in, 0, &[(count * (1 + STATE), 1)])?;
-    check_region("lstm g", g, 0, &[(count, 1)])?;
+pub fn vjp(rec: &mut Recorder, a: &VjpArgs, hyper: &Lstm) -> Result<()> {
+    let (count, groups, phi) = (a.count, a.groups, a.phi);
+    check_region("lstm slot", a.slot, 0, &[(count * (1 + STATE), 1)])?;
+    check_region("lstm g", a.g, 0, &[(count, 1)])?;
     check_region("lstm phi", phi.0, phi.1, &[(PHI_LEN, 1)])?;
-    check_region("lstm tbar", tbar, 0, &[(count, 1)])?;
-    check_region("lstm sbar", sbar, 0, &[(count * STATE, 1)])?;
-    check_region("lstm partials", partials, 0, &[(groups * PHI_LEN, 1)])?;
+    check_region("lstm tbar", a.tbar, 0, &[(count, 1)])?;
+    check_region("lstm sbar", a.sbar, 0, &[(count * STATE, 1)])?;
+    check_region("lstm partials", a.partials, 0, &[(groups * PHI_LEN, 1)])?;
     let shape = vjp_shape(rec.gpu())?;
     let mut p = params(count, groups, phi.1, hyper)?;
-    p.w = w;
-    p.accumulate = u32::from(accumulate);
-    let [a, b] = phi_constants(shape.phi_in_wg);
+    p.w = a.w;
+    p.accumulate = u32::from(a.accumulate);
+    let [c0, c1] = phi_constants(shape.phi_in_wg);
     rec.dispatch(
         &LSTM_VJP,
-        &[("T", shape.tile as f64), a, b],
-        &[slot_in, g, phi.0, tbar, sbar, partials],
+        &[("T", shape.tile as f64), c0, c1],
+        &[a.slot, a.g, phi.0, a.tbar, a.sbar, a.partials],
         &p,
         groups as u64,
     )

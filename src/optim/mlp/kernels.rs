@@ -1,19 +1,17 @@
-//! Wrapper of `shaders/mlp_opt.wgsl`: the per-parameter MLP learned optimizer.
+//! Wrappers of `mlp_opt.wgsl`: the per-tensor reductions, forward and reverse kernels of the
+//! per-parameter MLP learned optimizer, and the workspace they share.
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{check_region, u32_of};
+use super::{MlpOpt, FEATURES, PHI_LEN, STATE};
 use crate::gpu::{Access, Gpu, GpuBuffer, Kernel, Recorder, Shader};
+use crate::kernels::{check_region, u32_of};
+use crate::optim::{StepArgs, VjpArgs, WorkspaceData};
 use crate::params::ParamLayout;
 use crate::{Error, Result};
 
-/// Meta-parameters (MLP 19 → 32 → 32 → 2).
-pub const PHI_LEN: usize = 1762;
-/// State floats per coordinate: five momenta and the second moment.
-pub const STATE: usize = 6;
 /// Coordinates per chunk of the per-tensor reductions.
 pub const CHUNK: usize = 4096;
-const FEATURES: usize = 8;
 const STAGE: usize = 98;
 
 /// Parameters of the MLP-optimizer kernels (mirrors `Params` in the WGSL).
@@ -78,27 +76,6 @@ pub static MLPO_THETA_BAR: Kernel = Kernel {
     params_size: SIZE,
 };
 
-/// Hyper-parameters of the MLP optimizer that are not learned.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MlpOptHyper {
-    /// ε of the per-tensor normalisation.
-    pub eps: f32,
-    /// α in u = o0·exp(α·o1)·β.
-    pub exp_mult: f32,
-    /// β in u = o0·exp(α·o1)·β.
-    pub step_mult: f32,
-}
-
-impl Default for MlpOptHyper {
-    fn default() -> Self {
-        Self {
-            eps: 1e-5,
-            exp_mult: 1e-3,
-            step_mult: 1e-3,
-        }
-    }
-}
-
 /// GPU buffers of the MLP optimizer for one layout and instance count.
 #[derive(Debug)]
 pub struct MlpOptWorkspace {
@@ -112,23 +89,11 @@ pub struct MlpOptWorkspace {
     segments: usize,
 }
 
-/// The (offset, length) of every tensor that owns storage in `layout`, in storage order.
-pub fn segments_of(layout: &ParamLayout) -> Vec<(usize, usize)> {
-    let mut v: Vec<(usize, usize)> = layout
-        .entries()
-        .iter()
-        .filter(|e| e.owns_storage())
-        .map(|e| (e.offset, e.len()))
-        .collect();
-    v.sort_unstable();
-    v
-}
-
 impl MlpOptWorkspace {
     /// Tables and scratch for `instances` instances of `layout`.
     pub fn new(gpu: &Gpu, layout: &ParamLayout, instances: usize) -> Result<Self> {
         let p = layout.size();
-        let segs = segments_of(layout);
+        let segs = layout.segments();
         if segs.iter().map(|s| s.1).sum::<usize>() != p {
             return Err(Error::invalid(
                 "the layout's tensors do not cover its storage",
@@ -171,12 +136,7 @@ impl MlpOptWorkspace {
         })
     }
 
-    /// Bytes held on the GPU.
-    pub fn bytes(&self) -> u64 {
-        self.tables.bytes() + self.stats.bytes() + self.partials.bytes() + self.aux.bytes()
-    }
-
-    fn params(&self, hyper: &MlpOptHyper, t: usize, phi_off: usize) -> Result<MlpOptParams> {
+    fn params(&self, hyper: &MlpOpt, t: usize, phi_off: usize) -> Result<MlpOptParams> {
         Ok(MlpOptParams {
             count: u32_of("coordinates", self.instances * self.per_instance)?,
             per_instance: u32_of("parameters", self.per_instance)?,
@@ -225,20 +185,11 @@ impl MlpOptWorkspace {
         check_region("mlp optimizer phi", phi.0, phi.1, &[(PHI_LEN, 1)])
     }
 
-    /// Record step `t`: `slot_out` = step(`slot_in`, g).
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_step(
-        &self,
-        rec: &mut Recorder,
-        slot_in: &GpuBuffer,
-        g: &GpuBuffer,
-        phi: (&GpuBuffer, usize),
-        slot_out: &GpuBuffer,
-        hyper: &MlpOptHyper,
-        t: usize,
-    ) -> Result<()> {
+    /// Record step `a.t`: `a.slot_out` = step(`a.slot_in`, g).
+    pub fn record_step(&self, rec: &mut Recorder, a: &StepArgs, hyper: &MlpOpt) -> Result<()> {
+        let (slot_in, g, phi, slot_out) = (a.slot_in, a.g, a.phi, a.slot_out);
         self.check(slot_in, g, phi)?;
-        let p = self.params(hyper, t, phi.1)?;
+        let p = self.params(hyper, a.t, phi.1)?;
         self.record_stats(rec, &p, slot_in, g)?;
         let c = (self.instances * self.per_instance) as u64;
         rec.dispatch(
@@ -250,23 +201,12 @@ impl MlpOptWorkspace {
         )
     }
 
-    /// Record the reverse of step `t` (see the WGSL header), with or without the θ path.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_vjp(
-        &self,
-        rec: &mut Recorder,
-        slot: &GpuBuffer,
-        g: &GpuBuffer,
-        phi: (&GpuBuffer, usize),
-        tbar: &GpuBuffer,
-        partials: &GpuBuffer,
-        groups: usize,
-        hyper: &MlpOptHyper,
-        t: usize,
-        w: f32,
-        theta_path: bool,
-        accumulate: bool,
-    ) -> Result<()> {
+    /// Record the reverse of step `a.t` (see the WGSL header), with or without the θ path.
+    pub fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs, hyper: &MlpOpt) -> Result<()> {
+        let (slot, g, phi, tbar, partials, groups) =
+            (a.slot, a.g, a.phi, a.tbar, a.partials, a.groups);
+        let (t, w, accumulate) = (a.t, a.w, a.accumulate);
+        let theta_path = a.mode.keeps_theta_path();
         self.check(slot, g, phi)?;
         let c = self.instances * self.per_instance;
         check_region("mlp optimizer tbar", tbar, 0, &[(c, 1)])?;
@@ -329,5 +269,14 @@ impl MlpOptWorkspace {
 /// Invocations per workgroup of the reverse kernel: the largest of 64, 32, 16, 8 whose workgroup
 /// memory, 4·(WG·98 + 1762) bytes, fits the adapter.
 pub fn vjp_workgroup(gpu: &Gpu) -> Result<usize> {
-    super::tile_workgroup(gpu, STAGE, PHI_LEN, "MLP-optimizer")
+    crate::kernels::tile_workgroup(gpu, STAGE, PHI_LEN, "MLP-optimizer")
+}
+
+impl WorkspaceData for MlpOptWorkspace {
+    fn bytes(&self) -> u64 {
+        self.tables.bytes() + self.stats.bytes() + self.partials.bytes() + self.aux.bytes()
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }

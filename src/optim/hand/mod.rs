@@ -1,0 +1,541 @@
+//! Hand-designed inner optimizers: SGD, heavy-ball momentum, Nesterov momentum (NAG), RMSprop
+//! and Adam. Equations in `hand.wgsl`'s header and in [`reference`]; SGD's step is the
+//! element-wise `vec::axpby`.
+
+use std::any::Any;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
+use super::{Family, Optimizer, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs};
+use crate::gpu::{Access, Kernel, Recorder, Shader};
+use crate::kernels::{check_region, u32_of, vec};
+use crate::{Error, Result};
+
+pub mod reference;
+
+/// Parameters of the hand-designed optimizer kernels (mirrors `Params` in the WGSL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct HandParams {
+    count: u32,
+    _p: [u32; 3],
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    c1: f32,
+    c2: f32,
+    w: f32,
+    _f: f32,
+}
+
+const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
+const SIZE: usize = std::mem::size_of::<HandParams>();
+
+/// `hand.wgsl`.
+pub static SHADER: Shader = Shader::new("hand.wgsl", include_str!("hand.wgsl"));
+
+/// Inner Adam step.
+pub static ADAM_STEP: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "adam_step",
+    bindings: BINDINGS,
+    params_size: SIZE,
+};
+/// Inner heavy-ball momentum step.
+pub static MOMENTUM_STEP: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "momentum_step",
+    bindings: BINDINGS,
+    params_size: SIZE,
+};
+/// Inner Nesterov momentum step.
+pub static NAG_STEP: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "nag_step",
+    bindings: BINDINGS,
+    params_size: SIZE,
+};
+/// Inner RMSprop step.
+pub static RMSPROP_STEP: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "rmsprop_step",
+    bindings: BINDINGS,
+    params_size: SIZE,
+};
+
+const VJP_BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::ReadWrite,
+    Access::ReadWrite,
+    Access::ReadWrite,
+];
+
+/// Reverse of a heavy-ball momentum step with the gradient path (second-order mode).
+pub static MOMENTUM_VJP: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "momentum_vjp",
+    bindings: VJP_BINDINGS,
+    params_size: SIZE,
+};
+/// Reverse of a Nesterov momentum step with the gradient path (second-order mode).
+pub static NAG_VJP: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "nag_vjp",
+    bindings: VJP_BINDINGS,
+    params_size: SIZE,
+};
+
+/// Record a step kernel with `state` floats of state per coordinate.
+fn record(
+    rec: &mut Recorder,
+    kernel: &'static Kernel,
+    state: usize,
+    a: &StepArgs,
+    p: HandParams,
+) -> Result<()> {
+    let len = (1 + state) * a.count;
+    check_region("optimizer slot in", a.slot_in, 0, &[(len, 1)])?;
+    check_region("optimizer slot out", a.slot_out, 0, &[(len, 1)])?;
+    check_region("optimizer g", a.g, 0, &[(a.count, 1)])?;
+    let p = HandParams {
+        count: u32_of("count", a.count)?,
+        ..p
+    };
+    rec.dispatch(
+        kernel,
+        &[],
+        &[a.slot_in, a.g, a.slot_out],
+        &p,
+        (a.count as u64).div_ceil(256),
+    )
+}
+
+/// Record the reverse of a heavy-ball (`nesterov = false`) or Nesterov momentum step with the
+/// gradient path kept (second-order mode), in place on `tbar` (ū → θ̄ = ū + w·g) and `sbar`
+/// (m̄' → m̄), writing the gradient input's adjoint ḡ; all `count` long.
+fn momentum_vjp(rec: &mut Recorder, a: &VjpArgs, lr: f32, mu: f32, nesterov: bool) -> Result<()> {
+    let gbar = a.gbar()?;
+    for (what, b) in [
+        ("momentum g", a.g),
+        ("momentum tbar", a.tbar),
+        ("momentum sbar", a.sbar),
+        ("momentum gbar", gbar),
+    ] {
+        check_region(what, b, 0, &[(a.count, 1)])?;
+    }
+    if a.tbar.id == a.sbar.id || a.tbar.id == gbar.id || a.sbar.id == gbar.id {
+        return Err(Error::invalid(
+            "momentum_vjp: θ̄, m̄ and ḡ must be different buffers",
+        ));
+    }
+    let p = HandParams {
+        count: u32_of("count", a.count)?,
+        lr,
+        beta1: mu,
+        w: a.w,
+        ..Default::default()
+    };
+    let k = if nesterov { &NAG_VJP } else { &MOMENTUM_VJP };
+    rec.dispatch(
+        k,
+        &[],
+        &[a.g, a.tbar, a.sbar, gbar],
+        &p,
+        (a.count as u64).div_ceil(256),
+    )
+}
+
+fn lr_hyper(lr: f32) -> (&'static str, String) {
+    ("lr", format!("{lr:e}"))
+}
+
+/// SGD: u = −lr·g.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    /// Learning rate.
+    pub lr: f32,
+}
+
+impl Default for Sgd {
+    fn default() -> Self {
+        Self { lr: 0.01 }
+    }
+}
+
+/// The kernels the family dispatches.
+pub static MOMENTUM_KERNELS: &[&Kernel] = &[&MOMENTUM_STEP, &NAG_STEP, &MOMENTUM_VJP, &NAG_VJP];
+/// The kernels the family dispatches.
+pub static RMSPROP_KERNELS: &[&Kernel] = &[&RMSPROP_STEP];
+/// The kernels the family dispatches.
+pub static ADAM_KERNELS: &[&Kernel] = &[&ADAM_STEP];
+
+impl Family for Sgd {
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+    fn state_len(&self) -> usize {
+        0
+    }
+    fn hyper(&self) -> Vec<(&'static str, String)> {
+        vec![lr_hyper(self.lr)]
+    }
+    fn with_lr(&self, lr: f32) -> Option<Optimizer> {
+        Some(Self { lr }.into())
+    }
+    fn supports_second_order(&self) -> bool {
+        true
+    }
+    fn kernels(&self) -> &'static [&'static Kernel] {
+        &[]
+    }
+    fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
+        vec::axpby(
+            rec,
+            1.0,
+            (a.slot_in, 0),
+            -self.lr,
+            (a.g, 0),
+            (a.slot_out, 0),
+            a.count,
+        )
+    }
+    /// Second-order: ḡ = −lr·ū, then θ̄ = ū + w·g.
+    fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
+        if a.mode == super::Mode::SecondOrder {
+            let gbar = a.gbar()?;
+            vec::axpby(
+                rec,
+                -self.lr,
+                (a.tbar, 0),
+                0.0,
+                (a.tbar, 0),
+                (gbar, 0),
+                a.count,
+            )?;
+        }
+        vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count)
+    }
+    fn reference(&self) -> &dyn Reference {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Reference for Sgd {
+    fn step(&self, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
+        let lr = f64::from(self.lr);
+        per_coordinate_step(a, 0, |g, _, _| (reference::sgd_step(lr, g), Vec::new()))
+    }
+    fn vjp(&self, a: &RefVjp, _phi_bar: &mut [f64]) -> RefVjpOut {
+        let lr = f64::from(self.lr);
+        per_coordinate_vjp(a, 0, |c| CoordVjp {
+            g_bar: -lr * c.u_bar,
+            ..Default::default()
+        })
+    }
+    fn supports_second_order(&self) -> bool {
+        true
+    }
+}
+
+/// Heavy-ball momentum: m' = μ·m + g, u = −lr·m' (state m).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Momentum {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum μ.
+    pub mu: f32,
+}
+
+impl Default for Momentum {
+    fn default() -> Self {
+        Self { lr: 0.01, mu: 0.9 }
+    }
+}
+
+/// Nesterov momentum: m' = μ·m + g, u = −lr·(g + μ·m') (state m).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Nag {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum μ.
+    pub mu: f32,
+}
+
+impl Default for Nag {
+    fn default() -> Self {
+        Self { lr: 0.01, mu: 0.9 }
+    }
+}
+
+/// The two momentum families differ only in `nesterov`.
+macro_rules! momentum_family {
+    ($ty:ident, $name:literal, $nesterov:literal, $kernel:ident) => {
+        impl Family for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn state_len(&self) -> usize {
+                1
+            }
+            fn hyper(&self) -> Vec<(&'static str, String)> {
+                vec![lr_hyper(self.lr), ("mu", format!("{:e}", self.mu))]
+            }
+            fn with_lr(&self, lr: f32) -> Option<Optimizer> {
+                Some(Self { lr, ..*self }.into())
+            }
+            fn supports_second_order(&self) -> bool {
+                true
+            }
+            fn kernels(&self) -> &'static [&'static Kernel] {
+                MOMENTUM_KERNELS
+            }
+            fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
+                let p = HandParams {
+                    lr: self.lr,
+                    beta1: self.mu,
+                    ..Default::default()
+                };
+                record(rec, &$kernel, 1, a, p)
+            }
+            fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
+                if a.mode == super::Mode::SecondOrder {
+                    return momentum_vjp(rec, a, self.lr, self.mu, $nesterov);
+                }
+                vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count)
+            }
+            fn reference(&self) -> &dyn Reference {
+                self
+            }
+            fn as_any(&self) -> &dyn Any {
+                self
+            }
+        }
+
+        impl Reference for $ty {
+            fn step(&self, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
+                let (lr, mu) = (f64::from(self.lr), f64::from(self.mu));
+                per_coordinate_step(a, 1, |g, _, s| {
+                    reference::momentum_step(lr, mu, $nesterov, g, s[0])
+                })
+            }
+            fn vjp(&self, a: &RefVjp, _phi_bar: &mut [f64]) -> RefVjpOut {
+                let (lr, mu) = (f64::from(self.lr), f64::from(self.mu));
+                per_coordinate_vjp(a, 1, |c| {
+                    if !a.second_order {
+                        return CoordVjp {
+                            state_bar: vec![0.0],
+                            ..Default::default()
+                        };
+                    }
+                    let (g_bar, m_bar) =
+                        reference::momentum_step_vjp(lr, mu, $nesterov, c.u_bar, c.state_bar[0]);
+                    CoordVjp {
+                        theta_bar: 0.0,
+                        g_bar,
+                        state_bar: vec![m_bar],
+                    }
+                })
+            }
+            fn supports_second_order(&self) -> bool {
+                true
+            }
+        }
+    };
+}
+
+momentum_family!(Momentum, "momentum", false, MOMENTUM_STEP);
+momentum_family!(Nag, "nag", true, NAG_STEP);
+
+/// RMSprop: v' = ρ·v + (1 − ρ)·g², u = −lr·g/(√v' + ε) (state v).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsProp {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay ρ.
+    pub rho: f32,
+    /// ε.
+    pub eps: f32,
+}
+
+impl Default for RmsProp {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            rho: 0.99,
+            eps: 1e-8,
+        }
+    }
+}
+
+impl Family for RmsProp {
+    fn name(&self) -> &'static str {
+        "rmsprop"
+    }
+    fn state_len(&self) -> usize {
+        1
+    }
+    fn hyper(&self) -> Vec<(&'static str, String)> {
+        vec![
+            lr_hyper(self.lr),
+            ("rho", format!("{:e}", self.rho)),
+            ("eps", format!("{:e}", self.eps)),
+        ]
+    }
+    fn with_lr(&self, lr: f32) -> Option<Optimizer> {
+        Some(Self { lr, ..*self }.into())
+    }
+    fn kernels(&self) -> &'static [&'static Kernel] {
+        RMSPROP_KERNELS
+    }
+    fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
+        let p = HandParams {
+            lr: self.lr,
+            beta2: self.rho,
+            eps: self.eps,
+            ..Default::default()
+        };
+        record(rec, &RMSPROP_STEP, 1, a, p)
+    }
+    fn reference(&self) -> &dyn Reference {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Reference for RmsProp {
+    fn step(&self, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
+        let (lr, rho, eps) = (f64::from(self.lr), f64::from(self.rho), f64::from(self.eps));
+        per_coordinate_step(a, 1, |g, _, s| {
+            reference::rmsprop_step(lr, rho, eps, g, s[0])
+        })
+    }
+    fn vjp(&self, a: &RefVjp, _phi_bar: &mut [f64]) -> RefVjpOut {
+        per_coordinate_vjp(a, 1, |_| CoordVjp {
+            state_bar: vec![0.0],
+            ..Default::default()
+        })
+    }
+}
+
+/// Adam (state m, v).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    /// Learning rate.
+    pub lr: f32,
+    /// β1.
+    pub beta1: f32,
+    /// β2.
+    pub beta2: f32,
+    /// ε.
+    pub eps: f32,
+}
+
+impl Default for Adam {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+impl Adam {
+    fn reference_config(&self) -> reference::AdamConfig {
+        reference::AdamConfig {
+            lr: f64::from(self.lr),
+            beta1: f64::from(self.beta1),
+            beta2: f64::from(self.beta2),
+            eps: f64::from(self.eps),
+        }
+    }
+}
+
+impl Family for Adam {
+    fn name(&self) -> &'static str {
+        "adam"
+    }
+    fn state_len(&self) -> usize {
+        2
+    }
+    fn hyper(&self) -> Vec<(&'static str, String)> {
+        vec![
+            lr_hyper(self.lr),
+            ("beta1", format!("{:e}", self.beta1)),
+            ("beta2", format!("{:e}", self.beta2)),
+            ("eps", format!("{:e}", self.eps)),
+        ]
+    }
+    fn with_lr(&self, lr: f32) -> Option<Optimizer> {
+        Some(Self { lr, ..*self }.into())
+    }
+    fn kernels(&self) -> &'static [&'static Kernel] {
+        ADAM_KERNELS
+    }
+    /// Step `a.t` (0-based): bias corrections c1 = 1 − β1^(t+1), c2 = 1 − β2^(t+1).
+    fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
+        let k = i32::try_from(a.t + 1).unwrap_or(i32::MAX);
+        let p = HandParams {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            c1: 1.0 - self.beta1.powi(k),
+            c2: 1.0 - self.beta2.powi(k),
+            ..Default::default()
+        };
+        record(rec, &ADAM_STEP, 2, a, p)
+    }
+    fn reference(&self) -> &dyn Reference {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The reference has Adam's g path (second order), which the GPU reverse kernels lack.
+impl Reference for Adam {
+    fn step(&self, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
+        let cfg = self.reference_config();
+        per_coordinate_step(a, 2, |g, _, s| {
+            let (u, s) = reference::adam_step(&cfg, g, [s[0], s[1]], a.t);
+            (u, s.to_vec())
+        })
+    }
+    fn vjp(&self, a: &RefVjp, _phi_bar: &mut [f64]) -> RefVjpOut {
+        let cfg = self.reference_config();
+        per_coordinate_vjp(a, 2, |c| {
+            if !a.second_order {
+                return CoordVjp {
+                    state_bar: vec![0.0; 2],
+                    ..Default::default()
+                };
+            }
+            let (g_bar, m) = reference::adam_step_vjp(
+                &cfg,
+                c.g,
+                [c.state[0], c.state[1]],
+                a.at.t,
+                c.u_bar,
+                [c.state_bar[0], c.state_bar[1]],
+            );
+            CoordVjp {
+                theta_bar: 0.0,
+                g_bar,
+                state_bar: m.to_vec(),
+            }
+        })
+    }
+    fn supports_second_order(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,203 @@
+//! The linear learned optimizer u = w0·g + w1·θ + b, φ = (w0, w1, b): the smallest learned
+//! optimizer, and the template of a new family (this folder: `mod.rs` with the [`Family`]
+//! impl and the kernel wrappers, `linear.wgsl`, `reference.rs`).
+
+use std::any::Any;
+
+use bytemuck::{Pod, Zeroable};
+use rand::RngCore;
+
+use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
+use super::{groups_of, Family, Mode, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs};
+use crate::gpu::{Access, Gpu, Kernel, Recorder, Shader};
+use crate::kernels::{check_region, u32_of};
+use crate::{Error, Result};
+
+pub mod reference;
+
+/// Meta-parameters of the linear optimizer: (w0, w1, b).
+pub const PHI_LEN: usize = 3;
+
+/// Parameters of the linear kernels (mirrors `Params` in the WGSL).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct LinearParams {
+    count: u32,
+    groups: u32,
+    phi_off: u32,
+    accumulate: u32,
+    theta_path: u32,
+    _p: [u32; 3],
+    w: f32,
+    _f: [f32; 3],
+}
+
+const SIZE: usize = std::mem::size_of::<LinearParams>();
+
+/// `linear.wgsl`.
+pub static SHADER: Shader = Shader::new("linear.wgsl", include_str!("linear.wgsl"));
+
+/// Forward step.
+pub static LINEAR_STEP: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "linear_step",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    params_size: SIZE,
+};
+
+/// Reverse step (vector-Jacobian product).
+pub static LINEAR_VJP: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "linear_vjp",
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+    params_size: SIZE,
+};
+
+/// Reverse step that also writes the gradient input's adjoint ḡ = w0·ū (second-order mode).
+pub static LINEAR_VJP_SO: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "linear_vjp_so",
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+    params_size: SIZE,
+};
+
+/// The linear learned optimizer (no fixed hyper-parameters).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Linear;
+
+/// The kernels the family dispatches.
+pub static KERNELS: &[&Kernel] = &[&LINEAR_STEP, &LINEAR_VJP, &LINEAR_VJP_SO];
+
+impl Family for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+    fn state_len(&self) -> usize {
+        0
+    }
+    fn phi_len(&self) -> usize {
+        PHI_LEN
+    }
+    /// (−0.01, 0, 0): SGD with learning rate 0.01.
+    fn init_phi(&self, _rng: &mut dyn RngCore) -> Vec<f32> {
+        vec![-0.01, 0.0, 0.0]
+    }
+    fn hyper(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    fn supports_second_order(&self) -> bool {
+        true
+    }
+    fn kernels(&self) -> &'static [&'static Kernel] {
+        KERNELS
+    }
+    fn partial_groups(&self, _gpu: &Gpu, count: usize) -> Result<usize> {
+        Ok(groups_of(count, 256))
+    }
+
+    /// θ' = θ + w0·g + w1·θ + b for the `count` coordinates.
+    fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
+        let (count, phi) = (a.count, a.phi);
+        check_region("linear slot in", a.slot_in, 0, &[(count, 1)])?;
+        check_region("linear slot out", a.slot_out, 0, &[(count, 1)])?;
+        check_region("linear g", a.g, 0, &[(count, 1)])?;
+        check_region("linear phi", phi.0, phi.1, &[(PHI_LEN, 1)])?;
+        let p = LinearParams {
+            count: u32_of("count", count)?,
+            phi_off: u32_of("offset", phi.1)?,
+            ..Default::default()
+        };
+        rec.dispatch(
+            &LINEAR_STEP,
+            &[],
+            &[a.slot_in, a.g, phi.0, a.slot_out],
+            &p,
+            (count as u64).div_ceil(256),
+        )
+    }
+
+    /// θ̄ ← ū + w·g (+ w1·ū with the θ path) in place, and the φ̄ partial sums of `groups`
+    /// workgroups into `partials[wg·3 + k]` (added when `accumulate`). In second-order mode
+    /// also ḡ = w0·ū, the adjoint of the gradient input.
+    fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
+        let (count, groups, phi) = (a.count, a.groups, a.phi);
+        check_region("linear slot", a.slot, 0, &[(count, 1)])?;
+        check_region("linear g", a.g, 0, &[(count, 1)])?;
+        check_region("linear tbar", a.tbar, 0, &[(count, 1)])?;
+        check_region("linear phi", phi.0, phi.1, &[(PHI_LEN, 1)])?;
+        check_region("linear partials", a.partials, 0, &[(groups * PHI_LEN, 1)])?;
+        let p = LinearParams {
+            count: u32_of("count", count)?,
+            groups: u32_of("groups", groups)?,
+            phi_off: u32_of("offset", phi.1)?,
+            accumulate: u32::from(a.accumulate),
+            theta_path: u32::from(a.mode.keeps_theta_path()),
+            w: a.w,
+            ..Default::default()
+        };
+        if a.mode != Mode::SecondOrder {
+            return rec.dispatch(
+                &LINEAR_VJP,
+                &[],
+                &[a.slot, a.g, phi.0, a.tbar, a.partials],
+                &p,
+                groups as u64,
+            );
+        }
+        let gb = a.gbar()?;
+        check_region("linear gbar", gb, 0, &[(count, 1)])?;
+        if [a.slot.id, a.g.id, phi.0.id, a.tbar.id, a.partials.id].contains(&gb.id) {
+            return Err(Error::invalid("linear vjp: ḡ must be a buffer of its own"));
+        }
+        rec.dispatch(
+            &LINEAR_VJP_SO,
+            &[],
+            &[a.slot, a.g, phi.0, a.tbar, a.partials, gb],
+            &p,
+            groups as u64,
+        )
+    }
+    fn reference(&self) -> &dyn Reference {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Reference for Linear {
+    fn step(&self, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
+        per_coordinate_step(a, 0, |g, theta, _| {
+            (reference::linear_step(a.phi, g, theta), Vec::new())
+        })
+    }
+    fn vjp(&self, a: &RefVjp, phi_bar: &mut [f64]) -> RefVjpOut {
+        per_coordinate_vjp(a, 0, |c| {
+            let v = reference::linear_step_vjp(a.at.phi, c.g, c.theta, c.u_bar);
+            for (x, y) in phi_bar.iter_mut().zip(v.phi_bar) {
+                *x += y;
+            }
+            CoordVjp {
+                theta_bar: v.theta_bar,
+                g_bar: v.g_bar,
+                state_bar: Vec::new(),
+            }
+        })
+    }
+    fn supports_second_order(&self) -> bool {
+        true
+    }
+}
