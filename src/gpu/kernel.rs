@@ -97,6 +97,23 @@ pub struct Kernel {
     pub params_size: usize,
 }
 
+impl Kernel {
+    /// Entry point `entry` of `shader` with its storage bindings and parameter-struct size.
+    pub const fn new(
+        shader: &'static Shader,
+        entry: &'static str,
+        bindings: &'static [Access],
+        params_size: usize,
+    ) -> Self {
+        Self {
+            shader,
+            entry,
+            bindings,
+            params_size,
+        }
+    }
+}
+
 /// Largest parameter struct any kernel may have; also the stride of parameter slots.
 pub const PARAMS_SLOT: u64 = 256;
 

@@ -26,17 +26,17 @@ pub struct GatherParams {
 pub static SHADER: Shader = Shader::new("gather.wgsl", include_str!("gather.wgsl"));
 
 /// The batch-gathering kernel.
-pub static GATHER: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "gather",
-    bindings: &[
+pub static GATHER: Kernel = Kernel::new(
+    &SHADER,
+    "gather",
+    &[
         Access::Read,
         Access::Read,
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: std::mem::size_of::<GatherParams>(),
-};
+    std::mem::size_of::<GatherParams>(),
+);
 
 /// The hash used to sample batches: the same function as `pcg` in the WGSL.
 pub fn pcg(v: u32) -> u32 {

@@ -37,12 +37,12 @@ pub struct MatmulParams {
 pub static SHADER: Shader = Shader::new("matmul.wgsl", include_str!("matmul.wgsl"));
 
 /// The batched matrix-product kernel.
-pub static MATMUL: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "matmul",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
-    params_size: std::mem::size_of::<MatmulParams>(),
-};
+pub static MATMUL: Kernel = Kernel::new(
+    &SHADER,
+    "matmul",
+    &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
+    std::mem::size_of::<MatmulParams>(),
+);
 
 /// Element-wise activation of a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -32,25 +32,25 @@ pub static SHADER: Shader =
     Shader::new("meta.wgsl", include_str!("meta.wgsl")).with_tree_reduction();
 
 /// Weighted meta-loss.
-pub static META_LOSS: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "meta_loss",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-    params_size: SIZE,
-};
+pub static META_LOSS: Kernel = Kernel::new(
+    &SHADER,
+    "meta_loss",
+    &[Access::Read, Access::Read, Access::ReadWrite],
+    SIZE,
+);
 
 /// Adam meta-optimizer update with clipping and the non-finite guard.
-pub static META_ADAM: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "meta_adam",
-    bindings: &[
+pub static META_ADAM: Kernel = Kernel::new(
+    &SHADER,
+    "meta_adam",
+    &[
         Access::Read,
         Access::ReadWrite,
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: SIZE,
-};
+    SIZE,
+);
 
 /// Status slots written on the GPU and read back once per outer step.
 pub mod status {

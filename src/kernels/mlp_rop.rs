@@ -29,17 +29,17 @@ const SIZE: usize = std::mem::size_of::<RopParams>();
 pub static SHADER: Shader = Shader::new("mlp_rop.wgsl", include_str!("mlp_rop.wgsl"));
 
 /// R(H) = act'(h) ⊙ (R(Z) + v_b), in place.
-pub static ROP_BIAS_ACT: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "rop_bias_act",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-    params_size: SIZE,
-};
+pub static ROP_BIAS_ACT: Kernel = Kernel::new(
+    &SHADER,
+    "rop_bias_act",
+    &[Access::Read, Access::Read, Access::ReadWrite],
+    SIZE,
+);
 /// dZ and R(dZ) of the layer below from dH, R(dH), h and R(h).
-pub static ROP_ACT_BACK: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "rop_act_back",
-    bindings: &[
+pub static ROP_ACT_BACK: Kernel = Kernel::new(
+    &SHADER,
+    "rop_act_back",
+    &[
         Access::Read,
         Access::Read,
         Access::Read,
@@ -47,34 +47,34 @@ pub static ROP_ACT_BACK: Kernel = Kernel {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: SIZE,
-};
+    SIZE,
+);
 /// Softmax cross-entropy: dZ and R(dZ).
-pub static ROP_XENT: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "rop_xent",
-    bindings: &[
+pub static ROP_XENT: Kernel = Kernel::new(
+    &SHADER,
+    "rop_xent",
+    &[
         Access::Read,
         Access::Read,
         Access::Read,
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: SIZE,
-};
+    SIZE,
+);
 /// Squared error: dZ and R(dZ).
-pub static ROP_MSE: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "rop_mse",
-    bindings: &[
+pub static ROP_MSE: Kernel = Kernel::new(
+    &SHADER,
+    "rop_mse",
+    &[
         Access::Read,
         Access::Read,
         Access::Read,
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: SIZE,
-};
+    SIZE,
+);
 
 fn groups(count: usize) -> u64 {
     (count as u64).div_ceil(256)

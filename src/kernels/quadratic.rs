@@ -27,25 +27,25 @@ pub struct QuadraticParams {
 pub static SHADER: Shader = Shader::new("quadratic.wgsl", include_str!("quadratic.wgsl"));
 
 /// The fused quadratic loss-and-gradient kernel.
-pub static QUADRATIC: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "quadratic",
-    bindings: &[
+pub static QUADRATIC: Kernel = Kernel::new(
+    &SHADER,
+    "quadratic",
+    &[
         Access::Read,
         Access::Read,
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: std::mem::size_of::<QuadraticParams>(),
-};
+    std::mem::size_of::<QuadraticParams>(),
+);
 
 /// The quadratic Hessian-vector product kernel.
-pub static QUADRATIC_HVP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "quadratic_hvp",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-    params_size: std::mem::size_of::<QuadraticParams>(),
-};
+pub static QUADRATIC_HVP: Kernel = Kernel::new(
+    &SHADER,
+    "quadratic_hvp",
+    &[Access::Read, Access::Read, Access::ReadWrite],
+    std::mem::size_of::<QuadraticParams>(),
+);
 
 /// The dimension is one the fused kernels support and `data` holds `batch` instances' W and y.
 fn check_data(d: usize, batch: usize, data: &GpuBuffer) -> Result<()> {

@@ -33,20 +33,20 @@ pub static SHADER: Shader =
     Shader::new("reduce.wgsl", include_str!("reduce.wgsl")).with_tree_reduction();
 
 /// One workgroup per output (long rows).
-pub static REDUCE_WG: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "reduce_wg",
-    bindings: BINDINGS,
-    params_size: std::mem::size_of::<ReduceParams>(),
-};
+pub static REDUCE_WG: Kernel = Kernel::new(
+    &SHADER,
+    "reduce_wg",
+    BINDINGS,
+    std::mem::size_of::<ReduceParams>(),
+);
 
 /// One thread per output (many short rows).
-pub static REDUCE_THREAD: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "reduce_thread",
-    bindings: BINDINGS,
-    params_size: std::mem::size_of::<ReduceParams>(),
-};
+pub static REDUCE_THREAD: Kernel = Kernel::new(
+    &SHADER,
+    "reduce_thread",
+    BINDINGS,
+    std::mem::size_of::<ReduceParams>(),
+);
 
 /// The function summed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

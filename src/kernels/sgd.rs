@@ -22,12 +22,12 @@ pub struct SgdParams {
 pub static SHADER: Shader = Shader::new("sgd.wgsl", include_str!("sgd.wgsl"));
 
 /// The SGD update kernel.
-pub static SGD: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "sgd",
-    bindings: &[Access::ReadWrite, Access::Read],
-    params_size: std::mem::size_of::<SgdParams>(),
-};
+pub static SGD: Kernel = Kernel::new(
+    &SHADER,
+    "sgd",
+    &[Access::ReadWrite, Access::Read],
+    std::mem::size_of::<SgdParams>(),
+);
 
 /// Record `theta[t_off + i] -= lr · grad[g_off + i]` for `i < count`.
 pub fn sgd(

@@ -30,30 +30,30 @@ pub static SHADER: Shader =
     Shader::new("softmax.wgsl", include_str!("softmax.wgsl")).with_tree_reduction();
 
 /// The fused softmax cross-entropy kernel.
-pub static SOFTMAX_XENT: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "softmax_xent",
-    bindings: &[
+pub static SOFTMAX_XENT: Kernel = Kernel::new(
+    &SHADER,
+    "softmax_xent",
+    &[
         Access::Read,
         Access::Read,
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: std::mem::size_of::<SoftmaxParams>(),
-};
+    std::mem::size_of::<SoftmaxParams>(),
+);
 
 /// The squared-error loss kernel.
-pub static MSE: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "mse",
-    bindings: &[
+pub static MSE: Kernel = Kernel::new(
+    &SHADER,
+    "mse",
+    &[
         Access::Read,
         Access::Read,
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: std::mem::size_of::<SoftmaxParams>(),
-};
+    std::mem::size_of::<SoftmaxParams>(),
+);
 
 /// Record the mean softmax cross-entropy of `rows` rows of `classes` logits for `batch` instances:
 /// `loss[loss_off + n]`, and, when `want_grad`, its gradient with respect to the logits into `dz`

@@ -26,41 +26,26 @@ const SIZE: usize = std::mem::size_of::<VecParams>();
 pub static SHADER: Shader = Shader::new("vec.wgsl", include_str!("vec.wgsl"));
 
 /// y = a
-pub static FILL: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "fill",
-    bindings: &[Access::ReadWrite],
-    params_size: SIZE,
-};
+pub static FILL: Kernel = Kernel::new(&SHADER, "fill", &[Access::ReadWrite], SIZE);
 /// y += a·x
-pub static AXPY: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "axpy",
-    bindings: &[Access::Read, Access::ReadWrite],
-    params_size: SIZE,
-};
+pub static AXPY: Kernel = Kernel::new(&SHADER, "axpy", &[Access::Read, Access::ReadWrite], SIZE);
 /// z = a·x + b·y
-pub static AXPBY: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "axpby",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
-    params_size: SIZE,
-};
+pub static AXPBY: Kernel = Kernel::new(
+    &SHADER,
+    "axpby",
+    &[Access::Read, Access::Read, Access::ReadWrite],
+    SIZE,
+);
 /// `y[n] = x` for every instance n
-pub static BROADCAST: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "broadcast",
-    bindings: &[Access::Read, Access::ReadWrite],
-    params_size: SIZE,
-};
+pub static BROADCAST: Kernel = Kernel::new(
+    &SHADER,
+    "broadcast",
+    &[Access::Read, Access::ReadWrite],
+    SIZE,
+);
 
 /// y = x, one vec4 per invocation.
-pub static COPY4: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "copy4",
-    bindings: &[Access::Read, Access::ReadWrite],
-    params_size: SIZE,
-};
+pub static COPY4: Kernel = Kernel::new(&SHADER, "copy4", &[Access::Read, Access::ReadWrite], SIZE);
 
 /// Record `y[yo + i] = x[xo + i]` for `i < count` with a compute kernel (vec4 loads and stores;
 /// `count`, `xo` and `yo` must be multiples of 4).

@@ -37,33 +37,13 @@ const SIZE: usize = std::mem::size_of::<HandParams>();
 pub static SHADER: Shader = Shader::new("hand.wgsl", include_str!("hand.wgsl"));
 
 /// Inner Adam step.
-pub static ADAM_STEP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "adam_step",
-    bindings: BINDINGS,
-    params_size: SIZE,
-};
+pub static ADAM_STEP: Kernel = Kernel::new(&SHADER, "adam_step", BINDINGS, SIZE);
 /// Inner heavy-ball momentum step.
-pub static MOMENTUM_STEP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "momentum_step",
-    bindings: BINDINGS,
-    params_size: SIZE,
-};
+pub static MOMENTUM_STEP: Kernel = Kernel::new(&SHADER, "momentum_step", BINDINGS, SIZE);
 /// Inner Nesterov momentum step.
-pub static NAG_STEP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "nag_step",
-    bindings: BINDINGS,
-    params_size: SIZE,
-};
+pub static NAG_STEP: Kernel = Kernel::new(&SHADER, "nag_step", BINDINGS, SIZE);
 /// Inner RMSprop step.
-pub static RMSPROP_STEP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "rmsprop_step",
-    bindings: BINDINGS,
-    params_size: SIZE,
-};
+pub static RMSPROP_STEP: Kernel = Kernel::new(&SHADER, "rmsprop_step", BINDINGS, SIZE);
 
 const VJP_BINDINGS: &[Access] = &[
     Access::Read,
@@ -73,19 +53,9 @@ const VJP_BINDINGS: &[Access] = &[
 ];
 
 /// Reverse of a heavy-ball momentum step with the gradient path (second-order mode).
-pub static MOMENTUM_VJP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "momentum_vjp",
-    bindings: VJP_BINDINGS,
-    params_size: SIZE,
-};
+pub static MOMENTUM_VJP: Kernel = Kernel::new(&SHADER, "momentum_vjp", VJP_BINDINGS, SIZE);
 /// Reverse of a Nesterov momentum step with the gradient path (second-order mode).
-pub static NAG_VJP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "nag_vjp",
-    bindings: VJP_BINDINGS,
-    params_size: SIZE,
-};
+pub static NAG_VJP: Kernel = Kernel::new(&SHADER, "nag_vjp", VJP_BINDINGS, SIZE);
 
 /// Record a step kernel with `state` floats of state per coordinate.
 fn record(

@@ -38,32 +38,32 @@ const SIZE: usize = std::mem::size_of::<LinearParams>();
 pub static SHADER: Shader = Shader::new("linear.wgsl", include_str!("linear.wgsl"));
 
 /// Forward step.
-pub static LINEAR_STEP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "linear_step",
-    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
-    params_size: SIZE,
-};
+pub static LINEAR_STEP: Kernel = Kernel::new(
+    &SHADER,
+    "linear_step",
+    &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    SIZE,
+);
 
 /// Reverse step (vector-Jacobian product).
-pub static LINEAR_VJP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "linear_vjp",
-    bindings: &[
+pub static LINEAR_VJP: Kernel = Kernel::new(
+    &SHADER,
+    "linear_vjp",
+    &[
         Access::Read,
         Access::Read,
         Access::Read,
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: SIZE,
-};
+    SIZE,
+);
 
 /// Reverse step that also writes the gradient input's adjoint ḡ = w0·ū (second-order mode).
-pub static LINEAR_VJP_SO: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "linear_vjp_so",
-    bindings: &[
+pub static LINEAR_VJP_SO: Kernel = Kernel::new(
+    &SHADER,
+    "linear_vjp_so",
+    &[
         Access::Read,
         Access::Read,
         Access::Read,
@@ -71,8 +71,8 @@ pub static LINEAR_VJP_SO: Kernel = Kernel {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: SIZE,
-};
+    SIZE,
+);
 
 /// The linear learned optimizer (no fixed hyper-parameters).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -46,18 +46,18 @@ const SIZE: usize = std::mem::size_of::<LstmParams>();
 pub static SHADER: Shader = Shader::new("lstm.wgsl", include_str!("lstm.wgsl"));
 
 /// Forward step.
-pub static LSTM_STEP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "lstm_step",
-    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
-    params_size: SIZE,
-};
+pub static LSTM_STEP: Kernel = Kernel::new(
+    &SHADER,
+    "lstm_step",
+    &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+    SIZE,
+);
 
 /// Reverse step (vector-Jacobian product, gates recomputed).
-pub static LSTM_VJP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "lstm_vjp",
-    bindings: &[
+pub static LSTM_VJP: Kernel = Kernel::new(
+    &SHADER,
+    "lstm_vjp",
+    &[
         Access::Read,
         Access::Read,
         Access::Read,
@@ -65,8 +65,8 @@ pub static LSTM_VJP: Kernel = Kernel {
         Access::ReadWrite,
         Access::ReadWrite,
     ],
-    params_size: SIZE,
-};
+    SIZE,
+);
 
 /// Shape of the reverse kernel on an adapter: coordinates per tile (its workgroups have 5 times
 /// as many invocations) and whether φ is staged in workgroup memory.

@@ -41,40 +41,16 @@ use Access::{Read as R, ReadWrite as W};
 pub static SHADER: Shader = Shader::new("mlp_opt.wgsl", include_str!("mlp_opt.wgsl"));
 
 /// Per-chunk sums of squares of the features (mode 0) or of x_θ·aux (mode 1).
-pub static MLPO_SUMS: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "mlpo_sums",
-    bindings: &[R, R, R, R, W],
-    params_size: SIZE,
-};
+pub static MLPO_SUMS: Kernel = Kernel::new(&SHADER, "mlpo_sums", &[R, R, R, R, W], SIZE);
 /// Per-segment normalisers (mode 0) or dots (mode 1) from the chunk sums.
-pub static MLPO_FINISH: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "mlpo_finish",
-    bindings: &[R, R, W],
-    params_size: SIZE,
-};
+pub static MLPO_FINISH: Kernel = Kernel::new(&SHADER, "mlpo_finish", &[R, R, W], SIZE);
 /// Forward step.
-pub static MLPO_STEP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "mlpo_step",
-    bindings: &[R, R, R, R, R, W],
-    params_size: SIZE,
-};
+pub static MLPO_STEP: Kernel = Kernel::new(&SHADER, "mlpo_step", &[R, R, R, R, R, W], SIZE);
 /// Reverse step: φ̄ partial sums, θ̄ (first-order) or the θ-feature adjoint (θ path).
-pub static MLPO_VJP: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "mlpo_vjp",
-    bindings: &[R, R, R, R, R, W, W, W],
-    params_size: SIZE,
-};
+pub static MLPO_VJP: Kernel = Kernel::new(&SHADER, "mlpo_vjp", &[R, R, R, R, R, W, W, W], SIZE);
 /// θ̄ with the θ path through the per-tensor normalisation.
-pub static MLPO_THETA_BAR: Kernel = Kernel {
-    shader: &SHADER,
-    entry: "mlpo_theta_bar",
-    bindings: &[R, R, R, R, R, W],
-    params_size: SIZE,
-};
+pub static MLPO_THETA_BAR: Kernel =
+    Kernel::new(&SHADER, "mlpo_theta_bar", &[R, R, R, R, R, W], SIZE);
 
 /// GPU buffers of the MLP optimizer for one layout and instance count.
 #[derive(Debug)]
