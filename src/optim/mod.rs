@@ -156,11 +156,12 @@ impl Workspace {
     }
 }
 
-/// One optimizer family: its state and φ layout, its GPU kernels and its f64 reference.
+/// One optimizer family: its state and φ layout and its GPU kernels; its f64 reference is the
+/// supertrait [`Reference`].
 ///
 /// Hand-designed families have no φ and no θ input; their state depends on g only, which the
 /// first-order and truncated modes detach, so their default reverse is θ̄ ← θ̄ + w·g.
-pub trait Family: Send + Sync + std::fmt::Debug {
+pub trait Family: Reference + Any + Send + Sync + std::fmt::Debug {
     /// Short name, as in [`REGISTRY`].
     fn name(&self) -> &'static str;
 
@@ -212,12 +213,6 @@ pub trait Family: Send + Sync + std::fmt::Debug {
     fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
         vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count)
     }
-
-    /// The family's f64 reference.
-    fn reference(&self) -> &dyn Reference;
-
-    /// For callers that need the concrete family back ([`Optimizer::downcast`]).
-    fn as_any(&self) -> &dyn Any;
 }
 
 /// An inner optimizer: a shared handle to a [`Family`] with its hyper-parameters.
@@ -270,7 +265,7 @@ impl Optimizer {
 
     /// The concrete family, when it is an `F`.
     pub fn downcast<F: Family + 'static>(&self) -> Option<&F> {
-        self.0.as_any().downcast_ref::<F>()
+        (self.0.as_ref() as &dyn Any).downcast_ref::<F>()
     }
 
     /// The same optimizer with learning rate `lr` (learned optimizers have none and are
@@ -369,7 +364,7 @@ impl Optimizer {
 
     /// The family's f64 reference.
     pub fn reference(&self) -> &dyn Reference {
-        self.0.reference()
+        self.0.as_ref()
     }
 }
 

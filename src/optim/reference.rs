@@ -55,8 +55,9 @@ pub trait Reference {
     /// The VJP of [`Reference::step`]; φ's cotangent is added to `phi_bar`.
     fn vjp(&self, a: &RefVjp, phi_bar: &mut [f64]) -> RefVjpOut;
 
-    /// True when [`Reference::vjp`] gives the gradient input's cotangent (second-order mode).
-    fn supports_second_order(&self) -> bool {
+    /// True when [`Reference::vjp`] gives the gradient input's cotangent (second-order mode;
+    /// the reference has it for more families than the GPU kernels).
+    fn gives_g_bar(&self) -> bool {
         false
     }
 }

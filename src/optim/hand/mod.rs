@@ -2,8 +2,6 @@
 //! and Adam. Equations in `hand.wgsl`'s header and in [`reference`]; SGD's step is the
 //! element-wise `vec::axpby`.
 
-use std::any::Any;
-
 use bytemuck::{Pod, Zeroable};
 
 use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
@@ -187,12 +185,6 @@ impl Family for Sgd {
         }
         vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count)
     }
-    fn reference(&self) -> &dyn Reference {
-        self
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 impl Reference for Sgd {
@@ -207,7 +199,7 @@ impl Reference for Sgd {
             ..Default::default()
         })
     }
-    fn supports_second_order(&self) -> bool {
+    fn gives_g_bar(&self) -> bool {
         true
     }
 }
@@ -278,12 +270,6 @@ macro_rules! momentum_family {
                 }
                 vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count)
             }
-            fn reference(&self) -> &dyn Reference {
-                self
-            }
-            fn as_any(&self) -> &dyn Any {
-                self
-            }
         }
 
         impl Reference for $ty {
@@ -311,7 +297,7 @@ macro_rules! momentum_family {
                     }
                 })
             }
-            fn supports_second_order(&self) -> bool {
+            fn gives_g_bar(&self) -> bool {
                 true
             }
         }
@@ -370,12 +356,6 @@ impl Family for RmsProp {
             ..Default::default()
         };
         record(rec, &RMSPROP_STEP, 1, a, p)
-    }
-    fn reference(&self) -> &dyn Reference {
-        self
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -464,12 +444,6 @@ impl Family for Adam {
         };
         record(rec, &ADAM_STEP, 2, a, p)
     }
-    fn reference(&self) -> &dyn Reference {
-        self
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 /// The reference has Adam's g path (second order), which the GPU reverse kernels lack.
@@ -505,7 +479,7 @@ impl Reference for Adam {
             }
         })
     }
-    fn supports_second_order(&self) -> bool {
+    fn gives_g_bar(&self) -> bool {
         true
     }
 }

@@ -2,8 +2,6 @@
 //! optimizer, and the template of a new family (this folder: `mod.rs` with the [`Family`]
 //! impl and the kernel wrappers, `linear.wgsl`, `reference.rs`).
 
-use std::any::Any;
-
 use bytemuck::{Pod, Zeroable};
 use rand::RngCore;
 
@@ -170,12 +168,6 @@ impl Family for Linear {
             groups as u64,
         )
     }
-    fn reference(&self) -> &dyn Reference {
-        self
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 impl Reference for Linear {
@@ -197,7 +189,7 @@ impl Reference for Linear {
             }
         })
     }
-    fn supports_second_order(&self) -> bool {
+    fn gives_g_bar(&self) -> bool {
         true
     }
 }

@@ -2,8 +2,6 @@
 //! p = 10, output × 0.1). Equations and the φ layout in [`reference`]'s header and in
 //! `lstm.wgsl`'s; the kernels in [`kernels`].
 
-use std::any::Any;
-
 use rand::{Rng, RngCore};
 
 use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
@@ -109,12 +107,6 @@ impl Family for Lstm {
     fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
         kernels::vjp(rec, a, self)
     }
-    fn reference(&self) -> &dyn Reference {
-        self
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 /// The reference has the LSTM's g path (second order), which the GPU reverse kernel lacks.
@@ -137,7 +129,7 @@ impl Reference for Lstm {
             }
         })
     }
-    fn supports_second_order(&self) -> bool {
+    fn gives_g_bar(&self) -> bool {
         true
     }
 }

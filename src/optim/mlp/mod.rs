@@ -4,8 +4,6 @@
 //! in [`reference`]'s header and in `mlp_opt.wgsl`'s; the φ layout below is the one both the
 //! reference and the kernels read.
 
-use std::any::Any;
-
 use rand::{Rng, RngCore};
 
 use super::{
@@ -148,12 +146,6 @@ impl Family for MlpOpt {
     fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
         a.ws.get::<MlpOptWorkspace>(self.name())?
             .record_vjp(rec, a, self)
-    }
-    fn reference(&self) -> &dyn Reference {
-        self
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
