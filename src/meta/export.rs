@@ -1,16 +1,14 @@
 //! Export of one outer step: everything an independent implementation needs to recompute the
 //! meta-loss and the meta-gradients, in one safetensors file (names in `docs/export.md`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
-
 use super::save::write_atomically;
+use super::tensor_file::{self, F32Tensor};
 use super::trainer::{FinalBatch, MetaTrainer};
 use crate::tasks::{BatchRef, NamedTensor};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Format tag written in the metadata.
 pub const FORMAT: &str = "metalearn-export-1";
@@ -84,7 +82,7 @@ pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSumm
             tensors.push((format!("task.{name}"), shape, v));
         }
     }
-    let mut meta: HashMap<String, String> = HashMap::new();
+    let mut meta: BTreeMap<String, String> = BTreeMap::new();
     let mut put = |k: &str, v: String| {
         meta.insert(k.to_string(), v);
     };
@@ -126,21 +124,12 @@ pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSumm
     for (k, v) in task.describe() {
         put(&k, v);
     }
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, shape, v)| (name, shape, bytemuck::cast_slice::<f32, u8>(&v).to_vec()))
-        .collect();
-    let views = bytes
+    let views: Vec<F32Tensor> = tensors
         .iter()
-        .map(|(name, shape, b)| {
-            TensorView::new(Dtype::F32, shape.clone(), b)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::invalid(format!("export tensor '{name}': {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
+        .map(|(name, shape, v)| (name.as_str(), shape.as_slice(), v.as_slice()))
+        .collect();
     let count = views.len();
-    let data = safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::invalid(format!("export: {e}")))?;
+    let data = tensor_file::serialize(&views, &meta)?;
     write_atomically(path, &data)?;
     Ok(ExportSummary {
         meta_loss: mg.meta_loss,

@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod eval;
 pub mod export;
 pub mod save;
+pub mod tensor_file;
 pub mod trainer;
 
 pub use checkpoint::{Action, Plan, Schedule};

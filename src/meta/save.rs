@@ -14,11 +14,12 @@
 //! the previous set of checkpoints or the new one, never a partial file; older checkpoints are
 //! removed only after the new one is in place.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+
+use super::tensor_file::{self, F32Tensor};
 
 use super::trainer::TrainerState;
 use crate::{Error, Result};
@@ -93,8 +94,9 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
         .map(|(n, v)| (n.clone(), bytemuck::cast_slice::<f32, u8>(v).to_vec()))
         .collect();
     let checksum = bytes.iter().fold(FNV_OFFSET, |h, (_, b)| fnv1a(h, b));
+    let shapes: Vec<Vec<usize>> = tensors.iter().map(|(_, v)| vec![v.len()]).collect();
     let s = &ck.state;
-    let meta: HashMap<String, String> = [
+    let meta: BTreeMap<String, String> = [
         ("format", FORMAT.to_string()),
         ("step", s.step.to_string()),
         ("episodes", s.episodes.to_string()),
@@ -108,16 +110,12 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let views = bytes
+    let views: Vec<F32Tensor> = tensors
         .iter()
-        .map(|(name, b)| {
-            TensorView::new(Dtype::F32, vec![b.len() / 4], b)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::invalid(format!("checkpoint tensor '{name}': {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::invalid(format!("checkpoint: {e}")))
+        .zip(&shapes)
+        .map(|((name, v), shape)| (name.as_str(), shape.as_slice(), v.as_slice()))
+        .collect();
+    tensor_file::serialize(&views, &meta)
 }
 
 /// Parse checkpoint bytes; `path` names the file in errors.
