@@ -8,7 +8,9 @@
 //! - metadata: `format`, `step`, `episodes`, `offset`, `rng_pos` and `episode_rng_pos` (the
 //!   positions of the run's ChaCha12 generator now and where the current episode was drawn: with
 //!   the seed, the whole random state), `optimizer`, `config` (the run's TOML),
-//!   and `checksum` (FNV-1a 64 over every tensor's bytes, in name order).
+//!   and `checksum`: FNV-1a 64 over every tensor's bytes in name order, then over every other
+//!   metadata entry as `key NUL value NUL` in key order — everything that is restored. (Files
+//!   of format 1, whose checksum covers the tensors only, are still read.)
 //!
 //! Files are written to a temporary name, flushed to disk and renamed, so a crash leaves either
 //! the previous set of checkpoints or the new one, never a partial file; older checkpoints are
@@ -25,7 +27,10 @@ use super::trainer::TrainerState;
 use crate::{Error, Result};
 
 /// Format tag of checkpoint files.
-pub const FORMAT: &str = "metalearn-checkpoint-1";
+pub const FORMAT: &str = "metalearn-checkpoint-2";
+
+/// The previous format, whose checksum covers the tensors only; still read.
+pub const FORMAT_1: &str = "metalearn-checkpoint-1";
 
 /// A checkpoint: the trainer's state and the configuration of its run.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +55,23 @@ impl Checkpoint {
     pub fn theta0(&self) -> &[f32] {
         &self.state.meta_params[self.phi_len..]
     }
+}
+
+/// Continue `hash` over every metadata entry but the checksum, in key order.
+fn metadata_checksum<'a>(
+    mut hash: u64,
+    meta: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> u64 {
+    let mut entries: Vec<(&String, &String)> =
+        meta.into_iter().filter(|(k, _)| *k != "checksum").collect();
+    entries.sort();
+    for (k, v) in entries {
+        hash = fnv1a(hash, k.as_bytes());
+        hash = fnv1a(hash, &[0]);
+        hash = fnv1a(hash, v.as_bytes());
+        hash = fnv1a(hash, &[0]);
+    }
+    hash
 }
 
 fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
@@ -96,7 +118,7 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
     let checksum = bytes.iter().fold(FNV_OFFSET, |h, (_, b)| fnv1a(h, b));
     let shapes: Vec<Vec<usize>> = tensors.iter().map(|(_, v)| vec![v.len()]).collect();
     let s = &ck.state;
-    let meta: BTreeMap<String, String> = [
+    let mut meta: BTreeMap<String, String> = [
         ("format", FORMAT.to_string()),
         ("step", s.step.to_string()),
         ("episodes", s.episodes.to_string()),
@@ -105,11 +127,12 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
         ("episode_rng_pos", s.episode_rng_pos.to_string()),
         ("optimizer", ck.optimizer.clone()),
         ("config", ck.config.clone()),
-        ("checksum", format!("{checksum:016x}")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    let checksum = metadata_checksum(checksum, &meta);
+    meta.insert("checksum".into(), format!("{checksum:016x}"));
     let views: Vec<F32Tensor> = tensors
         .iter()
         .zip(&shapes)
@@ -138,7 +161,7 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
             .ok_or_else(|| bad(format!("metadata key '{k}' is missing")))
     };
     let format = get("format")?;
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_1 {
         return Err(bad(format!("format '{format}', expected '{FORMAT}'")));
     }
     let num128 = |k: &str| -> Result<u128> {
@@ -176,10 +199,13 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
             .collect();
         tensors.insert(name.clone(), v);
     }
+    if format == FORMAT {
+        checksum = metadata_checksum(checksum, meta);
+    }
     let want = get("checksum")?;
     if *want != format!("{checksum:016x}") {
         return Err(bad(format!(
-            "checksum mismatch (stored {want}, computed {checksum:016x}): the tensor data is corrupt"
+            "checksum mismatch (stored {want}, computed {checksum:016x}): the tensor data or the metadata is corrupt"
         )));
     }
     let mut take = |name: &str| {
@@ -375,26 +401,63 @@ mod tests {
             let e = from_bytes(&b[..len], Path::new("x"));
             assert!(matches!(e, Err(Error::Checkpoint { .. })), "len {len}");
         }
-        // Flip one bit at a time (every 7th byte): an error, or (in unused header padding or
-        // in a metadata value that still parses) the same checkpoint — never a silent change.
+        // Flip one bit at a time (every 7th byte): an error, or (in unused header padding) the
+        // same checkpoint — never a silent change of a tensor or of the metadata.
         for i in (0..b.len()).step_by(7) {
             let mut c = b.clone();
             c[i] ^= 0x10;
             match from_bytes(&c, Path::new("x")) {
                 Err(Error::Checkpoint { .. }) => {}
                 Err(e) => panic!("byte {i}: unexpected error kind {e}"),
-                Ok(got) => {
-                    let header_len = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
-                    assert!(i < 8 + header_len, "byte {i} of the data changed silently");
-                    assert!(
-                        got.state.meta_params == ck.state.meta_params
-                            && got.state.moments == ck.state.moments
-                            && got.state.carry == ck.state.carry,
-                        "byte {i}: tensors changed silently"
-                    );
-                }
+                Ok(got) => assert_eq!(got, ck, "byte {i} changed the checkpoint silently"),
             }
         }
+    }
+
+    /// Replace `from` by `to` (same length) in the header of `b`.
+    fn edit_header(b: &[u8], from: &str, to: &str) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+        let head = std::str::from_utf8(&b[8..8 + n]).unwrap();
+        assert!(head.contains(from), "{from} not in the header");
+        let mut out = b[..8].to_vec();
+        out.extend_from_slice(head.replacen(from, to, 1).as_bytes());
+        out.extend_from_slice(&b[8 + n..]);
+        out
+    }
+
+    #[test]
+    fn the_checksum_covers_the_restored_metadata() {
+        let ck = sample(true);
+        let b = to_bytes(&ck).unwrap();
+        for (from, to) in [
+            ("\"step\":\"17\"", "\"step\":\"18\""),
+            ("\"offset\":\"20\"", "\"offset\":\"40\""),
+            ("\"rng_pos\":\"1234\"", "\"rng_pos\":\"1235\""),
+            ("\"optimizer\":\"linear\"", "\"optimizer\":\"lineas\""),
+            ("seed = 1", "seed = 2"),
+        ] {
+            let e = from_bytes(&edit_header(&b, from, to), Path::new("x"));
+            assert!(
+                matches!(&e, Err(Error::Checkpoint { problem, .. }) if problem.contains("checksum")),
+                "{from} → {to}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn format_1_files_are_still_read() {
+        let ck = sample(true);
+        let b = to_bytes(&ck).unwrap();
+        let tensors_only = tensors_of(&ck)
+            .unwrap()
+            .iter()
+            .fold(FNV_OFFSET, |h, (_, v)| fnv1a(h, bytemuck::cast_slice(v)));
+        let (_, header) = SafeTensors::read_metadata(&b).unwrap();
+        let stored = header.metadata().as_ref().unwrap()["checksum"].clone();
+        let v1 = edit_header(&b, FORMAT, FORMAT_1);
+        let v1 = edit_header(&v1, &stored, &format!("{tensors_only:016x}"));
+        assert_eq!(from_bytes(&v1, Path::new("x")).unwrap(), ck);
     }
 
     #[test]
