@@ -133,6 +133,8 @@ fn check_against_reference(
         opt,
         phi: &phi,
         init: &init,
+        init_state: &[],
+        offset: 0,
         segments: &task.layout().segments(),
         unroll: T,
         weights: &weights,

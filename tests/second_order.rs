@@ -189,6 +189,8 @@ fn check_meta(tr: &mut MetaTrainer) -> Result<MetaGradient> {
             opt: &opt,
             phi: &phi,
             init: &init,
+            init_state: &[],
+            offset: 0,
             segments: &task.layout().segments(),
             unroll: tr.config().unroll,
             weights: &weights,

@@ -286,6 +286,8 @@ fn meta_case(tr: &mut MetaTrainer, opt: &Optimizer, mode: Mode) -> Result<()> {
         opt,
         phi: &phi,
         init: &init,
+        init_state: &[],
+        offset: 0,
         segments: &task.layout().segments(),
         unroll: tr.config().unroll,
         weights: &weights,

@@ -7,8 +7,10 @@ use std::path::Path;
 use super::save::write_atomically;
 use super::tensor_file::{self, F32Tensor};
 use super::trainer::{FinalBatch, MetaTrainer};
+use crate::meta::Schedule;
+use crate::optim::Mode;
 use crate::tasks::{BatchRef, NamedTensor};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Format tag written in the metadata.
 pub const FORMAT: &str = "metalearn-export-1";
@@ -31,18 +33,33 @@ fn json_list(v: &[f32]) -> String {
 
 /// Compute the meta-gradient of one outer step on the trainer's current instances (no update)
 /// and write it, with its inputs, to `path` (written to a temporary file, then renamed).
+///
+/// Inside an episode (`episode_offset` > 0) the unroll starts from the state carried from the
+/// previous one: `init` is the carried θ, `init_state` the carried optimizer state, and the
+/// batches are those of steps offset … offset + T.
 pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSummary> {
-    let mg = tr.meta_gradient()?;
     let cfg = tr.config().clone();
+    if cfg.mode == Mode::Reptile {
+        return Err(Error::invalid(
+            "export covers the first-order, truncated and second-order modes: Reptile has no backward pass to check; export with --mode first-order instead",
+        ));
+    }
     let (t, n) = (cfg.unroll, tr.task().instances());
     let layout = tr.task().layout().clone();
     let p = layout.size();
+    let off = tr.episode_offset();
+    let s_len = tr.optimizer().state_len();
+    // Read before the unroll runs: it leaves the state it ends in for the next unroll.
+    let carry = if off > 0 { tr.state()?.carry } else { None };
+    let mg = tr.meta_gradient()?;
     let phi = tr.phi()?;
-    let init: Vec<f32> = if cfg.learn_init {
-        let th = tr.theta0()?;
-        (0..n).flat_map(|_| th.iter().copied()).collect()
-    } else {
-        tr.instance_init()?
+    let init: Vec<f32> = match &carry {
+        Some(c) => c[..n * p].to_vec(),
+        None if cfg.learn_init => {
+            let th = tr.theta0()?;
+            (0..n).flat_map(|_| th.iter().copied()).collect()
+        }
+        None => tr.instance_init()?,
     };
     let mut tensors: Vec<NamedTensor> = vec![
         ("init".into(), vec![n, p], init),
@@ -56,6 +73,9 @@ pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSumm
             mg.theta0_per_instance.clone(),
         ),
     ];
+    if let (Some(c), true) = (&carry, s_len > 0) {
+        tensors.push(("init_state".into(), vec![s_len, n, p], c[n * p..].to_vec()));
+    }
     if !phi.is_empty() {
         tensors.push(("phi".into(), vec![phi.len()], phi));
         tensors.push(("grad.phi".into(), vec![mg.phi.len()], mg.phi.clone()));
@@ -66,13 +86,13 @@ pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSumm
     let task = tr.task();
     if task.batched() {
         for s in 0..t {
-            for (name, shape, v) in task.export_batch(BatchRef::Train(s as u32))? {
+            for (name, shape, v) in task.export_batch(BatchRef::Train((off + s) as u32))? {
                 tensors.push((format!("batch.{s}.{name}"), shape, v));
             }
         }
         let fin = match cfg.final_batch {
-            FinalBatch::Train => BatchRef::Train(t as u32),
-            FinalBatch::HeldOut => BatchRef::HeldOut(t as u32),
+            FinalBatch::Train => BatchRef::Train((off + t) as u32),
+            FinalBatch::HeldOut => BatchRef::HeldOut((off + t) as u32),
         };
         for (name, shape, v) in task.export_batch(fin)? {
             tensors.push((format!("batch.{t}.{name}"), shape, v));
@@ -91,7 +111,14 @@ pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSumm
     put("params", p.to_string());
     put("unroll", t.to_string());
     put("mode", cfg.mode.name().into());
-    put("schedule", cfg.schedule.name());
+    // The plan that ran: a memory budget replaces the schedule by Revolve.
+    match cfg.memory_budget {
+        Some(b) => {
+            put("schedule", Schedule::Revolve(tr.plan().slots).name());
+            put("memory_budget", b.to_string());
+        }
+        None => put("schedule", cfg.schedule.name()),
+    }
     put(
         "final_batch",
         format!("{:?}", cfg.final_batch).to_lowercase(),

@@ -551,8 +551,10 @@ impl MetaTrainer {
     }
 
     /// Record the unroll and its reverse; leaves the meta-gradient in `meta_grad` and the
-    /// meta-loss in `status`.
-    fn record_meta_gradient(&self, rec: &mut Recorder) -> Result<()> {
+    /// meta-loss in `status`. With `carry_out`, the state the unroll ends in is kept for the
+    /// next unroll of the episode (an outer step); without, the episode is left as it was (an
+    /// inspection: [`MetaTrainer::meta_gradient`]).
+    fn record_meta_gradient(&self, rec: &mut Recorder, carry_out: bool) -> Result<()> {
         let (n, p, c, t) = (
             self.task.instances(),
             self.params,
@@ -620,7 +622,7 @@ impl MetaTrainer {
                         t * n,
                         final_batch,
                     )?;
-                    if let Some(carry) = &self.carry {
+                    if let (Some(carry), true) = (&self.carry, carry_out) {
                         rec.copy(&self.slots[slot], 0, carry, 0, carry.len())?;
                     }
                     if self.cfg.mode == Mode::Reptile {
@@ -782,7 +784,7 @@ impl MetaTrainer {
         }
         self.step += 1;
         let mut rec = Recorder::new(&self.gpu);
-        self.record_meta_gradient(&mut rec)?;
+        self.record_meta_gradient(&mut rec, true)?;
         meta::meta_adam(
             &mut rec,
             &self.meta_grad,
@@ -846,7 +848,7 @@ impl MetaTrainer {
     /// update), read back in full.
     pub fn meta_gradient(&mut self) -> Result<MetaGradient> {
         let mut rec = Recorder::new(&self.gpu);
-        self.record_meta_gradient(&mut rec)?;
+        self.record_meta_gradient(&mut rec, false)?;
         rec.submit()?;
         let st: Vec<f32> = self.gpu.read(&self.status)?;
         let mg: Vec<f32> = self.gpu.read(&self.meta_grad)?;

@@ -40,6 +40,12 @@ pub struct Problem<'a> {
     pub phi: &'a [f64],
     /// θ_0 of every instance, N × P.
     pub init: &'a [f64],
+    /// Optimizer state at the start of the unroll, N × P × S (coordinate-major within an
+    /// instance); empty for zeros (the start of an episode).
+    pub init_state: &'a [f64],
+    /// Inner steps already taken in the episode: step t of this unroll is step offset + t
+    /// (its batch, and its step number for Adam's bias correction or a step embedding).
+    pub offset: usize,
     /// (offset, length) of each parameter tensor of an instance (the per-tensor normalisation
     /// of the MLP optimizer).
     pub segments: &'a [(usize, usize)],
@@ -91,14 +97,18 @@ fn advance(
         theta: theta_in,
         state,
         segments: p.segments,
-        t,
+        t: p.offset + t,
     });
     let next = theta.iter().zip(&u).map(|(a, b)| a + b).collect();
     (next, next_state)
 }
 
 fn check(p: &Problem) -> Result<()> {
-    if p.weights.len() != p.unroll + 1 || p.init.len() != p.instances * p.params {
+    let state_len = p.instances * p.params * p.opt.state_len();
+    if p.weights.len() != p.unroll + 1
+        || p.init.len() != p.instances * p.params
+        || !(p.init_state.is_empty() || p.init_state.len() == state_len)
+    {
         return Err(Error::invalid("reference problem: inconsistent sizes"));
     }
     if p.phi.len() != p.opt.phi_len() {
@@ -107,10 +117,20 @@ fn check(p: &Problem) -> Result<()> {
     Ok(())
 }
 
+/// Instance n's optimizer state at the start of the unroll.
+fn initial_state(p: &Problem, n: usize) -> Vec<f64> {
+    let len = p.params * p.opt.state_len();
+    if p.init_state.is_empty() {
+        vec![0.0; len]
+    } else {
+        p.init_state[n * len..(n + 1) * len].to_vec()
+    }
+}
+
 fn final_ref(p: &Problem) -> BatchRef {
     match p.final_batch {
-        FinalBatch::Train => BatchRef::Train(p.unroll as u32),
-        FinalBatch::HeldOut => BatchRef::HeldOut(p.unroll as u32),
+        FinalBatch::Train => BatchRef::Train((p.offset + p.unroll) as u32),
+        FinalBatch::HeldOut => BatchRef::HeldOut((p.offset + p.unroll) as u32),
     }
 }
 
@@ -120,15 +140,15 @@ fn final_ref(p: &Problem) -> BatchRef {
 /// Returns M and the trajectory of optimizer inputs it saw.
 pub fn surrogate_loss(p: &Problem, frozen: Option<&Trajectory>) -> Result<(f64, Trajectory)> {
     check(p)?;
-    let (np, s_len) = (p.params, p.opt.state_len());
+    let np = p.params;
     let mut m = 0.0;
     let mut traj = Trajectory::default();
     for n in 0..p.instances {
         let mut theta = p.init[n * np..(n + 1) * np].to_vec();
-        let mut state = vec![0.0; np * s_len];
+        let mut state = initial_state(p, n);
         let (mut gs, mut ths) = (Vec::new(), Vec::new());
         for t in 0..p.unroll {
-            let (l, g) = (p.loss_grad)(n, &theta, BatchRef::Train(t as u32))?;
+            let (l, g) = (p.loss_grad)(n, &theta, BatchRef::Train((p.offset + t) as u32))?;
             m += p.weights[t] * l / p.instances as f64;
             let frozen = frozen.filter(|_| p.mode != Mode::SecondOrder);
             let g_in = frozen.map_or(&g, |f| &f.g[n][t]);
@@ -189,10 +209,10 @@ pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefM
     for n in 0..p.instances {
         // Forward, storing θ_t, s_t, g_t.
         let mut thetas = vec![p.init[n * np..(n + 1) * np].to_vec()];
-        let mut states = vec![vec![0.0; np * s_len]];
+        let mut states = vec![initial_state(p, n)];
         let mut grads = Vec::new();
         for t in 0..t_max {
-            let (l, g) = (p.loss_grad)(n, &thetas[t], BatchRef::Train(t as u32))?;
+            let (l, g) = (p.loss_grad)(n, &thetas[t], BatchRef::Train((p.offset + t) as u32))?;
             losses[t * p.instances + n] = l;
             m += p.weights[t] * l * inv_n;
             let (next, next_state) = advance(p, &thetas[t], &states[t], &g, &thetas[t], t);
@@ -219,7 +239,7 @@ pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefM
                         theta: th,
                         state: st,
                         segments: p.segments,
-                        t,
+                        t: p.offset + t,
                     },
                     u_bar: &tbar,
                     state_bar: &sbar,
@@ -235,7 +255,7 @@ pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefM
             sbar = v.state_bar;
             let g_bar = v.g_bar;
             if let (true, Some(hvp)) = (second, hvp) {
-                let hv = hvp(n, th, &g_bar, BatchRef::Train(t as u32))?;
+                let hv = hvp(n, th, &g_bar, BatchRef::Train((p.offset + t) as u32))?;
                 for (a, b) in tbar.iter_mut().zip(&hv) {
                     *a += b;
                 }
