@@ -1,14 +1,14 @@
 //! Meta-training: the unroll, the checkpointed meta-backward, evaluation.
 
-pub mod checkpoint;
 pub mod eval;
 pub mod export;
+pub mod plan;
 pub mod save;
 pub mod trainer;
 
-pub use checkpoint::{Action, Plan, Schedule};
 pub use eval::{evaluate, evaluate_with_held_out, log_grid, tune_learning_rate, Curves};
 pub use export::{export_outer_step, ExportSummary};
+pub use plan::{Action, Plan, Schedule};
 pub use save::{write_atomically, Checkpoint, RunDir};
 pub use trainer::{
     FinalBatch, LossWeights, MemoryReport, MetaConfig, MetaGradient, MetaTrainer, NonFinite,

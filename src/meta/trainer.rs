@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rand::SeedableRng;
 
-use super::checkpoint::{plan, slots_for_budget, Action, Plan, Schedule};
+use super::plan::{plan, slots_for_budget, Action, Plan, Schedule};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::meta::{self, status, MetaAdam};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule as ReduceSchedule, Strided};
