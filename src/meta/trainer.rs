@@ -9,9 +9,10 @@ use rand::SeedableRng;
 
 use super::plan::{plan, slots_for_budget, Action, Plan, Schedule};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::meta::{self, status, MetaAdam};
-use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule as ReduceSchedule, Strided};
-use crate::kernels::{vec, Batched};
+use crate::kernels::meta::{self, status, MetaAdam, MetaAdamBuffers};
+use crate::kernels::reduce::{reduce, Out, ReduceOp, ReduceStrategy, Reduction, Strided};
+use crate::kernels::vec::{self, View};
+use crate::kernels::Batched;
 use crate::optim::{Mode, Optimizer, VjpArgs, Workspace};
 use crate::tasks::{BatchRef, Task, TaskRng};
 use crate::{Error, Result};
@@ -572,12 +573,18 @@ impl MetaTrainer {
             (Some(carry), false) => rec.copy(carry, 0, &self.slots[0], 0, carry.len())?,
             _ => {
                 if self.cfg.learn_init {
-                    vec::broadcast(rec, &self.meta_params, phi_len, &self.slots[0], 0, p, p, n)?;
+                    vec::broadcast(
+                        rec,
+                        View::new(&self.meta_params, phi_len),
+                        Batched::dense(&self.slots[0], p),
+                        p,
+                        n,
+                    )?;
                 } else {
                     rec.copy(&self.init, 0, &self.slots[0], 0, c)?;
                 }
                 if s > 0 {
-                    vec::fill(rec, &self.slots[0], c, c * s, 0.0)?;
+                    vec::fill(rec, View::new(&self.slots[0], c), c * s, 0.0)?;
                 }
             }
         }
@@ -625,9 +632,17 @@ impl MetaTrainer {
                         continue;
                     }
                     let w = self.weights[t] * inv_n;
-                    vec::axpby(rec, w, (&self.g, 0), 0.0, (&self.g, 0), (&self.tbar, 0), c)?;
+                    vec::axpby(
+                        rec,
+                        w,
+                        View::new(&self.g, 0),
+                        0.0,
+                        View::new(&self.g, 0),
+                        View::new(&self.tbar, 0),
+                        c,
+                    )?;
                     if s > 0 {
-                        vec::fill(rec, &self.sbar, 0, c * s, 0.0)?;
+                        vec::fill(rec, View::new(&self.sbar, 0), c * s, 0.0)?;
                     }
                 }
                 Action::Reverse { step, slot } => {
@@ -668,7 +683,7 @@ impl MetaTrainer {
                             Batched::dense(&so.hv, p),
                             at(step),
                         )?;
-                        vec::axpy(rec, 1.0, &so.hv, 0, &self.tbar, 0, c)?;
+                        vec::axpy(rec, 1.0, View::new(&so.hv, 0), View::new(&self.tbar, 0), c)?;
                     }
                 }
             }
@@ -678,10 +693,7 @@ impl MetaTrainer {
             if self.cfg.learn_optimizer && self.groups > 0 && !first_reverse {
                 reduce(
                     rec,
-                    self.groups,
-                    phi_len,
-                    1,
-                    ReduceOp::Sum,
+                    Reduction::new(ReduceOp::Sum, self.groups, phi_len, 1),
                     Strided {
                         buf: &self.partials,
                         off: 0,
@@ -695,12 +707,9 @@ impl MetaTrainer {
                         batch_stride: 0,
                         col_stride: 1,
                     },
-                    1.0,
-                    false,
-                    ReduceSchedule::Auto,
                 )?;
             } else {
-                vec::fill(rec, &self.meta_grad, 0, phi_len, 0.0)?;
+                vec::fill(rec, View::new(&self.meta_grad, 0), phi_len, 0.0)?;
             }
         }
         // θ̄0 = Σ_n θ̄_0^(n) (Reptile: θ0 − mean_n θ_T^(n)); only an episode's first unroll
@@ -713,10 +722,10 @@ impl MetaTrainer {
             };
             reduce(
                 rec,
-                n,
-                p,
-                1,
-                ReduceOp::Sum,
+                Reduction {
+                    alpha,
+                    ..Reduction::new(ReduceOp::Sum, n, p, 1)
+                },
                 Strided {
                     buf: src,
                     off: 0,
@@ -730,31 +739,26 @@ impl MetaTrainer {
                     batch_stride: 0,
                     col_stride: 1,
                 },
-                alpha,
-                false,
-                ReduceSchedule::Auto,
             )?;
             if self.cfg.mode == Mode::Reptile {
                 vec::axpy(
                     rec,
                     1.0,
-                    &self.meta_params,
-                    phi_len,
-                    &self.meta_grad,
-                    phi_len,
+                    View::new(&self.meta_params, phi_len),
+                    View::new(&self.meta_grad, phi_len),
                     p,
                 )?;
             }
         } else {
-            vec::fill(rec, &self.meta_grad, phi_len, p, 0.0)?;
+            vec::fill(rec, View::new(&self.meta_grad, phi_len), p, 0.0)?;
         }
         meta::meta_loss(rec, &self.losses, &self.weights_buf, &self.status, t + 1, n)?;
         reduce(
             rec,
-            phi_len + p,
-            1,
-            1,
-            ReduceOp::SumSquares,
+            Reduction {
+                strategy: ReduceStrategy::Workgroup,
+                ..Reduction::new(ReduceOp::SumSquares, phi_len + p, 1, 1)
+            },
             Strided {
                 buf: &self.meta_grad,
                 off: 0,
@@ -768,9 +772,6 @@ impl MetaTrainer {
                 batch_stride: 0,
                 col_stride: 0,
             },
-            1.0,
-            false,
-            ReduceSchedule::Workgroup,
         )
     }
 
@@ -783,10 +784,12 @@ impl MetaTrainer {
         self.record_meta_gradient(&mut rec)?;
         meta::meta_adam(
             &mut rec,
-            &self.meta_grad,
-            &self.meta_params,
-            &self.moments,
-            &self.status,
+            MetaAdamBuffers {
+                grad: &self.meta_grad,
+                params: &self.meta_params,
+                moments: &self.moments,
+                status: &self.status,
+            },
             self.opt.phi_len() + self.params,
             self.step,
             &self.cfg.meta_opt,

@@ -12,9 +12,10 @@ pub use apply::OptimizerRun;
 
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::hand::{self, AdamHyper};
+use crate::kernels::linear;
 use crate::kernels::lstm::{self, LstmHyper};
 use crate::kernels::mlp_opt::{self, MlpOptHyper, MlpOptWorkspace};
-use crate::kernels::{linear, vec};
+use crate::kernels::vec::{self, View};
 use crate::params::ParamLayout;
 use crate::{Error, Result};
 
@@ -355,9 +356,15 @@ impl Optimizer {
         t: usize,
     ) -> Result<()> {
         match self {
-            Self::Sgd { lr } => {
-                vec::axpby(rec, 1.0, (slot_in, 0), -lr, (g, 0), (slot_out, 0), count)
-            }
+            Self::Sgd { lr } => vec::axpby(
+                rec,
+                1.0,
+                View::new(slot_in, 0),
+                -lr,
+                View::new(g, 0),
+                View::new(slot_out, 0),
+                count,
+            ),
             Self::Adam(h) => hand::adam(rec, count, slot_in, g, slot_out, h, t),
             Self::Momentum { lr, mu } => {
                 hand::momentum(rec, count, slot_in, g, slot_out, *lr, *mu, false)
@@ -387,8 +394,16 @@ impl Optimizer {
             })?;
             match self {
                 Self::Sgd { lr } => {
-                    vec::axpby(rec, -lr, (a.tbar, 0), 0.0, (a.tbar, 0), (gbar, 0), a.count)?;
-                    return vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count);
+                    vec::axpby(
+                        rec,
+                        -lr,
+                        View::new(a.tbar, 0),
+                        0.0,
+                        View::new(a.tbar, 0),
+                        View::new(gbar, 0),
+                        a.count,
+                    )?;
+                    return vec::axpy(rec, a.w, View::new(a.g, 0), View::new(a.tbar, 0), a.count);
                 }
                 Self::Momentum { lr, mu } | Self::Nag { lr, mu } => {
                     let nesterov = matches!(self, Self::Nag { .. });
@@ -404,7 +419,9 @@ impl Optimizer {
             | Self::Adam(_)
             | Self::Momentum { .. }
             | Self::Nag { .. }
-            | Self::RmsProp { .. } => vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count),
+            | Self::RmsProp { .. } => {
+                vec::axpy(rec, a.w, View::new(a.g, 0), View::new(a.tbar, 0), a.count)
+            }
             Self::Linear => linear::vjp(
                 rec,
                 a.count,
