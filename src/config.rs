@@ -18,8 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::matmul::Activation;
-use crate::kernels::meta::MetaAdam;
-use crate::meta::{FinalBatch, LossWeights, MetaConfig, Schedule};
+use crate::meta::{FinalBatch, LossWeights, MetaAdam, MetaConfig, Schedule};
 use crate::optim::{Mode, Optimizer};
 use crate::{Error, Result};
 

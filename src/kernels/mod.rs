@@ -7,7 +7,8 @@ pub mod hand;
 pub mod linear;
 pub mod lstm;
 pub mod matmul;
-pub mod meta;
+/// The meta-loss and meta-Adam kernels (defined in [`crate::meta::meta_optim`]).
+pub use crate::meta::meta_optim as meta;
 pub mod mlp_opt;
 pub mod mlp_rop;
 pub mod quadratic;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use rand::SeedableRng;
 
+use super::meta_optim::{self as meta, status, MetaAdam, MetaAdamBuffers};
 use super::plan::{plan, slots_for_budget, Action, Plan, Schedule};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::meta::{self, status, MetaAdam, MetaAdamBuffers};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, ReduceStrategy, Reduction, Strided};
 use crate::kernels::vec::{self, View};
 use crate::kernels::Batched;

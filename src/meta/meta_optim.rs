@@ -1,10 +1,11 @@
-//! Wrapper of `shaders/meta.wgsl`: the meta-loss and the Adam meta-optimizer.
+//! The meta-optimizer: wrappers of `shaders/meta.wgsl`, the weighted meta-loss and the Adam
+//! meta-update with clipping and the non-finite guard, and the status slots they share.
 
 use bytemuck::{Pod, Zeroable};
 
-use super::hand::AdamHyper;
-use super::{check_region, u32_of};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::kernels::hand::AdamHyper;
+use crate::kernels::{check_region, u32_of};
 use crate::Result;
 
 /// Parameters of the meta kernels (mirrors `Params` in the WGSL).
