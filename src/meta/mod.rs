@@ -7,6 +7,7 @@ pub mod plan;
 pub mod save;
 pub mod trainer;
 mod unroll;
+mod validate;
 
 pub use eval::{evaluate, evaluate_with_held_out, log_grid, tune_learning_rate, Curves};
 pub use export::{export_outer_step, ExportSummary};

@@ -219,34 +219,7 @@ impl MetaTrainer {
         opt: Optimizer,
         cfg: MetaConfig,
     ) -> Result<Self> {
-        let t = cfg.unroll;
-        if t == 0 {
-            return Err(Error::invalid("the unroll length T must be at least 1"));
-        }
-        let learns_phi = cfg.learn_optimizer && opt.is_learned();
-        if !learns_phi && !cfg.learn_init {
-            return Err(Error::invalid(format!(
-                "nothing to meta-learn: optimizer '{}' has no learned parameters and the initialisation is not learned; \
-                 use a learned optimizer (linear, lstm) or enable learning the initialisation",
-                opt.name()
-            )));
-        }
-        if cfg.mode == Mode::Reptile && (!cfg.learn_init || learns_phi) {
-            return Err(Error::invalid(
-                "Reptile learns the initialisation only: enable learn_init and use a hand-designed optimizer (sgd, adam) or disable learn_optimizer",
-            ));
-        }
-        if cfg.episode != 0 && (cfg.episode < t || cfg.episode % t != 0) {
-            return Err(Error::invalid(format!(
-                "the episode length {} must be a multiple of the unroll length {t}",
-                cfg.episode
-            )));
-        }
-        if cfg.episode > t && cfg.mode == Mode::Reptile {
-            return Err(Error::invalid(
-                "Reptile runs whole episodes: leave episode at 0",
-            ));
-        }
+        cfg.validate(&opt)?;
         let unroll = Unroll::new(&gpu, task.as_mut(), &opt, &cfg)?;
         let n = task.instances();
         let p = unroll.params();
@@ -260,7 +233,7 @@ impl MetaTrainer {
             moments: gpu.buffer("meta-optimizer moments", 2 * (phi_len + p))?,
             status: gpu.buffer("status", status::LEN)?,
             init: gpu.buffer_from("instance initialisations", &init_theta)?,
-            carry: if cfg.episode > t {
+            carry: if cfg.episode > cfg.unroll {
                 Some(gpu.buffer("carried state", slot_len)?)
             } else {
                 None

@@ -75,8 +75,8 @@ impl Unroll {
         let n = task.instances();
         let p = task.layout().size();
         let count = n * p;
+        // The optimizer's support of second-order mode is checked by `MetaConfig::validate`.
         let second_order = if cfg.mode == Mode::SecondOrder {
-            opt.check_second_order()?;
             task.enable_hvp(gpu)?;
             Some(SecondOrderBuffers {
                 gbar: gpu.buffer("gradient input adjoint", count)?,
