@@ -314,13 +314,14 @@ pub fn measure_optimizer_step(
 /// Copy bandwidth of a compute kernel (GB/s, read + write; vec4 per invocation) on buffers of
 /// `floats` floats.
 pub fn measure_copy_bandwidth(gpu: &Gpu, floats: usize, repeats: usize) -> Result<f64> {
+    use crate::kernels::vec::{copy4, View};
     let floats = floats / 4 * 4;
     let a = gpu.buffer("copy a", floats)?;
     let b = gpu.buffer("copy b", floats)?;
     let run = |n: usize| -> Result<f64> {
         let mut rec = Recorder::new(gpu);
         for _ in 0..n {
-            crate::kernels::vec::copy4(&mut rec, &a, 0, &b, 0, floats)?;
+            copy4(&mut rec, View::new(&a, 0), View::new(&b, 0), floats)?;
         }
         let t0 = Instant::now();
         rec.submit()?;

@@ -18,8 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::matmul::Activation;
-use crate::kernels::meta::MetaAdam;
-use crate::meta::{FinalBatch, LossWeights, MetaConfig, Schedule};
+use crate::meta::{FinalBatch, LossWeights, MetaAdam, MetaConfig, Schedule};
 use crate::optim::{Mode, Optimizer};
 use crate::{Error, Result};
 
@@ -394,18 +393,6 @@ impl Config {
         let opt = self
             .optimizer()
             .map_err(|e| err(origin, format!("optimizer.kind: {e}"), "see docs/config.md"))?;
-        if Mode::parse(&self.meta.mode).is_ok_and(|m| m == Mode::SecondOrder)
-            && !opt.supports_second_order()
-        {
-            return Err(err(
-                origin,
-                format!(
-                    "meta.mode = \"second-order\" is not available for optimizer.kind = '{}'",
-                    opt.name()
-                ),
-                "use optimizer sgd, momentum, nag or linear, or meta.mode = \"truncated\"",
-            ));
-        }
         if let Some(lr) = self.optimizer.lr {
             if !(lr.is_finite() && lr > 0.0) {
                 return Err(err(
@@ -418,16 +405,6 @@ impl Config {
         let m = &self.meta;
         range("meta.unroll", m.unroll, 1, MAX_STEPS)?;
         range("meta.outer_steps", m.outer_steps, 0, 1 << 40)?;
-        if m.episode != 0 && (m.episode < m.unroll || m.episode % m.unroll != 0) {
-            return Err(err(
-                origin,
-                format!(
-                    "meta.episode = {} is not a multiple of meta.unroll = {}",
-                    m.episode, m.unroll
-                ),
-                "use a multiple of the unroll, or 0 for one unroll per episode",
-            ));
-        }
         if !(m.lr.is_finite() && m.lr > 0.0) {
             return Err(err(
                 origin,
@@ -454,16 +431,8 @@ impl Config {
         let mc = self
             .meta_config()
             .map_err(|e| err(origin, e.to_string(), "see docs/config.md"))?;
-        if !(mc.learn_init || mc.learn_optimizer && opt.is_learned()) {
-            return Err(err(
-                origin,
-                format!(
-                    "nothing to meta-learn: optimizer '{}' has no parameters and meta.learn_init is false",
-                    opt.name()
-                ),
-                "use a learned optimizer (lstm, linear, mlp) or set meta.learn_init = true",
-            ));
-        }
+        mc.check(&opt, "meta.")
+            .map_err(|p| err(origin, p.problem, p.hint))?;
         let e = &self.eval;
         range("eval.instances", e.instances, 1, MAX_INSTANCES)?;
         range("eval.steps", e.steps, 1, MAX_STEPS)?;

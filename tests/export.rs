@@ -1,7 +1,8 @@
-//! Exports hold where the trainer stands: an export taken inside an episode (`episode_offset`
-//! > 0) carries the θ and optimizer state the unroll starts from, the batches of the steps it
-//! runs, and its meta-gradient is the f64 reference's for that start; taking it leaves the
-//! trainer's next step unchanged; a memory budget is named in the metadata; Reptile is refused.
+//! Exports hold where the trainer stands: an export taken inside an episode (a positive
+//! `episode_offset`) carries the θ and optimizer state the unroll starts from, the batches of
+//! the steps it runs, and its meta-gradient is the f64 reference's for that start; taking it
+//! leaves the trainer's next step unchanged; a memory budget is named in the metadata; Reptile
+//! is refused.
 
 mod common;
 
@@ -37,7 +38,15 @@ fn task(mlp: bool, seed: u64) -> Result<Box<dyn Task>> {
     };
     let (train, test) = (images(&mut r, 40), images(&mut r, 20));
     let spec = MlpSpec::new(&[6, 5, 3], Activation::Tanh)?;
-    Ok(Box::new(MlpTask::new(gpu, &spec, 2, 4, train, test, r.random())?))
+    Ok(Box::new(MlpTask::new(
+        gpu,
+        &spec,
+        2,
+        4,
+        train,
+        test,
+        r.random(),
+    )?))
 }
 
 fn config(opt: &Optimizer, mlp: bool) -> MetaConfig {
@@ -103,7 +112,11 @@ fn mid_episode_exports_hold_and_leave_the_trainer_unchanged() -> Result<()> {
             assert_eq!(meta["episode_offset"], T.to_string(), "{what}");
             // Taking the export does not disturb the episode: the next step is the twin's.
             let (a, b) = (tr.step()?, twin.step()?);
-            assert_eq!(a.meta_loss.to_bits(), b.meta_loss.to_bits(), "{what}: next step");
+            assert_eq!(
+                a.meta_loss.to_bits(),
+                b.meta_loss.to_bits(),
+                "{what}: next step"
+            );
             // The batches are those of steps T … 2T.
             let task = twin.task();
             if task.batched() {
@@ -148,7 +161,11 @@ fn mid_episode_exports_hold_and_leave_the_trainer_unchanged() -> Result<()> {
             };
             close("meta-loss", &ts["meta_loss"], &[want.meta_loss]);
             close("losses", &ts["losses"], &want.losses);
-            close("θ̄ per instance", &ts["grad.theta0_per_instance"], &want.theta0);
+            close(
+                "θ̄ per instance",
+                &ts["grad.theta0_per_instance"],
+                &want.theta0,
+            );
             if opt.is_learned() {
                 close("φ̄", &ts["grad.phi"], &want.phi);
             }

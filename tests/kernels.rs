@@ -7,7 +7,7 @@ use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::gather::{sample_index, GpuDataset};
 use metalearn::kernels::matmul::{matmul, Activation, Epilogue, MatView};
 use metalearn::kernels::quadratic::quadratic;
-use metalearn::kernels::reduce::{reduce, Out, ReduceOp, Schedule, Strided};
+use metalearn::kernels::reduce::{reduce, Out, ReduceOp, ReduceStrategy, Reduction, Strided};
 use metalearn::kernels::sgd::sgd;
 use metalearn::kernels::softmax::{mse, softmax_xent};
 use metalearn::kernels::Batched;
@@ -237,7 +237,7 @@ fn reduce_case(
     cols: usize,
     batch: usize,
     op: ReduceOp,
-    schedule: Schedule,
+    strategy: ReduceStrategy,
     accumulate: bool,
 ) -> Result<()> {
     let g = gpu();
@@ -255,10 +255,15 @@ fn reduce_case(
     let alpha = 0.5;
     reduce(
         &mut rec,
-        rows,
-        cols,
-        batch,
-        op,
+        Reduction {
+            rows,
+            cols,
+            batch,
+            op,
+            alpha,
+            accumulate,
+            strategy,
+        },
         Strided {
             buf: &gx,
             off: 2,
@@ -272,9 +277,6 @@ fn reduce_case(
             batch_stride: cols * 2 + 1,
             col_stride: 2,
         },
-        alpha,
-        accumulate,
-        schedule,
     )?;
     rec.submit()?;
     let y: Vec<f32> = g.read(&gy)?;
@@ -295,7 +297,7 @@ fn reduce_case(
         }
     }
     assert_close(
-        &format!("reduce {rows}x{cols}x{batch} {op:?} {schedule:?}"),
+        &format!("reduce {rows}x{cols}x{batch} {op:?} {strategy:?}"),
         &got,
         &want,
         1e-5,
@@ -308,11 +310,11 @@ fn reduce_case(
 
 #[test]
 fn reduce_both_schedules_smoke() -> Result<()> {
-    for schedule in [Schedule::Workgroup, Schedule::Thread] {
+    for strategy in [ReduceStrategy::Workgroup, ReduceStrategy::Thread] {
         for op in [ReduceOp::Sum, ReduceOp::SumSquares] {
-            reduce_case(300, 7, 3, op, schedule, false)?;
-            reduce_case(1, 1, 1, op, schedule, true)?;
-            reduce_case(5000, 2, 2, op, schedule, true)?;
+            reduce_case(300, 7, 3, op, strategy, false)?;
+            reduce_case(1, 1, 1, op, strategy, true)?;
+            reduce_case(5000, 2, 2, op, strategy, true)?;
         }
     }
     Ok(())
@@ -331,10 +333,10 @@ fn grid_beyond_one_dimension() -> Result<()> {
     // One workgroup per output: `cols` workgroups.
     reduce(
         &mut rec,
-        2,
-        cols,
-        1,
-        ReduceOp::Sum,
+        Reduction {
+            strategy: ReduceStrategy::Workgroup,
+            ..Reduction::new(ReduceOp::Sum, 2, cols, 1)
+        },
         Strided {
             buf: &gx,
             off: 0,
@@ -348,9 +350,6 @@ fn grid_beyond_one_dimension() -> Result<()> {
             batch_stride: 0,
             col_stride: 1,
         },
-        1.0,
-        false,
-        Schedule::Workgroup,
     )?;
     rec.submit()?;
     let y: Vec<f32> = g.read(&gy)?;

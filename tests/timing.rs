@@ -6,7 +6,7 @@ mod common;
 
 use common::gpu;
 use metalearn::gpu::{gpu_time_report, reset_gpu_time, set_gpu_timing, Recorder};
-use metalearn::kernels::vec;
+use metalearn::kernels::vec::{self, View};
 
 #[test]
 fn timed_submission_attributes_every_dispatch() -> metalearn::Result<()> {
@@ -16,10 +16,10 @@ fn timed_submission_attributes_every_dispatch() -> metalearn::Result<()> {
     reset_gpu_time();
     set_gpu_timing(true);
     let mut rec = Recorder::new(g);
-    vec::fill(&mut rec, &a, 0, 4096, 1.0)?;
-    vec::fill(&mut rec, &a, 0, 2048, 2.0)?;
+    vec::fill(&mut rec, View::new(&a, 0), 4096, 1.0)?;
+    vec::fill(&mut rec, View::new(&a, 0), 2048, 2.0)?;
     rec.copy(&a, 0, &b, 0, 4096)?;
-    vec::fill(&mut rec, &a, 0, 4096, 3.0)?;
+    vec::fill(&mut rec, View::new(&a, 0), 4096, 3.0)?;
     let done = rec.submit();
     set_gpu_timing(false);
     done?;

@@ -6,7 +6,8 @@
 
 pub mod gather;
 pub mod matmul;
-pub mod meta;
+/// The meta-loss and meta-Adam kernels (defined in [`crate::meta::meta_optim`]).
+pub use crate::meta::meta_optim as meta;
 pub mod mlp_rop;
 pub mod quadratic;
 pub mod reduce;

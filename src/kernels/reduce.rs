@@ -57,15 +57,50 @@ pub enum ReduceOp {
     SumSquares = 1,
 }
 
-/// Which schedule runs the reduction (both give bit-identical results run to run).
+/// How the reduction is spread over invocations (both give bit-identical results run to run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Schedule {
+pub enum ReduceStrategy {
     /// Pick by shape.
     Auto,
     /// One 256-thread workgroup per output, tree-summed.
     Workgroup,
     /// One thread per output, summed in order.
     Thread,
+}
+
+/// What a reduction computes: `y[n, c] (+)= alpha · Σ_{r < rows} f(x[n, r, c])` for `batch`
+/// instances and `cols` columns, f given by `op`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reduction {
+    /// Length of the summed axis.
+    pub rows: usize,
+    /// Columns (outputs per instance).
+    pub cols: usize,
+    /// Instances.
+    pub batch: usize,
+    /// The function summed.
+    pub op: ReduceOp,
+    /// Scale of the sum.
+    pub alpha: f32,
+    /// Add to the output instead of overwriting it.
+    pub accumulate: bool,
+    /// How the work is spread over invocations.
+    pub strategy: ReduceStrategy,
+}
+
+impl Reduction {
+    /// `y[n, c] = Σ_{r < rows} f(x[n, r, c])`: `alpha` 1, overwriting, [`ReduceStrategy::Auto`].
+    pub fn new(op: ReduceOp, rows: usize, cols: usize, batch: usize) -> Self {
+        Self {
+            rows,
+            cols,
+            batch,
+            op,
+            alpha: 1.0,
+            accumulate: false,
+            strategy: ReduceStrategy::Auto,
+        }
+    }
 }
 
 /// Input of a reduction: element (n, r, c) at `off + n·batch_stride + r·row_stride + c·col_stride`.
@@ -96,20 +131,17 @@ pub struct Out<'a> {
     pub col_stride: usize,
 }
 
-/// Record `y[n, c] (+)= alpha · Σ_{r < rows} f(x[n, r, c])` for `batch` instances and `cols` columns.
-#[allow(clippy::too_many_arguments)]
-pub fn reduce(
-    rec: &mut Recorder,
-    rows: usize,
-    cols: usize,
-    batch: usize,
-    op: ReduceOp,
-    x: Strided,
-    y: Out,
-    alpha: f32,
-    accumulate: bool,
-    schedule: Schedule,
-) -> Result<()> {
+/// Record the reduction `r` of `x` into `y` (see [`Reduction`]).
+pub fn reduce(rec: &mut Recorder, r: Reduction, x: Strided, y: Out) -> Result<()> {
+    let Reduction {
+        rows,
+        cols,
+        batch,
+        op,
+        alpha,
+        accumulate,
+        strategy,
+    } = r;
     check_region(
         "reduce input",
         x.buf,
@@ -143,10 +175,10 @@ pub fn reduce(
         alpha,
         _p: [0; 3],
     };
-    let per_thread = match schedule {
-        Schedule::Thread => true,
-        Schedule::Workgroup => false,
-        Schedule::Auto => rows <= 2048 && outputs >= 1024,
+    let per_thread = match strategy {
+        ReduceStrategy::Thread => true,
+        ReduceStrategy::Workgroup => false,
+        ReduceStrategy::Auto => rows <= 2048 && outputs >= 1024,
     };
     if per_thread {
         rec.dispatch(

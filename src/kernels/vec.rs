@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{check_region, u32_of};
+use super::{check_region, u32_of, Batched};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
 use crate::{Error, Result};
 
@@ -47,128 +47,130 @@ pub static BROADCAST: Kernel = Kernel::new(
 /// y = x, one vec4 per invocation.
 pub static COPY4: Kernel = Kernel::new(&SHADER, "copy4", &[Access::Read, Access::ReadWrite], SIZE);
 
-/// Record `y[yo + i] = x[xo + i]` for `i < count` with a compute kernel (vec4 loads and stores;
-/// `count`, `xo` and `yo` must be multiples of 4).
-pub fn copy4(
-    rec: &mut Recorder,
-    x: &GpuBuffer,
-    xo: usize,
-    y: &GpuBuffer,
-    yo: usize,
-    count: usize,
-) -> Result<()> {
-    if count % 4 != 0 || xo % 4 != 0 || yo % 4 != 0 || x.id == y.id {
+/// The elements of a flat buffer from `off` on (how many is the kernel's `count`).
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    /// The buffer.
+    pub buf: &'a GpuBuffer,
+    /// Offset of the first element.
+    pub off: usize,
+}
+
+impl<'a> View<'a> {
+    /// The elements of `buf` from `off` on.
+    pub fn new(buf: &'a GpuBuffer, off: usize) -> Self {
+        Self { buf, off }
+    }
+}
+
+/// Record `y[i] = x[i]` for `i < count` with a compute kernel (vec4 loads and stores; `count` and
+/// both offsets must be multiples of 4).
+pub fn copy4(rec: &mut Recorder, x: View, y: View, count: usize) -> Result<()> {
+    if count % 4 != 0 || x.off % 4 != 0 || y.off % 4 != 0 || x.buf.id == y.buf.id {
         return Err(Error::invalid(
             "copy4: count and offsets must be multiples of 4, buffers distinct",
         ));
     }
-    check_region("copy4 x", x, xo, &[(count, 1)])?;
-    check_region("copy4 y", y, yo, &[(count, 1)])?;
+    check_region("copy4 x", x.buf, x.off, &[(count, 1)])?;
+    check_region("copy4 y", y.buf, y.off, &[(count, 1)])?;
     let p = VecParams {
         count: u32_of("count", count)?,
-        xo: u32_of("offset", xo)?,
-        yo: u32_of("offset", yo)?,
+        xo: u32_of("offset", x.off)?,
+        yo: u32_of("offset", y.off)?,
         ..Default::default()
     };
-    rec.dispatch(&COPY4, &[], &[x, y], &p, groups(count / 4))
+    rec.dispatch(&COPY4, &[], &[x.buf, y.buf], &p, groups(count / 4))
 }
 
 fn groups(count: usize) -> u64 {
     (count as u64).div_ceil(256)
 }
 
-/// Record `y[yo + i] = a` for `i < count`.
-pub fn fill(rec: &mut Recorder, y: &GpuBuffer, yo: usize, count: usize, a: f32) -> Result<()> {
-    check_region("fill", y, yo, &[(count, 1)])?;
+/// Record `y[i] = a` for `i < count`.
+pub fn fill(rec: &mut Recorder, y: View, count: usize, a: f32) -> Result<()> {
+    check_region("fill", y.buf, y.off, &[(count, 1)])?;
     let p = VecParams {
         count: u32_of("count", count)?,
-        yo: u32_of("offset", yo)?,
+        yo: u32_of("offset", y.off)?,
         a,
         ..Default::default()
     };
-    rec.dispatch(&FILL, &[], &[y], &p, groups(count))
+    rec.dispatch(&FILL, &[], &[y.buf], &p, groups(count))
 }
 
-/// Record `y[yo + i] += a · x[xo + i]` for `i < count`.
-pub fn axpy(
-    rec: &mut Recorder,
-    a: f32,
-    x: &GpuBuffer,
-    xo: usize,
-    y: &GpuBuffer,
-    yo: usize,
-    count: usize,
-) -> Result<()> {
-    if x.id == y.id {
+/// Record `y[i] += a · x[i]` for `i < count`.
+pub fn axpy(rec: &mut Recorder, a: f32, x: View, y: View, count: usize) -> Result<()> {
+    if x.buf.id == y.buf.id {
         return Err(Error::invalid("axpy: x and y must be different buffers"));
     }
-    check_region("axpy x", x, xo, &[(count, 1)])?;
-    check_region("axpy y", y, yo, &[(count, 1)])?;
+    check_region("axpy x", x.buf, x.off, &[(count, 1)])?;
+    check_region("axpy y", y.buf, y.off, &[(count, 1)])?;
     let p = VecParams {
         count: u32_of("count", count)?,
-        xo: u32_of("offset", xo)?,
-        yo: u32_of("offset", yo)?,
+        xo: u32_of("offset", x.off)?,
+        yo: u32_of("offset", y.off)?,
         a,
         ..Default::default()
     };
-    rec.dispatch(&AXPY, &[], &[x, y], &p, groups(count))
+    rec.dispatch(&AXPY, &[], &[x.buf, y.buf], &p, groups(count))
 }
 
-/// Record `z[zo + i] = a · x[xo + i] + b · y[yo + i]` for `i < count`.
-#[allow(clippy::too_many_arguments)]
+/// Record `z[i] = a · x[i] + b · y[i]` for `i < count`.
 pub fn axpby(
     rec: &mut Recorder,
     a: f32,
-    x: (&GpuBuffer, usize),
+    x: View,
     b: f32,
-    y: (&GpuBuffer, usize),
-    z: (&GpuBuffer, usize),
+    y: View,
+    z: View,
     count: usize,
 ) -> Result<()> {
-    if z.0.id == x.0.id || z.0.id == y.0.id {
+    if z.buf.id == x.buf.id || z.buf.id == y.buf.id {
         return Err(Error::invalid("axpby: z must differ from x and y"));
     }
-    check_region("axpby x", x.0, x.1, &[(count, 1)])?;
-    check_region("axpby y", y.0, y.1, &[(count, 1)])?;
-    check_region("axpby z", z.0, z.1, &[(count, 1)])?;
+    check_region("axpby x", x.buf, x.off, &[(count, 1)])?;
+    check_region("axpby y", y.buf, y.off, &[(count, 1)])?;
+    check_region("axpby z", z.buf, z.off, &[(count, 1)])?;
     let p = VecParams {
         count: u32_of("count", count)?,
-        xo: u32_of("offset", x.1)?,
-        yo: u32_of("offset", y.1)?,
-        zo: u32_of("offset", z.1)?,
+        xo: u32_of("offset", x.off)?,
+        yo: u32_of("offset", y.off)?,
+        zo: u32_of("offset", z.off)?,
         a,
         b,
         ..Default::default()
     };
-    rec.dispatch(&AXPBY, &[], &[x.0, y.0, z.0], &p, groups(count))
+    rec.dispatch(&AXPBY, &[], &[x.buf, y.buf, z.buf], &p, groups(count))
 }
 
-/// Record `y[yo + n·ys + i] = x[xo + i]` for `i < count`, `n < batch`.
-#[allow(clippy::too_many_arguments)]
+/// Record `y[n][i] = x[i]` for `i < count`, `n < batch` (instance n of `y` starts at
+/// `y.off + n·y.batch_stride`).
 pub fn broadcast(
     rec: &mut Recorder,
-    x: &GpuBuffer,
-    xo: usize,
-    y: &GpuBuffer,
-    yo: usize,
-    ys: usize,
+    x: View,
+    y: Batched,
     count: usize,
     batch: usize,
 ) -> Result<()> {
-    if x.id == y.id {
+    if x.buf.id == y.buf.id {
         return Err(Error::invalid(
             "broadcast: x and y must be different buffers",
         ));
     }
-    check_region("broadcast x", x, xo, &[(count, 1)])?;
-    check_region("broadcast y", y, yo, &[(batch, ys), (count, 1)])?;
+    check_region("broadcast x", x.buf, x.off, &[(count, 1)])?;
+    check_region(
+        "broadcast y",
+        y.buf,
+        y.off,
+        &[(batch, y.batch_stride), (count, 1)],
+    )?;
     let p = VecParams {
         count: u32_of("count", count)?,
         batch: u32_of("batch", batch)?,
-        xo: u32_of("offset", xo)?,
-        yo: u32_of("offset", yo)?,
-        ys: u32_of("stride", ys)?,
+        xo: u32_of("offset", x.off)?,
+        yo: u32_of("offset", y.off)?,
+        ys: u32_of("stride", y.batch_stride)?,
         ..Default::default()
     };
-    rec.dispatch(&BROADCAST, &[], &[x, y], &p, groups(count * batch))
+    rec.dispatch(&BROADCAST, &[], &[x.buf, y.buf], &p, groups(count * batch))
 }

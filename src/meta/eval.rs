@@ -2,6 +2,7 @@
 //! instances, forward only, the whole run in one submission; and a learning-rate grid search.
 
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::kernels::vec::{self, View};
 use crate::kernels::Batched;
 use crate::optim::{Optimizer, StepArgs};
 use crate::tasks::{BatchRef, Task};
@@ -91,7 +92,7 @@ pub fn evaluate_with_held_out(
     gpu.write(&slots[0], 0, init)?;
     let mut rec = Recorder::new(gpu);
     if opt.state_len() > 0 {
-        crate::kernels::vec::fill(&mut rec, &slots[0], c, c * opt.state_len(), 0.0)?;
+        vec::fill(&mut rec, View::new(&slots[0], c), c * opt.state_len(), 0.0)?;
     }
     let grad = Batched::dense(&g, p);
     let ws = opt.workspace(gpu, task.layout(), n)?;

@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use rand::SeedableRng;
 
-use super::checkpoint::{plan, slots_for_budget, Action, Plan, Schedule};
+use super::meta_optim::{self, status, MetaAdam, MetaAdamBuffers};
+use super::plan::{Plan, Schedule};
+use super::unroll::{Io, Unroll};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::meta::{self, status, MetaAdam};
-use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule as ReduceSchedule, Strided};
-use crate::kernels::{vec, Batched};
-use crate::optim::{Mode, Optimizer, StepArgs, VjpArgs, Workspace};
-use crate::tasks::{BatchRef, Task, TaskRng};
+use crate::optim::{Mode, Optimizer, Workspace};
+use crate::tasks::{Task, TaskRng};
 use crate::{Error, Result};
 
 /// Weights w_t of the meta-loss M = Σ_{t=0}^{T} w_t · mean_n ℓ_t.
@@ -176,21 +175,8 @@ pub struct MetaTrainer {
     opt: Optimizer,
     ws: Workspace,
     cfg: MetaConfig,
-    plan: Plan,
-    weights: Vec<f32>,
-    count: usize,
-    params: usize,
-    groups: usize,
-    slots: Vec<GpuBuffer>,
-    g: GpuBuffer,
-    tbar: GpuBuffer,
-    sbar: GpuBuffer,
-    partials: GpuBuffer,
-    second_order: Option<SecondOrderBuffers>,
-    losses: GpuBuffer,
-    weights_buf: GpuBuffer,
+    unroll: Unroll,
     meta_params: GpuBuffer,
-    meta_grad: GpuBuffer,
     moments: GpuBuffer,
     status: GpuBuffer,
     init: GpuBuffer,
@@ -200,13 +186,6 @@ pub struct MetaTrainer {
     episodes: u64,
     rng: TaskRng,
     episode_rng_pos: u128,
-}
-
-/// The buffers of second-order mode: ḡ (the adjoint of the optimizer's gradient input) and
-/// H·ḡ, C floats each.
-struct SecondOrderBuffers {
-    gbar: GpuBuffer,
-    hv: GpuBuffer,
 }
 
 /// Everything that changes during meta-training, enough to continue bit for bit: see
@@ -240,79 +219,21 @@ impl MetaTrainer {
         opt: Optimizer,
         cfg: MetaConfig,
     ) -> Result<Self> {
-        let t = cfg.unroll;
-        if t == 0 {
-            return Err(Error::invalid("the unroll length T must be at least 1"));
-        }
-        let learns_phi = cfg.learn_optimizer && opt.is_learned();
-        if !learns_phi && !cfg.learn_init {
-            return Err(Error::invalid(format!(
-                "nothing to meta-learn: optimizer '{}' has no learned parameters and the initialisation is not learned; \
-                 use a learned optimizer (linear, lstm) or enable learning the initialisation",
-                opt.name()
-            )));
-        }
-        if cfg.mode == Mode::Reptile && (!cfg.learn_init || learns_phi) {
-            return Err(Error::invalid(
-                "Reptile learns the initialisation only: enable learn_init and use a hand-designed optimizer (sgd, adam) or disable learn_optimizer",
-            ));
-        }
-        if cfg.episode != 0 && (cfg.episode < t || cfg.episode % t != 0) {
-            return Err(Error::invalid(format!(
-                "the episode length {} must be a multiple of the unroll length {t}",
-                cfg.episode
-            )));
-        }
-        if cfg.episode > t && cfg.mode == Mode::Reptile {
-            return Err(Error::invalid(
-                "Reptile runs whole episodes: leave episode at 0",
-            ));
-        }
-        let weights = cfg.weights.resolve(t)?;
+        cfg.validate(&opt)?;
+        let unroll = Unroll::new(&gpu, task.as_mut(), &opt, &cfg)?;
         let n = task.instances();
-        let p = task.layout().size();
-        let count = n * p;
-        let second_order = if cfg.mode == Mode::SecondOrder {
-            opt.check_second_order()?;
-            task.enable_hvp(&gpu)?;
-            Some(SecondOrderBuffers {
-                gbar: gpu.buffer("gradient input adjoint", count)?,
-                hv: gpu.buffer("Hessian-vector product", count)?,
-            })
-        } else {
-            None
-        };
-        let slot_len = opt.slot_len(count);
-        let plan = if cfg.mode == Mode::Reptile {
-            reptile_plan(t)
-        } else if let Some(budget) = cfg.memory_budget {
-            let s = slots_for_budget(budget, slot_len as u64 * 4, t)?;
-            plan(Schedule::Revolve(s), t)?
-        } else {
-            plan(cfg.schedule, t)?
-        };
-        let slots = (0..plan.slots)
-            .map(|i| gpu.buffer(&format!("checkpoint slot {i}"), slot_len))
-            .collect::<Result<Vec<_>>>()?;
-        let groups = opt.partial_groups(&gpu, count)?;
+        let p = unroll.params();
+        let slot_len = opt.slot_len(unroll.count());
         let phi_len = opt.phi_len();
         let mut rng = TaskRng::seed_from_u64(cfg.seed);
         let init_theta = task.init_params(&mut rng)?;
         let mut meta0 = opt.init_phi(&mut rng);
         meta0.extend_from_slice(&init_theta[..p]);
         Ok(Self {
-            g: gpu.buffer("gradient", count)?,
-            tbar: gpu.buffer("theta adjoint", count)?,
-            sbar: gpu.buffer("state adjoint", count * opt.state_len())?,
-            partials: gpu.buffer("phi partial sums", groups * phi_len)?,
-            second_order,
-            losses: gpu.buffer("losses", (t + 1) * n)?,
-            weights_buf: gpu.buffer_from("meta-loss weights", &weights)?,
-            meta_grad: gpu.buffer("meta-gradient", phi_len + p)?,
             moments: gpu.buffer("meta-optimizer moments", 2 * (phi_len + p))?,
             status: gpu.buffer("status", status::LEN)?,
             init: gpu.buffer_from("instance initialisations", &init_theta)?,
-            carry: if cfg.episode > t {
+            carry: if cfg.episode > cfg.unroll {
                 Some(gpu.buffer("carried state", slot_len)?)
             } else {
                 None
@@ -321,16 +242,11 @@ impl MetaTrainer {
             episodes: 0,
             meta_params: gpu.buffer_from("meta-parameters", &meta0)?,
             ws: opt.workspace(&gpu, task.layout(), n)?,
-            slots,
+            unroll,
             gpu,
             task,
             opt,
             cfg,
-            plan,
-            weights,
-            count,
-            params: p,
-            groups,
             step: 0,
             episode_rng_pos: rng.get_word_pos(),
             rng,
@@ -354,7 +270,7 @@ impl MetaTrainer {
 
     /// The checkpointing plan of one unroll.
     pub fn plan(&self) -> &Plan {
-        &self.plan
+        self.unroll.plan()
     }
 
     /// Outer steps taken.
@@ -364,29 +280,7 @@ impl MetaTrainer {
 
     /// Bytes held on the GPU, by purpose.
     pub fn memory(&self) -> MemoryReport {
-        let slot_bytes = self.slots.first().map_or(0, GpuBuffer::bytes);
-        let working = [
-            &self.g,
-            &self.tbar,
-            &self.sbar,
-            &self.partials,
-            &self.losses,
-        ]
-        .iter()
-        .map(|b| b.bytes())
-        .sum::<u64>()
-            + self.ws.bytes()
-            + self
-                .second_order
-                .as_ref()
-                .map_or(0, |so| so.gbar.bytes() + so.hv.bytes());
-        MemoryReport {
-            checkpoints: slot_bytes * self.slots.len() as u64,
-            slots: self.slots.len(),
-            slot_bytes,
-            working,
-            task: self.task.gpu_bytes(),
-        }
+        self.unroll.memory(&self.ws, self.task.as_ref())
     }
 
     /// Current φ.
@@ -416,11 +310,11 @@ impl MetaTrainer {
 
     /// Replace the learned initialisation θ0.
     pub fn set_theta0(&mut self, theta0: &[f32]) -> Result<()> {
-        if theta0.len() != self.params {
+        if theta0.len() != self.unroll.params() {
             return Err(Error::invalid(format!(
                 "θ0 has {} values, the task needs {}",
                 theta0.len(),
-                self.params
+                self.unroll.params()
             )));
         }
         self.gpu
@@ -429,11 +323,11 @@ impl MetaTrainer {
 
     /// Replace the per-instance initial parameters used when θ0 is not learned (N × P).
     pub fn set_instance_init(&mut self, theta: &[f32]) -> Result<()> {
-        if theta.len() != self.count {
+        if theta.len() != self.unroll.count() {
             return Err(Error::invalid(format!(
                 "{} initial values given, the task needs N·P = {}",
                 theta.len(),
-                self.count
+                self.unroll.count()
             )));
         }
         self.gpu.write(&self.init, 0, theta)
@@ -446,7 +340,7 @@ impl MetaTrainer {
 
     /// The meta-loss weights w_0 … w_T.
     pub fn weights(&self) -> &[f32] {
-        &self.weights
+        self.unroll.weights()
     }
 
     fn resample(&mut self) -> Result<()> {
@@ -491,11 +385,15 @@ impl MetaTrainer {
             }
         };
         let phi_len = self.opt.phi_len();
-        want("φ and θ0", state.meta_params.len(), phi_len + self.params)?;
+        want(
+            "φ and θ0",
+            state.meta_params.len(),
+            phi_len + self.unroll.params(),
+        )?;
         want(
             "meta-optimizer state",
             state.moments.len(),
-            2 * (phi_len + self.params),
+            2 * (phi_len + self.unroll.params()),
         )?;
         let t = self.cfg.unroll;
         let mid_episode = state.offset > 0;
@@ -542,240 +440,27 @@ impl MetaTrainer {
         Ok(())
     }
 
-    fn theta(&self, slot: usize) -> Batched<'_> {
-        Batched {
-            buf: &self.slots[slot],
-            off: 0,
-            batch_stride: self.params,
+    fn io(&self, carry_out: bool) -> Io<'_> {
+        Io {
+            task: self.task.as_ref(),
+            opt: &self.opt,
+            ws: &self.ws,
+            cfg: &self.cfg,
+            meta_params: &self.meta_params,
+            status: &self.status,
+            init: &self.init,
+            carry: self.carry.as_ref(),
+            carry_out,
+            offset: self.offset,
         }
     }
 
-    /// Record the unroll and its reverse; leaves the meta-gradient in `meta_grad` and the
-    /// meta-loss in `status`. With `carry_out`, the state the unroll ends in is kept for the
-    /// next unroll of the episode (an outer step); without, the episode is left as it was (an
-    /// inspection: [`MetaTrainer::meta_gradient`]).
+    /// Record the unroll and its reverse; leaves the meta-gradient in the unroll's
+    /// `meta_grad` and the meta-loss in `status`. With `carry_out`, the state the unroll ends
+    /// in is kept for the next unroll of the episode (an outer step); without, the episode is
+    /// left as it was (an inspection: [`MetaTrainer::meta_gradient`]).
     fn record_meta_gradient(&self, rec: &mut Recorder, carry_out: bool) -> Result<()> {
-        let (n, p, c, t) = (
-            self.task.instances(),
-            self.params,
-            self.count,
-            self.cfg.unroll,
-        );
-        let phi_len = self.opt.phi_len();
-        let s = self.opt.state_len();
-        let phi = (&self.meta_params, 0);
-        let inv_n = 1.0 / n as f32;
-        let off = self.offset;
-        let at = |step: usize| BatchRef::Train((off + step) as u32);
-        let episode_start = off == 0;
-        // State 0: θ0 broadcast to every instance (learned) or the instances' own draws; or,
-        // inside an episode, the state the previous unroll ended in.
-        match (&self.carry, episode_start) {
-            (Some(carry), false) => rec.copy(carry, 0, &self.slots[0], 0, carry.len())?,
-            _ => {
-                if self.cfg.learn_init {
-                    vec::broadcast(rec, &self.meta_params, phi_len, &self.slots[0], 0, p, p, n)?;
-                } else {
-                    rec.copy(&self.init, 0, &self.slots[0], 0, c)?;
-                }
-                if s > 0 {
-                    vec::fill(rec, &self.slots[0], c, c * s, 0.0)?;
-                }
-            }
-        }
-        let grad = Batched::dense(&self.g, p);
-        let final_batch = match self.cfg.final_batch {
-            FinalBatch::Train => at(t),
-            FinalBatch::HeldOut => BatchRef::HeldOut((off + t) as u32),
-        };
-        let mut first_reverse = true;
-        for a in &self.plan.actions {
-            match *a {
-                Action::Advance { step, from, to } => {
-                    self.task.record_loss_grad(
-                        rec,
-                        self.theta(from),
-                        grad,
-                        &self.losses,
-                        step * n,
-                        at(step),
-                    )?;
-                    self.opt.record_step(
-                        rec,
-                        &StepArgs {
-                            count: c,
-                            slot_in: &self.slots[from],
-                            g: &self.g,
-                            phi,
-                            slot_out: &self.slots[to],
-                            t: off + step,
-                            ws: &self.ws,
-                        },
-                    )?;
-                }
-                Action::Final { slot } => {
-                    self.task.record_loss_grad(
-                        rec,
-                        self.theta(slot),
-                        grad,
-                        &self.losses,
-                        t * n,
-                        final_batch,
-                    )?;
-                    if let (Some(carry), true) = (&self.carry, carry_out) {
-                        rec.copy(&self.slots[slot], 0, carry, 0, carry.len())?;
-                    }
-                    if self.cfg.mode == Mode::Reptile {
-                        continue;
-                    }
-                    let w = self.weights[t] * inv_n;
-                    vec::axpby(rec, w, (&self.g, 0), 0.0, (&self.g, 0), (&self.tbar, 0), c)?;
-                    if s > 0 {
-                        vec::fill(rec, &self.sbar, 0, c * s, 0.0)?;
-                    }
-                }
-                Action::Reverse { step, slot } => {
-                    self.task.record_loss_grad(
-                        rec,
-                        self.theta(slot),
-                        grad,
-                        &self.losses,
-                        step * n,
-                        at(step),
-                    )?;
-                    self.opt.record_vjp(
-                        rec,
-                        &VjpArgs {
-                            count: c,
-                            slot: &self.slots[slot],
-                            g: &self.g,
-                            phi,
-                            tbar: &self.tbar,
-                            sbar: &self.sbar,
-                            partials: &self.partials,
-                            groups: self.groups,
-                            w: self.weights[step] * inv_n,
-                            t: off + step,
-                            mode: self.cfg.mode,
-                            accumulate: !first_reverse,
-                            gbar: self.second_order.as_ref().map(|so| &so.gbar),
-                            ws: &self.ws,
-                        },
-                    )?;
-                    first_reverse = false;
-                    // Second order: θ̄_t += H_t·ḡ_t, the Hessian at θ_t on step t's batch.
-                    if let Some(so) = &self.second_order {
-                        self.task.record_hvp(
-                            rec,
-                            self.theta(slot),
-                            Batched::dense(&so.gbar, p),
-                            Batched::dense(&so.hv, p),
-                            at(step),
-                        )?;
-                        vec::axpy(rec, 1.0, &so.hv, 0, &self.tbar, 0, c)?;
-                    }
-                }
-            }
-        }
-        // φ̄ = Σ over workgroups of the partial sums.
-        if phi_len > 0 {
-            if self.cfg.learn_optimizer && self.groups > 0 && !first_reverse {
-                reduce(
-                    rec,
-                    self.groups,
-                    phi_len,
-                    1,
-                    ReduceOp::Sum,
-                    Strided {
-                        buf: &self.partials,
-                        off: 0,
-                        batch_stride: 0,
-                        row_stride: phi_len,
-                        col_stride: 1,
-                    },
-                    Out {
-                        buf: &self.meta_grad,
-                        off: 0,
-                        batch_stride: 0,
-                        col_stride: 1,
-                    },
-                    1.0,
-                    false,
-                    ReduceSchedule::Auto,
-                )?;
-            } else {
-                vec::fill(rec, &self.meta_grad, 0, phi_len, 0.0)?;
-            }
-        }
-        // θ̄0 = Σ_n θ̄_0^(n) (Reptile: θ0 − mean_n θ_T^(n)); only an episode's first unroll
-        // starts from θ0.
-        if self.cfg.learn_init && episode_start {
-            let (src, alpha) = if self.cfg.mode == Mode::Reptile {
-                (&self.slots[reptile_last_slot(t)], -inv_n)
-            } else {
-                (&self.tbar, 1.0)
-            };
-            reduce(
-                rec,
-                n,
-                p,
-                1,
-                ReduceOp::Sum,
-                Strided {
-                    buf: src,
-                    off: 0,
-                    batch_stride: 0,
-                    row_stride: p,
-                    col_stride: 1,
-                },
-                Out {
-                    buf: &self.meta_grad,
-                    off: phi_len,
-                    batch_stride: 0,
-                    col_stride: 1,
-                },
-                alpha,
-                false,
-                ReduceSchedule::Auto,
-            )?;
-            if self.cfg.mode == Mode::Reptile {
-                vec::axpy(
-                    rec,
-                    1.0,
-                    &self.meta_params,
-                    phi_len,
-                    &self.meta_grad,
-                    phi_len,
-                    p,
-                )?;
-            }
-        } else {
-            vec::fill(rec, &self.meta_grad, phi_len, p, 0.0)?;
-        }
-        meta::meta_loss(rec, &self.losses, &self.weights_buf, &self.status, t + 1, n)?;
-        reduce(
-            rec,
-            phi_len + p,
-            1,
-            1,
-            ReduceOp::SumSquares,
-            Strided {
-                buf: &self.meta_grad,
-                off: 0,
-                batch_stride: 0,
-                row_stride: 1,
-                col_stride: 0,
-            },
-            Out {
-                buf: &self.status,
-                off: status::GRAD_NORM2,
-                batch_stride: 0,
-                col_stride: 0,
-            },
-            1.0,
-            false,
-            ReduceSchedule::Workgroup,
-        )
+        self.unroll.record(rec, &self.io(carry_out))
     }
 
     fn record_outer_step(&mut self) -> Result<Recorder<'_>> {
@@ -785,13 +470,15 @@ impl MetaTrainer {
         self.step += 1;
         let mut rec = Recorder::new(&self.gpu);
         self.record_meta_gradient(&mut rec, true)?;
-        meta::meta_adam(
+        meta_optim::meta_adam(
             &mut rec,
-            &self.meta_grad,
-            &self.meta_params,
-            &self.moments,
-            &self.status,
-            self.opt.phi_len() + self.params,
+            MetaAdamBuffers {
+                grad: self.unroll.meta_grad(),
+                params: &self.meta_params,
+                moments: &self.moments,
+                status: &self.status,
+            },
+            self.opt.phi_len() + self.unroll.params(),
             self.step,
             &self.cfg.meta_opt,
         )?;
@@ -851,48 +538,24 @@ impl MetaTrainer {
         self.record_meta_gradient(&mut rec, false)?;
         rec.submit()?;
         let st: Vec<f32> = self.gpu.read(&self.status)?;
-        let mg: Vec<f32> = self.gpu.read(&self.meta_grad)?;
+        let mg: Vec<f32> = self.gpu.read(self.unroll.meta_grad())?;
         let phi_len = self.opt.phi_len();
         let per_instance = if self.cfg.mode == Mode::Reptile {
             Vec::new()
         } else {
-            self.gpu.read(&self.tbar)?
+            self.gpu.read(self.unroll.theta_adjoint())?
         };
         Ok(MetaGradient {
             meta_loss: st[status::LOSS],
             phi: mg[..phi_len].to_vec(),
             theta0: mg[phi_len..].to_vec(),
             theta0_per_instance: per_instance,
-            losses: self.gpu.read(&self.losses)?,
+            losses: self.gpu.read(self.unroll.losses())?,
         })
     }
 
     /// Losses ℓ_t of every instance in the last outer step, (T + 1) × N.
     pub fn last_losses(&self) -> Result<Vec<f32>> {
-        self.gpu.read(&self.losses)
+        self.gpu.read(self.unroll.losses())
     }
-}
-
-/// Reptile needs no reversal: advance through two slots in turn, evaluate the last state.
-fn reptile_plan(t: usize) -> Plan {
-    let mut actions: Vec<Action> = (0..t)
-        .map(|s| Action::Advance {
-            step: s,
-            from: s % 2,
-            to: (s + 1) % 2,
-        })
-        .collect();
-    actions.push(Action::Final {
-        slot: reptile_last_slot(t),
-    });
-    Plan {
-        steps: t,
-        actions,
-        slots: 2,
-        forward_steps: t,
-    }
-}
-
-fn reptile_last_slot(t: usize) -> usize {
-    t % 2
 }

@@ -19,7 +19,7 @@ use rand::Rng;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::{matmul, Activation, Epilogue, MatView};
 use crate::kernels::mlp_rop::{self, RopLoss};
-use crate::kernels::reduce::{reduce, Out, ReduceOp, Schedule, Strided};
+use crate::kernels::reduce::{reduce, Out, ReduceOp, Reduction, Strided};
 use crate::kernels::softmax::{mse, softmax_xent};
 use crate::kernels::Batched;
 use crate::params::ParamLayout;
@@ -463,10 +463,10 @@ impl GpuMlp {
         let first = written.insert(be.offset);
         reduce(
             rec,
-            b,
-            w[l + 1],
-            n,
-            ReduceOp::Sum,
+            Reduction {
+                accumulate: !first,
+                ..Reduction::new(ReduceOp::Sum, b, w[l + 1], n)
+            },
             Strided {
                 buf: dz,
                 off: 0,
@@ -480,9 +480,6 @@ impl GpuMlp {
                 batch_stride: out.batch_stride,
                 col_stride: 1,
             },
-            1.0,
-            !first,
-            Schedule::Auto,
         )
     }
 

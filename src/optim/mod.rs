@@ -211,7 +211,13 @@ pub trait Family: Reference + Any + Send + Sync + std::fmt::Debug {
     /// Record the reverse of one inner step (see [`VjpArgs`]); second-order mode is only asked
     /// of families that [`Family::supports_second_order`].
     fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
-        vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count)
+        vec::axpy(
+            rec,
+            a.w,
+            vec::View::new(a.g, 0),
+            vec::View::new(a.tbar, 0),
+            a.count,
+        )
     }
 }
 

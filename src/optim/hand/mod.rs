@@ -162,10 +162,10 @@ impl Family for Sgd {
         vec::axpby(
             rec,
             1.0,
-            (a.slot_in, 0),
+            vec::View::new(a.slot_in, 0),
             -self.lr,
-            (a.g, 0),
-            (a.slot_out, 0),
+            vec::View::new(a.g, 0),
+            vec::View::new(a.slot_out, 0),
             a.count,
         )
     }
@@ -176,14 +176,20 @@ impl Family for Sgd {
             vec::axpby(
                 rec,
                 -self.lr,
-                (a.tbar, 0),
+                vec::View::new(a.tbar, 0),
                 0.0,
-                (a.tbar, 0),
-                (gbar, 0),
+                vec::View::new(a.tbar, 0),
+                vec::View::new(gbar, 0),
                 a.count,
             )?;
         }
-        vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count)
+        vec::axpy(
+            rec,
+            a.w,
+            vec::View::new(a.g, 0),
+            vec::View::new(a.tbar, 0),
+            a.count,
+        )
     }
 }
 
@@ -268,7 +274,13 @@ macro_rules! momentum_family {
                 if a.mode == super::Mode::SecondOrder {
                     return momentum_vjp(rec, a, self.lr, self.mu, $nesterov);
                 }
-                vec::axpy(rec, a.w, a.g, 0, a.tbar, 0, a.count)
+                vec::axpy(
+                    rec,
+                    a.w,
+                    vec::View::new(a.g, 0),
+                    vec::View::new(a.tbar, 0),
+                    a.count,
+                )
             }
         }
 

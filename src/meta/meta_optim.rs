@@ -1,9 +1,10 @@
-//! Wrapper of `shaders/meta.wgsl`: the meta-loss and the Adam meta-optimizer.
+//! The meta-optimizer: wrappers of `meta.wgsl`, the weighted meta-loss and the Adam
+//! meta-update with clipping and the non-finite guard, and the status slots they share.
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{check_region, u32_of};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::kernels::{check_region, u32_of};
 use crate::optim::hand::Adam;
 use crate::Result;
 
@@ -111,22 +112,32 @@ impl MetaAdam {
     }
 }
 
+/// The buffers one meta-Adam update reads and writes.
+#[derive(Clone, Copy, Debug)]
+pub struct MetaAdamBuffers<'a> {
+    /// The meta-gradient (read).
+    pub grad: &'a GpuBuffer,
+    /// The meta-parameters, updated in place.
+    pub params: &'a GpuBuffer,
+    /// First moments followed by second moments, updated in place.
+    pub moments: &'a GpuBuffer,
+    /// The status slots ([`status`]): reads the meta-loss and the gradient norm, writes
+    /// [`status::SKIPPED`].
+    pub status: &'a GpuBuffer,
+}
+
 /// Record the update of `count` meta-parameters at outer step `k` (from 1).
-#[allow(clippy::too_many_arguments)]
 pub fn meta_adam(
     rec: &mut Recorder,
-    grad: &GpuBuffer,
-    params_buf: &GpuBuffer,
-    moments: &GpuBuffer,
-    status_buf: &GpuBuffer,
+    b: MetaAdamBuffers,
     count: usize,
     k: usize,
     cfg: &MetaAdam,
 ) -> Result<()> {
-    check_region("meta grad", grad, 0, &[(count, 1)])?;
-    check_region("meta params", params_buf, 0, &[(count, 1)])?;
-    check_region("meta moments", moments, 0, &[(2 * count, 1)])?;
-    check_region("meta status", status_buf, 0, &[(status::LEN, 1)])?;
+    check_region("meta grad", b.grad, 0, &[(count, 1)])?;
+    check_region("meta params", b.params, 0, &[(count, 1)])?;
+    check_region("meta moments", b.moments, 0, &[(2 * count, 1)])?;
+    check_region("meta status", b.status, 0, &[(status::LEN, 1)])?;
     let k = i32::try_from(k.max(1)).unwrap_or(i32::MAX);
     let p = MetaParams {
         count: u32_of("count", count)?,
@@ -142,7 +153,7 @@ pub fn meta_adam(
     rec.dispatch(
         &META_ADAM,
         &[],
-        &[grad, params_buf, moments, status_buf],
+        &[b.grad, b.params, b.moments, b.status],
         &p,
         (count as u64).div_ceil(256).max(1),
     )
