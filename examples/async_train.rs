@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use metalearn::gpu::{Gpu, GpuOptions};
-use metalearn::kernels::meta::MetaAdam;
+use metalearn::meta::MetaAdam;
 use metalearn::meta::{MetaConfig, MetaTrainer};
 use metalearn::optim::lstm::Lstm;
 use metalearn::optim::Optimizer;

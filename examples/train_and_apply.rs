@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use metalearn::gpu::{Gpu, GpuOptions};
-use metalearn::kernels::meta::MetaAdam;
+use metalearn::meta::MetaAdam;
 use metalearn::meta::{MetaConfig, MetaTrainer};
 use metalearn::optim::hand::Sgd;
 use metalearn::optim::lstm::Lstm;

@@ -382,7 +382,7 @@ pub fn l2l_quadratics(gpu: &std::sync::Arc<Gpu>, cfg: &L2lConfig) -> Result<L2lR
     let mcfg = MetaConfig {
         unroll: cfg.unroll,
         episode: cfg.episode,
-        meta_opt: crate::kernels::meta::MetaAdam::with_lr(cfg.meta_lr),
+        meta_opt: crate::meta::MetaAdam::with_lr(cfg.meta_lr),
         seed: cfg.seed,
         ..Default::default()
     };

@@ -6,8 +6,6 @@
 
 pub mod gather;
 pub mod matmul;
-/// The meta-loss and meta-Adam kernels (defined in [`crate::meta::meta_optim`]).
-pub use crate::meta::meta_optim as meta;
 pub mod mlp_rop;
 pub mod quadratic;
 pub mod reduce;
@@ -36,8 +34,8 @@ pub fn all() -> Vec<&'static Kernel> {
         &vec::AXPBY,
         &vec::BROADCAST,
         &vec::COPY4,
-        &meta::META_LOSS,
-        &meta::META_ADAM,
+        &crate::meta::meta_optim::META_LOSS,
+        &crate::meta::meta_optim::META_ADAM,
         &mlp_rop::ROP_BIAS_ACT,
         &mlp_rop::ROP_ACT_BACK,
         &mlp_rop::ROP_XENT,
