@@ -102,8 +102,7 @@ impl MlpWorkload {
                 Batched::dense(&self.x, b * d),
                 Batched::dense(&self.labels, b),
                 Batched::dense(&self.grad, p),
-                &self.loss,
-                0,
+                crate::kernels::vec::View::new(&self.loss, 0),
             )?;
         }
         Ok(())

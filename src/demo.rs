@@ -13,6 +13,7 @@ use crate::gpu::{Gpu, Recorder};
 use crate::kernels::gather::GpuDataset;
 use crate::kernels::matmul::Activation;
 use crate::kernels::sgd::sgd;
+use crate::kernels::vec::View;
 use crate::kernels::Batched;
 use crate::models::{GpuMlp, GpuQuadratic, MlpSpec, Quadratics};
 use crate::{Error, Result};
@@ -195,21 +196,34 @@ pub fn train_mlps(gpu: &Gpu, cfg: &DemoConfig) -> Result<MlpRun> {
     let ys = Batched::dense(&y, b);
     let mut rec = Recorder::new(gpu);
     let eval = |rec: &mut Recorder, slot: usize| -> Result<()> {
-        gtest.record_batch(rec, b, n, seed ^ 0x5eed, slot as u32, &x, 0, &y, 0)?;
+        gtest.record_batch(
+            rec,
+            b,
+            n,
+            (seed ^ 0x5eed, slot as u32),
+            View::new(&x, 0),
+            View::new(&y, 0),
+        )?;
         mlp.record_forward(rec, th, xs)?;
         mlp.record_loss(rec, ys, &test_losses, slot * n, false)
     };
     eval(&mut rec, 0)?;
     for t in 0..steps {
-        gtrain.record_batch(&mut rec, b, n, seed, t as u32, &x, 0, &y, 0)?;
+        gtrain.record_batch(
+            &mut rec,
+            b,
+            n,
+            (seed, t as u32),
+            View::new(&x, 0),
+            View::new(&y, 0),
+        )?;
         mlp.record_loss_grad(
             &mut rec,
             th,
             xs,
             ys,
             Batched::dense(&grad, p),
-            &losses,
-            t * n,
+            crate::kernels::vec::View::new(&losses, t * n),
         )?;
         sgd(&mut rec, &theta, 0, &grad, 0, n * p, cfg.mlp_lr)?;
     }

@@ -5,11 +5,12 @@ mod common;
 use common::{assert_close, assert_untouched, f64s, gpu, gpus, rng, uniform};
 use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::gather::{sample_index, GpuDataset};
-use metalearn::kernels::matmul::{matmul, Activation, Epilogue, MatView};
+use metalearn::kernels::matmul::{matmul, Activation, Epilogue, MatDims, MatView};
 use metalearn::kernels::quadratic::quadratic;
 use metalearn::kernels::reduce::{reduce, Out, ReduceOp, ReduceStrategy, Reduction, Strided};
 use metalearn::kernels::sgd::sgd;
-use metalearn::kernels::softmax::{mse, softmax_xent};
+use metalearn::kernels::softmax::{mse, softmax_xent, LossDims};
+use metalearn::kernels::vec::View;
 use metalearn::kernels::Batched;
 use metalearn::reference::{self, activate, activate_grad};
 use metalearn::{Error, Result};
@@ -54,17 +55,8 @@ enum Epi {
 }
 
 /// One matmul case: padded, offset operands; C poisoned (or random for Accumulate).
-#[allow(clippy::too_many_arguments)]
-fn matmul_case(
-    g: &Gpu,
-    m: usize,
-    n: usize,
-    k: usize,
-    batch: usize,
-    ta: bool,
-    tb: bool,
-    epi: Epi,
-) -> Result<()> {
+fn matmul_case(g: &Gpu, dims: MatDims, (ta, tb): (bool, bool), epi: Epi) -> Result<()> {
+    let MatDims { m, n, k, batch } = dims;
     let mut r = rng(&format!(
         "matmul {m}x{n}x{k} b{batch} ta{ta} tb{tb} staged={}",
         g.props().staged_tiles
@@ -113,10 +105,7 @@ fn matmul_case(
     };
     matmul(
         &mut rec,
-        m,
-        n,
-        k,
-        batch,
+        MatDims::new(m, n, k, batch),
         view(&ga, a_off, a_bs, lda, ta),
         view(&gb, b_off, b_bs, ldb, tb),
         cview,
@@ -171,7 +160,7 @@ fn matmul_case(
 fn matmul_three_forms_smoke() -> Result<()> {
     for g in gpus() {
         for (ta, tb) in [(false, false), (true, false), (false, true)] {
-            matmul_case(g, 37, 21, 19, 2, ta, tb, Epi::Store)?;
+            matmul_case(g, MatDims::new(37, 21, 19, 2), (ta, tb), Epi::Store)?;
         }
     }
     Ok(())
@@ -188,7 +177,7 @@ fn matmul_all_forms_and_awkward_sizes() -> Result<()> {
                 (128, 20, 200, 1),
                 (65, 1, 17, 4),
             ] {
-                matmul_case(g, m, n, k, batch, ta, tb, Epi::Store)?;
+                matmul_case(g, MatDims::new(m, n, k, batch), (ta, tb), Epi::Store)?;
             }
         }
     }
@@ -198,10 +187,25 @@ fn matmul_all_forms_and_awkward_sizes() -> Result<()> {
 #[test]
 fn matmul_epilogues() -> Result<()> {
     for g in gpus() {
-        matmul_case(g, 33, 18, 9, 3, false, true, Epi::Accumulate)?;
+        matmul_case(
+            g,
+            MatDims::new(33, 18, 9, 3),
+            (false, true),
+            Epi::Accumulate,
+        )?;
         for act in ACTS {
-            matmul_case(g, 20, 35, 11, 2, false, false, Epi::BiasAct(act))?;
-            matmul_case(g, 19, 12, 40, 2, false, true, Epi::ActGrad(act))?;
+            matmul_case(
+                g,
+                MatDims::new(20, 35, 11, 2),
+                (false, false),
+                Epi::BiasAct(act),
+            )?;
+            matmul_case(
+                g,
+                MatDims::new(19, 12, 40, 2),
+                (false, true),
+                Epi::ActGrad(act),
+            )?;
         }
     }
     Ok(())
@@ -215,10 +219,7 @@ fn matmul_rejects_out_of_bounds_views() -> Result<()> {
     let mut rec = Recorder::new(g);
     let err = matmul(
         &mut rec,
-        4,
-        4,
-        4,
-        1,
+        MatDims::new(4, 4, 4, 1),
         MatView::dense(&a, 0, 4, 4),
         MatView::dense(&a, 0, 4, 4),
         MatView::dense(&c, 0, 4, 4),
@@ -380,9 +381,11 @@ fn mse_loss_and_grad_smoke() -> Result<()> {
             let mut rec = Recorder::new(g);
             mse(
                 &mut rec,
-                rows,
-                outputs,
-                batch,
+                LossDims {
+                    rows,
+                    width: outputs,
+                    batch,
+                },
                 Batched {
                     buf: &gz,
                     off: 3,
@@ -399,8 +402,7 @@ fn mse_loss_and_grad_smoke() -> Result<()> {
                     batch_stride: per,
                 },
                 want_grad,
-                &gloss,
-                1,
+                View::new(&gloss, 1),
             )?;
             rec.submit()?;
             let (dz, loss): (Vec<f32>, Vec<f32>) = (g.read(&gd)?, g.read(&gloss)?);
@@ -452,15 +454,16 @@ fn softmax_xent_loss_and_grad_smoke() -> Result<()> {
             let mut rec = Recorder::new(g);
             softmax_xent(
                 &mut rec,
-                rows,
-                classes,
-                batch,
+                LossDims {
+                    rows,
+                    width: classes,
+                    batch,
+                },
                 Batched::dense(&gz, per),
                 Batched::dense(&gl, rows),
                 Batched::dense(&gd, per),
                 want_grad,
-                &gloss,
-                1,
+                View::new(&gloss, 1),
             )?;
             rec.submit()?;
             let (dz, loss): (Vec<f32>, Vec<f32>) = (g.read(&gd)?, g.read(&gloss)?);
@@ -522,8 +525,7 @@ fn quadratic_loss_and_grad() -> Result<()> {
                 off: 1,
                 batch_stride: tbs,
             },
-            &gloss,
-            0,
+            View::new(&gloss, 0),
         )?;
         rec.submit()?;
         let (grad, loss): (Vec<f32>, Vec<f32>) = (g.read(&ggrad)?, g.read(&gloss)?);
@@ -597,7 +599,14 @@ fn gather_samples_the_counter_based_batch() -> Result<()> {
     );
     g.fill(&gx, f32::NAN)?;
     let mut rec = Recorder::new(g);
-    gds.record_batch(&mut rec, rows, batch, seed, step, &gx, 4, &gy, 1)?;
+    gds.record_batch(
+        &mut rec,
+        rows,
+        batch,
+        (seed, step),
+        View::new(&gx, 4),
+        View::new(&gy, 1),
+    )?;
     rec.submit()?;
     let (x, y): (Vec<f32>, Vec<u32>) = (g.read(&gx)?, g.read(&gy)?);
     for n in 0..batch {

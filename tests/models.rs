@@ -70,8 +70,7 @@ fn mlp_case_on(g: &Gpu, spec: &MlpSpec, instances: usize, batch: usize) -> Resul
             off,
             batch_stride: stride,
         },
-        &gloss,
-        0,
+        metalearn::kernels::vec::View::new(&gloss, 0),
     )?;
     rec.submit()?;
     let grad: Vec<f32> = g.read(&ggrad)?;

@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use super::{check_region, u32_of};
 use crate::data::ImageDataset;
 use crate::gpu::{Access, Gpu, GpuBuffer, Kernel, Recorder, Shader};
+use crate::kernels::vec::View;
 use crate::{Error, Result};
 
 /// Parameters of `gather` (mirrors `Params` in the WGSL).
@@ -103,20 +104,18 @@ impl GpuDataset {
     }
 
     /// Record the gathering of a batch of `rows` examples for each of `batch` instances at inner
-    /// step `step`: `x[x_off + (n·rows + b)·F + f]` (f32 in [0, 1]) and `y[y_off + n·rows + b]`.
-    #[allow(clippy::too_many_arguments)]
+    /// step `step` of the stream `seed`: `x[x.off + (n·rows + b)·F + f]` (f32 in [0, 1]) and
+    /// `y[y.off + n·rows + b]`.
     pub fn record_batch(
         &self,
         rec: &mut Recorder,
         rows: usize,
         batch: usize,
-        seed: u32,
-        step: u32,
-        x: &GpuBuffer,
-        x_off: usize,
-        y: &GpuBuffer,
-        y_off: usize,
+        (seed, step): (u32, u32),
+        x: View,
+        y: View,
     ) -> Result<()> {
+        let (View { buf: x, off: x_off }, View { buf: y, off: y_off }) = (x, y);
         check_region("gather x", x, x_off, &[(batch * rows * self.features, 1)])?;
         check_region("gather y", y, y_off, &[(batch * rows, 1)])?;
         let p = GatherParams {

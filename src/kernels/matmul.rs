@@ -179,19 +179,36 @@ impl TileConfig {
     }
 }
 
+/// Sizes of a batched product: op(A) is m×k, op(B) k×n, for `batch` instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatDims {
+    /// Rows of op(A) and C.
+    pub m: usize,
+    /// Columns of op(B) and C.
+    pub n: usize,
+    /// Columns of op(A), rows of op(B).
+    pub k: usize,
+    /// Instances.
+    pub batch: usize,
+}
+
+impl MatDims {
+    /// m×k times k×n for `batch` instances.
+    pub const fn new(m: usize, n: usize, k: usize, batch: usize) -> Self {
+        Self { m, n, k, batch }
+    }
+}
+
 /// Record `C_n = epilogue(op(A_n)·op(B_n))` for `batch` instances; op(A): m×k, op(B): k×n.
-#[allow(clippy::too_many_arguments)]
 pub fn matmul(
     rec: &mut Recorder,
-    m: usize,
-    n: usize,
-    k: usize,
-    batch: usize,
+    dims: MatDims,
     a: MatView,
     b: MatView,
     c: MatView,
     epilogue: Epilogue,
 ) -> Result<()> {
+    let MatDims { m, n, k, batch } = dims;
     if c.trans {
         return Err(Error::invalid("matmul: the output C cannot be transposed"));
     }

@@ -94,12 +94,9 @@ fn distinct(what: &str, bufs: &[&GpuBuffer], written: &[&GpuBuffer]) -> Result<(
 /// Record `rz[i] = act'(h[i]) · (rz[i] + vb[n][j])` over dense `[batch, rows, cols]` tensors `h`
 /// and `rz` (from offset 0); `vb` is the bias block of the direction, instance n at
 /// `vb.off + n·vb.batch_stride`.
-#[allow(clippy::too_many_arguments)]
 pub fn bias_act(
     rec: &mut Recorder,
-    batch: usize,
-    rows: usize,
-    cols: usize,
+    (batch, rows, cols): (usize, usize, usize),
     h: &GpuBuffer,
     vb: Batched,
     rz: &GpuBuffer,
@@ -130,16 +127,12 @@ pub fn bias_act(
 
 /// Record `dz = dh ⊙ act'(h)` and `rdz = rdh ⊙ act'(h) + dh ⊙ a2(h) ⊙ rh` over the first
 /// `count` elements of each buffer (see the WGSL header for a2).
-#[allow(clippy::too_many_arguments)]
 pub fn act_back(
     rec: &mut Recorder,
     count: usize,
-    dh: &GpuBuffer,
-    rdh: &GpuBuffer,
-    h: &GpuBuffer,
-    rh: &GpuBuffer,
-    dz: &GpuBuffer,
-    rdz: &GpuBuffer,
+    [dh, rdh]: [&GpuBuffer; 2],
+    [h, rh]: [&GpuBuffer; 2],
+    [dz, rdz]: [&GpuBuffer; 2],
     act: Activation,
 ) -> Result<()> {
     for (what, b) in [
@@ -179,18 +172,14 @@ pub enum RopLoss {
 /// Record the loss gradient `dz` and its R-operator `rdz` with respect to the dense
 /// `[batch, rows, cols]` outputs `z` (from offset 0) along `rz` (same layout), for the
 /// instances' `targets`.
-#[allow(clippy::too_many_arguments)]
 pub fn loss(
     rec: &mut Recorder,
     kind: RopLoss,
-    batch: usize,
-    rows: usize,
-    cols: usize,
+    (batch, rows, cols): (usize, usize, usize),
     z: &GpuBuffer,
     targets: Batched,
     rz: &GpuBuffer,
-    dz: &GpuBuffer,
-    rdz: &GpuBuffer,
+    [dz, rdz]: [&GpuBuffer; 2],
 ) -> Result<()> {
     if rows == 0 || cols == 0 {
         return Err(Error::invalid(

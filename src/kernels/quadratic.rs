@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{check_region, u32_of, Batched};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::kernels::vec::View;
 use crate::{Error, Result};
 
 /// Largest dimension the fused kernel supports (its residual lives in workgroup memory).
@@ -108,9 +109,8 @@ pub fn quadratic_hvp(
     )
 }
 
-/// Record loss and gradient of `batch` quadratics of dimension `d`. `data` holds, per instance,
+/// Record loss and gradient of `batch` quadratics of dimension `d` (losses at `loss.off + n`). `data` holds, per instance,
 /// W (d×d, row-major) then y (d): stride d² + d.
-#[allow(clippy::too_many_arguments)]
 pub fn quadratic(
     rec: &mut Recorder,
     d: usize,
@@ -118,9 +118,12 @@ pub fn quadratic(
     theta: Batched,
     data: &GpuBuffer,
     grad: Batched,
-    loss: &GpuBuffer,
-    loss_off: usize,
+    loss: View,
 ) -> Result<()> {
+    let View {
+        buf: loss,
+        off: loss_off,
+    } = loss;
     check_data(d, batch, data)?;
     check_region(
         "quadratic theta",

@@ -4,7 +4,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{check_region, u32_of, Batched};
-use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{Access, Kernel, Recorder, Shader};
+use crate::kernels::vec::View;
 use crate::{Error, Result};
 
 /// Parameters of `softmax_xent` and `mse` (mirrors `Params` in the WGSL).
@@ -55,90 +56,99 @@ pub static MSE: Kernel = Kernel::new(
     std::mem::size_of::<SoftmaxParams>(),
 );
 
-/// Record the mean softmax cross-entropy of `rows` rows of `classes` logits for `batch` instances:
-/// `loss[loss_off + n]`, and, when `want_grad`, its gradient with respect to the logits into `dz`
+/// Sizes of a batched loss: `rows` rows of `width` values (classes or outputs) per instance,
+/// for `batch` instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossDims {
+    /// Rows per instance.
+    pub rows: usize,
+    /// Values per row (classes of the cross-entropy, outputs of the squared error).
+    pub width: usize,
+    /// Instances.
+    pub batch: usize,
+}
+
+/// Record the mean softmax cross-entropy of `rows` rows of `width` logits for `batch` instances:
+/// `loss[loss.off + n]`, and, when `want_grad`, its gradient with respect to the logits into `dz`
 /// (same layout as the logits).
-#[allow(clippy::too_many_arguments)]
 pub fn softmax_xent(
     rec: &mut Recorder,
-    rows: usize,
-    classes: usize,
-    batch: usize,
+    dims: LossDims,
     logits: Batched,
     labels: Batched,
     dz: Batched,
     want_grad: bool,
-    loss: &GpuBuffer,
-    loss_off: usize,
+    loss: View,
 ) -> Result<()> {
     record_loss(
         rec,
-        &SOFTMAX_XENT,
-        [
-            "softmax_xent",
-            "class",
-            "softmax logits",
-            "softmax labels",
-            "softmax grad",
-            "softmax loss",
-        ],
-        (rows, classes, 1),
-        batch,
+        (
+            &SOFTMAX_XENT,
+            [
+                "softmax_xent",
+                "class",
+                "softmax logits",
+                "softmax labels",
+                "softmax grad",
+                "softmax loss",
+            ],
+        ),
+        dims,
+        1,
         [logits, labels, dz],
         want_grad,
-        (loss, loss_off),
+        loss,
     )
 }
 
-/// Record the squared-error loss of `rows` rows of `outputs` values for `batch` instances:
-/// `loss[loss_off + n] = (1/rows) Σ_b Σ_k (z_bk − y_bk)²` (squared error summed over the outputs,
+/// Record the squared-error loss of `rows` rows of `width` outputs for `batch` instances:
+/// `loss[loss.off + n] = (1/rows) Σ_b Σ_k (z_bk − y_bk)²` (squared error summed over the outputs,
 /// mean over the rows), and, when `want_grad`, its gradient `2 (z − y) / rows` into `dz` (same
 /// layout as `z`). The targets `y` are f32, laid out as the outputs.
-#[allow(clippy::too_many_arguments)]
 pub fn mse(
     rec: &mut Recorder,
-    rows: usize,
-    outputs: usize,
-    batch: usize,
+    dims: LossDims,
     z: Batched,
     targets: Batched,
     dz: Batched,
     want_grad: bool,
-    loss: &GpuBuffer,
-    loss_off: usize,
+    loss: View,
 ) -> Result<()> {
     record_loss(
         rec,
-        &MSE,
-        [
-            "mse",
-            "output",
-            "mse outputs",
-            "mse targets",
-            "mse grad",
-            "mse loss",
-        ],
-        (rows, outputs, outputs),
-        batch,
+        (
+            &MSE,
+            [
+                "mse",
+                "output",
+                "mse outputs",
+                "mse targets",
+                "mse grad",
+                "mse loss",
+            ],
+        ),
+        dims,
+        dims.width,
         [z, targets, dz],
         want_grad,
-        (loss, loss_off),
+        loss,
     )
 }
 
 /// The shared body of both losses: bounds checks, parameters and the dispatch (one workgroup
 /// per instance). `names` = [kernel, what one column is, then the four regions in errors];
-/// `(rows, width, targets_per_row)`; `[z, targets, dz]`.
-#[allow(clippy::too_many_arguments)]
+/// `[z, targets, dz]`.
 fn record_loss(
     rec: &mut Recorder,
-    kernel: &'static Kernel,
-    names: [&str; 6],
-    (rows, width, targets_per_row): (usize, usize, usize),
-    batch: usize,
+    (kernel, names): (&'static Kernel, [&str; 6]),
+    LossDims { rows, width, batch }: LossDims,
+    targets_per_row: usize,
     [z, targets, dz]: [Batched; 3],
     want_grad: bool,
-    (loss, loss_off): (&GpuBuffer, usize),
+    View {
+        buf: loss,
+        off: loss_off,
+    }: View,
 ) -> Result<()> {
     let [kernel_name, column, z_name, t_name, d_name, l_name] = names;
     if width == 0 || rows == 0 {

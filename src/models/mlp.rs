@@ -17,10 +17,11 @@ use std::collections::HashSet;
 use rand::Rng;
 
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::matmul::{matmul, Activation, Epilogue, MatView};
+use crate::kernels::matmul::{matmul, Activation, Epilogue, MatDims, MatView};
 use crate::kernels::mlp_rop::{self, RopLoss};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, Reduction, Strided};
-use crate::kernels::softmax::{mse, softmax_xent};
+use crate::kernels::softmax::{mse, softmax_xent, LossDims};
+use crate::kernels::vec::View;
 use crate::kernels::Batched;
 use crate::params::ParamLayout;
 use crate::{Error, Result};
@@ -365,10 +366,7 @@ impl GpuMlp {
             let bias = self.layout.require(&MlpSpec::bias(l))?;
             matmul(
                 rec,
-                b,
-                w[l + 1],
-                w[l],
-                n,
+                MatDims::new(b, w[l + 1], w[l], n),
                 self.input_view(x, l),
                 self.weight_view(theta, l)?,
                 MatView::dense(&self.acts[l], 0, b, w[l + 1]),
@@ -399,12 +397,30 @@ impl GpuMlp {
         let last = self.spec.layers() - 1;
         let z = Batched::dense(&self.acts[last], b * c);
         let dz = Batched::dense(&self.dz[last % 2], b * c);
-        let n = self.instances;
+        let dims = LossDims {
+            rows: b,
+            width: c,
+            batch: self.instances,
+        };
         match self.spec.loss {
-            Loss::CrossEntropy => {
-                softmax_xent(rec, b, c, n, z, targets, dz, want_grad, loss, loss_off)
-            }
-            Loss::Mse => mse(rec, b, c, n, z, targets, dz, want_grad, loss, loss_off),
+            Loss::CrossEntropy => softmax_xent(
+                rec,
+                dims,
+                z,
+                targets,
+                dz,
+                want_grad,
+                View::new(loss, loss_off),
+            ),
+            Loss::Mse => mse(
+                rec,
+                dims,
+                z,
+                targets,
+                dz,
+                want_grad,
+                View::new(loss, loss_off),
+            ),
         }
     }
 
@@ -441,7 +457,7 @@ impl GpuMlp {
         };
         for &(h, d) in terms {
             let (lhs, rhs) = if e.transposed { (d.t(), h) } else { (h.t(), d) };
-            matmul(rec, rows, cols, b, n, lhs, rhs, o, epi)?;
+            matmul(rec, MatDims::new(rows, cols, b, n), lhs, rhs, o, epi)?;
             epi = Epilogue::Accumulate;
         }
         Ok(())
@@ -504,10 +520,7 @@ impl GpuMlp {
             if l > 0 {
                 matmul(
                     rec,
-                    b,
-                    w[l],
-                    w[l + 1],
-                    n,
+                    MatDims::new(b, w[l], w[l + 1], n),
                     dz,
                     self.weight_view(theta, l)?.t(),
                     MatView::dense(&self.dz[(l - 1) % 2], 0, b, w[l]),
@@ -523,7 +536,6 @@ impl GpuMlp {
 
     /// Forward, loss (into `loss[loss_off + n]`) and backward (into `grad`) in one go; `targets`
     /// as in [`GpuMlp::record_loss`].
-    #[allow(clippy::too_many_arguments)]
     pub fn record_loss_grad(
         &self,
         rec: &mut Recorder,
@@ -531,11 +543,10 @@ impl GpuMlp {
         x: Batched,
         targets: Batched,
         grad: Batched,
-        loss: &GpuBuffer,
-        loss_off: usize,
+        loss: View,
     ) -> Result<()> {
         self.record_forward(rec, theta, x)?;
-        self.record_loss(rec, targets, loss, loss_off, true)?;
+        self.record_loss(rec, targets, loss.buf, loss.off, true)?;
         self.record_backward(rec, theta, x, grad)
     }
 
@@ -550,7 +561,6 @@ impl GpuMlp {
     /// contribution (tied weights accumulate), so `out` needs no clearing. Needs
     /// [`GpuMlp::enable_hvp`]. Overwrites the activations of the last forward pass (with the
     /// same values at θ).
-    #[allow(clippy::too_many_arguments)]
     pub fn record_hvp(
         &self,
         rec: &mut Recorder,
@@ -571,10 +581,7 @@ impl GpuMlp {
             let rz = MatView::dense(&ws.rh[l], 0, b, w[l + 1]);
             matmul(
                 rec,
-                b,
-                w[l + 1],
-                w[l],
-                n,
+                MatDims::new(b, w[l + 1], w[l], n),
                 self.input_view(x, l),
                 self.weight_view(v, l)?,
                 rz,
@@ -583,10 +590,7 @@ impl GpuMlp {
             if l > 0 {
                 matmul(
                     rec,
-                    b,
-                    w[l + 1],
-                    w[l],
-                    n,
+                    MatDims::new(b, w[l + 1], w[l], n),
                     MatView::dense(&ws.rh[l - 1], 0, b, w[l]),
                     self.weight_view(theta, l)?,
                     rz,
@@ -596,9 +600,7 @@ impl GpuMlp {
             let bias = self.layout.require(&MlpSpec::bias(l))?;
             mlp_rop::bias_act(
                 rec,
-                n,
-                b,
-                w[l + 1],
+                (n, b, w[l + 1]),
                 &self.acts[l],
                 Batched {
                     buf: v.buf,
@@ -618,14 +620,11 @@ impl GpuMlp {
         mlp_rop::loss(
             rec,
             kind,
-            n,
-            b,
-            w[layers],
+            (n, b, w[layers]),
             &self.acts[last],
             targets,
             &ws.rh[last],
-            &ws.dz[last % 2],
-            &ws.rdz[last % 2],
+            [&ws.dz[last % 2], &ws.rdz[last % 2]],
         )?;
         // R-backward.
         let mut written: HashSet<usize> = HashSet::new();
@@ -644,19 +643,37 @@ impl GpuMlp {
                 let wt = self.weight_view(theta, l)?.t();
                 let dh = MatView::dense(&ws.dh, 0, b, w[l]);
                 let rdh = MatView::dense(&ws.rdh, 0, b, w[l]);
-                matmul(rec, b, w[l], w[l + 1], n, dz, wt, dh, Epilogue::Store)?;
-                matmul(rec, b, w[l], w[l + 1], n, rdz, wt, rdh, Epilogue::Store)?;
+                matmul(
+                    rec,
+                    MatDims::new(b, w[l], w[l + 1], n),
+                    dz,
+                    wt,
+                    dh,
+                    Epilogue::Store,
+                )?;
+                matmul(
+                    rec,
+                    MatDims::new(b, w[l], w[l + 1], n),
+                    rdz,
+                    wt,
+                    rdh,
+                    Epilogue::Store,
+                )?;
                 let vt = self.weight_view(v, l)?.t();
-                matmul(rec, b, w[l], w[l + 1], n, dz, vt, rdh, Epilogue::Accumulate)?;
+                matmul(
+                    rec,
+                    MatDims::new(b, w[l], w[l + 1], n),
+                    dz,
+                    vt,
+                    rdh,
+                    Epilogue::Accumulate,
+                )?;
                 mlp_rop::act_back(
                     rec,
                     n * b * w[l],
-                    &ws.dh,
-                    &ws.rdh,
-                    &self.acts[l - 1],
-                    &ws.rh[l - 1],
-                    &ws.dz[(l - 1) % 2],
-                    &ws.rdz[(l - 1) % 2],
+                    [&ws.dh, &ws.rdh],
+                    [&self.acts[l - 1], &ws.rh[l - 1]],
+                    [&ws.dz[(l - 1) % 2], &ws.rdz[(l - 1) % 2]],
                     self.spec.activation,
                 )?;
             }

@@ -107,8 +107,7 @@ impl GpuQuadratic {
             theta,
             &self.data,
             grad,
-            loss,
-            loss_off,
+            crate::kernels::vec::View::new(loss, loss_off),
         )
     }
 

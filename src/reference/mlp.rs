@@ -161,7 +161,6 @@ fn scatter_weight(
 ///   R(dZ_{l−1}) = R(dH_l) ⊙ act'(Z_{l−1}) + dH_l ⊙ act''(Z_{l−1}) ⊙ R(Z_{l−1})
 ///
 /// Tied names read v through the same tie as θ and add into the shared storage.
-#[allow(clippy::too_many_arguments)]
 pub fn hvp_targets(
     spec: &MlpSpec,
     layout: &ParamLayout,

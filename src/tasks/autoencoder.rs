@@ -155,8 +155,14 @@ impl Task for AutoencoderTask {
     ) -> Result<()> {
         self.data.record(rec, batch)?;
         let x = self.data.x();
-        self.mlp
-            .record_loss_grad(rec, theta, x, x, grad, loss, loss_off)
+        self.mlp.record_loss_grad(
+            rec,
+            theta,
+            x,
+            x,
+            grad,
+            crate::kernels::vec::View::new(loss, loss_off),
+        )
     }
 
     fn reference_loss_grad(

@@ -10,6 +10,7 @@ use super::BatchRef;
 use crate::data::ImageDataset;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::gather::{sample_index, GpuDataset};
+use crate::kernels::vec::View;
 use crate::kernels::Batched;
 use crate::{Error, Result};
 
@@ -124,12 +125,9 @@ impl ImageBatches {
             rec,
             self.batch,
             self.instances,
-            seed,
-            step,
-            &self.x,
-            0,
-            &self.y,
-            0,
+            (seed, step),
+            View::new(&self.x, 0),
+            View::new(&self.y, 0),
         )
     }
 

@@ -119,8 +119,7 @@ impl Task for MlpTask {
             self.data.x(),
             self.data.y(),
             grad,
-            loss,
-            loss_off,
+            crate::kernels::vec::View::new(loss, loss_off),
         )
     }
 

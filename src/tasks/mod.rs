@@ -54,7 +54,6 @@ pub trait Task: Send + Sync {
     fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>>;
 
     /// Record the loss (`loss[loss_off + n]`) and gradient of every instance at `theta`.
-    #[allow(clippy::too_many_arguments)]
     fn record_loss_grad(
         &self,
         rec: &mut Recorder,

@@ -295,7 +295,14 @@ impl Task for SinusoidTask {
         batch: BatchRef,
     ) -> Result<()> {
         let (mlp, x, y) = self.set(batch);
-        mlp.record_loss_grad(rec, theta, x, y, grad, loss, loss_off)
+        mlp.record_loss_grad(
+            rec,
+            theta,
+            x,
+            y,
+            grad,
+            crate::kernels::vec::View::new(loss, loss_off),
+        )
     }
 
     fn reference_loss_grad(
