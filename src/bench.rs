@@ -557,14 +557,14 @@ pub fn measure_w1(
     };
     let opt = Optimizer::new(Lstm::default());
     let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), opt, cfg)?;
-    crate::gpu::reset_gpu_time();
-    crate::gpu::set_gpu_timing(true);
+    gpu.profiler().reset_gpu_time();
+    gpu.profiler().set_gpu_timing(true);
     let t0 = Instant::now();
     let warm = tr.step();
-    crate::gpu::set_gpu_timing(false);
+    gpu.profiler().set_gpu_timing(false);
     warm?;
     let warm_seconds = t0.elapsed().as_secs_f64();
-    let kernels = crate::gpu::gpu_time_report();
+    let kernels = gpu.profiler().gpu_time_report();
     let k = w1_steps_per_run(warm_seconds);
     let mut times: Vec<f64> = (0..repeats.max(1))
         .map(|_| {

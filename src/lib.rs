@@ -2,7 +2,7 @@
 //!
 //! The CPU plans, the GPU computes: model forward/backward passes and optimizer updates are WGSL
 //! compute kernels batched over many task instances; the host records whole sequences of them into
-//! long compute passes. Every kernel has an `f64` CPU reference in [`reference`](mod@reference).
+//! long compute passes. Every kernel has an `f64` CPU reference in [`mod@reference`](mod@reference).
 #![warn(missing_docs)]
 
 pub mod error;

@@ -1,11 +1,11 @@
-//! GPU timestamps of `set_gpu_timing`: every dispatch is attributed to its kernel, passes split
-//! by copies included, and the work itself is unchanged. A test binary of its own, as the switch
-//! is process-wide.
+//! GPU timestamps of `Profiler::set_gpu_timing`: every dispatch is attributed to its kernel,
+//! passes split by copies included, and the work itself is unchanged. A test binary of its own,
+//! as the switch is per device and the tests share one.
 
 mod common;
 
 use common::gpu;
-use metalearn::gpu::{gpu_time_report, reset_gpu_time, set_gpu_timing, Recorder};
+use metalearn::gpu::Recorder;
 use metalearn::kernels::vec::{self, View};
 
 #[test]
@@ -13,20 +13,20 @@ fn timed_submission_attributes_every_dispatch() -> metalearn::Result<()> {
     let g = gpu();
     let a = g.buffer("a", 4096)?;
     let b = g.buffer("b", 4096)?;
-    reset_gpu_time();
-    set_gpu_timing(true);
+    g.profiler().reset_gpu_time();
+    g.profiler().set_gpu_timing(true);
     let mut rec = Recorder::new(g);
     vec::fill(&mut rec, View::new(&a, 0), 4096, 1.0)?;
     vec::fill(&mut rec, View::new(&a, 0), 2048, 2.0)?;
     rec.copy(&a, 0, &b, 0, 4096)?;
     vec::fill(&mut rec, View::new(&a, 0), 4096, 3.0)?;
     let done = rec.submit();
-    set_gpu_timing(false);
+    g.profiler().set_gpu_timing(false);
     done?;
     let got: Vec<f32> = g.read(&b)?;
     assert!(got[..2048].iter().all(|&v| v == 2.0));
     assert!(got[2048..].iter().all(|&v| v == 1.0));
-    let report = gpu_time_report();
+    let report = g.profiler().gpu_time_report();
     if g.props()
         .features
         .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)

@@ -130,6 +130,7 @@ pub struct Gpu {
     pub(crate) pipelines: PipelineCache,
     pub(crate) staging: Mutex<Vec<wgpu::Buffer>>,
     next_id: AtomicU64,
+    profiler: super::recorder::Profiler,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -309,7 +310,13 @@ impl Gpu {
             pipelines: PipelineCache::default(),
             staging: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            profiler: super::recorder::Profiler::from_env(),
         })
+    }
+
+    /// The device's per-kernel timing (GPU timestamps, wall-clock profiling).
+    pub fn profiler(&self) -> &super::recorder::Profiler {
+        &self.profiler
     }
 
     /// The device's properties.

@@ -11,7 +11,4 @@ pub use context::{
     adapter_rank, parse_backends, DeviceProps, Gpu, GpuOptions, ENV_ADAPTER_NAME, ENV_BACKEND,
 };
 pub use kernel::{Access, Kernel, Shader, PRELUDE};
-pub use recorder::{
-    gpu_time_report, profile_report, reset_gpu_time, set_gpu_timing, split_grid, Recorder,
-    ENV_PROFILE,
-};
+pub use recorder::{split_grid, Profiler, Recorder, ENV_PROFILE};

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytemuck::Pod;
@@ -33,26 +33,14 @@ enum Op {
 }
 
 /// Environment variable that turns on per-kernel profiling: every dispatch is submitted and
-/// waited for on its own, and its wall time added to [`profile_report`]. For diagnosis only: it
+/// waited for on its own, and its wall time added to [`Profiler::profile_report`]. For diagnosis only: it
 /// serialises the device.
 pub const ENV_PROFILE: &str = "METALEARN_PROFILE";
 
 type ProfileTable = Mutex<HashMap<&'static str, (u64, f64)>>;
 
-fn profile_table() -> &'static ProfileTable {
-    static T: OnceLock<ProfileTable> = OnceLock::new();
-    T.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn profiling() -> bool {
-    static P: OnceLock<bool> = OnceLock::new();
-    *P.get_or_init(|| std::env::var(ENV_PROFILE).is_ok_and(|v| !v.is_empty() && v != "0"))
-}
-
-/// Per-kernel wall time collected under `METALEARN_PROFILE=1`: (entry point, dispatches,
-/// seconds), most expensive first.
-pub fn profile_report() -> Vec<(&'static str, u64, f64)> {
-    let mut v: Vec<_> = profile_table()
+fn sorted(table: &ProfileTable) -> Vec<(&'static str, u64, f64)> {
+    let mut v: Vec<_> = table
         .lock()
         .map(|t| t.iter().map(|(k, (n, s))| (*k, *n, *s)).collect())
         .unwrap_or_default();
@@ -60,38 +48,61 @@ pub fn profile_report() -> Vec<(&'static str, u64, f64)> {
     v
 }
 
-static GPU_TIMING: AtomicBool = AtomicBool::new(false);
-
-fn gpu_time_table() -> &'static ProfileTable {
-    static T: OnceLock<ProfileTable> = OnceLock::new();
-    T.get_or_init(|| Mutex::new(HashMap::new()))
+fn add(table: &ProfileTable, name: &'static str, seconds: f64) {
+    if let Ok(mut t) = table.lock() {
+        let e = t.entry(name).or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 += seconds;
+    }
 }
 
-/// Turn GPU timestamps on or off for the whole process. While on (and where the device has
-/// `TIMESTAMP_QUERY_INSIDE_PASSES`), every submission writes a timestamp at the start of each
-/// compute pass and after each dispatch, waits for the device and adds each dispatch's GPU time
-/// (from the previous timestamp to its own, so barriers between dispatches count) to
-/// [`gpu_time_report`]. The dispatches still run in one submission; only the wait at the end is
-/// added. Submissions of more than 4095 dispatches and passes are not timed.
-pub fn set_gpu_timing(on: bool) {
-    GPU_TIMING.store(on, Ordering::SeqCst);
+/// Per-kernel timing of one device ([`Gpu::profiler`]): GPU timestamps switched on and off at
+/// run time, and wall-clock profiling under [`ENV_PROFILE`] (read when the device is opened).
+#[derive(Debug, Default)]
+pub struct Profiler {
+    wall: bool,
+    gpu_timing: AtomicBool,
+    wall_table: ProfileTable,
+    gpu_table: ProfileTable,
 }
 
-/// Per-kernel GPU time collected while [`set_gpu_timing`] is on: (entry point, dispatches,
-/// seconds), most expensive first.
-pub fn gpu_time_report() -> Vec<(&'static str, u64, f64)> {
-    let mut v: Vec<_> = gpu_time_table()
-        .lock()
-        .map(|t| t.iter().map(|(k, (n, s))| (*k, *n, *s)).collect())
-        .unwrap_or_default();
-    v.sort_by(|a, b| b.2.total_cmp(&a.2));
-    v
-}
+impl Profiler {
+    /// A profiler with wall-clock profiling on when [`ENV_PROFILE`] is set (not empty, not 0).
+    pub(crate) fn from_env() -> Self {
+        Self {
+            wall: std::env::var(ENV_PROFILE).is_ok_and(|v| !v.is_empty() && v != "0"),
+            ..Self::default()
+        }
+    }
 
-/// Forget the GPU times collected so far.
-pub fn reset_gpu_time() {
-    if let Ok(mut t) = gpu_time_table().lock() {
-        t.clear();
+    /// Per-kernel wall time collected under `METALEARN_PROFILE=1`: (entry point, dispatches,
+    /// seconds), most expensive first.
+    pub fn profile_report(&self) -> Vec<(&'static str, u64, f64)> {
+        sorted(&self.wall_table)
+    }
+
+    /// Turn GPU timestamps on or off for this device. While on (and where the device has
+    /// `TIMESTAMP_QUERY_INSIDE_PASSES`), every submission writes a timestamp at the start of
+    /// each compute pass and after each dispatch, waits for the device and adds each dispatch's
+    /// GPU time (from the previous timestamp to its own, so barriers between dispatches count)
+    /// to [`Profiler::gpu_time_report`]. The dispatches still run in one submission; only the
+    /// wait at the end is added. Submissions of more than 4095 dispatches and passes are not
+    /// timed.
+    pub fn set_gpu_timing(&self, on: bool) {
+        self.gpu_timing.store(on, Ordering::SeqCst);
+    }
+
+    /// Per-kernel GPU time collected while [`Profiler::set_gpu_timing`] is on: (entry point,
+    /// dispatches, seconds), most expensive first.
+    pub fn gpu_time_report(&self) -> Vec<(&'static str, u64, f64)> {
+        sorted(&self.gpu_table)
+    }
+
+    /// Forget the GPU times collected so far.
+    pub fn reset_gpu_time(&self) {
+        if let Ok(mut t) = self.gpu_table.lock() {
+            t.clear();
+        }
     }
 }
 
@@ -321,7 +332,7 @@ impl<'g> Recorder<'g> {
     /// start and one per dispatch.
     fn stamp_count(&self) -> Option<u32> {
         let features = self.gpu.props().features;
-        if !GPU_TIMING.load(Ordering::SeqCst)
+        if !self.gpu.profiler().gpu_timing.load(Ordering::SeqCst)
             || !features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
         {
             return None;
@@ -373,7 +384,7 @@ impl<'g> Recorder<'g> {
             })),
             None => None,
         };
-        if profiling() {
+        if gpu.profiler().wall {
             for i in 0..self.ops.len() {
                 let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("metalearn profiled op"),
@@ -386,11 +397,7 @@ impl<'g> Recorder<'g> {
                 let t = Instant::now();
                 gpu.queue.submit([enc.finish()]);
                 gpu.wait()?;
-                if let Ok(mut tab) = profile_table().lock() {
-                    let e = tab.entry(name).or_insert((0, 0.0));
-                    e.0 += 1;
-                    e.1 += t.elapsed().as_secs_f64();
-                }
+                add(&gpu.profiler().wall_table, name, t.elapsed().as_secs_f64());
             }
             return gpu.check_errors();
         }
@@ -435,7 +442,7 @@ impl<'g> Recorder<'g> {
         };
         staging.unmap();
         let period = f64::from(gpu.queue.get_timestamp_period()) * 1e-9;
-        if let Ok(mut tab) = gpu_time_table().lock() {
+        if let Ok(mut tab) = gpu.profiler().gpu_table.lock() {
             for (k, name) in names.iter().enumerate() {
                 if let (Some(name), Some(&prev)) =
                     (name, k.checked_sub(1).and_then(|j| ticks.get(j)))

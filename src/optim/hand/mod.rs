@@ -1,5 +1,5 @@
 //! Hand-designed inner optimizers: SGD, heavy-ball momentum, Nesterov momentum (NAG), RMSprop
-//! and Adam. Equations in `hand.wgsl`'s header and in [`reference`]; SGD's step is the
+//! and Adam. Equations in `hand.wgsl`'s header and in [`mod@reference`]; SGD's step is the
 //! element-wise `vec::axpby`.
 
 use bytemuck::{Pod, Zeroable};

@@ -1,5 +1,5 @@
 //! The coordinatewise 2-layer LSTM learned optimizer of L2L (H = 20, LogAndSign inputs with
-//! p = 10, output × 0.1). Equations and the φ layout in [`reference`]'s header and in
+//! p = 10, output × 0.1). Equations and the φ layout in [`mod@reference`]'s header and in
 //! `lstm.wgsl`'s; the kernels in [`kernels`].
 
 use rand::{Rng, RngCore};
@@ -47,7 +47,7 @@ impl Lstm {
     }
 }
 
-/// Initial φ of an LSTM of `hidden` units, in φ order (layout in [`reference`]): Wx1, Wh1
+/// Initial φ of an LSTM of `hidden` units, in φ order (layout in [`mod@reference`]): Wx1, Wh1
 /// ~ U(±1/√H), b1 = 0 with forget-gate bias 1, Wx2, Wh2 ~ U(±1/√H), b2 likewise, wo
 /// ~ U(±0.1/√H), bo = 0. The one initialisation of the GPU path and of the reference's tests.
 pub fn init_phi(hidden: usize, rng: &mut dyn RngCore) -> Vec<f32> {

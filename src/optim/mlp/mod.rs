@@ -1,7 +1,7 @@
 //! The per-parameter MLP learned optimizer (after learned_optimization's MLPLOpt): momenta at
 //! five time scales and an RMS accumulator as features, normalised per parameter tensor, with
 //! a step embedding, into an MLP 19-32-32-2 that gives direction and log-magnitude. Equations
-//! in [`reference`]'s header and in `mlp_opt.wgsl`'s; the φ layout below is the one both the
+//! in [`mod@reference`]'s header and in `mlp_opt.wgsl`'s; the φ layout below is the one both the
 //! reference and the kernels read.
 
 use rand::{Rng, RngCore};
