@@ -2,8 +2,8 @@
 //! on held-out quadratics. `cargo run --release --example l2l_quadratic -- [outer_steps] [instances] [meta_lr] [eval_instances] [seed] [grid_points]`
 use std::sync::Arc;
 
-use metalearn::demo::{l2l_quadratics, L2lConfig};
 use metalearn::gpu::{Gpu, GpuOptions};
+use metalearn::run::{l2l_quadratics, L2lConfig};
 
 fn main() -> metalearn::Result<()> {
     let gpu = Arc::new(Gpu::new(&GpuOptions::default())?);
@@ -41,7 +41,8 @@ fn main() -> metalearn::Result<()> {
         "skipped {}  train {:.1}s  {:.0} inner-steps×instances/s",
         r.skipped, r.train_seconds, r.throughput
     );
-    for (name, c) in &r.curves {
+    for curve in &r.curves {
+        let (name, c) = (&curve.name, &curve.train);
         println!(
             "{name:<24} t=0 {:.4}  t=20 {:.4}  t=50 {:.4}  t={} {:.4}",
             c[0],

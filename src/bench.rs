@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::Activation;
 use crate::kernels::Batched;
-use crate::models::{GpuMlp, MlpSpec};
+use crate::tasks::mlp::{GpuMlp, MlpSpec};
 use crate::Result;
 
 /// One MLP forward + backward benchmark case.
@@ -347,10 +347,10 @@ pub fn measure_unroll(
 ) -> Result<MetaMeasurement> {
     use crate::kernels::matmul::Activation;
     use crate::meta::{MetaConfig, MetaTrainer};
-    use crate::models::MlpSpec;
     use crate::optim::Optimizer;
+    use crate::tasks::mlp::MlpSpec;
     use crate::tasks::MlpTask;
-    let (train, test) = crate::demo::synthetic_images(0, 2000, 500);
+    let (train, test) = crate::data::synthetic_images(0, 2000, 500);
     let spec = MlpSpec::new(&[784, 20, 10], Activation::Sigmoid)?;
     let task = MlpTask::new(gpu, &spec, instances, 128, train, test, 7)?;
     let cfg = MetaConfig {
@@ -548,7 +548,7 @@ pub fn measure_w1(
     use crate::optim::lstm::{Lstm, HIDDEN};
     use crate::optim::Optimizer;
     use crate::tasks::MlpTask;
-    let (train, test) = crate::demo::synthetic_images(0, 2000, 500);
+    let (train, test) = crate::data::synthetic_images(0, 2000, 500);
     let spec = MlpSpec::new(&W1_WIDTHS, Activation::Sigmoid)?;
     let task = MlpTask::new(gpu, &spec, instances, W1_BATCH, train, test, 7)?;
     let cfg = MetaConfig {

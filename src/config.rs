@@ -43,20 +43,6 @@ pub struct Config {
     pub output: OutputConfig,
 }
 
-/// Task families.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TaskKind {
-    /// L2L quadratics f(θ) = ‖Wθ − y‖², W, y ~ N(0, 1).
-    Quadratic,
-    /// MLP image classifiers (softmax cross-entropy) on an image data set.
-    Mlp,
-    /// MAML's few-shot sinusoid regression.
-    Sinusoid,
-    /// An autoencoder whose decoder weight is the encoder weight transposed (tied), on images.
-    Autoencoder,
-}
-
 /// Image data sources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -73,8 +59,8 @@ pub enum DataKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
-    /// Family.
-    pub kind: TaskKind,
+    /// Family: a name of [`crate::tasks::REGISTRY`] (quadratic, mlp, sinusoid, autoencoder).
+    pub kind: String,
     /// Instances N trained side by side in every outer step.
     pub instances: usize,
     /// Dimension of the quadratics.
@@ -169,7 +155,7 @@ pub struct OutputConfig {
 impl Default for TaskConfig {
     fn default() -> Self {
         Self {
-            kind: TaskKind::Quadratic,
+            kind: "quadratic".into(),
             instances: 128,
             dim: 10,
             data: DataKind::FashionMnist,
@@ -369,14 +355,17 @@ impl Config {
         range("task.batch", t.batch, 1, 1 << 16)?;
         range("task.shots", t.shots, 1, 1 << 16)?;
         range("task.image_size", t.image_size, 1, 28)?;
+        let family = crate::tasks::family(&t.kind).map_err(|e| {
+            err(
+                origin,
+                format!("task.kind: {e}"),
+                "see docs/config.md for the keys of each family",
+            )
+        })?;
+        if let Some((problem, hint)) = (family.check)(t) {
+            return Err(err(origin, problem, hint));
+        }
         if let Some(h) = &t.hidden {
-            if h.is_empty() && t.kind == TaskKind::Autoencoder {
-                return Err(err(
-                    origin,
-                    "task.hidden = [] leaves the autoencoder without a code layer",
-                    "give one hidden width, e.g. hidden = [32]",
-                ));
-            }
             for &w in h {
                 range("task.hidden width", w, 1, 1 << 14)?;
             }
@@ -531,25 +520,18 @@ impl Config {
     }
 
     /// Hidden widths, with the family's default.
-    pub fn hidden(&self) -> Vec<usize> {
-        self.task
-            .hidden
-            .clone()
-            .unwrap_or_else(|| match self.task.kind {
-                TaskKind::Sinusoid => vec![40, 40],
-                TaskKind::Autoencoder => vec![32],
-                _ => vec![20],
-            })
+    pub fn hidden(&self) -> Result<Vec<usize>> {
+        match &self.task.hidden {
+            Some(h) => Ok(h.clone()),
+            None => Ok(crate::tasks::family(&self.task.kind)?.hidden.to_vec()),
+        }
     }
 
     /// Hidden activation, with the family's default.
     pub fn activation(&self) -> Result<Activation> {
         match &self.task.activation {
             Some(a) => parse_activation(a),
-            None => Ok(match self.task.kind {
-                TaskKind::Sinusoid => Activation::Relu,
-                _ => Activation::Sigmoid,
-            }),
+            None => Ok(crate::tasks::family(&self.task.kind)?.activation),
         }
     }
 }
@@ -600,7 +582,7 @@ mod tests {
         let c = Config::embedded_default().unwrap();
         let back = Config::from_toml(&c.to_toml().unwrap(), "round trip").unwrap();
         assert_eq!(c, back);
-        assert_eq!(c.task.kind, TaskKind::Quadratic);
+        assert_eq!(c.task.kind, "quadratic");
         assert_eq!(c.optimizer().unwrap().name(), "lstm");
     }
 
@@ -632,8 +614,8 @@ mod tests {
             ])
             .unwrap();
         assert_eq!(o.meta.unroll, 40);
-        assert_eq!(o.task.kind, TaskKind::Mlp);
-        assert_eq!(o.hidden(), vec![40]);
+        assert_eq!(o.task.kind, "mlp");
+        assert_eq!(o.hidden().unwrap(), vec![40]);
         assert_eq!(o.seed, 7);
         for bad in [
             "meta.unrol=4",

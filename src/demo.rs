@@ -1,6 +1,6 @@
-//! The default job of `cargo run --release`: train batches of quadratic and MLP instances with
-//! plain SGD on the GPU, each whole training recorded into one submission, and report the loss
-//! curves read back once at the end.
+//! `metalearn sgd`: train batches of quadratic and MLP instances with plain SGD on the GPU, each
+//! whole training recorded into one submission, and report the loss curves read back once at
+//! the end.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,14 +8,15 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
-use crate::data::{load_mnist_like, ImageDataset, Split, DEFAULT_FASHION_MNIST_DIR};
+use crate::data::{load_mnist_like, synthetic_images, Split, DEFAULT_FASHION_MNIST_DIR};
 use crate::gpu::{Gpu, Recorder};
 use crate::kernels::gather::GpuDataset;
 use crate::kernels::matmul::Activation;
 use crate::kernels::sgd::sgd;
 use crate::kernels::vec::View;
 use crate::kernels::Batched;
-use crate::models::{GpuMlp, GpuQuadratic, MlpSpec, Quadratics};
+use crate::tasks::mlp::{GpuMlp, MlpSpec};
+use crate::tasks::quadratic::{GpuQuadratic, Quadratics, DEFAULT_DIM};
 use crate::{Error, Result};
 
 /// Settings of the demo.
@@ -94,11 +95,7 @@ fn print_curve(out: &mut impl Write, curve: &[f64], every: usize) -> Result<()> 
 /// Quadratics trained with SGD; returns the mean loss curve.
 pub fn train_quadratics(gpu: &Gpu, cfg: &DemoConfig) -> Result<Vec<f64>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    let (d, n, steps) = (
-        crate::models::quadratic::DEFAULT_DIM,
-        cfg.quad_instances,
-        cfg.quad_steps,
-    );
+    let (d, n, steps) = (DEFAULT_DIM, cfg.quad_instances, cfg.quad_steps);
     let q = Quadratics::sample(&mut rng, d, n)?;
     let gq = GpuQuadratic::upload(gpu, &q)?;
     let theta = gpu.buffer_from("theta", &q.init(&mut rng, 0.01)?)?;
@@ -117,38 +114,6 @@ pub fn train_quadratics(gpu: &Gpu, cfg: &DemoConfig) -> Result<Vec<f64>> {
     }
     rec.submit()?;
     Ok(mean_curve(&gpu.read(&losses)?, n))
-}
-
-/// A synthetic stand-in for Fashion-MNIST (used when no IDX files are found): 10 random
-/// 28×28 prototypes, each example a prototype plus noise; returns (train, test) drawn from the
-/// same prototypes.
-pub fn synthetic_images(seed: u64, train: usize, test: usize) -> (ImageDataset, ImageDataset) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let f = 28 * 28;
-    let protos: Vec<u8> = (0..10 * f).map(|_| rng.random()).collect();
-    let mut draw = |count: usize| {
-        let labels: Vec<u8> = (0..count).map(|_| rng.random_range(0..10)).collect();
-        let pixels = labels
-            .iter()
-            .flat_map(|&l| {
-                let p = &protos[l as usize * f..(l as usize + 1) * f];
-                p.iter()
-                    .map(|&v| (i32::from(v) + rng.random_range(-100..=100)).clamp(0, 255) as u8)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        ImageDataset {
-            count,
-            width: 28,
-            height: 28,
-            pixels,
-            labels,
-            classes: 10,
-        }
-    };
-    let a = draw(train);
-    let b = draw(test);
-    (a, b)
 }
 
 /// Result of the MLP part.
@@ -278,164 +243,4 @@ pub fn run(gpu: &Gpu, cfg: &DemoConfig, out: &mut impl Write) -> Result<()> {
     )
     .map_err(io)?;
     Ok(())
-}
-
-/// Settings of the L2L quadratic experiment (the default job).
-#[derive(Clone, Debug)]
-pub struct L2lConfig {
-    /// Dimension of the quadratics.
-    pub dim: usize,
-    /// Instances per outer step.
-    pub instances: usize,
-    /// Unroll length T.
-    pub unroll: usize,
-    /// Episode length (inner steps; a multiple of T).
-    pub episode: usize,
-    /// Outer steps (unrolls) of meta-training.
-    pub outer_steps: usize,
-    /// Meta-optimizer learning rate.
-    pub meta_lr: f32,
-    /// Held-out instances for the comparison.
-    pub eval_instances: usize,
-    /// Inner steps of the comparison.
-    pub eval_steps: usize,
-    /// Points of the log-spaced learning-rate grid (1e-4 … 1) used to tune the baselines.
-    pub grid_points: usize,
-    /// Seed.
-    pub seed: u64,
-}
-
-impl Default for L2lConfig {
-    fn default() -> Self {
-        Self {
-            dim: crate::models::quadratic::DEFAULT_DIM,
-            instances: 128,
-            unroll: 20,
-            episode: 100,
-            outer_steps: 1000,
-            meta_lr: 1e-2,
-            eval_instances: 512,
-            eval_steps: 100,
-            grid_points: 17,
-            seed: 0,
-        }
-    }
-}
-
-impl L2lConfig {
-    /// The default sizes for `gpu`: on a software adapter 8 instances, 150 outer steps, 128
-    /// held-out instances and a 9-point grid, so the job ends in about two minutes on two CPU
-    /// cores.
-    pub fn for_gpu(gpu: &Gpu) -> Self {
-        let mut c = Self::default();
-        if gpu.props().is_software() {
-            c.instances = 8;
-            c.outer_steps = 150;
-            c.eval_instances = 128;
-            c.grid_points = 9;
-        }
-        c
-    }
-}
-
-/// Outcome of [`l2l_quadratics`].
-#[derive(Clone, Debug)]
-pub struct L2lReport {
-    /// Meta-loss of each outer step.
-    pub meta_losses: Vec<f32>,
-    /// Outer steps skipped for a non-finite meta-loss or meta-gradient.
-    pub skipped: usize,
-    /// Mean held-out loss per inner step, for each optimizer: (name, curve).
-    pub curves: Vec<(String, Vec<f64>)>,
-    /// Learned φ.
-    pub phi: Vec<f32>,
-    /// Seconds of meta-training.
-    pub train_seconds: f64,
-    /// Inner steps × instances per second during meta-training (forward + backward + update).
-    pub throughput: f64,
-}
-
-/// A hand-designed optimizer as a function of its learning rate.
-pub type Baseline = fn(f32) -> crate::optim::Optimizer;
-
-/// The hand-designed baselines of L2L's comparisons, as functions of the learning rate: SGD,
-/// Nesterov momentum (μ = 0.9), RMSprop (ρ = 0.99) and Adam.
-pub fn baselines() -> Vec<(&'static str, Baseline)> {
-    use crate::optim::hand::{Adam, Nag, RmsProp, Sgd};
-    use crate::optim::Optimizer;
-    vec![
-        ("SGD", |lr| Optimizer::new(Sgd { lr })),
-        ("NAG", |lr| Optimizer::new(Nag { lr, mu: 0.9 })),
-        ("RMSprop", |lr| {
-            Optimizer::new(RmsProp {
-                lr,
-                rho: 0.99,
-                eps: 1e-8,
-            })
-        }),
-        ("Adam", |lr| {
-            Optimizer::new(Adam {
-                lr,
-                ..Default::default()
-            })
-        }),
-    ]
-}
-
-/// Meta-train the L2L LSTM optimizer on quadratics, then compare it on held-out quadratics with
-/// SGD, NAG, RMSprop and Adam, each at its best learning rate from a grid tuned on the training
-/// family.
-pub fn l2l_quadratics(gpu: &std::sync::Arc<Gpu>, cfg: &L2lConfig) -> Result<L2lReport> {
-    use crate::meta::{log_grid, tune_learning_rate, MetaConfig, MetaTrainer};
-    use crate::optim::lstm::Lstm;
-    use crate::optim::Optimizer;
-    use crate::tasks::{QuadraticTask, Task};
-    let mut rng = crate::tasks::TaskRng::seed_from_u64(cfg.seed);
-    let task = QuadraticTask::new(gpu, cfg.dim, cfg.instances, &mut rng)?;
-    let opt = Optimizer::new(Lstm::default());
-    let mcfg = MetaConfig {
-        unroll: cfg.unroll,
-        episode: cfg.episode,
-        meta_opt: crate::meta::MetaAdam::with_lr(cfg.meta_lr),
-        seed: cfg.seed,
-        ..Default::default()
-    };
-    let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), opt.clone(), mcfg)?;
-    let t0 = Instant::now();
-    let mut meta_losses = Vec::with_capacity(cfg.outer_steps);
-    let mut skipped = 0;
-    for _ in 0..cfg.outer_steps {
-        let r = tr.step()?;
-        meta_losses.push(r.meta_loss);
-        skipped += usize::from(r.skipped.is_some());
-    }
-    let train_seconds = t0.elapsed().as_secs_f64();
-    let phi = tr.phi()?;
-    // Tune the baselines on a fresh sample of the training family; compare on held-out ones.
-    // Four times as many tuning instances as held-out ones, so that a learning rate at the edge
-    // of divergence on the family's rare stiff instances is caught while tuning.
-    let mut rng_tune = crate::tasks::TaskRng::seed_from_u64(cfg.seed ^ 0x7475_6e65);
-    let tune = QuadraticTask::new(gpu, cfg.dim, 4 * cfg.eval_instances, &mut rng_tune)?;
-    let tune_init = tune.init_params(&mut rng_tune)?;
-    let mut rng_eval = crate::tasks::TaskRng::seed_from_u64(cfg.seed ^ 0x6576_616c);
-    let held = QuadraticTask::new(gpu, cfg.dim, cfg.eval_instances, &mut rng_eval)?;
-    let init = held.init_params(&mut rng_eval)?;
-    let grid = log_grid(1e-4, 1.0, cfg.grid_points);
-    let steps = cfg.eval_steps;
-    let eval = |o: &Optimizer, phi: &[f32]| {
-        crate::meta::evaluate(gpu, &held, o, phi, &init, steps).map(|c| c.mean())
-    };
-    let mut curves = vec![("LSTM (learned)".to_string(), eval(&opt, &phi)?)];
-    for (name, make) in baselines() {
-        let (lr, _) = tune_learning_rate(gpu, &tune, make, &grid, &tune_init, steps)?;
-        curves.push((format!("{name} lr={lr:.2e}"), eval(&make(lr), &[])?));
-    }
-    Ok(L2lReport {
-        meta_losses,
-        skipped,
-        curves,
-        phi,
-        throughput: (cfg.outer_steps * cfg.unroll * cfg.instances) as f64 / train_seconds,
-        train_seconds,
-    })
 }

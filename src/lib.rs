@@ -13,7 +13,6 @@ pub mod data;
 pub mod gpu;
 pub mod kernels;
 pub mod meta;
-pub mod models;
 pub mod optim;
 pub mod params;
 pub mod reference;

@@ -1,6 +1,12 @@
-//! Runs driven by a [`Config`]: building the task family, meta-training with periodic metrics,
-//! evaluation and checkpoints (`metalearn train`), and evaluating a checkpoint against tuned
-//! baselines with curves and a plot (`metalearn eval`).
+//! Runs driven by a [`Config`]: meta-training with periodic metrics, evaluation and checkpoints
+//! (`metalearn train`, here), evaluating checkpoints against tuned baselines (`metalearn eval`,
+//! [`eval`]), and the default job, which meta-trains and compares in one go ([`l2l`]).
+
+pub mod eval;
+pub mod l2l;
+
+pub use eval::{evaluate_checkpoints, load_checkpoint, Candidate, EvalCurve};
+pub use l2l::{l2l_quadratics, train_and_compare, Comparison, L2lConfig};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,139 +15,12 @@ use std::time::Instant;
 use rand::SeedableRng;
 use serde_json::json;
 
-use crate::config::{Config, DataKind, TaskKind};
-use crate::data::{self, ImageDataset, Split};
+use crate::config::Config;
 use crate::gpu::Gpu;
-use crate::meta::{
-    evaluate_with_held_out, log_grid, save, tune_learning_rate, Checkpoint, MetaTrainer, RunDir,
-};
-use crate::models::MlpSpec;
-use crate::optim::Optimizer;
-use crate::tasks::{
-    AutoencoderTask, MlpTask, QuadraticTask, SinusoidConfig, SinusoidTask, Task, TaskRng,
-};
+use crate::meta::{evaluate_with_held_out, Checkpoint, MetaTrainer, RunDir};
+pub use crate::tasks::{build_task, Sample};
+use crate::tasks::{Task, TaskRng};
 use crate::{Error, Result};
-
-/// Which instances a task is built from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sample {
-    /// The meta-training family (training split of image data).
-    Train,
-    /// Instances for tuning baselines: the training family, another seed.
-    Tune,
-    /// Held-out instances: another seed; image tasks train on the test split's images.
-    HeldOut,
-}
-
-impl Sample {
-    fn salt(self) -> u64 {
-        match self {
-            Sample::Train => 0,
-            Sample::Tune => 0x7475_6e65,
-            Sample::HeldOut => 0x6576_616c,
-        }
-    }
-}
-
-fn images(cfg: &Config) -> Result<(ImageDataset, ImageDataset)> {
-    let t = &cfg.task;
-    let (train, test) = match t.data {
-        DataKind::Synthetic => crate::demo::synthetic_images(cfg.seed ^ 0x696d_6167, 6000, 1000),
-        DataKind::FashionMnist | DataKind::Mnist => {
-            let dir = match (&t.data_dir, t.data) {
-                (Some(d), _) => PathBuf::from(d),
-                (None, DataKind::FashionMnist) => PathBuf::from(data::DEFAULT_FASHION_MNIST_DIR),
-                (None, _) => {
-                    return Err(Error::Config {
-                        origin: "task.data_dir".into(),
-                        problem: "data = \"mnist\" needs the directory of the MNIST IDX files"
-                            .into(),
-                        hint: "set task.data_dir (e.g. --set task.data_dir=/path/to/mnist)".into(),
-                    })
-                }
-            };
-            (
-                data::load_mnist_like(&dir, Split::Train)?,
-                data::load_mnist_like(&dir, Split::Test)?,
-            )
-        }
-    };
-    if t.image_size < train.width {
-        Ok((
-            train.downsample(t.image_size)?,
-            test.downsample(t.image_size)?,
-        ))
-    } else {
-        Ok((train, test))
-    }
-}
-
-/// Build `instances` instances of the configured task family.
-pub fn build_task(
-    gpu: &Gpu,
-    cfg: &Config,
-    sample: Sample,
-    instances: usize,
-) -> Result<Box<dyn Task>> {
-    let seed = cfg.seed ^ sample.salt();
-    let mut rng = TaskRng::seed_from_u64(seed);
-    let hidden = cfg.hidden();
-    let act = cfg.activation()?;
-    Ok(match cfg.task.kind {
-        TaskKind::Quadratic => {
-            Box::new(QuadraticTask::new(gpu, cfg.task.dim, instances, &mut rng)?)
-        }
-        TaskKind::Mlp => {
-            let (train, test) = images(cfg)?;
-            let mut widths = vec![train.features()];
-            widths.extend(&hidden);
-            widths.push(train.classes);
-            let spec = MlpSpec::new(&widths, act)?;
-            // Held-out instances train on the test split's images (and are scored on them).
-            let (a, b) = match sample {
-                Sample::HeldOut => (test.clone(), test),
-                _ => (train, test),
-            };
-            Box::new(MlpTask::new(
-                gpu,
-                &spec,
-                instances,
-                cfg.task.batch,
-                a,
-                b,
-                seed as u32,
-            )?)
-        }
-        TaskKind::Sinusoid => {
-            let sc = SinusoidConfig {
-                hidden,
-                activation: act,
-                shots: cfg.task.shots,
-                queries: cfg.task.shots,
-                ..Default::default()
-            };
-            Box::new(SinusoidTask::new(gpu, &sc, instances, &mut rng)?)
-        }
-        TaskKind::Autoencoder => {
-            let (train, test) = images(cfg)?;
-            let code = hidden.first().copied().unwrap_or(32);
-            let spec = AutoencoderTask::tied_spec(train.features(), code, act)?;
-            let (a, b) = match sample {
-                Sample::HeldOut => (test.clone(), test),
-                _ => (train, test),
-            };
-            Box::new(AutoencoderTask::new(
-                gpu,
-                &spec,
-                instances,
-                cfg.task.batch,
-                a,
-                b,
-                seed as u32,
-            )?)
-        }
-    })
-}
 
 /// Options of [`train`].
 #[derive(Clone, Debug, Default)]
@@ -312,7 +191,7 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
                     &tr.phi()?,
                     &init,
                     cfg.eval.steps,
-                    cfg.task.kind == TaskKind::Sinusoid,
+                    h.scores_held_out(),
                 )?;
                 metrics.write(&json!({
                     "step": step,
@@ -365,138 +244,5 @@ fn initial_params(tr: &MetaTrainer, task: &dyn Task, family: &[f32]) -> Result<V
         Ok(t0.repeat(task.instances()))
     } else {
         Ok(family.to_vec())
-    }
-}
-
-/// One curve of an evaluation.
-#[derive(Clone, Debug)]
-pub struct EvalCurve {
-    /// Label (optimizer, learning rate, initialisation).
-    pub name: String,
-    /// Mean loss over instances at θ_0 … θ_L on the steps' batches.
-    pub train: Vec<f64>,
-    /// Mean held-out loss (query set) at θ_0 … θ_L, for few-shot tasks.
-    pub held_out: Option<Vec<f64>>,
-}
-
-/// A checkpoint to evaluate: its file and a label.
-#[derive(Clone, Debug)]
-pub struct Candidate {
-    /// Label in tables and plots.
-    pub name: String,
-    /// The checkpoint.
-    pub checkpoint: Checkpoint,
-}
-
-/// Evaluate checkpoints (their optimizer with φ, from their θ0 when it was learned) and the
-/// configured baselines (each at its best learning rate on 4 × `eval.instances` tuning
-/// instances of the training family) on `cfg.eval.instances` held-out instances of the task `cfg` describes, for
-/// `cfg.eval.steps` steps.
-pub fn evaluate_checkpoints(
-    gpu: &Arc<Gpu>,
-    cfg: &Config,
-    candidates: &[Candidate],
-) -> Result<Vec<EvalCurve>> {
-    let n = cfg.eval.instances;
-    let steps = cfg.eval.steps;
-    let few_shot = cfg.task.kind == TaskKind::Sinusoid;
-    let held = build_task(gpu, cfg, Sample::HeldOut, n)?;
-    let mut rng = TaskRng::seed_from_u64(cfg.seed ^ Sample::HeldOut.salt() ^ 1);
-    let family_init = held.init_params(&mut rng)?;
-    let p = held.layout().size();
-    let mut out = Vec::new();
-    for c in candidates {
-        let saved = Config::from_toml(&c.checkpoint.config, &c.name)?;
-        let opt = saved.optimizer()?;
-        if opt.phi_len() != c.checkpoint.phi_len {
-            return Err(Error::Checkpoint {
-                path: PathBuf::from(&c.name),
-                problem: format!(
-                    "holds {} optimizer values, its optimizer '{}' needs {}",
-                    c.checkpoint.phi_len,
-                    opt.name(),
-                    opt.phi_len()
-                ),
-                hint: "the file does not match its own config; use another checkpoint".into(),
-            });
-        }
-        let init = if saved.meta.learn_init {
-            let t0 = c.checkpoint.theta0();
-            if t0.len() != p {
-                return Err(Error::invalid(format!(
-                    "{}: its learned initialisation has {} parameters, the evaluated model has {p}; evaluate it on the model it was trained for",
-                    c.name,
-                    t0.len()
-                )));
-            }
-            t0.repeat(n)
-        } else {
-            family_init.clone()
-        };
-        let (tc, q) = evaluate_with_held_out(
-            gpu,
-            held.as_ref(),
-            &opt,
-            c.checkpoint.phi(),
-            &init,
-            steps,
-            few_shot,
-        )?;
-        out.push(EvalCurve {
-            name: c.name.clone(),
-            train: tc.mean(),
-            held_out: q.map(|q| q.mean()),
-        });
-    }
-    if !cfg.eval.baselines.is_empty() {
-        // Four times as many tuning instances as held-out ones, so that a learning rate at the
-        // edge of divergence on a family's rare stiff instances is caught while tuning.
-        let tune = build_task(gpu, cfg, Sample::Tune, 4 * n)?;
-        let mut trng = TaskRng::seed_from_u64(cfg.seed ^ Sample::Tune.salt() ^ 1);
-        let tune_init = tune.init_params(&mut trng)?;
-        let [lo, hi] = cfg.eval.lr_range;
-        let grid = log_grid(lo, hi, cfg.eval.grid_points);
-        for b in &cfg.eval.baselines {
-            let base = Optimizer::parse(b)?;
-            if base.is_learned() {
-                return Err(Error::invalid(format!(
-                    "eval.baselines lists the learned optimizer '{b}'; list hand-designed ones"
-                )));
-            }
-            let make = |lr: f32| base.with_lr(lr);
-            let (lr, _) = tune_learning_rate(gpu, tune.as_ref(), make, &grid, &tune_init, steps)?;
-            let (tc, q) = evaluate_with_held_out(
-                gpu,
-                held.as_ref(),
-                &make(lr),
-                &[],
-                &family_init,
-                steps,
-                few_shot,
-            )?;
-            out.push(EvalCurve {
-                name: format!("{b} lr={lr:.2e}"),
-                train: tc.mean(),
-                held_out: q.map(|q| q.mean()),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Load a checkpoint: a file, or the newest readable one of a run directory.
-pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
-    if path.is_dir() {
-        let rd = RunDir::create(path, 1)?;
-        match rd.latest()? {
-            Some((c, _)) => Ok(c),
-            None => Err(Error::Checkpoint {
-                path: path.into(),
-                problem: "the directory holds no checkpoint".into(),
-                hint: "train first (metalearn train --out DIR), or name a checkpoint file".into(),
-            }),
-        }
-    } else {
-        save::load(path)
     }
 }

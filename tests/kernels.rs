@@ -6,13 +6,14 @@ use common::{assert_close, assert_untouched, f64s, gpu, gpus, rng, uniform};
 use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::gather::{sample_index, GpuDataset};
 use metalearn::kernels::matmul::{matmul, Activation, Epilogue, MatDims, MatView};
-use metalearn::kernels::quadratic::quadratic;
 use metalearn::kernels::reduce::{reduce, Out, ReduceOp, ReduceStrategy, Reduction, Strided};
 use metalearn::kernels::sgd::sgd;
-use metalearn::kernels::softmax::{mse, softmax_xent, LossDims};
 use metalearn::kernels::vec::View;
 use metalearn::kernels::Batched;
 use metalearn::reference::{self, activate, activate_grad};
+use metalearn::tasks::mlp::softmax::{mse, softmax_xent, LossDims};
+use metalearn::tasks::quadratic::kernels::quadratic;
+use metalearn::tasks::quadratic::reference as quadratic_reference;
 use metalearn::{Error, Result};
 use rand::Rng;
 
@@ -532,7 +533,7 @@ fn quadratic_loss_and_grad() -> Result<()> {
         let mut written = Vec::new();
         for n in 0..batch {
             let s = &data[n * (d * d + d)..(n + 1) * (d * d + d)];
-            let (l, gr) = reference::quadratic::loss_grad(
+            let (l, gr) = quadratic_reference::loss_grad(
                 d,
                 &f64s(&s[..d * d]),
                 &f64s(&s[d * d..]),

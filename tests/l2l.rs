@@ -5,7 +5,7 @@
 mod common;
 
 use common::shared_gpu;
-use metalearn::demo::{l2l_quadratics, L2lConfig};
+use metalearn::run::{l2l_quadratics, L2lConfig};
 use metalearn::Result;
 
 #[test]
@@ -17,17 +17,16 @@ fn lstm_meta_trained_on_quadratics_beats_tuned_sgd() -> Result<()> {
         eval_instances: 64,
         grid_points: 9,
         seed: 1,
-        ..Default::default()
     };
     let r = l2l_quadratics(shared_gpu(), &cfg)?;
     let last = |name: &str| {
         r.curves
             .iter()
-            .find(|(n, _)| n.starts_with(name))
-            .map(|(_, c)| c[cfg.eval_steps])
+            .find(|c| c.name.starts_with(name))
+            .map(|c| c.train[100])
             .unwrap_or(f64::NAN)
     };
-    let (lstm, sgd, adam) = (last("LSTM"), last("SGD"), last("Adam"));
+    let (lstm, sgd, adam) = (last("LSTM"), last("sgd"), last("adam"));
     eprintln!("held-out loss after 100 steps: LSTM {lstm:.4}, SGD {sgd:.4}, Adam {adam:.4}");
     assert_eq!(r.skipped, 0);
     assert!(lstm.is_finite() && sgd.is_finite());

@@ -9,7 +9,6 @@ use metalearn::kernels::matmul::Activation;
 use metalearn::meta::{
     FinalBatch, LossWeights, MetaConfig, MetaGradient, MetaTrainer, NonFinite, Schedule,
 };
-use metalearn::models::MlpSpec;
 use metalearn::optim::hand::{Adam, Momentum, Nag, RmsProp, Sgd};
 use metalearn::optim::linear::Linear;
 use metalearn::optim::lstm::Lstm;
@@ -17,6 +16,7 @@ use metalearn::optim::lstm::PHI_LEN;
 use metalearn::optim::mlp::MlpOpt;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
+use metalearn::tasks::mlp::MlpSpec;
 use metalearn::tasks::TaskRng;
 use metalearn::tasks::{BatchRef, MlpTask, QuadraticTask, Task};
 use metalearn::Result;

@@ -7,9 +7,11 @@ use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::matmul::Activation;
 use metalearn::kernels::sgd::sgd;
 use metalearn::kernels::Batched;
-use metalearn::models::{GpuMlp, GpuQuadratic, Loss, MlpSpec, Quadratics};
-use metalearn::reference;
-use metalearn::reference::mlp::Targets;
+use metalearn::tasks::mlp::reference as mlp_reference;
+use metalearn::tasks::mlp::reference::Targets;
+use metalearn::tasks::mlp::{GpuMlp, Loss, MlpSpec};
+use metalearn::tasks::quadratic::reference as quadratic_reference;
+use metalearn::tasks::quadratic::{GpuQuadratic, Quadratics};
 use metalearn::Result;
 use rand::Rng;
 
@@ -85,8 +87,8 @@ fn mlp_case_on(g: &Gpu, spec: &MlpSpec, instances: usize, batch: usize) -> Resul
             Loss::CrossEntropy => Targets::Labels(&labels[n * batch..(n + 1) * batch]),
             Loss::Mse => Targets::Values(&vi),
         };
-        let zs = reference::mlp::forward(spec, &layout, &t, &xi, batch)?;
-        let (l, gr) = reference::mlp::loss_grad_targets(spec, &layout, &t, &xi, yi, batch)?;
+        let zs = mlp_reference::forward(spec, &layout, &t, &xi, batch)?;
+        let (l, gr) = mlp_reference::loss_grad_targets(spec, &layout, &t, &xi, yi, batch)?;
         let what = format!(
             "{:?} {:?} {} instance {n}",
             spec.widths,
@@ -169,7 +171,7 @@ fn quadratic_model_matches_reference() -> Result<()> {
     let (grad, loss): (Vec<f32>, Vec<f32>) = (g.read(&ggrad)?, g.read(&gloss)?);
     for n in 0..6 {
         let (w, y) = q.instance(n);
-        let (l, gr) = reference::quadratic::loss_grad(
+        let (l, gr) = quadratic_reference::loss_grad(
             10,
             &f64s(w),
             &f64s(y),
@@ -216,7 +218,7 @@ fn sgd_training_in_one_submission_follows_the_reference() -> Result<()> {
         let mut want = Vec::new();
         let mut got = Vec::new();
         for t in 0..steps {
-            let (l, gr) = reference::quadratic::loss_grad(d, &w, &y, &th);
+            let (l, gr) = quadratic_reference::loss_grad(d, &w, &y, &th);
             want.push(l);
             got.push(losses[t * n + i]);
             for (p, gv) in th.iter_mut().zip(&gr) {

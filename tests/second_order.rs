@@ -11,13 +11,13 @@ use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::matmul::Activation;
 use metalearn::kernels::Batched;
 use metalearn::meta::{FinalBatch, LossWeights, MetaConfig, MetaGradient, MetaTrainer, Schedule};
-use metalearn::models::MlpSpec;
 use metalearn::optim::hand::{Momentum, Nag, Sgd};
 use metalearn::optim::linear::Linear;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
+use metalearn::tasks::mlp::MlpSpec;
 use metalearn::tasks::{
-    AutoencoderTask, BatchRef, MlpTask, QuadraticTask, SinusoidConfig, SinusoidTask, Task, TaskRng,
+    BatchRef, MlpTask, Objective, QuadraticTask, SinusoidConfig, SinusoidTask, Task, TaskRng,
 };
 use metalearn::Result;
 use rand::{Rng, SeedableRng};
@@ -136,8 +136,14 @@ fn tied_autoencoder_hvp_matches_reference() -> Result<()> {
             (3, 4, Activation::Tanh, 1, 5),
             (2, 3, Activation::Sigmoid, 2, 3),
         ] {
-            let spec = AutoencoderTask::tied_spec(side * side, hidden, act)?;
-            let mut task = AutoencoderTask::synthetic(g, &spec, n, batch, (64, 32), r.random())?;
+            let spec = MlpSpec::tied_autoencoder(side * side, hidden, act)?;
+            let mut task = MlpTask::synthetic(
+                g,
+                (&spec, Objective::Reconstruct),
+                (n, batch),
+                (64, 32),
+                r.random(),
+            )?;
             for b in [BatchRef::Train(0), BatchRef::HeldOut(1)] {
                 hvp_case(g, &mut task, &mut r, b)?;
             }
@@ -351,8 +357,14 @@ fn momentum_second_order_matches_reference() -> Result<()> {
         };
         check_schedules(&quad)?;
         let auto = |mode, schedule| {
-            let spec = AutoencoderTask::tied_spec(4, 3, Activation::Tanh)?;
-            let task = AutoencoderTask::synthetic(gpu(), &spec, 2, 3, (64, 32), seed)?;
+            let spec = MlpSpec::tied_autoencoder(4, 3, Activation::Tanh)?;
+            let task = MlpTask::synthetic(
+                gpu(),
+                (&spec, Objective::Reconstruct),
+                (2, 3),
+                (64, 32),
+                seed,
+            )?;
             MetaTrainer::new(
                 shared_gpu().clone(),
                 Box::new(task),

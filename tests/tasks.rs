@@ -9,14 +9,15 @@ use metalearn::gpu::Recorder;
 use metalearn::kernels::matmul::Activation;
 use metalearn::kernels::Batched;
 use metalearn::meta::{FinalBatch, LossWeights, MetaConfig, MetaTrainer, Schedule};
-use metalearn::models::MlpSpec;
 use metalearn::optim::hand::Sgd;
 use metalearn::optim::linear::Linear;
 use metalearn::optim::{Mode, Optimizer};
-use metalearn::reference::mlp::Targets;
 use metalearn::reference::{self, central_diff, rel_err};
+use metalearn::tasks::mlp::reference as mlp_reference;
+use metalearn::tasks::mlp::reference::Targets;
+use metalearn::tasks::mlp::MlpSpec;
 use metalearn::tasks::TaskRng;
-use metalearn::tasks::{AutoencoderTask, BatchRef, SinusoidConfig, SinusoidTask, Task};
+use metalearn::tasks::{BatchRef, MlpTask, Objective, SinusoidConfig, SinusoidTask, Task};
 use metalearn::Result;
 use rand::Rng;
 
@@ -178,7 +179,7 @@ fn sinusoid_predictions_on_a_grid_match_the_reference_forward() -> Result<()> {
     let p = task.layout().size();
     assert_eq!(got.len(), 3 * grid.len());
     for n in 0..3 {
-        let zs = reference::mlp::forward(
+        let zs = mlp_reference::forward(
             task.spec(),
             task.layout(),
             &f64s(&theta[n * p..(n + 1) * p]),
@@ -199,9 +200,15 @@ fn autoencoder(
     n: usize,
     batch: usize,
     seed: u64,
-) -> Result<AutoencoderTask> {
-    let spec = AutoencoderTask::tied_spec(side * side, hidden, act)?;
-    AutoencoderTask::synthetic(gpu(), &spec, n, batch, (64, 32), seed)
+) -> Result<MlpTask> {
+    let spec = MlpSpec::tied_autoencoder(side * side, hidden, act)?;
+    MlpTask::synthetic(
+        gpu(),
+        (&spec, Objective::Reconstruct),
+        (n, batch),
+        (64, 32),
+        seed,
+    )
 }
 
 #[test]
@@ -251,9 +258,9 @@ fn autoencoder_tied_gradient_is_the_sum_of_both_uses() -> Result<()> {
         let w1 = lt.read(&t, "l1.w")?; // the tie's logical [h, d] view
         let e1 = lu.require("l1.w")?;
         tu[e1.offset..e1.offset + h * d].copy_from_slice(&w1);
-        let x = f64s(&task.host_batch(i, BatchRef::Train(0)));
+        let x = f64s(&task.host_batch(i, BatchRef::Train(0)).0);
         let (lu_loss, gu) =
-            reference::mlp::loss_grad_targets(&untied, &lu, &tu, &x, Targets::Values(&x), batch)?;
+            mlp_reference::loss_grad_targets(&untied, &lu, &tu, &x, Targets::Values(&x), batch)?;
         let (lt_loss, gt) = task.reference_loss_grad(i, &t, BatchRef::Train(0))?;
         assert!((lu_loss - lt_loss).abs() <= 1e-12 * lu_loss.abs());
         let e0 = lu.require("l0.w")?;

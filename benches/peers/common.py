@@ -68,7 +68,7 @@ def export_layout(meta):
 
 
 def synthetic_images(seed, count, features=784, classes=10):
-    """The distribution of metalearn's `demo::synthetic_images`: one random prototype per class
+    """The distribution of metalearn's `data::synthetic_images`: one random prototype per class
     (uniform bytes), each image its class prototype plus uniform integer noise in [−100, 100],
     clamped to [0, 255], scaled by 1/255. Returns (float32 [count, features], int64 [count])."""
     rng = np.random.default_rng(seed)

@@ -9,10 +9,11 @@ use metalearn::bench::{
     default_mlp_cases, measure_copy_bandwidth, measure_meta, measure_optimizer_step,
     measure_unroll, run_w1, w1_instance_counts, MlpWorkload,
 };
-use metalearn::demo::{self, l2l_quadratics, DemoConfig, L2lConfig};
+use metalearn::demo::{self, DemoConfig};
 use metalearn::gpu::{parse_backends, Gpu, GpuOptions};
 use metalearn::meta::Schedule;
 use metalearn::optim::Optimizer;
+use metalearn::run::{l2l_quadratics, L2lConfig};
 use metalearn::{Error, Result};
 use std::sync::Arc;
 
@@ -321,13 +322,20 @@ struct BenchArgs {
     json: Option<PathBuf>,
 }
 
-fn l2l(gpu: Arc<Gpu>, cfg: &L2lConfig) -> Result<()> {
+fn l2l(gpu: Arc<Gpu>, sizes: &L2lConfig) -> Result<()> {
+    let cfg = sizes.config()?;
     let info = &gpu.props().info;
     println!(
         "metalearn on {} ({:?})\nmeta-training the L2L LSTM optimizer on {}-d quadratics: {} instances, unroll {}, episodes of {} steps, {} outer steps",
-        info.name, info.backend, cfg.dim, cfg.instances, cfg.unroll, cfg.episode, cfg.outer_steps
+        info.name,
+        info.backend,
+        cfg.task.dim,
+        cfg.task.instances,
+        cfg.meta.unroll,
+        cfg.meta.episode,
+        cfg.meta.outer_steps
     );
-    let r = l2l_quadratics(&gpu, cfg)?;
+    let r = l2l_quadratics(&gpu, sizes)?;
     let k = r.meta_losses.len();
     let every = (k / 10).max(1);
     for i in (0..k).step_by(every) {
@@ -344,21 +352,21 @@ fn l2l(gpu: Arc<Gpu>, cfg: &L2lConfig) -> Result<()> {
     );
     println!(
         "\nheld-out quadratics ({} instances), mean loss after t inner steps:",
-        cfg.eval_instances
+        cfg.eval.instances
     );
     let marks: Vec<usize> = [0usize, 10, 20, 50, 100, 200]
         .into_iter()
-        .filter(|&m| m <= cfg.eval_steps)
+        .filter(|&m| m <= cfg.eval.steps)
         .collect();
     print!("  {:<26}", "optimizer");
     for m in &marks {
         print!(" {:>10}", format!("t={m}"));
     }
     println!();
-    for (name, c) in &r.curves {
-        print!("  {name:<26}");
+    for c in &r.curves {
+        print!("  {:<26}", c.name);
         for &m in &marks {
-            print!(" {:>10.4}", c[m]);
+            print!(" {:>10.4}", c.train[m]);
         }
         println!();
     }
@@ -374,9 +382,9 @@ fn export(gpu: Arc<Gpu>, a: ExportArgs) -> Result<()> {
     let task: Box<dyn Task> = match a.task.as_str() {
         "quadratic" => Box::new(QuadraticTask::new(&gpu, 4, a.instances, &mut rng)?),
         "mlp" => {
-            let (train, test) = demo::synthetic_images(a.seed, 200, 100);
+            let (train, test) = metalearn::data::synthetic_images(a.seed, 200, 100);
             let (train, test) = (train.downsample(4)?, test.downsample(4)?);
-            let spec = metalearn::models::MlpSpec::new(
+            let spec = metalearn::tasks::mlp::MlpSpec::new(
                 &[16, 8, 10],
                 metalearn::kernels::matmul::Activation::Sigmoid,
             )?;
@@ -741,7 +749,7 @@ fn run(cli: Cli) -> Result<()> {
             eval_instances,
             seed,
         }) => {
-            let d = L2lConfig::for_gpu(&gpu);
+            let d = L2lConfig::for_gpu(&gpu)?;
             let cfg = L2lConfig {
                 outer_steps: outer_steps.unwrap_or(d.outer_steps),
                 instances: instances.unwrap_or(d.instances),
@@ -754,7 +762,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Export(a)) => export(gpu, a),
         Some(Command::Train(_)) | Some(Command::Eval(_)) => Ok(()),
-        None => l2l(gpu.clone(), &L2lConfig::for_gpu(&gpu)),
+        None => l2l(gpu.clone(), &L2lConfig::for_gpu(&gpu)?),
     }
 }
 

@@ -1,10 +1,12 @@
-//! Image classification data sets in the IDX format (MNIST, Fashion-MNIST), and resampling.
+//! Image data sets: the IDX format (MNIST, Fashion-MNIST), generated images, and resampling.
 
 pub mod idx;
+pub mod synthetic;
 
 use std::path::{Path, PathBuf};
 
 pub use idx::{parse_idx, read_idx, IdxArray};
+pub use synthetic::synthetic_images;
 
 use crate::{Error, Result};
 

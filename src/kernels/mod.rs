@@ -6,11 +6,8 @@
 
 pub mod gather;
 pub mod matmul;
-pub mod mlp_rop;
-pub mod quadratic;
 pub mod reduce;
 pub mod sgd;
-pub mod softmax;
 pub mod vec;
 
 use crate::gpu::{GpuBuffer, Kernel};
@@ -23,10 +20,6 @@ pub fn all() -> Vec<&'static Kernel> {
         &matmul::MATMUL,
         &reduce::REDUCE_WG,
         &reduce::REDUCE_THREAD,
-        &softmax::SOFTMAX_XENT,
-        &softmax::MSE,
-        &quadratic::QUADRATIC,
-        &quadratic::QUADRATIC_HVP,
         &sgd::SGD,
         &gather::GATHER,
         &vec::FILL,
@@ -36,11 +29,8 @@ pub fn all() -> Vec<&'static Kernel> {
         &vec::COPY4,
         &crate::meta::meta_optim::META_LOSS,
         &crate::meta::meta_optim::META_ADAM,
-        &mlp_rop::ROP_BIAS_ACT,
-        &mlp_rop::ROP_ACT_BACK,
-        &mlp_rop::ROP_XENT,
-        &mlp_rop::ROP_MSE,
     ];
+    v.extend(crate::tasks::kernels());
     v.extend(crate::optim::kernels());
     v
 }

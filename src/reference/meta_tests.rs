@@ -6,7 +6,8 @@ use crate::optim::hand::{Adam, Momentum, Nag, RmsProp, Sgd};
 use crate::optim::linear::Linear;
 use crate::optim::lstm::Lstm;
 use crate::optim::mlp::MlpOpt;
-use crate::reference::{central_diff, quadratic, rel_err};
+use crate::reference::{central_diff, rel_err};
+use crate::tasks::quadratic::reference as quadratic;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -286,8 +287,8 @@ fn second_order_matches_finite_differences_of_the_meta_loss_on_quadratics() {
 #[test]
 fn second_order_matches_finite_differences_of_the_meta_loss_on_an_mlp() {
     use crate::kernels::matmul::Activation;
-    use crate::models::mlp::{Loss, MlpSpec};
-    use crate::reference::mlp::{hvp_targets, loss_grad_targets, Targets};
+    use crate::tasks::mlp::reference::{hvp_targets, loss_grad_targets, Targets};
+    use crate::tasks::mlp::{Loss, MlpSpec};
     let mut rng = StdRng::seed_from_u64(7);
     for act in [Activation::Tanh, Activation::Sigmoid] {
         let spec = MlpSpec::new(&[1, 5, 4, 1], act)

@@ -1,4 +1,6 @@
-//! f64 CPU references: the test oracle for every GPU kernel and model.
+//! f64 CPU references of the generic kernels (matrix product, activations, losses) and of the
+//! meta-gradient ([`meta`]): the test oracle of the GPU. The reference of each task family and
+//! each optimizer lives in its folder (`tasks/<family>/reference.rs`, `optim/<family>/`).
 //!
 //! Written for clarity, not speed: dense row-major matrices, one instance at a time, no
 //! sharing of code paths with the GPU decomposition (the MLP reference differentiates through
@@ -6,8 +8,6 @@
 //! central finite differences in its unit tests.
 
 pub mod meta;
-pub mod mlp;
-pub mod quadratic;
 
 use crate::kernels::matmul::Activation;
 

@@ -1,22 +1,112 @@
 //! Task families: each samples N instances (own θ₀, own data) and records the loss and gradient
-//! of all of them in one go, with an f64 reference of the same for testing.
+//! of all of them in one go, with an f64 reference of the same for testing. Each family lives in
+//! its own folder with its model, its kernels and its reference, and is named in [`REGISTRY`]:
+//! adding a task is one folder and one line there.
 
-pub mod autoencoder;
-pub mod images;
 pub mod mlp;
 pub mod quadratic;
 pub mod sinusoid;
 
-use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::config::{Config, TaskConfig};
+use crate::gpu::{Gpu, GpuBuffer, Kernel, Recorder};
+use crate::kernels::matmul::Activation;
 use crate::kernels::Batched;
 use crate::params::ParamLayout;
 use crate::{Error, Result};
 
-pub use autoencoder::AutoencoderTask;
-pub use images::ImageBatches;
-pub use mlp::MlpTask;
+pub use mlp::{ImageBatches, MlpTask, Objective};
 pub use quadratic::QuadraticTask;
 pub use sinusoid::{SinusoidConfig, SinusoidTask};
+
+/// Every task family `task.kind` can name.
+pub static REGISTRY: &[&TaskFamily] = &[
+    &quadratic::FAMILY,
+    &mlp::CLASSIFIER,
+    &sinusoid::FAMILY,
+    &mlp::AUTOENCODER,
+];
+
+/// Builds `instances` instances of a family as a config describes it, from a draw.
+pub type BuildTask = fn(&Gpu, &Config, Sample, usize) -> Result<Box<dyn Task>>;
+
+/// A task family as a run configuration names it.
+#[derive(Debug)]
+pub struct TaskFamily {
+    /// Its `task.kind`.
+    pub name: &'static str,
+    /// One line saying what it is.
+    pub about: &'static str,
+    /// Hidden widths of its model when `task.hidden` is not given (empty: no model widths).
+    pub hidden: &'static [usize],
+    /// Hidden activation of its model when `task.activation` is not given.
+    pub activation: Activation,
+    /// A `[task]` setting the family cannot work with: (problem, fix), checked with the config.
+    pub check: fn(&TaskConfig) -> Option<(String, String)>,
+    /// `instances` instances of the family as `cfg` describes it, from the draw `sample`.
+    pub build: BuildTask,
+    /// The kernels of its model.
+    pub kernels: fn() -> Vec<&'static Kernel>,
+}
+
+/// The family `task.kind = name` names.
+pub fn family(name: &str) -> Result<&'static TaskFamily> {
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|f| f.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = REGISTRY.iter().map(|f| f.name).collect();
+            Error::invalid(format!(
+                "unknown task '{name}': the task families are {}",
+                names.join(", ")
+            ))
+        })
+}
+
+/// `instances` instances of the task family `cfg` configures, from the draw `sample`.
+pub fn build_task(
+    gpu: &Gpu,
+    cfg: &Config,
+    sample: Sample,
+    instances: usize,
+) -> Result<Box<dyn Task>> {
+    (family(&cfg.task.kind)?.build)(gpu, cfg, sample, instances)
+}
+
+/// The model kernels of every registered family, each once.
+pub fn kernels() -> Vec<&'static Kernel> {
+    let mut v: Vec<&'static Kernel> = Vec::new();
+    for f in REGISTRY {
+        for k in (f.kernels)() {
+            if !v.iter().any(|x| std::ptr::eq(*x, k)) {
+                v.push(k);
+            }
+        }
+    }
+    v
+}
+
+/// Which instances a task is built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sample {
+    /// The meta-training family (training split of image data).
+    Train,
+    /// Instances for tuning baselines: the training family, another seed.
+    Tune,
+    /// Held-out instances: another seed; image tasks train on the test split's images.
+    HeldOut,
+}
+
+impl Sample {
+    /// What is mixed into the run's seed for this draw.
+    pub fn salt(self) -> u64 {
+        match self {
+            Sample::Train => 0,
+            Sample::Tune => 0x7475_6e65,
+            Sample::HeldOut => 0x6576_616c,
+        }
+    }
+}
 
 /// The random generator tasks draw from: ChaCha12, the generator behind `rand::rngs::StdRng`
 /// (same stream for the same seed), used directly because its position can be saved and
@@ -111,6 +201,12 @@ pub trait Task: Send + Sync {
         true
     }
 
+    /// True when the task is scored on its held-out batches after training on its training
+    /// batches (few-shot learning: support and query sets); evaluations then report both.
+    fn scores_held_out(&self) -> bool {
+        false
+    }
+
     /// Description of the task for exported files: key/value pairs.
     fn describe(&self) -> Vec<(String, String)>;
 
@@ -123,4 +219,41 @@ fn no_hvp(task: &str) -> Error {
     Error::invalid(format!(
         "second-order mode is not available for task {task}: it has no Hessian-vector product"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_names_are_unique_and_unknown_names_list_them() {
+        for (i, f) in REGISTRY.iter().enumerate() {
+            assert!(
+                REGISTRY[i + 1..].iter().all(|g| g.name != f.name),
+                "{}",
+                f.name
+            );
+            assert!(std::ptr::eq(family(f.name).unwrap(), *f));
+        }
+        let e = family("cnn").unwrap_err().to_string();
+        for f in REGISTRY {
+            assert!(e.contains(f.name), "{e}");
+        }
+    }
+
+    #[test]
+    fn family_checks_run_with_the_config() {
+        let mut c = Config::default();
+        c.task.kind = "autoencoder".into();
+        c.task.hidden = Some(vec![]);
+        let e = c.validate("test").unwrap_err().to_string();
+        assert!(e.contains("code layer"), "{e}");
+        c.task.kind = "mlp".into();
+        assert!(c.validate("test").is_ok());
+        assert_eq!(c.hidden().unwrap(), Vec::<usize>::new());
+        c.task.hidden = None;
+        assert_eq!(c.hidden().unwrap(), vec![20]);
+        c.task.kind = "sinusoid".into();
+        assert_eq!(c.activation().unwrap(), Activation::Relu);
+    }
 }

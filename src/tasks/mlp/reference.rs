@@ -1,8 +1,8 @@
-//! f64 reference of the MLP and its losses (see [`crate::models::mlp`] for the equations).
+//! f64 reference of the MLP and its losses (see [`super::spec`] for the equations).
 
-use super::{activate, activate_grad, activate_grad2, matmul, mse, softmax_xent};
-use crate::models::mlp::{Loss, MlpSpec};
+use super::spec::{Loss, MlpSpec};
 use crate::params::ParamLayout;
+use crate::reference::{activate, activate_grad, activate_grad2, matmul, mse, softmax_xent};
 use crate::{Error, Result};
 
 /// The targets of one instance's rows, matching the spec's [`Loss`].

@@ -3,9 +3,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{check_region, u32_of, Batched};
 use crate::gpu::{Access, Kernel, Recorder, Shader};
 use crate::kernels::vec::View;
+use crate::kernels::{check_region, u32_of, Batched};
 use crate::{Error, Result};
 
 /// Parameters of `softmax_xent` and `mse` (mirrors `Params` in the WGSL).

@@ -1,15 +1,45 @@
 //! The L2L quadratic family as a task: f(θ) = ‖Wθ − y‖², fresh W, y ~ N(0, 1) per instance at
 //! every `resample`, θ₀ ~ N(0, init_std²). It has no batches: every step sees the same function.
+//! The folder holds the instances and their GPU form ([`model`]), the loss/gradient and
+//! Hessian-vector kernels ([`kernels`], `quadratic.wgsl`) and the f64 reference
+//! ([`mod@reference`]).
 
-use super::TaskRng;
+pub mod kernels;
+pub mod model;
+pub mod reference;
 
-use super::{BatchRef, NamedTensor, Task};
+pub use model::{GpuQuadratic, Quadratics, DEFAULT_DIM};
+
+use rand::SeedableRng;
+
+use super::{BatchRef, NamedTensor, Sample, Task, TaskFamily, TaskRng};
+use crate::config::Config;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::kernels::matmul::Activation;
 use crate::kernels::Batched;
-use crate::models::quadratic::Quadratics;
-use crate::models::GpuQuadratic;
 use crate::params::ParamLayout;
-use crate::{reference, Result};
+use crate::Result;
+
+/// `task.kind = "quadratic"`: d = `task.dim`.
+pub static FAMILY: TaskFamily = TaskFamily {
+    name: "quadratic",
+    about: "L2L quadratics f(θ) = ‖Wθ − y‖², W, y ~ N(0, 1)",
+    hidden: &[],
+    activation: Activation::Identity,
+    check: |_| None,
+    build,
+    kernels: || vec![&kernels::QUADRATIC, &kernels::QUADRATIC_HVP],
+};
+
+fn build(gpu: &Gpu, cfg: &Config, sample: Sample, instances: usize) -> Result<Box<dyn Task>> {
+    let mut rng = TaskRng::seed_from_u64(cfg.seed ^ sample.salt());
+    Ok(Box::new(QuadraticTask::new(
+        gpu,
+        cfg.task.dim,
+        instances,
+        &mut rng,
+    )?))
+}
 
 /// Quadratic instances of dimension d.
 pub struct QuadraticTask {
@@ -87,7 +117,7 @@ impl Task for QuadraticTask {
         let (w, y) = self.q.instance(n);
         let w: Vec<f64> = w.iter().map(|&v| f64::from(v)).collect();
         let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
-        Ok(reference::quadratic::loss_grad(self.q.dim, &w, &y, theta))
+        Ok(reference::loss_grad(self.q.dim, &w, &y, theta))
     }
 
     fn enable_hvp(&mut self, _gpu: &Gpu) -> Result<()> {
@@ -114,7 +144,7 @@ impl Task for QuadraticTask {
     ) -> Result<Vec<f64>> {
         let (w, _) = self.q.instance(n);
         let w: Vec<f64> = w.iter().map(|&x| f64::from(x)).collect();
-        Ok(reference::quadratic::hvp(self.q.dim, &w, v))
+        Ok(reference::hvp(self.q.dim, &w, v))
     }
 
     fn export_batch(&self, _batch: BatchRef) -> Result<Vec<NamedTensor>> {

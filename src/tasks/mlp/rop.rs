@@ -1,12 +1,12 @@
 //! Wrapper of `shaders/mlp_rop.wgsl`: the element-wise parts of the MLP's Hessian-vector product
 //! (bias and activation of the R-forward pass, the loss's R-operator, and the R-backward step
-//! through an activation). The matrix products run on [`super::matmul`].
+//! through an activation). The matrix products run on [`crate::kernels::matmul`].
 
 use bytemuck::{Pod, Zeroable};
 
-use super::matmul::Activation;
-use super::{check_region, u32_of, Batched};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::kernels::matmul::Activation;
+use crate::kernels::{check_region, u32_of, Batched};
 use crate::{Error, Result};
 
 /// Parameters of the R-operator kernels (mirrors `Params` in the WGSL).

@@ -5,17 +5,41 @@
 //! 1-40-40-1 (ReLU) with the squared-error loss (1/K) Σ_b (f(x_b) − y_b)². Data are drawn on the
 //! CPU and uploaded: a few floats per instance.
 
-use super::TaskRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
-use super::{BatchRef, NamedTensor, Task};
+use super::mlp::reference::{self, Targets};
+use super::mlp::{GpuMlp, Loss, MlpSpec};
+use super::{BatchRef, NamedTensor, Sample, Task, TaskFamily, TaskRng};
+use crate::config::Config;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::Activation;
 use crate::kernels::Batched;
-use crate::models::{GpuMlp, Loss, MlpSpec};
 use crate::params::ParamLayout;
-use crate::reference::mlp::Targets;
-use crate::{reference, Error, Result};
+use crate::{Error, Result};
+
+/// `task.kind = "sinusoid"`: `task.hidden`, `task.activation`, K = `task.shots` support and as
+/// many query points.
+pub static FAMILY: TaskFamily = TaskFamily {
+    name: "sinusoid",
+    about: "MAML's few-shot sinusoid regression",
+    hidden: &[40, 40],
+    activation: Activation::Relu,
+    check: |_| None,
+    build,
+    kernels: super::mlp::kernels,
+};
+
+fn build(gpu: &Gpu, cfg: &Config, sample: Sample, instances: usize) -> Result<Box<dyn Task>> {
+    let mut rng = TaskRng::seed_from_u64(cfg.seed ^ sample.salt());
+    let sc = SinusoidConfig {
+        hidden: cfg.hidden()?,
+        activation: cfg.activation()?,
+        shots: cfg.task.shots,
+        queries: cfg.task.shots,
+        ..Default::default()
+    };
+    Ok(Box::new(SinusoidTask::new(gpu, &sc, instances, &mut rng)?))
+}
 
 /// The sinusoid family and its model.
 #[derive(Clone, Debug, PartialEq)]
@@ -314,7 +338,7 @@ impl Task for SinusoidTask {
         let (x, y) = self.points(n, batch)?;
         let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
         let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
-        reference::mlp::loss_grad_targets(
+        reference::loss_grad_targets(
             &self.spec,
             self.layout(),
             theta,
@@ -351,7 +375,7 @@ impl Task for SinusoidTask {
         let (x, y) = self.points(n, batch)?;
         let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
         let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
-        reference::mlp::hvp_targets(
+        reference::hvp_targets(
             &self.spec,
             self.layout(),
             theta,
@@ -379,6 +403,10 @@ impl Task for SinusoidTask {
 
     fn batched(&self) -> bool {
         false
+    }
+
+    fn scores_held_out(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> Vec<(String, String)> {

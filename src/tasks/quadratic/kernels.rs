@@ -2,9 +2,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{check_region, u32_of, Batched};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
 use crate::kernels::vec::View;
+use crate::kernels::{check_region, u32_of, Batched};
 use crate::{Error, Result};
 
 /// Largest dimension the fused kernel supports (its residual lives in workgroup memory).

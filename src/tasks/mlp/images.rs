@@ -1,17 +1,16 @@
-//! Per-instance image batches sampled on the GPU, shared by the image tasks ([`super::MlpTask`],
-//! [`super::AutoencoderTask`]): a training and a held-out [`ImageDataset`] held on the GPU, and
+//! Per-instance image batches sampled on the GPU for the image tasks ([`super::MlpTask`], both
+//! objectives): a training and a held-out [`ImageDataset`] held on the GPU, and
 //! for each instance n, step t and row b an example index drawn by a counter-based hash of
 //! (seed, n, t, b) (see `shaders/gather.wgsl`), so a recomputed step sees the same images.
 
-use super::TaskRng;
 use rand::Rng;
 
-use super::BatchRef;
 use crate::data::ImageDataset;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::gather::{sample_index, GpuDataset};
 use crate::kernels::vec::View;
 use crate::kernels::Batched;
+use crate::tasks::{BatchRef, TaskRng};
 use crate::{Error, Result};
 
 /// Salt of the held-out batch stream.

@@ -4,8 +4,8 @@
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
+use super::kernels::{quadratic, quadratic_hvp, MAX_DIM};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::quadratic::{quadratic, quadratic_hvp, MAX_DIM};
 use crate::kernels::Batched;
 use crate::{Error, Result};
 

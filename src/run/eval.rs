@@ -1,0 +1,147 @@
+//! Evaluation of checkpoints against tuned baselines on held-out instances (`metalearn eval`,
+//! and the comparison of the default job).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::SeedableRng;
+
+use crate::config::Config;
+use crate::gpu::Gpu;
+use crate::meta::{evaluate_with_held_out, log_grid, save, tune_learning_rate, Checkpoint, RunDir};
+use crate::optim::Optimizer;
+use crate::tasks::{build_task, Sample, TaskRng};
+use crate::{Error, Result};
+
+/// One curve of an evaluation.
+#[derive(Clone, Debug)]
+pub struct EvalCurve {
+    /// Label (optimizer, learning rate, initialisation).
+    pub name: String,
+    /// Mean loss over instances at θ_0 … θ_L on the steps' batches.
+    pub train: Vec<f64>,
+    /// Mean held-out loss (query set) at θ_0 … θ_L, for few-shot tasks.
+    pub held_out: Option<Vec<f64>>,
+}
+
+/// A checkpoint to evaluate: its file and a label.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// Label in tables and plots.
+    pub name: String,
+    /// The checkpoint.
+    pub checkpoint: Checkpoint,
+}
+
+/// Evaluate checkpoints (their optimizer with φ, from their θ0 when it was learned) and the
+/// configured baselines (each at its best learning rate on 4 × `eval.instances` tuning
+/// instances of the training family) on `cfg.eval.instances` held-out instances of the task `cfg` describes, for
+/// `cfg.eval.steps` steps.
+pub fn evaluate_checkpoints(
+    gpu: &Arc<Gpu>,
+    cfg: &Config,
+    candidates: &[Candidate],
+) -> Result<Vec<EvalCurve>> {
+    let n = cfg.eval.instances;
+    let steps = cfg.eval.steps;
+    let held = build_task(gpu, cfg, Sample::HeldOut, n)?;
+    let few_shot = held.scores_held_out();
+    let mut rng = TaskRng::seed_from_u64(cfg.seed ^ Sample::HeldOut.salt() ^ 1);
+    let family_init = held.init_params(&mut rng)?;
+    let p = held.layout().size();
+    let mut out = Vec::new();
+    for c in candidates {
+        let saved = Config::from_toml(&c.checkpoint.config, &c.name)?;
+        let opt = saved.optimizer()?;
+        if opt.phi_len() != c.checkpoint.phi_len {
+            return Err(Error::Checkpoint {
+                path: PathBuf::from(&c.name),
+                problem: format!(
+                    "holds {} optimizer values, its optimizer '{}' needs {}",
+                    c.checkpoint.phi_len,
+                    opt.name(),
+                    opt.phi_len()
+                ),
+                hint: "the file does not match its own config; use another checkpoint".into(),
+            });
+        }
+        let init = if saved.meta.learn_init {
+            let t0 = c.checkpoint.theta0();
+            if t0.len() != p {
+                return Err(Error::invalid(format!(
+                    "{}: its learned initialisation has {} parameters, the evaluated model has {p}; evaluate it on the model it was trained for",
+                    c.name,
+                    t0.len()
+                )));
+            }
+            t0.repeat(n)
+        } else {
+            family_init.clone()
+        };
+        let (tc, q) = evaluate_with_held_out(
+            gpu,
+            held.as_ref(),
+            &opt,
+            c.checkpoint.phi(),
+            &init,
+            steps,
+            few_shot,
+        )?;
+        out.push(EvalCurve {
+            name: c.name.clone(),
+            train: tc.mean(),
+            held_out: q.map(|q| q.mean()),
+        });
+    }
+    if !cfg.eval.baselines.is_empty() {
+        // Four times as many tuning instances as held-out ones, so that a learning rate at the
+        // edge of divergence on a family's rare stiff instances is caught while tuning.
+        let tune = build_task(gpu, cfg, Sample::Tune, 4 * n)?;
+        let mut trng = TaskRng::seed_from_u64(cfg.seed ^ Sample::Tune.salt() ^ 1);
+        let tune_init = tune.init_params(&mut trng)?;
+        let [lo, hi] = cfg.eval.lr_range;
+        let grid = log_grid(lo, hi, cfg.eval.grid_points);
+        for b in &cfg.eval.baselines {
+            let base = Optimizer::parse(b)?;
+            if base.is_learned() {
+                return Err(Error::invalid(format!(
+                    "eval.baselines lists the learned optimizer '{b}'; list hand-designed ones"
+                )));
+            }
+            let make = |lr: f32| base.with_lr(lr);
+            let (lr, _) = tune_learning_rate(gpu, tune.as_ref(), make, &grid, &tune_init, steps)?;
+            let (tc, q) = evaluate_with_held_out(
+                gpu,
+                held.as_ref(),
+                &make(lr),
+                &[],
+                &family_init,
+                steps,
+                few_shot,
+            )?;
+            out.push(EvalCurve {
+                name: format!("{b} lr={lr:.2e}"),
+                train: tc.mean(),
+                held_out: q.map(|q| q.mean()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Load a checkpoint: a file, or the newest readable one of a run directory.
+pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    if path.is_dir() {
+        let rd = RunDir::create(path, 1)?;
+        match rd.latest()? {
+            Some((c, _)) => Ok(c),
+            None => Err(Error::Checkpoint {
+                path: path.into(),
+                problem: "the directory holds no checkpoint".into(),
+                hint: "train first (metalearn train --out DIR), or name a checkpoint file".into(),
+            }),
+        }
+    } else {
+        save::load(path)
+    }
+}
