@@ -5,7 +5,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{check_region, u32_of};
 use crate::data::ImageDataset;
-use crate::gpu::{Access, Gpu, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
+use crate::gpu::{Gpu, GpuBuffer, Kernel, Recorder, Shader};
 use crate::kernels::vec::View;
 use crate::{Error, Result};
 
@@ -30,12 +31,7 @@ pub static SHADER: Shader = Shader::new("gather.wgsl", include_str!("gather.wgsl
 pub static GATHER: Kernel = Kernel::new(
     &SHADER,
     "gather",
-    &[
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
+    &[R, R, W, W],
     std::mem::size_of::<GatherParams>(),
 );
 

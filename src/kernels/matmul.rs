@@ -4,7 +4,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::check_region;
 use super::u32_of;
-use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
+use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
 use crate::{Error, Result};
 
 /// Parameters of `matmul` (mirrors `Params` in the WGSL).
@@ -40,7 +41,7 @@ pub static SHADER: Shader = Shader::new("matmul.wgsl", include_str!("matmul.wgsl
 pub static MATMUL: Kernel = Kernel::new(
     &SHADER,
     "matmul",
-    &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
+    &[R, R, W, R],
     std::mem::size_of::<MatmulParams>(),
 );
 

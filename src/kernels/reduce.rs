@@ -3,6 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{check_region, u32_of};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
 use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
 use crate::Result;
 
@@ -26,7 +27,7 @@ pub struct ReduceParams {
     _p: [u32; 3],
 }
 
-const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite];
+const BINDINGS: &[Access] = &[R, W];
 
 /// `reduce.wgsl`.
 pub static SHADER: Shader =

@@ -3,7 +3,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{check_region, u32_of};
-use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
+use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
 use crate::{Error, Result};
 
 /// Parameters of `sgd` (mirrors `Params` in the WGSL).
@@ -22,12 +23,7 @@ pub struct SgdParams {
 pub static SHADER: Shader = Shader::new("sgd.wgsl", include_str!("sgd.wgsl"));
 
 /// The SGD update kernel.
-pub static SGD: Kernel = Kernel::new(
-    &SHADER,
-    "sgd",
-    &[Access::ReadWrite, Access::Read],
-    std::mem::size_of::<SgdParams>(),
-);
+pub static SGD: Kernel = Kernel::new(&SHADER, "sgd", &[W, R], std::mem::size_of::<SgdParams>());
 
 /// Record `theta[t_off + i] -= lr · grad[g_off + i]` for `i < count`.
 pub fn sgd(

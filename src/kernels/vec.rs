@@ -3,7 +3,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{check_region, u32_of, Batched};
-use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
+use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
 use crate::{Error, Result};
 
 /// Parameters of the vector kernels (mirrors `Params` in the WGSL).
@@ -26,26 +27,16 @@ const SIZE: usize = std::mem::size_of::<VecParams>();
 pub static SHADER: Shader = Shader::new("vec.wgsl", include_str!("vec.wgsl"));
 
 /// y = a
-pub static FILL: Kernel = Kernel::new(&SHADER, "fill", &[Access::ReadWrite], SIZE);
+pub static FILL: Kernel = Kernel::new(&SHADER, "fill", &[W], SIZE);
 /// y += a·x
-pub static AXPY: Kernel = Kernel::new(&SHADER, "axpy", &[Access::Read, Access::ReadWrite], SIZE);
+pub static AXPY: Kernel = Kernel::new(&SHADER, "axpy", &[R, W], SIZE);
 /// z = a·x + b·y
-pub static AXPBY: Kernel = Kernel::new(
-    &SHADER,
-    "axpby",
-    &[Access::Read, Access::Read, Access::ReadWrite],
-    SIZE,
-);
+pub static AXPBY: Kernel = Kernel::new(&SHADER, "axpby", &[R, R, W], SIZE);
 /// `y[n] = x` for every instance n
-pub static BROADCAST: Kernel = Kernel::new(
-    &SHADER,
-    "broadcast",
-    &[Access::Read, Access::ReadWrite],
-    SIZE,
-);
+pub static BROADCAST: Kernel = Kernel::new(&SHADER, "broadcast", &[R, W], SIZE);
 
 /// y = x, one vec4 per invocation.
-pub static COPY4: Kernel = Kernel::new(&SHADER, "copy4", &[Access::Read, Access::ReadWrite], SIZE);
+pub static COPY4: Kernel = Kernel::new(&SHADER, "copy4", &[R, W], SIZE);
 
 /// The elements of a flat buffer from `off` on (how many is the kernel's `count`).
 #[derive(Clone, Copy, Debug)]

@@ -3,7 +3,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
+use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
 use crate::kernels::{check_region, u32_of};
 use crate::optim::hand::Adam;
 use crate::Result;
@@ -33,25 +34,10 @@ pub static SHADER: Shader =
     Shader::new("meta.wgsl", include_str!("meta.wgsl")).with_tree_reduction();
 
 /// Weighted meta-loss.
-pub static META_LOSS: Kernel = Kernel::new(
-    &SHADER,
-    "meta_loss",
-    &[Access::Read, Access::Read, Access::ReadWrite],
-    SIZE,
-);
+pub static META_LOSS: Kernel = Kernel::new(&SHADER, "meta_loss", &[R, R, W], SIZE);
 
 /// Adam meta-optimizer update with clipping and the non-finite guard.
-pub static META_ADAM: Kernel = Kernel::new(
-    &SHADER,
-    "meta_adam",
-    &[
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    SIZE,
-);
+pub static META_ADAM: Kernel = Kernel::new(&SHADER, "meta_adam", &[R, W, W, W], SIZE);
 
 /// Status slots written on the GPU and read back once per outer step.
 pub mod status {

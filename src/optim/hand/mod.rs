@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
 use super::{Family, Optimizer, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
 use crate::gpu::{Access, Kernel, Recorder, Shader};
 use crate::kernels::{check_region, u32_of, vec};
 use crate::{Error, Result};
@@ -28,7 +29,7 @@ pub struct HandParams {
     _f: f32,
 }
 
-const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite];
+const BINDINGS: &[Access] = &[R, R, W];
 const SIZE: usize = std::mem::size_of::<HandParams>();
 
 /// `hand.wgsl`.
@@ -43,12 +44,7 @@ pub static NAG_STEP: Kernel = Kernel::new(&SHADER, "nag_step", BINDINGS, SIZE);
 /// Inner RMSprop step.
 pub static RMSPROP_STEP: Kernel = Kernel::new(&SHADER, "rmsprop_step", BINDINGS, SIZE);
 
-const VJP_BINDINGS: &[Access] = &[
-    Access::Read,
-    Access::ReadWrite,
-    Access::ReadWrite,
-    Access::ReadWrite,
-];
+const VJP_BINDINGS: &[Access] = &[R, W, W, W];
 
 /// Reverse of a heavy-ball momentum step with the gradient path (second-order mode).
 pub static MOMENTUM_VJP: Kernel = Kernel::new(&SHADER, "momentum_vjp", VJP_BINDINGS, SIZE);

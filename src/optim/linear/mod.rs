@@ -7,7 +7,8 @@ use rand::RngCore;
 
 use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
 use super::{groups_of, Family, Mode, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs};
-use crate::gpu::{Access, Gpu, Kernel, Recorder, Shader};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
+use crate::gpu::{Gpu, Kernel, Recorder, Shader};
 use crate::kernels::{check_region, u32_of};
 use crate::{Error, Result};
 
@@ -36,41 +37,13 @@ const SIZE: usize = std::mem::size_of::<LinearParams>();
 pub static SHADER: Shader = Shader::new("linear.wgsl", include_str!("linear.wgsl"));
 
 /// Forward step.
-pub static LINEAR_STEP: Kernel = Kernel::new(
-    &SHADER,
-    "linear_step",
-    &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
-    SIZE,
-);
+pub static LINEAR_STEP: Kernel = Kernel::new(&SHADER, "linear_step", &[R, R, R, W], SIZE);
 
 /// Reverse step (vector-Jacobian product).
-pub static LINEAR_VJP: Kernel = Kernel::new(
-    &SHADER,
-    "linear_vjp",
-    &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    SIZE,
-);
+pub static LINEAR_VJP: Kernel = Kernel::new(&SHADER, "linear_vjp", &[R, R, R, W, W], SIZE);
 
 /// Reverse step that also writes the gradient input's adjoint ḡ = w0·ū (second-order mode).
-pub static LINEAR_VJP_SO: Kernel = Kernel::new(
-    &SHADER,
-    "linear_vjp_so",
-    &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    SIZE,
-);
+pub static LINEAR_VJP_SO: Kernel = Kernel::new(&SHADER, "linear_vjp_so", &[R, R, R, W, W, W], SIZE);
 
 /// The linear learned optimizer (no fixed hyper-parameters).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

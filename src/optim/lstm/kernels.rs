@@ -4,7 +4,8 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::Lstm;
-use crate::gpu::{Access, Gpu, Kernel, Recorder, Shader};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
+use crate::gpu::{Gpu, Kernel, Recorder, Shader};
 use crate::kernels::{check_region, u32_of};
 use crate::optim::{StepArgs, VjpArgs};
 use crate::{Error, Result};
@@ -46,27 +47,10 @@ const SIZE: usize = std::mem::size_of::<LstmParams>();
 pub static SHADER: Shader = Shader::new("lstm.wgsl", include_str!("lstm.wgsl"));
 
 /// Forward step.
-pub static LSTM_STEP: Kernel = Kernel::new(
-    &SHADER,
-    "lstm_step",
-    &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
-    SIZE,
-);
+pub static LSTM_STEP: Kernel = Kernel::new(&SHADER, "lstm_step", &[R, R, R, W], SIZE);
 
 /// Reverse step (vector-Jacobian product, gates recomputed).
-pub static LSTM_VJP: Kernel = Kernel::new(
-    &SHADER,
-    "lstm_vjp",
-    &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    SIZE,
-);
+pub static LSTM_VJP: Kernel = Kernel::new(&SHADER, "lstm_vjp", &[R, R, R, W, W, W], SIZE);
 
 /// Shape of the reverse kernel on an adapter: coordinates per tile (its workgroups have 5 times
 /// as many invocations) and whether φ is staged in workgroup memory.

@@ -4,7 +4,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
+use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
 use crate::kernels::matmul::Activation;
 use crate::kernels::{check_region, u32_of, Batched};
 use crate::{Error, Result};
@@ -29,52 +30,13 @@ const SIZE: usize = std::mem::size_of::<RopParams>();
 pub static SHADER: Shader = Shader::new("mlp_rop.wgsl", include_str!("mlp_rop.wgsl"));
 
 /// R(H) = act'(h) ⊙ (R(Z) + v_b), in place.
-pub static ROP_BIAS_ACT: Kernel = Kernel::new(
-    &SHADER,
-    "rop_bias_act",
-    &[Access::Read, Access::Read, Access::ReadWrite],
-    SIZE,
-);
+pub static ROP_BIAS_ACT: Kernel = Kernel::new(&SHADER, "rop_bias_act", &[R, R, W], SIZE);
 /// dZ and R(dZ) of the layer below from dH, R(dH), h and R(h).
-pub static ROP_ACT_BACK: Kernel = Kernel::new(
-    &SHADER,
-    "rop_act_back",
-    &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    SIZE,
-);
+pub static ROP_ACT_BACK: Kernel = Kernel::new(&SHADER, "rop_act_back", &[R, R, R, R, W, W], SIZE);
 /// Softmax cross-entropy: dZ and R(dZ).
-pub static ROP_XENT: Kernel = Kernel::new(
-    &SHADER,
-    "rop_xent",
-    &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    SIZE,
-);
+pub static ROP_XENT: Kernel = Kernel::new(&SHADER, "rop_xent", &[R, R, R, W, W], SIZE);
 /// Squared error: dZ and R(dZ).
-pub static ROP_MSE: Kernel = Kernel::new(
-    &SHADER,
-    "rop_mse",
-    &[
-        Access::Read,
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
-    SIZE,
-);
+pub static ROP_MSE: Kernel = Kernel::new(&SHADER, "rop_mse", &[R, R, R, W, W], SIZE);
 
 fn groups(count: usize) -> u64 {
     (count as u64).div_ceil(256)

@@ -3,7 +3,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Access, Kernel, Recorder, Shader};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
+use crate::gpu::{Kernel, Recorder, Shader};
 use crate::kernels::vec::View;
 use crate::kernels::{check_region, u32_of, Batched};
 use crate::{Error, Result};
@@ -34,12 +35,7 @@ pub static SHADER: Shader =
 pub static SOFTMAX_XENT: Kernel = Kernel::new(
     &SHADER,
     "softmax_xent",
-    &[
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
+    &[R, R, W, W],
     std::mem::size_of::<SoftmaxParams>(),
 );
 
@@ -47,12 +43,7 @@ pub static SOFTMAX_XENT: Kernel = Kernel::new(
 pub static MSE: Kernel = Kernel::new(
     &SHADER,
     "mse",
-    &[
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
+    &[R, R, W, W],
     std::mem::size_of::<SoftmaxParams>(),
 );
 

@@ -2,7 +2,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::Access::{Read as R, ReadWrite as W};
+use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
 use crate::kernels::vec::View;
 use crate::kernels::{check_region, u32_of, Batched};
 use crate::{Error, Result};
@@ -31,12 +32,7 @@ pub static SHADER: Shader = Shader::new("quadratic.wgsl", include_str!("quadrati
 pub static QUADRATIC: Kernel = Kernel::new(
     &SHADER,
     "quadratic",
-    &[
-        Access::Read,
-        Access::Read,
-        Access::ReadWrite,
-        Access::ReadWrite,
-    ],
+    &[R, R, W, W],
     std::mem::size_of::<QuadraticParams>(),
 );
 
@@ -44,7 +40,7 @@ pub static QUADRATIC: Kernel = Kernel::new(
 pub static QUADRATIC_HVP: Kernel = Kernel::new(
     &SHADER,
     "quadratic_hvp",
-    &[Access::Read, Access::Read, Access::ReadWrite],
+    &[R, R, W],
     std::mem::size_of::<QuadraticParams>(),
 );
 
