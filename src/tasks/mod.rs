@@ -3,6 +3,7 @@
 //! its own folder with its model, its kernels and its reference, and is named in [`REGISTRY`]:
 //! adding a task is one folder and one line there.
 
+pub mod lm;
 pub mod mlp;
 pub mod quadratic;
 pub mod sinusoid;

@@ -1,0 +1,122 @@
+//! The LSTM language model: an embedding, one or more LSTM layers and a softmax output tied to
+//! the embedding, read in chunks of L tokens with the hidden state carried from chunk to chunk.
+//!
+//! Token x_t (0 ≤ x_t < V) is embedded as e_t = E[x_t] (`emb`, [V, E]). Layer l (input width
+//! n_0 = E, n_l = H above) with state (h, c) computes, gate order i, f, g, o:
+//!
+//! ```text
+//! z = x·Wx + h_prev·Wh + b        (lstm{l}.wx [n_l, 4H], lstm{l}.wh [H, 4H], lstm{l}.b [4H])
+//! i = σ(z_i)  f = σ(z_f)  g = tanh(z_g)  o = σ(z_o)
+//! c = f ⊙ c_prev + i ⊙ g          h = o ⊙ tanh(c)
+//! ```
+//!
+//! The top layer's h_t is projected to the embedding width when E ≠ H (u_t = h_t·P, `proj`
+//! [H, E]; u_t = h_t otherwise), and the logits are s_t = u_t·Eᵀ + b_out: the output weight
+//! `out.w` ([E, V]) is a transposed tie of `emb`, one storage that receives the sum of the
+//! gradients of both uses. The loss of a chunk is the mean cross-entropy
+//! ℓ = (1/L) Σ_t (log Σ_v exp s_tv − s_t,y_t) with y_t the next token.
+//!
+//! The state before the first token of a document is zero: a chunk says at which tokens a new
+//! document starts, and the state is reset there. Back-propagation runs through the chunk only
+//! (truncated BPTT): the state carried in is a constant of the chunk's loss.
+//!
+//! State layout of one instance: for each layer, h then c (H each): 2·layers·H floats.
+
+use rand::Rng;
+
+use crate::params::ParamLayout;
+use crate::{Error, Result};
+
+/// Sizes of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LmSpec {
+    /// Vocabulary size V.
+    pub vocab: usize,
+    /// Embedding width E.
+    pub embed: usize,
+    /// Hidden width H of every LSTM layer.
+    pub hidden: usize,
+    /// Number of LSTM layers.
+    pub layers: usize,
+}
+
+impl LmSpec {
+    /// A model of `vocab` tokens, embedding width `embed`, `layers` LSTM layers of `hidden`
+    /// units.
+    pub fn new(vocab: usize, embed: usize, hidden: usize, layers: usize) -> Result<Self> {
+        if vocab < 2 || embed == 0 || hidden == 0 || layers == 0 {
+            return Err(Error::invalid(format!(
+                "a language model needs at least 2 tokens, and positive embedding width, hidden \
+                 width and layer count (got V = {vocab}, E = {embed}, H = {hidden}, layers = \
+                 {layers})"
+            )));
+        }
+        Ok(Self {
+            vocab,
+            embed,
+            hidden,
+            layers,
+        })
+    }
+
+    /// True when the top layer is projected to the embedding width (E ≠ H).
+    pub fn has_projection(&self) -> bool {
+        self.embed != self.hidden
+    }
+
+    /// Input width of layer `l`.
+    pub fn input_width(&self, l: usize) -> usize {
+        if l == 0 {
+            self.embed
+        } else {
+            self.hidden
+        }
+    }
+
+    /// Floats of carried state per instance: h and c of every layer.
+    pub fn state_len(&self) -> usize {
+        2 * self.layers * self.hidden
+    }
+
+    /// The parameter layout: `emb`, then `lstm{l}.wx`, `lstm{l}.wh`, `lstm{l}.b` per layer,
+    /// `proj` when E ≠ H, `out.b`, and `out.w` tied to `emb` transposed.
+    pub fn layout(&self) -> Result<ParamLayout> {
+        let (v, e, h) = (self.vocab, self.embed, self.hidden);
+        let mut p = ParamLayout::new();
+        p.add("emb", &[v, e])?;
+        for l in 0..self.layers {
+            p.add(&format!("lstm{l}.wx"), &[self.input_width(l), 4 * h])?;
+            p.add(&format!("lstm{l}.wh"), &[h, 4 * h])?;
+            p.add(&format!("lstm{l}.b"), &[4 * h])?;
+        }
+        if self.has_projection() {
+            p.add("proj", &[h, e])?;
+        }
+        p.add("out.b", &[v])?;
+        p.tie("out.w", "emb", true)?;
+        Ok(p)
+    }
+
+    /// Initial parameters of `instances` instances: the embedding U(−0.1, 0.1), the LSTM and
+    /// projection weights U(−1/√H, 1/√H), biases 0 except the forget gate's 1.
+    pub fn init(&self, rng: &mut impl Rng, instances: usize) -> Result<Vec<f32>> {
+        let layout = self.layout()?;
+        let h = self.hidden;
+        let k = 1.0 / (h as f32).sqrt();
+        let mut all = vec![0.0f32; layout.size() * instances];
+        for one in all.chunks_mut(layout.size()) {
+            for e in layout.entries().iter().filter(|e| e.owns_storage()) {
+                let block = &mut one[e.offset..e.offset + e.len()];
+                if e.name.ends_with(".b") {
+                    if e.name.starts_with("lstm") {
+                        block[h..2 * h].fill(1.0);
+                    }
+                    continue;
+                }
+                let r = if e.name == "emb" { 0.1 } else { k };
+                block.iter_mut().for_each(|v| *v = rng.random_range(-r..r));
+            }
+        }
+        Ok(all)
+    }
+}
