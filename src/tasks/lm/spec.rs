@@ -1,7 +1,7 @@
 //! The LSTM language model: an embedding, one or more LSTM layers and a softmax output tied to
 //! the embedding, read in chunks of L tokens with the hidden state carried from chunk to chunk.
 //!
-//! Token x_t (0 ≤ x_t < V) is embedded as e_t = E[x_t] (`emb`, [V, E]). Layer l (input width
+//! Token x_t (0 ≤ x_t < V) is embedded as e_t = E(x_t), row x_t of `emb` ([V, E]). Layer l (input width
 //! n_0 = E, n_l = H above) with state (h, c) computes, gate order i, f, g, o:
 //!
 //! ```text
