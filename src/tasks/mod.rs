@@ -74,11 +74,12 @@ pub fn build_task(
     (family(&cfg.task.kind)?.build)(gpu, cfg, sample, instances)
 }
 
-/// The model kernels of every registered family, each once.
+/// The model kernels of every registered family, and of the language model, each once.
 pub fn kernels() -> Vec<&'static Kernel> {
     let mut v: Vec<&'static Kernel> = Vec::new();
-    for f in REGISTRY {
-        for k in (f.kernels)() {
+    let families = REGISTRY.iter().map(|f| (f.kernels)());
+    for ks in families.chain([lm::kernels::kernels()]) {
+        for k in ks {
             if !v.iter().any(|x| std::ptr::eq(*x, k)) {
                 v.push(k);
             }

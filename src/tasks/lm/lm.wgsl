@@ -1,0 +1,204 @@
+// The LSTM language model's own kernels, batched over N instances (equations in spec.rs). The
+// matrix products (input projections X·Wx + b, the output logits U·Eᵀ + b_out, and every weight
+// gradient over the whole chunk) run on the generic matmul; the losses on softmax_xent.
+//
+// The chunk buffer (u32) holds, for N instances of L tokens, dense [N, L] each: tokens at 0,
+// targets at N·L, starts (1 where a document starts) at 2·N·L, order (positions sorted by token,
+// stable) at 3·N·L, then seg [N, L + 1] at 4·N·L: the u-th distinct token of instance n is read
+// at positions order[seg[u] .. seg[u+1]] (padded with L).
+//
+// A layer's work buffer holds dense per-instance regions (offsets in Params, instance strides
+// L·4H or L·H): ZX = X·Wx + b, G (gates i f g o after their nonlinearities), C (c_t), H (h_t),
+// HP (h_{t−1} as used: 0 after a reset), CP (c_{t−1} as used), DHA (∂ℓ/∂h_t from above), DZ
+// (∂ℓ/∂z_t), DCP (∂ℓ/∂c_{t−1}). State: per instance s_bs floats, this layer's h at s_off, c at
+// s_off + H.
+//
+// lm_embed       X[n,t,e] = θ_n[emb + tok[n,t]·E + e]
+// lm_step        time step t, unit j of instance n:
+//                  reset = starts[n,t]; (h_p, c_p) = 0 if reset, else the state (t = 0) or
+//                  (H, C)[n, t−1];  z_g = ZX[n,t,gH+j] + Σ_i h_p[i]·Wh[i, gH+j]
+//                  i,f,o = σ(z_{i,f,o}), g = tanh(z_g); c = f·c_p + i·g; h = o·tanh c
+//                  writes G, C, H, HP, CP at t, and at t = L−1 the state out.
+// lm_step_back   time step t (taken from L−1 down to 0), unit j: with no reset at t + 1,
+//                  dh = DHA[n,t,j] + Σ_k DZ[n,t+1,k]·Wh[j,k], dc' = DCP[n,t+1,j]; else dh = DHA,
+//                  dc' = 0. dc = dc' + dh·o·(1 − tanh² c);
+//                  dz_i = dc·g·i(1−i), dz_f = dc·c_p·f(1−f), dz_g = dc·i·(1−g²),
+//                  dz_o = dh·tanh c·o(1−o); DCP[n,t,j] = dc·f.
+// lm_embed_grad  grad_n[emb + v·E + e] (+)= Σ_{t: tok[n,t] = v} DX[n,t,e], the positions of
+//                  each distinct token summed in order (no atomics).
+
+struct Params {
+    batch: u32, len: u32, hidden: u32, t: u32,
+    th_off: u32, th_bs: u32, wh_off: u32, s_bs: u32,
+    s_off: u32, emb_off: u32, width: u32, vocab: u32,
+    zx: u32, g: u32, c: u32, h: u32,
+    hp: u32, cp: u32, dha: u32, dz: u32,
+    dcp: u32, accumulate: u32, _p0: u32, _p1: u32,
+}
+
+@group(1) @binding(0) var<uniform> p: Params;
+
+// lm_embed
+@group(0) @binding(0) var<storage, read> theta: array<f32>;
+@group(0) @binding(1) var<storage, read> chunk: array<u32>;
+@group(0) @binding(2) var<storage, read_write> x_out: array<f32>;
+// lm_step (theta, chunk as above)
+@group(0) @binding(2) var<storage, read> state_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> work: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state_out: array<f32>;
+// lm_step_back (theta, chunk as above)
+@group(0) @binding(2) var<storage, read_write> bwork: array<f32>;
+// lm_embed_grad
+@group(0) @binding(0) var<storage, read> dx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+
+fn sigm(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+@compute @workgroup_size(256)
+fn lm_embed(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = flat_index(wid, nwg, li);
+    let e_n = p.width;
+    if (i >= p.batch * p.len * e_n) { return; }
+    let nt = i / e_n;
+    let e = i % e_n;
+    let n = nt / p.len;
+    let tok = chunk[nt];
+    x_out[i] = theta[p.th_off + n * p.th_bs + p.emb_off + tok * e_n + e];
+}
+
+@compute @workgroup_size(256)
+fn lm_step(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = flat_index(wid, nwg, li);
+    let h_n = p.hidden;
+    if (i >= p.batch * h_n) { return; }
+    let n = i / h_n;
+    let j = i % h_n;
+    let t = p.t;
+    let row = n * p.len + t;
+    let reset = chunk[2u * p.batch * p.len + row] != 0u;
+    let s = n * p.s_bs + p.s_off;
+    let prev = row - 1u;
+    var z = array<f32, 4>();
+    for (var g = 0u; g < 4u; g++) {
+        z[g] = work[p.zx + row * 4u * h_n + g * h_n + j];
+    }
+    var hp_j = 0.0;
+    var cp_j = 0.0;
+    if (!reset) {
+        let wh = p.th_off + n * p.th_bs + p.wh_off;
+        for (var k = 0u; k < h_n; k++) {
+            var hk: f32;
+            if (t == 0u) { hk = state_in[s + k]; } else { hk = work[p.h + prev * h_n + k]; }
+            let w = wh + k * 4u * h_n + j;
+            z[0] = fma(hk, theta[w], z[0]);
+            z[1] = fma(hk, theta[w + h_n], z[1]);
+            z[2] = fma(hk, theta[w + 2u * h_n], z[2]);
+            z[3] = fma(hk, theta[w + 3u * h_n], z[3]);
+        }
+        if (t == 0u) {
+            hp_j = state_in[s + j];
+            cp_j = state_in[s + h_n + j];
+        } else {
+            hp_j = work[p.h + prev * h_n + j];
+            cp_j = work[p.c + prev * h_n + j];
+        }
+    }
+    let ig = sigm(z[0]);
+    let fg = sigm(z[1]);
+    let gg = tanh(z[2]);
+    let og = sigm(z[3]);
+    let c = fg * cp_j + ig * gg;
+    let h = og * tanh(c);
+    let gb = p.g + row * 4u * h_n + j;
+    work[gb] = ig;
+    work[gb + h_n] = fg;
+    work[gb + 2u * h_n] = gg;
+    work[gb + 3u * h_n] = og;
+    work[p.c + row * h_n + j] = c;
+    work[p.h + row * h_n + j] = h;
+    work[p.hp + row * h_n + j] = hp_j;
+    work[p.cp + row * h_n + j] = cp_j;
+    if (t + 1u == p.len) {
+        state_out[s + j] = h;
+        state_out[s + h_n + j] = c;
+    }
+}
+
+@compute @workgroup_size(256)
+fn lm_step_back(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = flat_index(wid, nwg, li);
+    let h_n = p.hidden;
+    if (i >= p.batch * h_n) { return; }
+    let n = i / h_n;
+    let j = i % h_n;
+    let t = p.t;
+    let row = n * p.len + t;
+    var dh = bwork[p.dha + row * h_n + j];
+    var dc = 0.0;
+    if (t + 1u < p.len && chunk[2u * p.batch * p.len + row + 1u] == 0u) {
+        let next = row + 1u;
+        let wh = p.th_off + n * p.th_bs + p.wh_off + j * 4u * h_n;
+        for (var k = 0u; k < 4u * h_n; k++) {
+            dh = fma(bwork[p.dz + next * 4u * h_n + k], theta[wh + k], dh);
+        }
+        dc = bwork[p.dcp + next * h_n + j];
+    }
+    let gb = p.g + row * 4u * h_n + j;
+    let ig = bwork[gb];
+    let fg = bwork[gb + h_n];
+    let gg = bwork[gb + 2u * h_n];
+    let og = bwork[gb + 3u * h_n];
+    let tc = tanh(bwork[p.c + row * h_n + j]);
+    let cp = bwork[p.cp + row * h_n + j];
+    dc = dc + dh * og * (1.0 - tc * tc);
+    let db = p.dz + row * 4u * h_n + j;
+    bwork[db] = dc * gg * ig * (1.0 - ig);
+    bwork[db + h_n] = dc * cp * fg * (1.0 - fg);
+    bwork[db + 2u * h_n] = dc * ig * (1.0 - gg * gg);
+    bwork[db + 3u * h_n] = dh * tc * og * (1.0 - og);
+    bwork[p.dcp + row * h_n + j] = dc * fg;
+}
+
+@compute @workgroup_size(256)
+fn lm_embed_grad(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let i = flat_index(wid, nwg, li);
+    let e_n = p.width;
+    let l = p.len;
+    if (i >= p.batch * l * e_n) { return; }
+    let nu = i / e_n;
+    let e = i % e_n;
+    let n = nu / l;
+    let u = nu % l;
+    let nl = p.batch * l;
+    let seg = 4u * nl + n * (l + 1u);
+    let a = chunk[seg + u];
+    let b = chunk[seg + u + 1u];
+    if (a >= b) { return; }
+    let order = 3u * nl + n * l;
+    let v = chunk[n * l + chunk[order + a]];
+    var s = 0.0;
+    for (var k = a; k < b; k++) {
+        s += dx[(n * l + chunk[order + k]) * e_n + e];
+    }
+    let o = p.th_off + n * p.th_bs + p.emb_off + v * e_n + e;
+    if (p.accumulate != 0u) { s = grad[o] + s; }
+    grad[o] = s;
+}

@@ -1,0 +1,400 @@
+//! The LSTM language model on the GPU: N instances (each its own parameter block) read one chunk
+//! of L tokens each; the forward pass, the mean cross-entropy per instance, the gradient by
+//! truncated BPTT inside the chunk, and the state carried to the next chunk. Equations in
+//! [`super::spec`]; the reference is [`super::reference::loss_grad`].
+//!
+//! Per layer the input projection of the whole chunk is one matrix product, then one dispatch
+//! per time step runs the recurrent product and the cell ([`super::kernels::step`]); backward,
+//! one dispatch per time step gives ∂ℓ/∂z, and the weight gradients of the whole chunk are
+//! matrix products again.
+
+use super::kernels::{self, ChunkDims, LayerRef, LayerWork};
+use super::spec::LmSpec;
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
+use crate::kernels::matmul::{matmul, Activation, Epilogue, MatDims, MatView};
+use crate::kernels::reduce::{reduce, Out, ReduceOp, Reduction, Strided};
+use crate::kernels::vec::View;
+use crate::kernels::Batched;
+use crate::params::ParamLayout;
+use crate::tasks::mlp::softmax::{softmax_xent, LossDims};
+use crate::{Error, Result};
+
+/// Offsets of the named tensors in a block.
+#[derive(Clone, Debug)]
+struct Offsets {
+    emb: usize,
+    wx: Vec<usize>,
+    wh: Vec<usize>,
+    b: Vec<usize>,
+    proj: Option<usize>,
+    out_b: usize,
+}
+
+/// Workspace of the model for N instances and chunks of L tokens.
+#[derive(Debug)]
+pub struct GpuLm {
+    spec: LmSpec,
+    layout: ParamLayout,
+    offsets: Offsets,
+    dims: ChunkDims,
+    regions: LayerWork,
+    work: Vec<GpuBuffer>,
+    x0: GpuBuffer,
+    dx0: GpuBuffer,
+    /// Projected top outputs and their gradient (E ≠ H only).
+    proj_io: Option<(GpuBuffer, GpuBuffer)>,
+    logits: GpuBuffer,
+    dlogits: GpuBuffer,
+    chunk: GpuBuffer,
+}
+
+/// A dense batch of `rows × cols` matrices at `off` of `buf`.
+fn dense(buf: &GpuBuffer, off: usize, rows: usize, cols: usize) -> MatView<'_> {
+    MatView::dense(buf, off, rows, cols)
+}
+
+/// The `rows × cols` tensor at `off` of every instance's block.
+fn param(b: Batched<'_>, off: usize, cols: usize) -> MatView<'_> {
+    MatView {
+        buf: b.buf,
+        off: b.off + off,
+        batch_stride: b.batch_stride,
+        ld: cols,
+        trans: false,
+    }
+}
+
+impl GpuLm {
+    /// The workspace of `instances` instances of `spec` reading chunks of `len` tokens.
+    pub fn new(gpu: &Gpu, spec: &LmSpec, instances: usize, len: usize) -> Result<Self> {
+        if instances == 0 || len == 0 {
+            return Err(Error::invalid(
+                "a language model needs at least one instance and chunks of at least one token",
+            ));
+        }
+        let layout = spec.layout()?;
+        let at = |name: &str| layout.require(name).map(|e| e.offset);
+        let per = |what: &str| -> Result<Vec<usize>> {
+            (0..spec.layers)
+                .map(|l| at(&format!("lstm{l}.{what}")))
+                .collect()
+        };
+        let offsets = Offsets {
+            emb: at("emb")?,
+            wx: per("wx")?,
+            wh: per("wh")?,
+            b: per("b")?,
+            proj: if spec.has_projection() {
+                Some(at("proj")?)
+            } else {
+                None
+            },
+            out_b: at("out.b")?,
+        };
+        let dims = ChunkDims {
+            batch: instances,
+            len,
+            vocab: spec.vocab,
+            embed: spec.embed,
+            hidden: spec.hidden,
+        };
+        let regions = LayerWork::packed(&dims);
+        let nle = instances * len * spec.embed;
+        let nlv = instances * len * spec.vocab;
+        let work = (0..spec.layers)
+            .map(|l| gpu.buffer(&format!("lm work {l}"), regions.len))
+            .collect::<Result<Vec<_>>>()?;
+        let proj_io = if spec.has_projection() {
+            Some((gpu.buffer("lm u", nle)?, gpu.buffer("lm du", nle)?))
+        } else {
+            None
+        };
+        Ok(Self {
+            spec: *spec,
+            layout,
+            offsets,
+            dims,
+            regions,
+            work,
+            x0: gpu.buffer("lm x0", nle)?,
+            dx0: gpu.buffer("lm dx0", nle)?,
+            proj_io,
+            logits: gpu.buffer("lm logits", nlv)?,
+            dlogits: gpu.buffer("lm dlogits", nlv)?,
+            chunk: gpu.buffer("lm chunk", dims.chunk_len())?,
+        })
+    }
+
+    /// The parameter layout of one instance.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// The model.
+    pub fn spec(&self) -> &LmSpec {
+        &self.spec
+    }
+
+    /// Bytes of GPU memory held.
+    pub fn bytes(&self) -> u64 {
+        let mut b = self.x0.bytes() + self.dx0.bytes() + self.logits.bytes();
+        b += self.dlogits.bytes() + self.chunk.bytes();
+        b += self.work.iter().map(GpuBuffer::bytes).sum::<u64>();
+        if let Some((u, du)) = &self.proj_io {
+            b += u.bytes() + du.bytes();
+        }
+        b
+    }
+
+    /// Upload the chunk every instance reads next: `tokens`, `targets` and `starts` (a
+    /// document starts at that token), each `[N, L]`.
+    pub fn upload_chunk(
+        &self,
+        gpu: &Gpu,
+        tokens: &[u32],
+        targets: &[u32],
+        starts: &[bool],
+    ) -> Result<()> {
+        let words = kernels::chunk_words(&self.dims, tokens, targets, starts)?;
+        gpu.write(&self.chunk, 0, &words)
+    }
+
+    fn layer<'a>(&'a self, theta: Batched<'a>, l: usize) -> LayerRef<'a> {
+        LayerRef {
+            theta: (theta, self.layout.size()),
+            wh_off: self.offsets.wh[l],
+            work: (&self.work[l], self.regions),
+            state: (2 * l * self.spec.hidden, self.spec.state_len()),
+        }
+    }
+
+    /// Input sequence of layer `l`: (buffer, offset, width).
+    fn input(&self, l: usize) -> (&GpuBuffer, usize, usize) {
+        if l == 0 {
+            (&self.x0, 0, self.spec.embed)
+        } else {
+            (&self.work[l - 1], self.regions.h, self.spec.hidden)
+        }
+    }
+
+    /// Record the chunk's loss of every instance (`loss[loss.off + n]`) at `theta` from the
+    /// state in `states.0`, the state after the chunk into `states.1`, and, with `grad`, the
+    /// gradient of the loss into it (every storage of the block written).
+    pub fn record(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        states: (&GpuBuffer, &GpuBuffer),
+        grad: Option<Batched>,
+        loss: View,
+    ) -> Result<()> {
+        let (d, o, s) = (&self.dims, &self.offsets, &self.spec);
+        let (n, l_n, h_n, e_n, v_n) = (d.batch, d.len, s.hidden, s.embed, s.vocab);
+        let block = self.layout.size();
+        kernels::embed(rec, d, (theta, block, o.emb), &self.chunk, &self.x0)?;
+        for l in 0..s.layers {
+            let (x, x_off, width) = self.input(l);
+            matmul(
+                rec,
+                MatDims::new(l_n, 4 * h_n, width, n),
+                dense(x, x_off, l_n, width),
+                param(theta, o.wx[l], 4 * h_n),
+                dense(&self.work[l], self.regions.zx, l_n, 4 * h_n),
+                Epilogue::BiasAct {
+                    buf: theta.buf,
+                    off: theta.off + o.b[l],
+                    batch_stride: theta.batch_stride,
+                    act: Activation::Identity,
+                },
+            )?;
+            let layer = self.layer(theta, l);
+            for t in 0..l_n {
+                kernels::step(rec, d, &layer, &self.chunk, states, t)?;
+            }
+        }
+        let top = &self.work[s.layers - 1];
+        let top_h = dense(top, self.regions.h, l_n, h_n);
+        let u = match (&self.proj_io, o.proj) {
+            (Some((u, _)), Some(p)) => {
+                matmul(
+                    rec,
+                    MatDims::new(l_n, e_n, h_n, n),
+                    top_h,
+                    param(theta, p, e_n),
+                    dense(u, 0, l_n, e_n),
+                    Epilogue::Store,
+                )?;
+                dense(u, 0, l_n, e_n)
+            }
+            _ => top_h,
+        };
+        matmul(
+            rec,
+            MatDims::new(l_n, v_n, e_n, n),
+            u,
+            param(theta, o.emb, e_n).t(),
+            dense(&self.logits, 0, l_n, v_n),
+            Epilogue::BiasAct {
+                buf: theta.buf,
+                off: theta.off + o.out_b,
+                batch_stride: theta.batch_stride,
+                act: Activation::Identity,
+            },
+        )?;
+        softmax_xent(
+            rec,
+            LossDims {
+                rows: l_n,
+                width: v_n,
+                batch: n,
+            },
+            Batched::dense(&self.logits, l_n * v_n),
+            Batched {
+                buf: &self.chunk,
+                off: n * l_n,
+                batch_stride: l_n,
+            },
+            Batched::dense(&self.dlogits, l_n * v_n),
+            grad.is_some(),
+            loss,
+        )?;
+        match grad {
+            Some(g) => self.record_backward(rec, theta, u, g),
+            None => Ok(()),
+        }
+    }
+
+    fn record_backward(
+        &self,
+        rec: &mut Recorder,
+        theta: Batched,
+        u: MatView,
+        grad: Batched,
+    ) -> Result<()> {
+        let (d, o, s) = (&self.dims, &self.offsets, &self.spec);
+        let (n, l_n, h_n, e_n, v_n) = (d.batch, d.len, s.hidden, s.embed, s.vocab);
+        let block = self.layout.size();
+        let dlogits = dense(&self.dlogits, 0, l_n, v_n);
+        reduce(
+            rec,
+            Reduction::new(ReduceOp::Sum, l_n, v_n, n),
+            Strided {
+                buf: &self.dlogits,
+                off: 0,
+                batch_stride: l_n * v_n,
+                row_stride: v_n,
+                col_stride: 1,
+            },
+            Out {
+                buf: grad.buf,
+                off: grad.off + o.out_b,
+                batch_stride: grad.batch_stride,
+                col_stride: 1,
+            },
+        )?;
+        // The output's share of the tied embedding's gradient; the input's is added below.
+        matmul(
+            rec,
+            MatDims::new(v_n, e_n, l_n, n),
+            dlogits.t(),
+            u,
+            param(grad, o.emb, e_n),
+            Epilogue::Store,
+        )?;
+        let top = &self.work[s.layers - 1];
+        let top_dha = dense(top, self.regions.dha, l_n, h_n);
+        match (&self.proj_io, o.proj) {
+            (Some((_, du)), Some(p)) => {
+                let du_v = dense(du, 0, l_n, e_n);
+                matmul(
+                    rec,
+                    MatDims::new(l_n, e_n, v_n, n),
+                    dlogits,
+                    param(theta, o.emb, e_n),
+                    du_v,
+                    Epilogue::Store,
+                )?;
+                matmul(
+                    rec,
+                    MatDims::new(h_n, e_n, l_n, n),
+                    dense(top, self.regions.h, l_n, h_n).t(),
+                    du_v,
+                    param(grad, p, e_n),
+                    Epilogue::Store,
+                )?;
+                matmul(
+                    rec,
+                    MatDims::new(l_n, h_n, e_n, n),
+                    du_v,
+                    param(theta, p, e_n).t(),
+                    top_dha,
+                    Epilogue::Store,
+                )?;
+            }
+            _ => matmul(
+                rec,
+                MatDims::new(l_n, e_n, v_n, n),
+                dlogits,
+                param(theta, o.emb, e_n),
+                top_dha,
+                Epilogue::Store,
+            )?,
+        }
+        for l in (0..s.layers).rev() {
+            let layer = self.layer(theta, l);
+            for t in (0..l_n).rev() {
+                kernels::step_back(rec, d, &layer, &self.chunk, t)?;
+            }
+            let work = &self.work[l];
+            let dz = dense(work, self.regions.dz, l_n, 4 * h_n);
+            let (x, x_off, width) = self.input(l);
+            matmul(
+                rec,
+                MatDims::new(width, 4 * h_n, l_n, n),
+                dense(x, x_off, l_n, width).t(),
+                dz,
+                param(grad, o.wx[l], 4 * h_n),
+                Epilogue::Store,
+            )?;
+            matmul(
+                rec,
+                MatDims::new(h_n, 4 * h_n, l_n, n),
+                dense(work, self.regions.hp, l_n, h_n).t(),
+                dz,
+                param(grad, o.wh[l], 4 * h_n),
+                Epilogue::Store,
+            )?;
+            reduce(
+                rec,
+                Reduction::new(ReduceOp::Sum, l_n, 4 * h_n, n),
+                Strided {
+                    buf: work,
+                    off: self.regions.dz,
+                    batch_stride: l_n * 4 * h_n,
+                    row_stride: 4 * h_n,
+                    col_stride: 1,
+                },
+                Out {
+                    buf: grad.buf,
+                    off: grad.off + o.b[l],
+                    batch_stride: grad.batch_stride,
+                    col_stride: 1,
+                },
+            )?;
+            let below = if l == 0 {
+                dense(&self.dx0, 0, l_n, e_n)
+            } else {
+                dense(&self.work[l - 1], self.regions.dha, l_n, h_n)
+            };
+            matmul(
+                rec,
+                MatDims::new(l_n, width, 4 * h_n, n),
+                dz,
+                param(theta, o.wx[l], 4 * h_n).t(),
+                below,
+                Epilogue::Store,
+            )?;
+        }
+        kernels::embed_grad(rec, d, &self.dx0, &self.chunk, (grad, block, o.emb), true)
+    }
+}
