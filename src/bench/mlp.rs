@@ -1,10 +1,11 @@
 //! MLP forward + backward passes batched over task instances.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-use super::Measurement;
+use super::{io, median, skip_limit, BenchOptions, Measurement, MlpRow, Row};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::Activation;
 use crate::kernels::Batched;
@@ -106,11 +107,10 @@ impl MlpWorkload {
     /// One warm-up run, then the median of `repeats` runs of `steps` steps.
     pub fn measure(&self, gpu: &Gpu, steps: usize, repeats: usize) -> Result<Measurement> {
         self.run(gpu, steps.min(2))?;
-        let mut times: Vec<f64> = (0..repeats.max(1))
+        let times: Vec<f64> = (0..repeats.max(1))
             .map(|_| self.run(gpu, steps).map(|d| d.as_secs_f64()))
             .collect::<Result<_>>()?;
-        times.sort_by(f64::total_cmp);
-        let step = times[times.len() / 2] / steps as f64;
+        let step = median(times) / steps as f64;
         let n = self.case.instances as f64;
         Ok(Measurement {
             label: self.case.label(),
@@ -137,4 +137,51 @@ pub fn default_mlp_cases(quick: bool) -> Vec<MlpCase> {
         }
     }
     v
+}
+
+/// The MLP part of [`run`](super::run): every case of [`default_mlp_cases`].
+pub(super) fn run(gpu: &Gpu, opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>> {
+    let (steps, repeats) = (opts.steps, opts.repeats);
+    let info = &gpu.props().info;
+    writeln!(
+        out,
+        "MLP forward + backward on {} ({:?}), median of {repeats} runs of {steps} steps",
+        info.name, info.backend
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
+        "{:<40} {:>12} {:>18} {:>10}",
+        "case", "ms/step", "instance-steps/s", "GFLOP/s"
+    )
+    .map_err(io)?;
+    let mut rows = Vec::new();
+    for case in default_mlp_cases(opts.quick) {
+        let measured =
+            skip_limit(MlpWorkload::new(gpu, &case).and_then(|w| w.measure(gpu, steps, repeats)))?;
+        let m = match measured {
+            Ok(m) => m,
+            Err(e) => {
+                writeln!(out, "{:<40} skipped: {e}", case.label()).map_err(io)?;
+                continue;
+            }
+        };
+        writeln!(
+            out,
+            "{:<40} {:>12.3} {:>18.0} {:>10.1}",
+            m.label,
+            m.step_seconds * 1e3,
+            m.instance_steps_per_second,
+            m.gflops
+        )
+        .map_err(io)?;
+        rows.push(Row::Mlp(MlpRow {
+            case: m.label,
+            steps: m.steps,
+            step_seconds: m.step_seconds,
+            instance_steps_per_second: m.instance_steps_per_second,
+            gflops: m.gflops,
+        }));
+    }
+    Ok(rows)
 }

@@ -1,10 +1,13 @@
 //! One fused inner-optimizer step over many coordinates, against the bandwidth of a copy kernel.
 
+use std::io::Write;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
+use super::{io, median, skip_limit, BenchOptions, OptRow, Row};
 use crate::gpu::{Gpu, Recorder};
+use crate::optim::Optimizer;
 use crate::Result;
 
 /// Result of timing one fused optimizer step over many coordinates.
@@ -27,7 +30,7 @@ pub struct StepMeasurement {
 /// of `repeats` runs. The gradient is fixed (random), as the kernels do not care.
 pub fn measure_optimizer_step(
     gpu: &Gpu,
-    opt: &crate::optim::Optimizer,
+    opt: &Optimizer,
     params: usize,
     tensors: usize,
     steps: usize,
@@ -77,11 +80,10 @@ pub fn measure_optimizer_step(
         Ok(t0.elapsed().as_secs_f64())
     };
     run(2)?;
-    let mut times: Vec<f64> = (0..repeats.max(1))
+    let times: Vec<f64> = (0..repeats.max(1))
         .map(|_| run(steps))
         .collect::<Result<_>>()?;
-    times.sort_by(f64::total_cmp);
-    let step = times[times.len() / 2] / steps as f64;
+    let step = median(times) / steps as f64;
     let s = opt.state_len() as u64;
     let c = params as u64;
     // Reads θ, g and the state and writes θ and the state; the MLP optimizer reads θ, g and
@@ -117,9 +119,70 @@ pub fn measure_copy_bandwidth(gpu: &Gpu, floats: usize, repeats: usize) -> Resul
         Ok(t0.elapsed().as_secs_f64())
     };
     run(1)?;
-    let mut times: Vec<f64> = (0..repeats.max(1))
+    let times: Vec<f64> = (0..repeats.max(1))
         .map(|_| run(10))
         .collect::<Result<_>>()?;
-    times.sort_by(f64::total_cmp);
-    Ok(2.0 * 4.0 * floats as f64 * 10.0 / times[times.len() / 2] / 1e9)
+    Ok(2.0 * 4.0 * floats as f64 * 10.0 / median(times) / 1e9)
+}
+
+/// The optimizer-step part of [`run`](super::run): Adam and the MLP optimizer on 2^20, 2^24
+/// and 2^26 coordinates (2^18 with `quick`) in 16 tensors, against the copy kernel's bandwidth.
+pub(super) fn run(gpu: &Gpu, opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>> {
+    let repeats = opts.repeats;
+    let (sizes, largest): (&[usize], usize) = if opts.quick {
+        (&[1 << 18], 1 << 18)
+    } else {
+        (&[1 << 20, 1 << 24, 1 << 26], 1 << 26)
+    };
+    // The copy reference moves as many bytes as the largest case's θ, so it runs at full speed.
+    let copy = measure_copy_bandwidth(gpu, largest * 4, repeats)?;
+    let mut rows = Vec::new();
+    for &params in sizes {
+        writeln!(
+            out,
+            "\nfused optimizer step, {params} coordinates in 16 tensors (median of {repeats} runs of 10 steps); copy-kernel bandwidth {copy:.1} GB/s"
+        )
+        .map_err(io)?;
+        writeln!(
+            out,
+            "{:<44} {:>12} {:>14} {:>10} {:>12}",
+            "case", "ms/step", "bytes/step", "GB/s", "of copy"
+        )
+        .map_err(io)?;
+        let mut adam_time = None;
+        for name in ["adam", "mlp"] {
+            let o = Optimizer::parse(name)?;
+            let m = match skip_limit(measure_optimizer_step(gpu, &o, params, 16, 10, repeats))? {
+                Ok(m) => m,
+                Err(e) => {
+                    writeln!(out, "{name}: skipped: {e}").map_err(io)?;
+                    continue;
+                }
+            };
+            let ratio = adam_time
+                .map(|a: f64| format!(", {:.2}× Adam's time", m.step_seconds / a))
+                .unwrap_or_default();
+            if name == "adam" {
+                adam_time = Some(m.step_seconds);
+            }
+            writeln!(
+                out,
+                "{:<44} {:>12.3} {:>14} {:>10.1} {:>11.0}%{ratio}",
+                m.label,
+                m.step_seconds * 1e3,
+                m.bytes_per_step,
+                m.gb_per_second,
+                100.0 * m.gb_per_second / copy
+            )
+            .map_err(io)?;
+            rows.push(Row::Opt(OptRow {
+                case: m.label,
+                step_seconds: m.step_seconds,
+                bytes_per_step: m.bytes_per_step,
+                gb_per_second: m.gb_per_second,
+                copy_gb_per_second: copy,
+            }));
+        }
+    }
+    Ok(rows)
 }

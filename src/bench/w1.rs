@@ -1,11 +1,14 @@
 //! W1: L2L meta-training of the LSTM optimizer on 784-20-10 MLPs, with its FLOP model.
 
+use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
+use super::{io, median, skip_limit, BenchOptions, KernelRow, Row, Status, W1LimitRow, W1Row};
 use crate::gpu::Gpu;
 use crate::kernels::matmul::Activation;
 use crate::models::MlpSpec;
-use crate::Result;
+use crate::{Error, Result};
 
 /// The card's FP32 ceiling used for the W1 floor: vec4 FMA chains from WGSL, measured on the
 /// NVIDIA H200 (see BENCHMARKS.md); FLOP/s.
@@ -174,11 +177,7 @@ fn w1_steps_per_run(warm_up_seconds: f64) -> usize {
 /// 784-20-10 sigmoid (batch 128, synthetic images), T = 20, truncated, store-all, meta-Adam.
 /// One warm-up outer step (with GPU timestamps where the device has them), then the median
 /// of `repeats` runs of a few outer steps, wall clock up to the status readback.
-pub fn measure_w1(
-    gpu: &std::sync::Arc<Gpu>,
-    instances: usize,
-    repeats: usize,
-) -> Result<W1Measurement> {
+pub fn measure_w1(gpu: &Arc<Gpu>, instances: usize, repeats: usize) -> Result<W1Measurement> {
     use crate::meta::{MetaConfig, MetaTrainer};
     use crate::optim::lstm::{Lstm, HIDDEN};
     use crate::optim::Optimizer;
@@ -201,7 +200,7 @@ pub fn measure_w1(
     let warm_seconds = t0.elapsed().as_secs_f64();
     let kernels = gpu.profiler().gpu_time_report();
     let k = w1_steps_per_run(warm_seconds);
-    let mut times: Vec<f64> = (0..repeats.max(1))
+    let times: Vec<f64> = (0..repeats.max(1))
         .map(|_| {
             let t = Instant::now();
             for _ in 0..k {
@@ -210,15 +209,15 @@ pub fn measure_w1(
             Ok(t.elapsed().as_secs_f64() / k as f64)
         })
         .collect::<Result<_>>()?;
-    times.sort_by(f64::total_cmp);
-    let step = times[times.len() / 2];
+    let runs = times.len();
+    let step = median(times);
     let flops = w1_flops(&spec, W1_BATCH, HIDDEN, instances, W1_UNROLL)?;
     let gpu_seconds: f64 = kernels.iter().map(|k| k.2).sum();
     Ok(W1Measurement {
-        label: format!("w1 lstm on 784-20-10 MLPs B=128 T=20 N={instances} store-all"),
+        label: label(instances),
         instances,
         outer_steps: k,
-        repeats: times.len(),
+        repeats: runs,
         step_seconds: step,
         inner_steps_per_second: (W1_UNROLL * instances) as f64 / step,
         flops,
@@ -229,70 +228,95 @@ pub fn measure_w1(
     })
 }
 
-/// The W1 instance counts: `list` (comma separated) if given, else 1, 16, 256, 1024 when W1
-/// runs alone, 1 and 16 inside the full benchmark, 1 and 4 with `quick`; none inside the full
-/// benchmark on a `software` adapter (an outer step at N = 1 takes over a minute on lavapipe).
+/// Parse a comma-separated list of positive instance counts, e.g. `1,16,256`.
+pub fn parse_instance_list(list: &str) -> Result<Vec<usize>> {
+    list.split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "'{v}' in the instance list is not a positive integer"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// The W1 instance counts: `list` if given, else 1, 16, 256, 1024 when W1 runs alone, 1 and 16
+/// inside the full benchmark, 1 and 4 with `quick`; none inside the full benchmark on a
+/// `software` adapter (an outer step at N = 1 takes over a minute on lavapipe).
 pub fn w1_instance_counts(
-    list: Option<&str>,
+    list: Option<&[usize]>,
     alone: bool,
     quick: bool,
     software: bool,
-) -> Result<Vec<usize>> {
+) -> Vec<usize> {
     if let Some(list) = list {
-        return list
-            .split(',')
-            .map(|v| {
-                v.trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| {
-                        crate::Error::invalid(format!(
-                            "'{v}' in the instance list is not a positive integer"
-                        ))
-                    })
-            })
-            .collect();
+        return list.to_vec();
     }
-    Ok(match (quick, alone) {
+    match (quick, alone) {
         _ if software && !alone => Vec::new(),
         (true, _) => vec![1, 4],
         (false, true) => vec![1, 16, 256, 1024],
         (false, false) => vec![1, 16],
-    })
+    }
 }
 
-/// Run W1 at each of `counts`, print a table and return one JSON object per case (the schema
-/// of the other `metalearn bench --json` rows, plus W1's fields; a case over the device's
-/// limits gives `"status": "limit"`).
-pub fn run_w1(gpu: &std::sync::Arc<Gpu>, counts: &[usize], repeats: usize) -> Result<Vec<String>> {
-    println!(
+/// The label of the W1 case with `instances` instances.
+fn label(instances: usize) -> String {
+    format!("w1 lstm on 784-20-10 MLPs B=128 T=20 N={instances} store-all")
+}
+
+/// The W1 part of [`run`](super::run): W1 at each of [`w1_instance_counts`], a table and one
+/// row per case (a case over the device's limits gives a [`W1LimitRow`]).
+pub(super) fn run(gpu: &Arc<Gpu>, opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>> {
+    let counts = w1_instance_counts(
+        opts.w1_instances.as_deref(),
+        opts.only.is_some(),
+        opts.quick,
+        gpu.props().is_software(),
+    );
+    if counts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let repeats = opts.repeats;
+    writeln!(
+        out,
         "\nW1: L2L LSTM optimizer (2×20, LogAndSign) on 784-20-10 sigmoid MLPs, B = 128, T = 20, truncated, \
          store-all, meta-Adam; median of {repeats} runs; FLOP/s of the executed count, peak {:.1} TFLOP/s",
         W1_PEAK_FLOPS / 1e12
-    );
-    println!(
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
         "{:<8} {:>12} {:>14} {:>10} {:>8} {:>9} {:>12} {:>12}",
         "N", "ms/outer", "steps×inst/s", "TFLOP/s", "of peak", "GPU busy", "floor ms", "held MiB"
-    );
+    )
+    .map_err(io)?;
     let mut rows = Vec::new();
-    for &n in counts {
-        let m = match measure_w1(gpu, n, repeats) {
+    for n in counts {
+        let m = match skip_limit(measure_w1(gpu, n, repeats))? {
             Ok(m) => m,
-            Err(e @ crate::Error::LimitExceeded { .. }) => {
-                println!("{n:<8} skipped: {e}");
-                rows.push(format!(
-                    "    {{\"case\": \"w1 lstm on 784-20-10 MLPs B=128 T=20 N={n} store-all\", \"implementation\": \"metalearn\", \"instances\": {n}, \"status\": \"limit\", \"error\": \"{}\"}}",
-                    e.to_string().replace('"', "'").replace('\n', " ")
-                ));
+            Err(e) => {
+                writeln!(out, "{n:<8} skipped: {e}").map_err(io)?;
+                rows.push(Row::W1Limit(W1LimitRow {
+                    case: label(n),
+                    implementation: "metalearn".into(),
+                    instances: n,
+                    status: Status::Limit,
+                    error: e.to_string(),
+                }));
                 continue;
             }
-            Err(e) => return Err(e),
         };
         let busy = m
             .gpu_busy
             .map_or("n/a".to_string(), |b| format!("{:.0}%", 100.0 * b));
-        println!(
+        writeln!(
+            out,
             "{:<8} {:>12.2} {:>14.0} {:>10.3} {:>7.2}% {:>9} {:>12.2} {:>12.1}",
             n,
             m.step_seconds * 1e3,
@@ -302,7 +326,8 @@ pub fn run_w1(gpu: &std::sync::Arc<Gpu>, counts: &[usize], repeats: usize) -> Re
             busy,
             m.floor_seconds() * 1e3,
             m.memory.total() as f64 / (1 << 20) as f64
-        );
+        )
+        .map_err(io)?;
         let top: Vec<String> = m
             .kernels
             .iter()
@@ -310,41 +335,50 @@ pub fn run_w1(gpu: &std::sync::Arc<Gpu>, counts: &[usize], repeats: usize) -> Re
             .map(|(k, c, s)| format!("{k} {:.1} ms ({c})", s * 1e3))
             .collect();
         if !top.is_empty() {
-            println!(
+            writeln!(
+                out,
                 "         GPU time of one outer step by kernel: {}",
                 top.join(", ")
-            );
+            )
+            .map_err(io)?;
         }
-        let kernels: Vec<String> = m
-            .kernels
-            .iter()
-            .map(|(k, c, s)| {
-                format!("{{\"kernel\": \"{k}\", \"dispatches\": {c}, \"seconds\": {s:e}}}")
-            })
-            .collect();
-        rows.push(format!(
-            "    {{\"case\": \"{}\", \"implementation\": \"metalearn\", \"instances\": {}, \"status\": \"ok\", \"outer_steps_per_run\": {}, \"runs\": {}, \"step_seconds\": {:e}, \"inner_steps_x_instances_per_second\": {:.3}, \"flops_executed\": {:e}, \"flops_minimal\": {:e}, \"flops_per_second\": {:e}, \"peak_fraction\": {:e}, \"floor_seconds\": {:e}, \"gpu_busy\": {}, \"memory_bytes\": {}, \"checkpoint_bytes\": {}, \"slots\": {}, \"working_bytes\": {}, \"task_bytes\": {}, \"kernels\": [{}]}}",
-            m.label,
-            m.instances,
-            m.outer_steps,
-            m.repeats,
-            m.step_seconds,
-            m.inner_steps_per_second,
-            m.flops.executed,
-            m.flops.minimal,
-            m.flops_per_second,
-            m.peak_fraction(),
-            m.floor_seconds(),
-            m.gpu_busy.map_or("null".to_string(), |b| format!("{b:.4}")),
-            m.memory.total(),
-            m.memory.checkpoints,
-            m.memory.slots,
-            m.memory.working,
-            m.memory.task,
-            kernels.join(", ")
-        ));
+        rows.push(Row::W1(row(&m)));
     }
     Ok(rows)
+}
+
+/// The JSON row of a measured W1 case.
+fn row(m: &W1Measurement) -> W1Row {
+    W1Row {
+        case: m.label.clone(),
+        implementation: "metalearn".into(),
+        instances: m.instances,
+        status: Status::Ok,
+        outer_steps_per_run: m.outer_steps,
+        runs: m.repeats,
+        step_seconds: m.step_seconds,
+        inner_steps_x_instances_per_second: m.inner_steps_per_second,
+        flops_executed: m.flops.executed,
+        flops_minimal: m.flops.minimal,
+        flops_per_second: m.flops_per_second,
+        peak_fraction: m.peak_fraction(),
+        floor_seconds: m.floor_seconds(),
+        gpu_busy: m.gpu_busy,
+        memory_bytes: m.memory.total(),
+        checkpoint_bytes: m.memory.checkpoints,
+        slots: m.memory.slots,
+        working_bytes: m.memory.working,
+        task_bytes: m.memory.task,
+        kernels: m
+            .kernels
+            .iter()
+            .map(|&(kernel, dispatches, seconds)| KernelRow {
+                kernel: kernel.into(),
+                dispatches,
+                seconds,
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -392,22 +426,22 @@ mod tests {
     #[test]
     fn instance_lists_parse_or_default() {
         assert_eq!(
-            w1_instance_counts(Some("1, 16,256"), true, false, false).expect("list"),
+            parse_instance_list("1, 16,256").expect("list"),
             vec![1, 16, 256]
         );
-        assert!(w1_instance_counts(Some("1,x"), true, false, false).is_err());
-        assert!(w1_instance_counts(Some("0"), true, false, false).is_err());
+        assert!(parse_instance_list("1,x").is_err());
+        assert!(parse_instance_list("0").is_err());
+        assert!(parse_instance_list("").is_err());
         assert_eq!(
-            w1_instance_counts(None, true, false, true).expect("default"),
+            w1_instance_counts(Some(&[3, 5]), false, false, true),
+            vec![3, 5]
+        );
+        assert_eq!(
+            w1_instance_counts(None, true, false, true),
             vec![1, 16, 256, 1024]
         );
-        assert_eq!(
-            w1_instance_counts(None, false, true, false).expect("quick"),
-            vec![1, 4]
-        );
-        assert!(w1_instance_counts(None, false, false, true)
-            .expect("software")
-            .is_empty());
+        assert_eq!(w1_instance_counts(None, false, true, false), vec![1, 4]);
+        assert!(w1_instance_counts(None, false, false, true).is_empty());
     }
 
     #[test]
