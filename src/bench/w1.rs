@@ -23,52 +23,78 @@ pub const W1_BATCH: usize = 128;
 /// Unroll length T of W1.
 pub const W1_UNROLL: usize = 20;
 
-/// Floating-point operations of the coordinatewise LSTM optimizer per coordinate and step,
-/// counted from the WGSL of `shaders/lstm.wgsl` (a multiply-add counts 2; every other add,
-/// multiply, divide, `exp`, `log`, `tanh`, `abs` and clamp bound counts 1).
+/// Floating-point operations of the coordinatewise LSTM optimizer per coordinate and step.
+///
+/// Counted by hand from the WGSL of `src/optim/lstm/lstm.wgsl` (functions `features`, `pre1` /
+/// `pre2` / `dot20`, `gates`, `out4` and `back`), with these unit costs:
+///
+/// | operation | FLOPs |
+/// |---|---|
+/// | multiply-add (`fma`, and every term of a matrix-vector product) | 2 |
+/// | add, subtract, multiply, divide | 1 |
+/// | `exp`, `log`, `tanh`, `abs` | 1 |
+/// | each bound of a `clamp` | 1 (in the features; the ±15 clamp inside `tanh_` is not counted) |
+/// | sigmoid σ(x) = 1 / (1 + exp(−x)) | 3 (exp, add, divide; the negation is free) |
+///
+/// Per hidden unit a cell costs [`CELL_FWD_UNIT`](Self::CELL_FWD_UNIT) (forward after the
+/// pre-activations) and [`CELL_BWD_UNIT`](Self::CELL_BWD_UNIT) (backward); the features cost
+/// [`FEATURES`](Self::FEATURES) per coordinate. A cell with `nx` inputs and H units adds
+/// 2 · 4H · (nx + H) for its pre-activations and, in the backward, 2 · 4H · H for h̄ = Whᵀā and
+/// 2 · 4H · nx for x̄ = Wxᵀā. Index arithmetic, loads, stores, `select`s and workgroup exchanges
+/// are not counted. [`LstmFlops::new`] writes the sums out
+/// term by term; a unit test checks them against a hand count at H = 20.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LstmFlops {
-    /// `lstm_step`: features, both cells, the output and θ' = θ + u.
+    /// `lstm_step`: features, both cells, the output u = s·(wo·h2' + bo) and θ' = θ + u.
     pub forward: f64,
-    /// `lstm_vjp` as the kernel runs it: the forward recomputed, each cell's gates computed once
-    /// more inside its backward, the cells' input and state adjoints (x̄ of layer 1 included),
-    /// and the φ̄ outer products.
+    /// The reverse step as the first `lstm_vjp` kernel ran it: the forward recomputed, each
+    /// cell's gates computed once more inside its backward, the cells' input and state adjoints
+    /// (x̄ = Wx1ᵀā1 of layer 1 included), the φ̄ outer products and the glue (h̄2 += s·ū·wo,
+    /// h̄1 += x̄2, θ̄ = ū + w·g). The current kernel (its header) computes layer 2's gates once,
+    /// inside the reverse, and does not form x̄ of layer 1: it executes the layer-2 forward
+    /// (2 · 4H · 2H + 15H) and 2 · 4H · 2 FLOPs less, 6 700 + 320 of the 41 994 counted at
+    /// H = 20. [`W1Flops::executed`] still uses this count (BENCHMARKS.md says so).
     pub vjp: f64,
     /// The least backward an implementation that keeps the forward's activations needs: the
-    /// cells' backward without recomputing anything, no x̄ for layer 1 (the truncated mode
-    /// treats g as a constant), and the φ̄ outer products.
+    /// cells' backward without recomputing the pre-activations or the gates, no x̄ for
+    /// layer 1, the φ̄ outer products and the glue.
     pub backward_min: f64,
 }
 
-/// Operations per hidden unit of a cell's forward after its pre-activations: three sigmoids
-/// (exp, add, divide), two tanh, c' = f·c + i·g̃ (multiply-add and multiply), h' = o·tanh(c').
-const CELL_FWD_UNIT: f64 = 15.0;
-/// Operations per hidden unit of a cell's backward after its recomputed pre-activations: the
-/// gates again (10), tanh(c') (4), ō (1), c̄ (5), the four ā entries (4 + 4 + 4 + 3), c̄_old (1).
-const CELL_BWD_UNIT: f64 = 36.0;
-/// The part of [`CELL_BWD_UNIT`] that recomputes the gates (10) and tanh(c') (4); the rest uses
-/// stored activations.
-const CELL_BWD_RECOMPUTE_UNIT: f64 = 10.0;
-/// LogAndSign features: abs, add, log, divide, two bounds; multiply, exp, two bounds.
-const FEATURES: f64 = 10.0;
-
 impl LstmFlops {
+    /// FLOPs per hidden unit of a cell's forward after its pre-activations: three sigmoids
+    /// (3 each), two `tanh` (1 each), c' = f·c + i·g̃ (a multiply-add and a multiply, 3) and
+    /// h' = o·tanh(c') (1).
+    pub const CELL_FWD_UNIT: f64 = 15.0;
+    /// FLOPs per hidden unit of a cell's backward after its recomputed pre-activations (`gates`,
+    /// then `back`): the gates again (three sigmoids and a `tanh`, 10), c' and tanh(c') (4), the
+    /// output term (1), c̄ (5), the four ā entries (4 + 4 + 4 + 3) and c̄_old = c̄·f (1).
+    pub const CELL_BWD_UNIT: f64 = 36.0;
+    /// The part of [`CELL_BWD_UNIT`](Self::CELL_BWD_UNIT) the minimal count leaves out: the
+    /// gates' recomputation (10). It keeps c' and tanh(c') (4), so it errs high by at most 4
+    /// FLOPs per unit.
+    pub const CELL_BWD_RECOMPUTE_UNIT: f64 = 10.0;
+    /// FLOPs of the LogAndSign features per coordinate: x1 = clamp(log(|g| + ε) / p, −1, 1)
+    /// (abs, add, log, divide, two bounds: 6) and x2 = clamp(g · eᵖ, −1, 1) (multiply, exp, two
+    /// bounds: 4).
+    pub const FEATURES: f64 = 10.0;
+
     /// The counts for H hidden units per layer.
     pub fn new(hidden: usize) -> Self {
         let h = hidden as f64;
         let g = 4.0 * h;
         // Pre-activations of a cell with nx inputs: 4H rows of (nx + H) multiply-adds.
         let pre = |nx: f64| 2.0 * g * (nx + h);
-        let cell_fwd = |nx: f64| pre(nx) + CELL_FWD_UNIT * h;
+        let cell_fwd = |nx: f64| pre(nx) + Self::CELL_FWD_UNIT * h;
         // Output u = s·(wo·h2' + bo) and θ' = θ + u.
         let out = 2.0 * h + 2.0;
-        let forward = FEATURES + cell_fwd(2.0) + cell_fwd(h) + out;
+        let forward = Self::FEATURES + cell_fwd(2.0) + cell_fwd(h) + out;
         // Backward of one cell: gates, then h̄ (4H × H) and x̄ (4H × nx) products.
         let cell_bwd = |nx: f64, recompute: bool| {
             let unit = if recompute {
-                CELL_BWD_UNIT
+                Self::CELL_BWD_UNIT
             } else {
-                CELL_BWD_UNIT - CELL_BWD_RECOMPUTE_UNIT
+                Self::CELL_BWD_UNIT - Self::CELL_BWD_RECOMPUTE_UNIT
             };
             let gates = if recompute { pre(nx) } else { 0.0 };
             gates + unit * h + 2.0 * g * h + 2.0 * g * nx
@@ -77,7 +103,7 @@ impl LstmFlops {
         let phi_bar = 2.0 * g * h * 3.0 + g + 2.0 * h + 1.0 + 2.0 * g * 2.0 + g;
         // h̄2 += s·ū·wo (and s·ū), h̄1 += x̄2, θ̄ = ū + w·g.
         let glue = 2.0 * h + 1.0 + h + 2.0;
-        let vjp = (FEATURES + cell_fwd(2.0) + cell_fwd(h))
+        let vjp = (Self::FEATURES + cell_fwd(2.0) + cell_fwd(h))
             + cell_bwd(h, true)
             + cell_bwd(2.0, true)
             + phi_bar
@@ -92,15 +118,23 @@ impl LstmFlops {
     }
 }
 
-/// FLOPs of one W1 outer step (all N instances).
+/// FLOPs of one W1 outer step (all N instances), from [`w1_flops`].
+///
+/// Two parts per instance: MLP passes and LSTM steps over its P coordinates. One MLP forward +
+/// backward pass on B rows costs [`MlpSpec::flops_fwd_bwd`]: for each layer with n_in inputs
+/// and n_out outputs, 2 · B · n_in · n_out (a multiply-add counts 2) for the forward product,
+/// as much again for the weight gradient and for the input gradient, except that the first
+/// layer has no input gradient; activations, softmax, loss and bias terms are not counted. The
+/// LSTM costs per coordinate are [`LstmFlops`] (unit costs there).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct W1Flops {
     /// What our kernels execute: 2T + 1 MLP forward + backward passes per instance (T + 1 in the
     /// unroll, T recomputed in the store-all reverse), T LSTM steps and T LSTM VJPs per
-    /// coordinate.
+    /// coordinate: N · ((2T + 1) · mlp + T · P · (forward + vjp)).
     pub executed: f64,
     /// What any implementation must do: T + 1 MLP forward + backward passes (g_t is also
-    /// ∂ℓ_t/∂θ_t), T LSTM steps and T LSTM backwards without recomputation per coordinate.
+    /// ∂ℓ_t/∂θ_t), T LSTM steps and T LSTM backwards without recomputation per coordinate:
+    /// N · ((T + 1) · mlp + T · P · (forward + backward_min)).
     pub minimal: f64,
 }
 
