@@ -183,48 +183,19 @@ fn l2l(gpu: Arc<Gpu>, cfg: &L2lConfig) -> Result<()> {
     Ok(())
 }
 
-fn export(gpu: Arc<Gpu>, a: ExportArgs) -> Result<()> {
-    use metalearn::meta::{export_outer_step, MetaConfig, MetaTrainer};
-    use metalearn::optim::{Mode, Optimizer};
-    use metalearn::tasks::{MlpTask, QuadraticTask, Task};
-    use rand::{Rng, SeedableRng};
-    let mut rng = metalearn::tasks::TaskRng::seed_from_u64(a.seed);
-    let task: Box<dyn Task> = match a.task.as_str() {
-        "quadratic" => Box::new(QuadraticTask::new(&gpu, 4, a.instances, &mut rng)?),
-        "mlp" => {
-            let (train, test) = demo::synthetic_images(a.seed, 200, 100);
-            let (train, test) = (train.downsample(4)?, test.downsample(4)?);
-            let spec = metalearn::models::MlpSpec::new(
-                &[16, 8, 10],
-                metalearn::kernels::matmul::Activation::Sigmoid,
-            )?;
-            Box::new(MlpTask::new(
-                &gpu,
-                &spec,
-                a.instances,
-                8,
-                train,
-                test,
-                rng.random(),
-            )?)
-        }
-        other => {
-            return Err(Error::invalid(format!(
-                "unknown task '{other}'; use quadratic or mlp"
-            )))
-        }
-    };
-    let opt = Optimizer::parse(&a.optimizer)?;
-    let cfg = MetaConfig {
-        unroll: a.unroll,
+fn export(open: impl Fn() -> Result<Arc<Gpu>>, a: ExportArgs) -> Result<()> {
+    use metalearn::meta::{export_first_outer_step, ExportOptions, ExportTask};
+    use metalearn::optim::Mode;
+    let opts = ExportOptions {
+        task: ExportTask::parse(&a.task)?,
+        optimizer: a.optimizer,
         mode: Mode::parse(&a.mode)?,
-        learn_init: a.learn_init || !opt.is_learned(),
-        learn_optimizer: opt.is_learned(),
+        unroll: a.unroll,
+        instances: a.instances,
+        learn_init: a.learn_init,
         seed: a.seed,
-        ..Default::default()
     };
-    let mut tr = MetaTrainer::new(gpu, task, opt, cfg)?;
-    let s = export_outer_step(&mut tr, &a.out)?;
+    let s = export_first_outer_step(open()?, &opts, &a.out)?;
     println!(
         "wrote {} ({} tensors, {} bytes): meta-loss {:.6}",
         a.out.display(),
@@ -506,11 +477,12 @@ fn run(cli: Cli) -> Result<()> {
         command,
     } = cli;
     let open = || open_gpu(&backend, &adapter).map(Arc::new);
-    // Configs, checkpoints and benchmark options are checked before a GPU is opened.
+    // Options, configs and checkpoints are checked before a GPU is opened.
     match command {
         Some(Command::Train(a)) => return train_cmd(open, a),
         Some(Command::Eval(a)) => return eval_cmd(open, a),
         Some(Command::Bench(a)) => return bench(open, a),
+        Some(Command::Export(a)) => return export(open, a),
         _ => {}
     }
     let gpu = open()?;
@@ -553,8 +525,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             l2l(gpu, &cfg)
         }
-        Some(Command::Export(a)) => export(gpu, a),
-        Some(Command::Train(_)) | Some(Command::Eval(_)) | Some(Command::Bench(_)) => Ok(()),
+        Some(Command::Train(_) | Command::Eval(_) | Command::Bench(_) | Command::Export(_)) => {
+            Ok(())
+        }
         None => l2l(gpu.clone(), &L2lConfig::for_gpu(&gpu)),
     }
 }
