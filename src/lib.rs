@@ -16,6 +16,7 @@ pub mod meta;
 pub mod models;
 pub mod optim;
 pub mod params;
+mod progress;
 pub mod reference;
 pub mod report;
 pub mod run;
