@@ -133,7 +133,7 @@ pub struct BenchOptions {
     pub only: Option<Part>,
     /// W1 instance counts; `None` for the defaults of [`w1_instance_counts`].
     pub w1_instances: Option<Vec<usize>>,
-    /// Steps per timed run of the MLP cases.
+    /// Steps per timed run of the MLP cases (at least 1).
     pub steps: usize,
     /// Timed runs per case (the median is reported).
     pub repeats: usize,
