@@ -98,6 +98,18 @@ pub enum Error {
         hint: String,
     },
 
+    /// A function needs a cargo feature this build of metalearn leaves out.
+    #[error(
+        "{what} needs metalearn's `{feature}` feature, which this build leaves out; enable it \
+         (it is on by default): metalearn = {{ version = \"0.1\", features = [\"{feature}\"] }}"
+    )]
+    MissingFeature {
+        /// What was asked for.
+        what: String,
+        /// The feature it needs.
+        feature: &'static str,
+    },
+
     /// An I/O error with the path it happened on.
     #[error("{path}: {source}")]
     Io {

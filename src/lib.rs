@@ -15,6 +15,7 @@ pub mod kernels;
 pub mod meta;
 pub mod optim;
 pub mod params;
+mod progress;
 pub mod reference;
 pub mod report;
 pub mod run;

@@ -11,6 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "cli")]
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +117,7 @@ pub fn read_json(path: impl AsRef<Path>) -> Result<JsonCurves> {
 }
 
 /// Colours of successive curves (repeated past ten).
+#[cfg(feature = "cli")]
 const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -130,6 +132,7 @@ const PALETTE: [RGBColor; 10] = [
 ];
 
 /// The runs of consecutive plottable points of a curve, as (step, value).
+#[cfg(feature = "cli")]
 fn segments(values: &[f64], log_y: bool) -> Vec<Vec<(f64, f64)>> {
     let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
     let mut cur = Vec::new();
@@ -152,6 +155,10 @@ fn segments(values: &[f64], log_y: bool) -> Vec<Vec<(f64, f64)>> {
 /// `log_y` is set. A curve is broken where points are skipped (one `<polyline>` per unbroken
 /// run), so a diverged or zero stretch shows as a gap rather than an interpolated line. Errors
 /// when no curve is given, a curve is empty, or no curve has a single plottable point.
+///
+/// Plotting needs the `cli` feature (on by default, it brings plotters): without it the curves
+/// are checked as above and the call returns [`Error::MissingFeature`], writing nothing;
+/// [`write_csv`] and [`write_json`] work either way.
 pub fn plot_svg<S: AsRef<str>>(
     path: impl AsRef<Path>,
     title: &str,
@@ -159,7 +166,28 @@ pub fn plot_svg<S: AsRef<str>>(
     curves: &[(S, Vec<f64>)],
     log_y: bool,
 ) -> Result<()> {
-    let path = path.as_ref();
+    #[cfg(feature = "cli")]
+    return plot_with_plotters(path.as_ref(), title, y_label, curves, log_y);
+    #[cfg(not(feature = "cli"))]
+    {
+        check_curves(curves)?;
+        let _ = (title, y_label, log_y);
+        Err(Error::MissingFeature {
+            what: format!("plotting {}", path.as_ref().display()),
+            feature: "cli",
+        })
+    }
+}
+
+/// [`plot_svg`] drawn by plotters.
+#[cfg(feature = "cli")]
+fn plot_with_plotters<S: AsRef<str>>(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    curves: &[(S, Vec<f64>)],
+    log_y: bool,
+) -> Result<()> {
     check_curves(curves)?;
     let segs: Vec<Vec<Vec<(f64, f64)>>> = curves.iter().map(|(_, v)| segments(v, log_y)).collect();
     let (lo, hi) = segs
@@ -221,6 +249,7 @@ pub fn plot_svg<S: AsRef<str>>(
 }
 
 /// A compact tick label: fixed point for moderate values, scientific otherwise.
+#[cfg(feature = "cli")]
 fn tick(v: f64) -> String {
     if v == 0.0 || (1e-2..1e4).contains(&v.abs()) {
         let s = format!("{v:.3}");
@@ -230,6 +259,7 @@ fn tick(v: f64) -> String {
     }
 }
 
+#[cfg(feature = "cli")]
 fn draw<S, Y>(
     svg: &mut String,
     title: &str,
@@ -371,6 +401,7 @@ mod tests {
     }
 
     /// Curve lines (width 2; axes and ticks are width-1 polylines).
+    #[cfg(feature = "cli")]
     fn data_lines(svg: &str) -> usize {
         svg.lines()
             .filter(|l| l.contains("<polyline") && l.contains("stroke-width=\"2\""))
@@ -444,6 +475,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    #[cfg(feature = "cli")]
     #[test]
     fn svg_has_the_title_and_one_line_per_curve() {
         let d = dir("svg");
@@ -464,6 +496,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    #[cfg(feature = "cli")]
     #[test]
     fn log_scale_skips_non_positive_points_and_refuses_all_of_them() {
         let d = dir("log");
@@ -488,6 +521,19 @@ mod tests {
         assert!(e.is_some_and(|m| m.contains("log scale needs positive values")));
         assert!(std::fs::read_to_string(&p).is_ok_and(|s| s.contains("gaps")));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[cfg(not(feature = "cli"))]
+    #[test]
+    fn plots_need_the_cli_feature_and_write_nothing() {
+        let d = dir("no-cli");
+        let p = d.join("plot.svg");
+        let e = plot_svg(&p, "t", "loss", &sample(), false)
+            .expect_err("no plotting without cli")
+            .to_string();
+        assert!(e.contains("`cli` feature"), "{e}");
+        assert!(!p.exists());
+        std::fs::remove_dir_all(&d).expect("clean up");
     }
 
     #[test]

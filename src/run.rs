@@ -27,7 +27,7 @@ use crate::{Error, Result};
 pub struct TrainOptions {
     /// Continue from the newest checkpoint of the run directory.
     pub resume: bool,
-    /// Show a progress bar (on a terminal).
+    /// Show a progress bar (on a terminal; only with the `cli` feature, ignored without it).
     pub progress: bool,
     /// Stop after this many outer steps of this invocation (the config's total still counts
     /// for the schedule of checkpoints); for tests of resumption.
@@ -135,20 +135,7 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
         Some(k) => total.min(start + k),
         None => total,
     };
-    let bar = if opts.progress {
-        let b = indicatif::ProgressBar::new(total as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} outer steps  {msg}  ETA {eta}",
-            )
-            .map_err(|e| Error::invalid(format!("progress template: {e}")))?
-            .progress_chars("=> "),
-        );
-        b.set_position(start as u64);
-        Some(b)
-    } else {
-        None
-    };
+    let bar = crate::progress::ProgressBar::new(opts.progress, total as u64, start as u64)?;
     let t0 = Instant::now();
     let mut summary = TrainSummary {
         steps: start,

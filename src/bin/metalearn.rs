@@ -5,14 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use metalearn::bench::{
-    default_mlp_cases, measure_copy_bandwidth, measure_meta, measure_optimizer_step,
-    measure_unroll, run_w1, w1_instance_counts, MlpWorkload,
-};
+use metalearn::bench::{parse_instance_list, BenchOptions, Part};
 use metalearn::demo::{self, DemoConfig};
 use metalearn::gpu::{parse_backends, Gpu, GpuOptions};
-use metalearn::meta::Schedule;
-use metalearn::optim::Optimizer;
 use metalearn::run::{l2l_quadratics, L2lConfig};
 use metalearn::{Error, Result};
 use std::sync::Arc;
@@ -86,30 +81,34 @@ enum Command {
     },
     /// Time MLP forward + backward passes and meta-training outer steps at several sizes and
     /// instance counts; report the memory each checkpoint schedule holds.
-    Bench {
-        /// Fewer, smaller cases.
-        #[arg(long)]
-        quick: bool,
-        /// Run only one part: `mlp` (forward + backward), `meta` (meta-training steps), `opt`
-        /// (fused optimizer steps vs copy bandwidth), `unroll` (a checkpointed T = 1000 unroll
-        /// per schedule) or `w1` (L2L LSTM meta-training on 784-20-10 MLPs, the workload of
-        /// the peer comparison in benches/peers/).
-        #[arg(long)]
-        only: Option<String>,
-        /// W1 instance counts, comma separated (default: 1,16,256,1024 with `--only w1`, 1,16
-        /// in the full run (none there on a software adapter), 1,4 with `--quick`).
-        #[arg(long)]
-        instances: Option<String>,
-        /// Steps per timed run.
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        /// Timed runs per case (the median is reported).
-        #[arg(long, default_value_t = 5)]
-        repeats: usize,
-        /// Also write the results as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    Bench(BenchArgs),
+}
+
+/// Options of `metalearn bench`.
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Fewer, smaller cases.
+    #[arg(long)]
+    quick: bool,
+    /// Run only one part: `mlp` (forward + backward), `meta` (meta-training steps), `opt`
+    /// (fused optimizer steps vs copy bandwidth), `unroll` (a checkpointed T = 1000 unroll
+    /// per schedule) or `w1` (L2L LSTM meta-training on 784-20-10 MLPs, the workload of
+    /// the peer comparison in benches/peers/).
+    #[arg(long)]
+    only: Option<String>,
+    /// W1 instance counts, comma separated (default: 1,16,256,1024 with `--only w1`, 1,16
+    /// in the full run (none there on a software adapter), 1,4 with `--quick`).
+    #[arg(long)]
+    instances: Option<String>,
+    /// Steps per timed run.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Timed runs per case (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 fn open_gpu(backend: &Option<String>, adapter: &Option<String>) -> Result<Gpu> {
@@ -121,205 +120,24 @@ fn open_gpu(backend: &Option<String>, adapter: &Option<String>) -> Result<Gpu> {
     })
 }
 
-fn bench(gpu: &Arc<Gpu>, b: BenchArgs) -> Result<()> {
-    let BenchArgs {
-        quick,
-        only,
-        instances,
-        steps,
-        repeats,
-        json,
-    } = b;
-    let info = &gpu.props().info;
-    let parts = ["mlp", "meta", "opt", "unroll", "w1"];
-    let want = |part: &str| only.as_deref().is_none_or(|o| o == part);
-    if let Some(o) = only.as_deref() {
-        if !parts.contains(&o) {
-            return Err(Error::invalid(format!(
-                "unknown benchmark part '{o}'; use one of {}",
-                parts.join(", ")
-            )));
-        }
-    }
-    let (mlp, meta) = (want("mlp"), want("meta"));
-    let mut rows = Vec::new();
-    if mlp {
-        println!(
-            "MLP forward + backward on {} ({:?}), median of {repeats} runs of {steps} steps",
-            info.name, info.backend
-        );
-        println!(
-            "{:<40} {:>12} {:>18} {:>10}",
-            "case", "ms/step", "instance-steps/s", "GFLOP/s"
-        );
-        for case in default_mlp_cases(quick) {
-            let m = match MlpWorkload::new(gpu, &case).and_then(|w| w.measure(gpu, steps, repeats))
-            {
-                Ok(m) => m,
-                Err(e @ Error::LimitExceeded { .. }) => {
-                    println!("{:<40} skipped: {e}", case.label());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            println!(
-                "{:<40} {:>12.3} {:>18.0} {:>10.1}",
-                m.label,
-                m.step_seconds * 1e3,
-                m.instance_steps_per_second,
-                m.gflops
-            );
-            rows.push(format!(
-            "    {{\"case\": \"{}\", \"steps\": {}, \"step_seconds\": {:e}, \"instance_steps_per_second\": {:.3}, \"gflops\": {:.3}}}",
-            m.label, m.steps, m.step_seconds, m.instance_steps_per_second, m.gflops
-        ));
-        }
-    }
-    if meta {
-        println!(
-        "\nmeta-training outer steps (LSTM optimizer, truncated, T = 20; median of {repeats}; inner steps × instances per second)"
-    );
-        println!(
-            "{:<44} {:>12} {:>18} {:>16}",
-            "case", "ms/outer", "steps×inst/s", "held MiB"
-        );
-        let counts: &[usize] = if quick { &[1, 16] } else { &[1, 64, 1024] };
-        let schedules = [Schedule::StoreAll, Schedule::EveryK(4), Schedule::Sqrt];
-        let mut cases: Vec<(usize, Schedule)> =
-            counts.iter().map(|&n| (n, Schedule::StoreAll)).collect();
-        cases.extend(
-            schedules[1..]
-                .iter()
-                .map(|&s| (*counts.last().unwrap_or(&1), s)),
-        );
-        for (n, schedule) in cases {
-            let m = match measure_meta(gpu, n, 20, schedule, repeats) {
-                Ok(m) => m,
-                Err(e @ Error::LimitExceeded { .. }) => {
-                    println!("N={n} {}: skipped: {e}", schedule.name());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let held = (m.memory.checkpoints + m.memory.working) as f64 / (1 << 20) as f64;
-            println!(
-                "{:<44} {:>12.3} {:>18.0} {:>16.2}",
-                m.label,
-                m.step_seconds * 1e3,
-                m.inner_steps_per_second,
-                held
-            );
-            rows.push(format!(
-            "    {{\"case\": \"{}\", \"step_seconds\": {:e}, \"inner_steps_x_instances_per_second\": {:.3}, \"checkpoint_bytes\": {}, \"slots\": {}, \"working_bytes\": {}}}",
-            m.label, m.step_seconds, m.inner_steps_per_second, m.memory.checkpoints, m.memory.slots, m.memory.working
-        ));
-        }
-    }
-    if want("opt") {
-        let sizes: &[usize] = if quick {
-            &[1 << 18]
-        } else {
-            &[1 << 20, 1 << 24, 1 << 26]
-        };
-        // The copy reference moves as many bytes as the largest case's θ, so it runs at full speed.
-        let copy = measure_copy_bandwidth(gpu, sizes[sizes.len() - 1] * 4, repeats)?;
-        for &params in sizes {
-            println!("\nfused optimizer step, {params} coordinates in 16 tensors (median of {repeats} runs of 10 steps); copy-kernel bandwidth {copy:.1} GB/s");
-            println!(
-                "{:<44} {:>12} {:>14} {:>10} {:>12}",
-                "case", "ms/step", "bytes/step", "GB/s", "of copy"
-            );
-            let mut adam_time = None;
-            for opt in ["adam", "mlp"] {
-                let o = Optimizer::parse(opt)?;
-                let m = match measure_optimizer_step(gpu, &o, params, 16, 10, repeats) {
-                    Ok(m) => m,
-                    Err(e @ Error::LimitExceeded { .. }) => {
-                        println!("{opt}: skipped: {e}");
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                let ratio = adam_time
-                    .map(|a: f64| format!(", {:.2}× Adam's time", m.step_seconds / a))
-                    .unwrap_or_default();
-                if opt == "adam" {
-                    adam_time = Some(m.step_seconds);
-                }
-                println!(
-                    "{:<44} {:>12.3} {:>14} {:>10.1} {:>11.0}%{ratio}",
-                    m.label,
-                    m.step_seconds * 1e3,
-                    m.bytes_per_step,
-                    m.gb_per_second,
-                    100.0 * m.gb_per_second / copy
-                );
-                rows.push(format!(
-                    "    {{\"case\": \"{}\", \"step_seconds\": {:e}, \"bytes_per_step\": {}, \"gb_per_second\": {:.3}, \"copy_gb_per_second\": {:.3}}}",
-                    m.label, m.step_seconds, m.bytes_per_step, m.gb_per_second, copy
-                ));
-            }
-        }
-    }
-
-    if want("unroll") {
-        let (n, t) = if quick { (2, 50) } else { (64, 1000) };
-        let k = (t as f64).sqrt().ceil() as usize;
-        println!("\ncheckpointed unroll: MLP optimizer on {n} MLPs 784-20-10 ({} coordinates), T = {t}, one meta-gradient (median of {repeats})", n * 15910);
-        println!(
-            "{:<52} {:>12} {:>10} {:>14}",
-            "schedule", "ms", "slots", "held MiB"
-        );
-        for schedule in [Schedule::StoreAll, Schedule::Sqrt, Schedule::Revolve(2 * k)] {
-            let m = match measure_unroll(gpu, n, t, schedule, repeats) {
-                Ok(m) => m,
-                Err(e @ Error::LimitExceeded { .. }) => {
-                    println!("{}: skipped: {e}", schedule.name());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let held = m.memory.total();
-            println!(
-                "{:<56} {:>12.1} {:>10} {:>14.1}",
-                m.label,
-                m.step_seconds * 1e3,
-                m.memory.slots,
-                held as f64 / (1 << 20) as f64
-            );
-            rows.push(format!(
-                "    {{\"case\": \"{}\", \"seconds\": {:e}, \"slots\": {}, \"held_bytes\": {}}}",
-                m.label, m.step_seconds, m.memory.slots, held
-            ));
-        }
-    }
-    if want("w1") {
-        let software = gpu.props().is_software();
-        let counts = w1_instance_counts(instances.as_deref(), only.is_some(), quick, software)?;
-        if !counts.is_empty() {
-            rows.extend(run_w1(gpu, &counts, repeats)?);
-        }
-    }
-    if let Some(path) = json {
-        let doc = format!(
-            "{{\n  \"adapter\": \"{}\",\n  \"backend\": \"{:?}\",\n  \"workload\": \"metalearn bench\",\n  \"results\": [\n{}\n  ]\n}}\n",
-            info.name.replace('"', "'"),
-            info.backend,
-            rows.join(",\n")
-        );
-        std::fs::write(&path, doc).map_err(|source| Error::Io { path, source })?;
+fn bench(open: impl Fn() -> Result<Arc<Gpu>>, a: BenchArgs) -> Result<()> {
+    let opts = BenchOptions {
+        quick: a.quick,
+        only: a.only.as_deref().map(Part::parse).transpose()?,
+        w1_instances: a
+            .instances
+            .as_deref()
+            .map(parse_instance_list)
+            .transpose()?,
+        steps: a.steps,
+        repeats: a.repeats,
+    };
+    let gpu = open()?;
+    let report = metalearn::bench::run(&gpu, &opts, &mut std::io::stdout().lock())?;
+    if let Some(path) = a.json {
+        report.write_json(&path)?;
     }
     Ok(())
-}
-
-/// Options of `metalearn bench`, as parsed.
-struct BenchArgs {
-    quick: bool,
-    only: Option<String>,
-    instances: Option<String>,
-    steps: usize,
-    repeats: usize,
-    json: Option<PathBuf>,
 }
 
 fn l2l(gpu: Arc<Gpu>, sizes: &L2lConfig) -> Result<()> {
@@ -373,48 +191,19 @@ fn l2l(gpu: Arc<Gpu>, sizes: &L2lConfig) -> Result<()> {
     Ok(())
 }
 
-fn export(gpu: Arc<Gpu>, a: ExportArgs) -> Result<()> {
-    use metalearn::meta::{export_outer_step, MetaConfig, MetaTrainer};
-    use metalearn::optim::{Mode, Optimizer};
-    use metalearn::tasks::{MlpTask, QuadraticTask, Task};
-    use rand::{Rng, SeedableRng};
-    let mut rng = metalearn::tasks::TaskRng::seed_from_u64(a.seed);
-    let task: Box<dyn Task> = match a.task.as_str() {
-        "quadratic" => Box::new(QuadraticTask::new(&gpu, 4, a.instances, &mut rng)?),
-        "mlp" => {
-            let (train, test) = metalearn::data::synthetic_images(a.seed, 200, 100);
-            let (train, test) = (train.downsample(4)?, test.downsample(4)?);
-            let spec = metalearn::tasks::mlp::MlpSpec::new(
-                &[16, 8, 10],
-                metalearn::kernels::matmul::Activation::Sigmoid,
-            )?;
-            Box::new(MlpTask::new(
-                &gpu,
-                &spec,
-                a.instances,
-                8,
-                train,
-                test,
-                rng.random(),
-            )?)
-        }
-        other => {
-            return Err(Error::invalid(format!(
-                "unknown task '{other}'; use quadratic or mlp"
-            )))
-        }
-    };
-    let opt = Optimizer::parse(&a.optimizer)?;
-    let cfg = MetaConfig {
-        unroll: a.unroll,
+fn export(open: impl Fn() -> Result<Arc<Gpu>>, a: ExportArgs) -> Result<()> {
+    use metalearn::meta::{export_first_outer_step, ExportOptions, ExportTask};
+    use metalearn::optim::Mode;
+    let opts = ExportOptions {
+        task: ExportTask::parse(&a.task)?,
+        optimizer: a.optimizer,
         mode: Mode::parse(&a.mode)?,
-        learn_init: a.learn_init || !opt.is_learned(),
-        learn_optimizer: opt.is_learned(),
+        unroll: a.unroll,
+        instances: a.instances,
+        learn_init: a.learn_init,
         seed: a.seed,
-        ..Default::default()
     };
-    let mut tr = MetaTrainer::new(gpu, task, opt, cfg)?;
-    let s = export_outer_step(&mut tr, &a.out)?;
+    let s = export_first_outer_step(open()?, &opts, &a.out)?;
     println!(
         "wrote {} ({} tensors, {} bytes): meta-loss {:.6}",
         a.out.display(),
@@ -696,10 +485,12 @@ fn run(cli: Cli) -> Result<()> {
         command,
     } = cli;
     let open = || open_gpu(&backend, &adapter).map(Arc::new);
-    // Configs and checkpoints are checked before a GPU is opened.
+    // Options, configs and checkpoints are checked before a GPU is opened.
     match command {
         Some(Command::Train(a)) => return train_cmd(open, a),
         Some(Command::Eval(a)) => return eval_cmd(open, a),
+        Some(Command::Bench(a)) => return bench(open, a),
+        Some(Command::Export(a)) => return export(open, a),
         _ => {}
     }
     let gpu = open()?;
@@ -708,24 +499,6 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", gpu.props().describe());
             Ok(())
         }
-        Some(Command::Bench {
-            quick,
-            only,
-            instances,
-            steps,
-            repeats,
-            json,
-        }) => bench(
-            &gpu,
-            BenchArgs {
-                quick,
-                only,
-                instances,
-                steps,
-                repeats,
-                json,
-            },
-        ),
         Some(Command::Sgd {
             data_dir,
             mlp_instances,
@@ -760,8 +533,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             l2l(gpu, &cfg)
         }
-        Some(Command::Export(a)) => export(gpu, a),
-        Some(Command::Train(_)) | Some(Command::Eval(_)) => Ok(()),
+        Some(Command::Train(_) | Command::Eval(_) | Command::Bench(_) | Command::Export(_)) => {
+            Ok(())
+        }
         None => l2l(gpu.clone(), &L2lConfig::for_gpu(&gpu)?),
     }
 }

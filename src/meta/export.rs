@@ -3,13 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
 
 use super::save::write_atomically;
 use super::tensor_file::{self, F32Tensor};
-use super::trainer::{FinalBatch, MetaTrainer};
+use super::trainer::{FinalBatch, MetaConfig, MetaTrainer};
+use crate::gpu::Gpu;
+use crate::kernels::matmul::Activation;
 use crate::meta::Schedule;
-use crate::optim::Mode;
-use crate::tasks::{BatchRef, NamedTensor};
+use crate::optim::{Mode, Optimizer};
+use crate::tasks::mlp::MlpSpec;
+use crate::tasks::{BatchRef, MlpTask, NamedTensor, QuadraticTask, Task, TaskRng};
 use crate::{Error, Result};
 
 /// Format tag written in the metadata.
@@ -163,4 +169,101 @@ pub fn export_outer_step(tr: &mut MetaTrainer, path: &Path) -> Result<ExportSumm
         tensors: count,
         bytes: data.len() as u64,
     })
+}
+
+/// The task family of an [`ExportOptions`] run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportTask {
+    /// 4-d quadratics ‖Wθ − y‖².
+    Quadratic,
+    /// A 16-8-10 sigmoid MLP on synthetic images downsampled to 4 × 4, batches of 8 rows.
+    Mlp,
+}
+
+impl ExportTask {
+    /// Parse `quadratic` or `mlp`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "quadratic" => Ok(Self::Quadratic),
+            "mlp" => Ok(Self::Mlp),
+            other => Err(Error::invalid(format!(
+                "unknown task '{other}'; use quadratic or mlp"
+            ))),
+        }
+    }
+}
+
+/// A small meta-training setting for [`export_first_outer_step`] (`metalearn export`).
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// Task family.
+    pub task: ExportTask,
+    /// Inner optimizer, by its registry name (`lstm`, `linear`, `sgd`, `adam`, …).
+    pub optimizer: String,
+    /// Meta-gradient mode (not Reptile: it has no backward pass to check).
+    pub mode: Mode,
+    /// Unroll length T.
+    pub unroll: usize,
+    /// Task instances N.
+    pub instances: usize,
+    /// Also learn (and differentiate) the initialisation; always on for an optimizer without
+    /// learned parameters.
+    pub learn_init: bool,
+    /// Seed of the task draws, the data and the trainer.
+    pub seed: u64,
+}
+
+impl Default for ExportOptions {
+    /// The defaults of `metalearn export`: the LSTM optimizer on 3 quadratics, truncated,
+    /// T = 7, seed 0.
+    fn default() -> Self {
+        Self {
+            task: ExportTask::Quadratic,
+            optimizer: "lstm".into(),
+            mode: Mode::Truncated,
+            unroll: 7,
+            instances: 3,
+            learn_init: false,
+            seed: 0,
+        }
+    }
+}
+
+/// Build a fresh trainer for `opts` and write its first outer step to `path` with
+/// [`export_outer_step`].
+pub fn export_first_outer_step(
+    gpu: Arc<Gpu>,
+    opts: &ExportOptions,
+    path: &Path,
+) -> Result<ExportSummary> {
+    let mut rng = TaskRng::seed_from_u64(opts.seed);
+    let task: Box<dyn Task> = match opts.task {
+        ExportTask::Quadratic => Box::new(QuadraticTask::new(&gpu, 4, opts.instances, &mut rng)?),
+        ExportTask::Mlp => {
+            let (train, test) = crate::data::synthetic_images(opts.seed, 200, 100);
+            let (train, test) = (train.downsample(4)?, test.downsample(4)?);
+            let spec = MlpSpec::new(&[16, 8, 10], Activation::Sigmoid)?;
+            let seed = rng.random();
+            Box::new(MlpTask::new(
+                &gpu,
+                &spec,
+                opts.instances,
+                8,
+                train,
+                test,
+                seed,
+            )?)
+        }
+    };
+    let opt = Optimizer::parse(&opts.optimizer)?;
+    let cfg = MetaConfig {
+        unroll: opts.unroll,
+        mode: opts.mode,
+        learn_init: opts.learn_init || !opt.is_learned(),
+        learn_optimizer: opt.is_learned(),
+        seed: opts.seed,
+        ..Default::default()
+    };
+    let mut tr = MetaTrainer::new(gpu, task, opt, cfg)?;
+    export_outer_step(&mut tr, path)
 }

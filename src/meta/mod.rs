@@ -11,7 +11,9 @@ mod unroll;
 mod validate;
 
 pub use eval::{evaluate, evaluate_with_held_out, log_grid, tune_learning_rate, Curves};
-pub use export::{export_outer_step, ExportSummary};
+pub use export::{
+    export_first_outer_step, export_outer_step, ExportOptions, ExportSummary, ExportTask,
+};
 pub use meta_optim::MetaAdam;
 pub use plan::{Action, Plan, Schedule};
 pub use save::{write_atomically, Checkpoint, RunDir};
