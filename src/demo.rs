@@ -59,6 +59,28 @@ impl Default for DemoConfig {
 }
 
 impl DemoConfig {
+    /// Check the sizes and learning rates before anything runs.
+    pub fn validate(&self) -> Result<()> {
+        let sizes = [
+            ("quadratic instances", self.quad_instances),
+            ("quadratic steps", self.quad_steps),
+            ("MLP instances (--mlp-instances)", self.mlp_instances),
+            ("MLP steps (--mlp-steps)", self.mlp_steps),
+            ("MLP batch rows", self.mlp_batch),
+        ];
+        if let Some((what, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return Err(Error::invalid(format!("{what} must be at least 1")));
+        }
+        for (what, lr) in [("quadratic", self.quad_lr), ("MLP", self.mlp_lr)] {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(Error::invalid(format!(
+                    "the {what} SGD learning rate {lr} is not a positive number"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The default sizes for `gpu`: on a software adapter (lavapipe, llvmpipe) the MLP part trains
     /// 4 instances for 250 steps instead of 64 for 500, so the demo ends in well under a minute.
     pub fn for_gpu(gpu: &Gpu) -> Self {
@@ -204,6 +226,7 @@ pub fn train_mlps(gpu: &Gpu, cfg: &DemoConfig) -> Result<MlpRun> {
 
 /// Run both parts and print what happened.
 pub fn run(gpu: &Gpu, cfg: &DemoConfig, out: &mut impl Write) -> Result<()> {
+    cfg.validate()?;
     let io = |e| Error::Io {
         path: "<stdout>".into(),
         source: e,

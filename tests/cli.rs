@@ -1,7 +1,7 @@
 //! The command line on bad input: each case exits with status 1 and one `error:` line that names
 //! the problem and the fix; nothing panics and nothing saved is touched.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn metalearn(args: &[&str]) -> (i32, String, String) {
@@ -104,4 +104,95 @@ fn every_command_documents_its_options() {
     for opt in ["--config", "--set", "--resume", "--out", "--outer-steps"] {
         assert!(out.contains(opt), "train --help lacks {opt}");
     }
+}
+
+/// Every numeric flag of every subcommand, driven with zero, negative, NaN, infinite and
+/// huge values where the flag cannot take them: each case exits with status 1 and exactly one
+/// `error:` line, before any work (nothing is written), and nothing panics.
+#[test]
+fn every_numeric_flag_refuses_zero_negative_nan_and_huge_values() {
+    let d = temp("flags");
+    let out = d.join("x.safetensors");
+    let out = out.to_str().unwrap();
+    let ck = d.join("missing.safetensors");
+    let ck = ck.to_str().unwrap();
+    let counts = ["0", "-1", "nan", "1e30", "99999999999999999999999"];
+    let seeds = ["-1", "nan", "1e30", "99999999999999999999999"];
+    let rates = ["0", "-1", "nan", "inf", "-inf", "1e40"];
+    let mut cases: Vec<Vec<String>> = Vec::new();
+    let mut add = |base: &[&str], flag: &str, values: &[&str]| {
+        for v in values {
+            let mut a: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+            a.push(format!("--{flag}={v}"));
+            cases.push(a);
+        }
+    };
+    let l2l = [
+        "l2l",
+        "--outer-steps=1",
+        "--instances=2",
+        "--eval-instances=2",
+    ];
+    for flag in ["outer-steps", "instances", "eval-instances"] {
+        add(&l2l, flag, &counts);
+    }
+    add(&l2l, "meta-lr", &rates);
+    add(&l2l, "seed", &seeds);
+    let sgd = ["sgd", "--mlp-instances=1", "--mlp-steps=1"];
+    for flag in ["mlp-instances", "mlp-steps"] {
+        add(&sgd, flag, &counts);
+    }
+    add(&sgd, "seed", &seeds);
+    let export = ["export", "--out", out];
+    for flag in ["instances", "unroll"] {
+        add(&export, flag, &counts);
+    }
+    add(&export, "seed", &seeds);
+    add(
+        &["export", "--out", out, "--unroll=100000"],
+        "instances",
+        &["100000"],
+    );
+    let bench = ["bench", "--quick"];
+    for flag in ["steps", "repeats"] {
+        add(&bench, flag, &counts);
+    }
+    add(&bench, "instances", &["0", "1,0", "-1", "nan", "1e30", ""]);
+    for flag in ["steps", "instances"] {
+        add(&["eval", ck], flag, &counts);
+    }
+    let train = ["train", "--out", d.to_str().unwrap()];
+    for kv in [
+        "meta.lr=nan",
+        "meta.lr=inf",
+        "meta.clip=-1",
+        "task.instances=-1",
+        "task.instances=0",
+        "meta.unroll=0",
+        "meta.outer_steps=-5",
+        "task.dim=0",
+        "task.dim=99999999999999999999999",
+        "eval.instances=0",
+        "eval.steps=nan",
+        "seed=-1",
+    ] {
+        add(&train, "set", &[kv]);
+    }
+    assert!(cases.len() >= 90, "{} cases", cases.len());
+    for a in &cases {
+        let args: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (code, _, err) = metalearn(&args);
+        assert_eq!(code, 1, "{args:?}: exit code {code}, stderr {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        let errors = err.lines().filter(|l| l.starts_with("error:")).count();
+        assert_eq!(errors, 1, "{args:?}: {errors} error lines in {err}");
+    }
+    assert!(!Path::new(out).exists(), "a refused export wrote {out}");
+    let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "refused runs left {left:?} in {}",
+        d.display()
+    );
+    eprintln!("{} bad flag values refused", cases.len());
 }

@@ -139,6 +139,26 @@ pub struct BenchOptions {
     pub repeats: usize,
 }
 
+impl BenchOptions {
+    /// Check the options before anything runs: at least one step per timed run, one timed run
+    /// per case, one instance per W1 case.
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 || self.repeats == 0 {
+            return Err(Error::invalid(format!(
+                "bench needs at least one step per timed run and one timed run per case (got \
+                 --steps {} --repeats {}); use e.g. --steps 20 --repeats 5",
+                self.steps, self.repeats
+            )));
+        }
+        if self.w1_instances.as_ref().is_some_and(|v| v.contains(&0)) {
+            return Err(Error::invalid(
+                "bench --instances lists 0; every W1 case needs at least one instance",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for BenchOptions {
     /// Every part at full size, 20 steps per MLP run, 5 runs per case.
     fn default() -> Self {
@@ -156,9 +176,7 @@ impl Default for BenchOptions {
 /// [`Row`] per case. A case beyond the device's limits is reported as skipped (in W1, as a row
 /// with `"status": "limit"`); any other error ends the run.
 pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions, out: &mut dyn Write) -> Result<Report> {
-    if opts.steps == 0 {
-        return Err(Error::invalid("steps per timed run must be at least 1"));
-    }
+    opts.validate()?;
     let info = &gpu.props().info;
     let mut results = Vec::new();
     for part in Part::ALL {

@@ -37,6 +37,7 @@ enum Command {
     Info,
     /// Meta-train the L2L LSTM optimizer on quadratics; compare with tuned SGD, NAG, RMSprop and Adam (the
     /// default job).
+    #[command(allow_negative_numbers = true)]
     L2l {
         /// Outer steps (unrolls of T = 20 steps; episodes of 100 steps). Default: 1000, or 150
         /// on a software adapter.
@@ -132,6 +133,7 @@ fn bench(open: impl Fn() -> Result<Arc<Gpu>>, a: BenchArgs) -> Result<()> {
         steps: a.steps,
         repeats: a.repeats,
     };
+    opts.validate()?;
     let gpu = open()?;
     let report = metalearn::bench::run(&gpu, &opts, &mut std::io::stdout().lock())?;
     if let Some(path) = a.json {
@@ -203,6 +205,7 @@ fn export(open: impl Fn() -> Result<Arc<Gpu>>, a: ExportArgs) -> Result<()> {
         learn_init: a.learn_init,
         seed: a.seed,
     };
+    opts.validate()?;
     let s = export_first_outer_step(open()?, &opts, &a.out)?;
     println!(
         "wrote {} ({} tensors, {} bytes): meta-loss {:.6}",
@@ -541,7 +544,31 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One `error:` line naming the flag and the value, then where the usage is.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid command line");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {first}\nsee `metalearn --help` or `metalearn <command> --help`"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");

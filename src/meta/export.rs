@@ -229,6 +229,35 @@ impl Default for ExportOptions {
     }
 }
 
+impl ExportOptions {
+    /// Check the sizes and the optimizer before anything is allocated: at least one instance
+    /// and one inner step, at most [`MAX_EXPORT_VALUES`] values per stored step, a registered
+    /// optimizer.
+    pub fn validate(&self) -> Result<()> {
+        if self.instances == 0 || self.unroll == 0 {
+            return Err(Error::invalid(format!(
+                "an export needs at least one instance and one inner step (got --instances {} \
+                 --unroll {}); use e.g. --instances 3 --unroll 7",
+                self.instances, self.unroll
+            )));
+        }
+        let values = (self.instances as u128) * (self.unroll as u128 + 1);
+        if values > MAX_EXPORT_VALUES as u128 {
+            return Err(Error::invalid(format!(
+                "an export of {} instances × {} inner steps stores every step of every instance \
+                 ({values} steps in all, more than {MAX_EXPORT_VALUES}); an export is for checking \
+                 a meta-gradient: use a few instances and a short unroll",
+                self.instances, self.unroll
+            )));
+        }
+        Optimizer::parse(&self.optimizer).map(|_| ())
+    }
+}
+
+/// Most instance-steps (instances × (unroll + 1)) an export stores: every one is written to
+/// the file with its batch, so this keeps files and memory small.
+pub const MAX_EXPORT_VALUES: usize = 1 << 20;
+
 /// Build a fresh trainer for `opts` and write its first outer step to `path` with
 /// [`export_outer_step`].
 pub fn export_first_outer_step(
@@ -236,6 +265,7 @@ pub fn export_first_outer_step(
     opts: &ExportOptions,
     path: &Path,
 ) -> Result<ExportSummary> {
+    opts.validate()?;
     let mut rng = TaskRng::seed_from_u64(opts.seed);
     let task: Box<dyn Task> = match opts.task {
         ExportTask::Quadratic => Box::new(QuadraticTask::new(&gpu, 4, opts.instances, &mut rng)?),

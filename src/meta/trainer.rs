@@ -220,6 +220,12 @@ impl MetaTrainer {
         cfg: MetaConfig,
     ) -> Result<Self> {
         cfg.validate(&opt)?;
+        if task.instances() == 0 || task.layout().size() == 0 {
+            return Err(Error::invalid(format!(
+                "the task {} has no instance or no parameter to train; use at least one instance",
+                task.name()
+            )));
+        }
         let unroll = Unroll::new(&gpu, task.as_mut(), &opt, &cfg)?;
         let n = task.instances();
         let p = unroll.params();

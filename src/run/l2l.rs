@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::gpu::Gpu;
 use crate::meta::MetaTrainer;
 use crate::tasks::{build_task, Sample};
-use crate::Result;
+use crate::{Error, Result};
 
 /// The sizes of the default job that the command line may change; everything else comes from
 /// the embedded config.
@@ -76,6 +76,11 @@ impl L2lConfig {
         c.eval.instances = self.eval_instances;
         c.eval.grid_points = self.grid_points;
         c.seed = self.seed;
+        if self.outer_steps == 0 {
+            return Err(Error::invalid(
+                "the default job meta-trains before it compares: use --outer-steps 1 or more",
+            ));
+        }
         c.validate("the default job's settings")?;
         Ok(c)
     }

@@ -31,6 +31,11 @@ impl Quadratics {
                 "quadratic dimension {dim} is outside 1..={MAX_DIM}"
             )));
         }
+        if instances == 0 {
+            return Err(Error::invalid(
+                "a quadratic task needs at least one instance",
+            ));
+        }
         let normal = Normal::new(0.0f32, 1.0).map_err(|e| Error::invalid(e.to_string()))?;
         let data = (0..instances * (dim * dim + dim))
             .map(|_| normal.sample(rng))
