@@ -146,3 +146,193 @@ fn lm_bad_chunks_are_refused() -> Result<()> {
     assert!(GpuLm::new(g, &LmSpec::new(5, 2, 3, 1)?, 0, 3).is_err());
     Ok(())
 }
+
+/// Shared weights (instance stride 0): every stream reads one block and gets its own gradient.
+#[test]
+fn lm_shared_weights_give_each_stream_its_gradient() -> Result<()> {
+    let mut r = rng("lm_shared_weights_give_each_stream_its_gradient");
+    let g = gpus()[0];
+    let (spec, n, len) = (LmSpec::new(13, 4, 5, 2)?, 3, 4);
+    let lm = GpuLm::new(g, &spec, n, len)?;
+    let p = lm.layout().size();
+    let theta = uniform(&mut r, p, -0.5, 0.5);
+    let tokens: Vec<u32> = (0..n * len).map(|_| r.random_range(0..13)).collect();
+    let targets: Vec<u32> = (0..n * len).map(|_| r.random_range(0..13)).collect();
+    let starts = vec![false; n * len];
+    let state = vec![0.0f32; n * spec.state_len()];
+    let gtheta = g.buffer_from("theta", &theta)?;
+    let (gs, gn) = (g.buffer_from("s", &state)?, g.buffer("n", state.len())?);
+    let ggrad = g.buffer("grad", n * p)?;
+    let gloss = g.buffer("loss", n)?;
+    g.fill(&ggrad, f32::NAN)?;
+    lm.upload_chunk(g, &tokens, &targets, &starts)?;
+    let mut rec = Recorder::new(g);
+    let shared = Batched {
+        buf: &gtheta,
+        off: 0,
+        batch_stride: 0,
+    };
+    let grad = Batched::dense(&ggrad, p);
+    lm.record(
+        &mut rec,
+        shared,
+        (&gs, &gn),
+        Some(grad),
+        View::new(&gloss, 0),
+    )?;
+    rec.submit()?;
+    let grads = g.read(&ggrad)?;
+    let layout = spec.layout()?;
+    for i in 0..n {
+        let rows = i * len..(i + 1) * len;
+        let want = reference::loss_grad(
+            &spec,
+            &layout,
+            &f64s(&theta),
+            &vec![0.0; spec.state_len()],
+            Chunk {
+                tokens: &tokens[rows.clone()],
+                targets: &targets[rows.clone()],
+                starts: &starts[rows],
+            },
+        )?;
+        assert_close("shared grad", &grads[i * p..(i + 1) * p], &want.grad, 1e-4);
+    }
+    Ok(())
+}
+
+/// One step of static training with SGD is θ − lr · (mean over streams of the gradients).
+#[test]
+fn lm_static_training_step_is_the_mean_gradient_step() -> Result<()> {
+    use metalearn::optim::Optimizer;
+    use metalearn::tasks::lm::{StaticTrainer, TokenChunk};
+    let mut r = rng("lm_static_training_step_is_the_mean_gradient_step");
+    let (spec, n, len) = (LmSpec::new(9, 3, 3, 1)?, 2, 5);
+    let p = spec.layout()?.size();
+    let theta = uniform(&mut r, p, -0.5, 0.5);
+    let tokens: Vec<u32> = (0..n * len).map(|_| r.random_range(0..9)).collect();
+    let targets: Vec<u32> = (0..n * len).map(|_| r.random_range(0..9)).collect();
+    let starts: Vec<bool> = (0..n * len).map(|i| i == 2).collect();
+    let lr = 0.3f32;
+    let mut tr = StaticTrainer::new(
+        common::shared_gpu().clone(),
+        (&spec, &theta),
+        (n, len),
+        (Optimizer::parse("sgd")?.with_lr(lr), &[]),
+    )?;
+    let chunk = TokenChunk {
+        tokens: &tokens,
+        targets: &targets,
+        starts: &starts,
+    };
+    let loss = tr.step(chunk)?;
+    let layout = spec.layout()?;
+    let th = f64s(&theta);
+    let mut mean_grad = vec![0.0; p];
+    let mut mean_loss = 0.0;
+    for i in 0..n {
+        let rows = i * len..(i + 1) * len;
+        let out = reference::loss_grad(
+            &spec,
+            &layout,
+            &th,
+            &vec![0.0; spec.state_len()],
+            Chunk {
+                tokens: &tokens[rows.clone()],
+                targets: &targets[rows.clone()],
+                starts: &starts[rows],
+            },
+        )?;
+        mean_loss += out.loss / n as f64;
+        for (m, g) in mean_grad.iter_mut().zip(&out.grad) {
+            *m += g / n as f64;
+        }
+    }
+    assert!(
+        (loss - mean_loss).abs() <= 1e-5 * mean_loss.abs(),
+        "{loss} vs {mean_loss}"
+    );
+    let want: Vec<f64> = th
+        .iter()
+        .zip(&mean_grad)
+        .map(|(t, g)| t - f64::from(lr) * g)
+        .collect();
+    assert_close("weights after one step", &tr.weights()?, &want, 1e-5);
+    Ok(())
+}
+
+/// A repeated random sequence: static training learns it, and dynamic evaluation with SGD
+/// lowers the loss of the later repetitions below the static model's, while the first chunk is
+/// scored before any update (equal to static evaluation).
+#[test]
+fn lm_training_learns_and_dynamic_evaluation_adapts() -> Result<()> {
+    use metalearn::optim::Optimizer;
+    use metalearn::tasks::lm::{DynamicEval, StaticTrainer, TokenChunk};
+    let mut r = rng("lm_training_learns_and_dynamic_evaluation_adapts");
+    let gpu = common::shared_gpu().clone();
+    let (spec, n, len) = (LmSpec::new(16, 8, 16, 1)?, 2, 8);
+    let theta0 = spec.init(&mut r, 1)?;
+    // Training data: each stream cycles through the tokens in order.
+    let cycle = |n: usize, k: usize| -> (Vec<u32>, Vec<u32>) {
+        let t: Vec<u32> = (0..n * len)
+            .map(|i| ((i % len + k * len) % 16) as u32)
+            .collect();
+        let y = t.iter().map(|v| (v + 1) % 16).collect();
+        (t, y)
+    };
+    let starts = vec![false; n * len];
+    let mut tr = StaticTrainer::new(
+        gpu.clone(),
+        (&spec, &theta0),
+        (n, len),
+        (Optimizer::parse("adam")?.with_lr(0.02), &[]),
+    )?;
+    let mut first = 0.0;
+    let mut last = 0.0;
+    for k in 0..60 {
+        let (t, y) = cycle(n, k);
+        let l = tr.step(TokenChunk {
+            tokens: &t,
+            targets: &y,
+            starts: &starts,
+        })?;
+        if k == 0 {
+            first = l;
+        }
+        last = l;
+    }
+    eprintln!("static training: loss {first:.3} → {last:.3}");
+    assert!(
+        last < 0.3 * first,
+        "training did not learn the cycle: {first} → {last}"
+    );
+    // Evaluation on a new random sequence, repeated: dynamic SGD adapts to it.
+    let theta = tr.weights()?;
+    let seq: Vec<u32> = (0..len + 1).map(|_| r.random_range(0..16)).collect();
+    let rep_t: Vec<u32> = (0..n).flat_map(|_| seq[..len].to_vec()).collect();
+    let rep_y: Vec<u32> = (0..n).flat_map(|_| seq[1..].to_vec()).collect();
+    let chunk = TokenChunk {
+        tokens: &rep_t,
+        targets: &rep_y,
+        starts: &starts,
+    };
+    let mut stat = DynamicEval::new(gpu.clone(), (&spec, &theta), (n, len), None)?;
+    let sgd = Optimizer::parse("sgd")?.with_lr(0.5);
+    let mut dynamic = DynamicEval::new(gpu, (&spec, &theta), (n, len), Some((sgd, &[])))?;
+    let (mut s_last, mut d_last) = (0.0, 0.0);
+    for k in 0..8 {
+        let s = stat.chunk(chunk)?;
+        let d = dynamic.chunk(chunk)?;
+        if k == 0 {
+            assert_eq!(s, d, "the first chunk is scored before any update");
+        }
+        s_last = s.iter().sum::<f32>() / n as f32;
+        d_last = d.iter().sum::<f32>() / n as f32;
+    }
+    eprintln!("after 8 repetitions: static {s_last:.3}, dynamic {d_last:.3}");
+    assert!(
+        d_last < 0.5 * s_last,
+        "dynamic {d_last} not below static {s_last}"
+    );
+    Ok(())
+}

@@ -179,10 +179,12 @@ fn groups(count: usize) -> u64 {
     (count as u64).div_ceil(256)
 }
 
-fn theta_params(p: &mut LmParams, theta: Batched, block: usize) -> Result<()> {
+/// The (offset, stride) of a parameter-shaped buffer: instances `block` or more floats apart,
+/// or, for parameters that are only read (`shared`), 0 apart: one block read by every instance.
+fn theta_params(p: &mut LmParams, theta: Batched, block: usize, shared: bool) -> Result<()> {
     p.th_off = u32_of("offset", theta.off)?;
     p.th_bs = u32_of("stride", theta.batch_stride)?;
-    if theta.batch_stride < block {
+    if theta.batch_stride < block && !(shared && theta.batch_stride == 0) {
         return Err(Error::invalid(format!(
             "lm: instances are {} floats apart, a parameter block has {block}",
             theta.batch_stride
@@ -209,7 +211,7 @@ pub fn embed(
     )?;
     check_region("lm embedded", x, 0, &[(d.batch * d.len * d.embed, 1)])?;
     let mut p = d.base()?;
-    theta_params(&mut p, theta, block)?;
+    theta_params(&mut p, theta, block, true)?;
     p.emb_off = u32_of("offset", emb_off)?;
     rec.dispatch(
         &LM_EMBED,
@@ -258,7 +260,7 @@ impl LayerRef<'_> {
             ));
         }
         let mut p = d.base()?;
-        theta_params(&mut p, theta, block)?;
+        theta_params(&mut p, theta, block, true)?;
         regions.into_params(&mut p)?;
         p.t = u32_of("time step", t)?;
         p.wh_off = u32_of("offset", self.wh_off)?;
@@ -353,7 +355,7 @@ pub fn embed_grad(
         return Err(Error::invalid("lm: the embedding lies outside the block"));
     }
     let mut p = d.base()?;
-    theta_params(&mut p, grad, block)?;
+    theta_params(&mut p, grad, block, false)?;
     p.emb_off = u32_of("offset", emb_off)?;
     p.accumulate = u32::from(accumulate);
     rec.dispatch(

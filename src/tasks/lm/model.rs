@@ -135,6 +135,16 @@ impl GpuLm {
         &self.spec
     }
 
+    /// Instances N read side by side.
+    pub fn instances(&self) -> usize {
+        self.dims.batch
+    }
+
+    /// Tokens per chunk L.
+    pub fn chunk_len(&self) -> usize {
+        self.dims.len
+    }
+
     /// Bytes of GPU memory held.
     pub fn bytes(&self) -> u64 {
         let mut b = self.x0.bytes() + self.dx0.bytes() + self.logits.bytes();
@@ -179,7 +189,9 @@ impl GpuLm {
 
     /// Record the chunk's loss of every instance (`loss[loss.off + n]`) at `theta` from the
     /// state in `states.0`, the state after the chunk into `states.1`, and, with `grad`, the
-    /// gradient of the loss into it (every storage of the block written).
+    /// gradient of the loss into it (every storage of the block written). `theta` may have
+    /// instance stride 0 (one block of shared weights read by every instance); `grad` holds
+    /// one block per instance.
     pub fn record(
         &self,
         rec: &mut Recorder,
