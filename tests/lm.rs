@@ -48,26 +48,16 @@ fn lm_case(g: &Gpu, spec: LmSpec, n: usize, len: usize, r: &mut TaskRng) -> Resu
         off,
         batch_stride: stride,
     };
-    let mut rec = Recorder::new(g);
-    lm.record(
-        &mut rec,
-        th,
-        (&gstate, &gnext),
-        Some(gr),
-        View::new(&gloss, 1),
-    )?;
-    rec.submit()?;
+    let run = || -> Result<()> {
+        let mut rec = Recorder::new(g);
+        let loss = View::new(&gloss, 1);
+        lm.record(&mut rec, th, (&gstate, &gnext), Some(gr), loss)?;
+        rec.submit()
+    };
+    run()?;
     let (grad, loss, next) = (g.read(&ggrad)?, g.read(&gloss)?, g.read(&gnext)?);
     // The same recording again gives the same bits (no atomics, fixed summation orders).
-    let mut rec = Recorder::new(g);
-    lm.record(
-        &mut rec,
-        th,
-        (&gstate, &gnext),
-        Some(gr),
-        View::new(&gloss, 1),
-    )?;
-    rec.submit()?;
+    run()?;
     let again: Vec<u32> = g.read(&ggrad)?.iter().map(|v: &f32| v.to_bits()).collect();
     let bits: Vec<u32> = grad.iter().map(|v: &f32| v.to_bits()).collect();
     assert_eq!(again, bits);

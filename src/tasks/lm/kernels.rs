@@ -179,15 +179,22 @@ fn groups(count: usize) -> u64 {
     (count as u64).div_ceil(256)
 }
 
-/// The (offset, stride) of a parameter-shaped buffer: instances `block` or more floats apart,
-/// or, for parameters that are only read (`shared`), 0 apart: one block read by every instance.
-fn theta_params(p: &mut LmParams, theta: Batched, block: usize, shared: bool) -> Result<()> {
-    p.th_off = u32_of("offset", theta.off)?;
-    p.th_bs = u32_of("stride", theta.batch_stride)?;
-    if theta.batch_stride < block && !(shared && theta.batch_stride == 0) {
+/// The (offset, stride) of a parameter-shaped buffer of `batch` instances, checked: instances
+/// `block` or more floats apart, or, for parameters that are only read (`shared`), 0 apart: one
+/// block read by every instance.
+fn block_params(
+    p: &mut LmParams,
+    batch: usize,
+    (what, b, block): (&str, Batched, usize),
+    shared: bool,
+) -> Result<()> {
+    check_region(what, b.buf, b.off, &[(batch, b.batch_stride), (block, 1)])?;
+    p.th_off = u32_of("offset", b.off)?;
+    p.th_bs = u32_of("stride", b.batch_stride)?;
+    if b.batch_stride < block && !(shared && b.batch_stride == 0) {
         return Err(Error::invalid(format!(
-            "lm: instances are {} floats apart, a parameter block has {block}",
-            theta.batch_stride
+            "{what}: instances are {} floats apart, a parameter block has {block}",
+            b.batch_stride
         )));
     }
     Ok(())
@@ -203,15 +210,9 @@ pub fn embed(
     x: &GpuBuffer,
 ) -> Result<()> {
     d.check_chunk(chunk)?;
-    check_region(
-        "lm theta",
-        theta.buf,
-        theta.off,
-        &[(d.batch, theta.batch_stride), (block, 1)],
-    )?;
     check_region("lm embedded", x, 0, &[(d.batch * d.len * d.embed, 1)])?;
     let mut p = d.base()?;
-    theta_params(&mut p, theta, block, true)?;
+    block_params(&mut p, d.batch, ("lm theta", theta, block), true)?;
     p.emb_off = u32_of("offset", emb_off)?;
     rec.dispatch(
         &LM_EMBED,
@@ -240,12 +241,6 @@ pub struct LayerRef<'a> {
 impl LayerRef<'_> {
     fn params(&self, d: &ChunkDims, t: usize) -> Result<LmParams> {
         let (theta, block) = self.theta;
-        check_region(
-            "lm theta",
-            theta.buf,
-            theta.off,
-            &[(d.batch, theta.batch_stride), (block, 1)],
-        )?;
         let (work, regions) = self.work;
         check_region("lm work", work, 0, &[(regions.len, 1)])?;
         if t >= d.len {
@@ -260,7 +255,7 @@ impl LayerRef<'_> {
             ));
         }
         let mut p = d.base()?;
-        theta_params(&mut p, theta, block, true)?;
+        block_params(&mut p, d.batch, ("lm theta", theta, block), true)?;
         regions.into_params(&mut p)?;
         p.t = u32_of("time step", t)?;
         p.wh_off = u32_of("offset", self.wh_off)?;
@@ -345,17 +340,11 @@ pub fn embed_grad(
         0,
         &[(d.batch * d.len * d.embed, 1)],
     )?;
-    check_region(
-        "lm grad",
-        grad.buf,
-        grad.off,
-        &[(d.batch, grad.batch_stride), (block, 1)],
-    )?;
     if emb_off + d.vocab * d.embed > block {
         return Err(Error::invalid("lm: the embedding lies outside the block"));
     }
     let mut p = d.base()?;
-    theta_params(&mut p, grad, block, false)?;
+    block_params(&mut p, d.batch, ("lm grad", grad, block), false)?;
     p.emb_off = u32_of("offset", emb_off)?;
     p.accumulate = u32::from(accumulate);
     rec.dispatch(

@@ -52,6 +52,19 @@ struct Params {
 @group(0) @binding(0) var<storage, read> dx: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 
+// The unit (instance n, hidden unit j) invocation i works on at time step p.t, and its row
+// n·L + t of the [N, L, ·] sequences.
+struct Unit {
+    n: u32,
+    j: u32,
+    row: u32,
+}
+
+fn unit_of(i: u32) -> Unit {
+    let n = i / p.hidden;
+    return Unit(n, i % p.hidden, n * p.len + p.t);
+}
+
 fn sigm(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
 }
@@ -78,39 +91,34 @@ fn lm_step(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = flat_index(wid, nwg, li);
-    let h_n = p.hidden;
-    if (i >= p.batch * h_n) { return; }
-    let n = i / h_n;
-    let j = i % h_n;
-    let t = p.t;
-    let row = n * p.len + t;
-    let reset = chunk[2u * p.batch * p.len + row] != 0u;
-    let s = n * p.s_bs + p.s_off;
-    let prev = row - 1u;
+    let u = unit_of(flat_index(wid, nwg, li));
+    if (u.n >= p.batch) { return; }
+    let reset = chunk[2u * p.batch * p.len + u.row] != 0u;
+    let s = u.n * p.s_bs + p.s_off;
+    let prev = u.row - 1u;
     var z = array<f32, 4>();
     for (var g = 0u; g < 4u; g++) {
-        z[g] = work[p.zx + row * 4u * h_n + g * h_n + j];
+        z[g] = work[p.zx + u.row * 4u * p.hidden + g * p.hidden + u.j];
     }
     var hp_j = 0.0;
     var cp_j = 0.0;
     if (!reset) {
-        let wh = p.th_off + n * p.th_bs + p.wh_off;
-        for (var k = 0u; k < h_n; k++) {
+        let wh = p.th_off + u.n * p.th_bs + p.wh_off;
+        for (var k = 0u; k < p.hidden; k++) {
             var hk: f32;
-            if (t == 0u) { hk = state_in[s + k]; } else { hk = work[p.h + prev * h_n + k]; }
-            let w = wh + k * 4u * h_n + j;
+            if (p.t == 0u) { hk = state_in[s + k]; } else { hk = work[p.h + prev * p.hidden + k]; }
+            let w = wh + k * 4u * p.hidden + u.j;
             z[0] = fma(hk, theta[w], z[0]);
-            z[1] = fma(hk, theta[w + h_n], z[1]);
-            z[2] = fma(hk, theta[w + 2u * h_n], z[2]);
-            z[3] = fma(hk, theta[w + 3u * h_n], z[3]);
+            z[1] = fma(hk, theta[w + p.hidden], z[1]);
+            z[2] = fma(hk, theta[w + 2u * p.hidden], z[2]);
+            z[3] = fma(hk, theta[w + 3u * p.hidden], z[3]);
         }
-        if (t == 0u) {
-            hp_j = state_in[s + j];
-            cp_j = state_in[s + h_n + j];
+        if (p.t == 0u) {
+            hp_j = state_in[s + u.j];
+            cp_j = state_in[s + p.hidden + u.j];
         } else {
-            hp_j = work[p.h + prev * h_n + j];
-            cp_j = work[p.c + prev * h_n + j];
+            hp_j = work[p.h + prev * p.hidden + u.j];
+            cp_j = work[p.c + prev * p.hidden + u.j];
         }
     }
     let ig = sigm(z[0]);
@@ -119,18 +127,18 @@ fn lm_step(
     let og = sigm(z[3]);
     let c = fg * cp_j + ig * gg;
     let h = og * tanh(c);
-    let gb = p.g + row * 4u * h_n + j;
+    let gb = p.g + u.row * 4u * p.hidden + u.j;
     work[gb] = ig;
-    work[gb + h_n] = fg;
-    work[gb + 2u * h_n] = gg;
-    work[gb + 3u * h_n] = og;
-    work[p.c + row * h_n + j] = c;
-    work[p.h + row * h_n + j] = h;
-    work[p.hp + row * h_n + j] = hp_j;
-    work[p.cp + row * h_n + j] = cp_j;
-    if (t + 1u == p.len) {
-        state_out[s + j] = h;
-        state_out[s + h_n + j] = c;
+    work[gb + p.hidden] = fg;
+    work[gb + 2u * p.hidden] = gg;
+    work[gb + 3u * p.hidden] = og;
+    work[p.c + u.row * p.hidden + u.j] = c;
+    work[p.h + u.row * p.hidden + u.j] = h;
+    work[p.hp + u.row * p.hidden + u.j] = hp_j;
+    work[p.cp + u.row * p.hidden + u.j] = cp_j;
+    if (p.t + 1u == p.len) {
+        state_out[s + u.j] = h;
+        state_out[s + p.hidden + u.j] = c;
     }
 }
 
@@ -140,37 +148,32 @@ fn lm_step_back(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let i = flat_index(wid, nwg, li);
-    let h_n = p.hidden;
-    if (i >= p.batch * h_n) { return; }
-    let n = i / h_n;
-    let j = i % h_n;
-    let t = p.t;
-    let row = n * p.len + t;
-    var dh = bwork[p.dha + row * h_n + j];
+    let u = unit_of(flat_index(wid, nwg, li));
+    if (u.n >= p.batch) { return; }
+    var dh = bwork[p.dha + u.row * p.hidden + u.j];
     var dc = 0.0;
-    if (t + 1u < p.len && chunk[2u * p.batch * p.len + row + 1u] == 0u) {
-        let next = row + 1u;
-        let wh = p.th_off + n * p.th_bs + p.wh_off + j * 4u * h_n;
-        for (var k = 0u; k < 4u * h_n; k++) {
-            dh = fma(bwork[p.dz + next * 4u * h_n + k], theta[wh + k], dh);
+    if (p.t + 1u < p.len && chunk[2u * p.batch * p.len + u.row + 1u] == 0u) {
+        let next = u.row + 1u;
+        let wh = p.th_off + u.n * p.th_bs + p.wh_off + u.j * 4u * p.hidden;
+        for (var k = 0u; k < 4u * p.hidden; k++) {
+            dh = fma(bwork[p.dz + next * 4u * p.hidden + k], theta[wh + k], dh);
         }
-        dc = bwork[p.dcp + next * h_n + j];
+        dc = bwork[p.dcp + next * p.hidden + u.j];
     }
-    let gb = p.g + row * 4u * h_n + j;
+    let gb = p.g + u.row * 4u * p.hidden + u.j;
     let ig = bwork[gb];
-    let fg = bwork[gb + h_n];
-    let gg = bwork[gb + 2u * h_n];
-    let og = bwork[gb + 3u * h_n];
-    let tc = tanh(bwork[p.c + row * h_n + j]);
-    let cp = bwork[p.cp + row * h_n + j];
+    let fg = bwork[gb + p.hidden];
+    let gg = bwork[gb + 2u * p.hidden];
+    let og = bwork[gb + 3u * p.hidden];
+    let tc = tanh(bwork[p.c + u.row * p.hidden + u.j]);
+    let cp = bwork[p.cp + u.row * p.hidden + u.j];
     dc = dc + dh * og * (1.0 - tc * tc);
-    let db = p.dz + row * 4u * h_n + j;
+    let db = p.dz + u.row * 4u * p.hidden + u.j;
     bwork[db] = dc * gg * ig * (1.0 - ig);
-    bwork[db + h_n] = dc * cp * fg * (1.0 - fg);
-    bwork[db + 2u * h_n] = dc * ig * (1.0 - gg * gg);
-    bwork[db + 3u * h_n] = dh * tc * og * (1.0 - og);
-    bwork[p.dcp + row * h_n + j] = dc * fg;
+    bwork[db + p.hidden] = dc * cp * fg * (1.0 - fg);
+    bwork[db + 2u * p.hidden] = dc * ig * (1.0 - gg * gg);
+    bwork[db + 3u * p.hidden] = dh * tc * og * (1.0 - og);
+    bwork[p.dcp + u.row * p.hidden + u.j] = dc * fg;
 }
 
 @compute @workgroup_size(256)

@@ -9,7 +9,7 @@
 //! matrix products again.
 
 use super::kernels::{self, ChunkDims, LayerRef, LayerWork};
-use super::spec::LmSpec;
+use super::spec::{LmOffsets, LmSpec};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::{matmul, Activation, Epilogue, MatDims, MatView};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, Reduction, Strided};
@@ -19,23 +19,12 @@ use crate::params::ParamLayout;
 use crate::tasks::mlp::softmax::{softmax_xent, LossDims};
 use crate::{Error, Result};
 
-/// Offsets of the named tensors in a block.
-#[derive(Clone, Debug)]
-struct Offsets {
-    emb: usize,
-    wx: Vec<usize>,
-    wh: Vec<usize>,
-    b: Vec<usize>,
-    proj: Option<usize>,
-    out_b: usize,
-}
-
 /// Workspace of the model for N instances and chunks of L tokens.
 #[derive(Debug)]
 pub struct GpuLm {
     spec: LmSpec,
     layout: ParamLayout,
-    offsets: Offsets,
+    offsets: LmOffsets,
     dims: ChunkDims,
     regions: LayerWork,
     work: Vec<GpuBuffer>,
@@ -64,6 +53,34 @@ fn param(b: Batched<'_>, off: usize, cols: usize) -> MatView<'_> {
     }
 }
 
+/// Record `grad_n[off + c] = Σ_r x[n, r, c]` for the dense `[N, rows, cols]` tensor at
+/// `x.1` of `x.0` (a bias gradient from the gradient of its outputs).
+fn sum_rows(
+    rec: &mut Recorder,
+    x: (&GpuBuffer, usize),
+    (rows, cols, n): (usize, usize, usize),
+    grad: Batched,
+    off: usize,
+) -> Result<()> {
+    reduce(
+        rec,
+        Reduction::new(ReduceOp::Sum, rows, cols, n),
+        Strided {
+            buf: x.0,
+            off: x.1,
+            batch_stride: rows * cols,
+            row_stride: cols,
+            col_stride: 1,
+        },
+        Out {
+            buf: grad.buf,
+            off: grad.off + off,
+            batch_stride: grad.batch_stride,
+            col_stride: 1,
+        },
+    )
+}
+
 impl GpuLm {
     /// The workspace of `instances` instances of `spec` reading chunks of `len` tokens.
     pub fn new(gpu: &Gpu, spec: &LmSpec, instances: usize, len: usize) -> Result<Self> {
@@ -73,24 +90,7 @@ impl GpuLm {
             ));
         }
         let layout = spec.layout()?;
-        let at = |name: &str| layout.require(name).map(|e| e.offset);
-        let per = |what: &str| -> Result<Vec<usize>> {
-            (0..spec.layers)
-                .map(|l| at(&format!("lstm{l}.{what}")))
-                .collect()
-        };
-        let offsets = Offsets {
-            emb: at("emb")?,
-            wx: per("wx")?,
-            wh: per("wh")?,
-            b: per("b")?,
-            proj: if spec.has_projection() {
-                Some(at("proj")?)
-            } else {
-                None
-            },
-            out_b: at("out.b")?,
-        };
+        let offsets = spec.offsets(&layout)?;
         let dims = ChunkDims {
             batch: instances,
             len,
@@ -287,23 +287,7 @@ impl GpuLm {
         let (n, l_n, h_n, e_n, v_n) = (d.batch, d.len, s.hidden, s.embed, s.vocab);
         let block = self.layout.size();
         let dlogits = dense(&self.dlogits, 0, l_n, v_n);
-        reduce(
-            rec,
-            Reduction::new(ReduceOp::Sum, l_n, v_n, n),
-            Strided {
-                buf: &self.dlogits,
-                off: 0,
-                batch_stride: l_n * v_n,
-                row_stride: v_n,
-                col_stride: 1,
-            },
-            Out {
-                buf: grad.buf,
-                off: grad.off + o.out_b,
-                batch_stride: grad.batch_stride,
-                col_stride: 1,
-            },
-        )?;
+        sum_rows(rec, (&self.dlogits, 0), (l_n, v_n, n), grad, o.out_b)?;
         // The output's share of the tied embedding's gradient; the input's is added below.
         matmul(
             rec,
@@ -376,22 +360,12 @@ impl GpuLm {
                 param(grad, o.wh[l], 4 * h_n),
                 Epilogue::Store,
             )?;
-            reduce(
+            sum_rows(
                 rec,
-                Reduction::new(ReduceOp::Sum, l_n, 4 * h_n, n),
-                Strided {
-                    buf: work,
-                    off: self.regions.dz,
-                    batch_stride: l_n * 4 * h_n,
-                    row_stride: 4 * h_n,
-                    col_stride: 1,
-                },
-                Out {
-                    buf: grad.buf,
-                    off: grad.off + o.b[l],
-                    batch_stride: grad.batch_stride,
-                    col_stride: 1,
-                },
+                (work, self.regions.dz),
+                (l_n, 4 * h_n, n),
+                grad,
+                o.b[l],
             )?;
             let below = if l == 0 {
                 dense(&self.dx0, 0, l_n, e_n)

@@ -3,7 +3,7 @@
 //! the state carried to the next chunk. Equations in [`super::spec`]. One instance at a time,
 //! dense loops, written for clarity; checked against finite differences in its tests.
 
-use super::spec::LmSpec;
+use super::spec::{LmOffsets as Offsets, LmSpec};
 use crate::params::ParamLayout;
 use crate::{Error, Result};
 
@@ -30,39 +30,6 @@ pub struct ChunkOut {
     pub grad: Vec<f64>,
     /// The state after the last token (h, c of every layer), carried to the next chunk.
     pub state: Vec<f64>,
-}
-
-/// Offsets of the named tensors in the block.
-struct Offsets {
-    emb: usize,
-    wx: Vec<usize>,
-    wh: Vec<usize>,
-    b: Vec<usize>,
-    proj: Option<usize>,
-    out_b: usize,
-}
-
-impl Offsets {
-    fn of(spec: &LmSpec, layout: &ParamLayout) -> Result<Self> {
-        let at = |name: &str| layout.require(name).map(|e| e.offset);
-        let per = |what: &str| -> Result<Vec<usize>> {
-            (0..spec.layers)
-                .map(|l| at(&format!("lstm{l}.{what}")))
-                .collect()
-        };
-        Ok(Self {
-            emb: at("emb")?,
-            wx: per("wx")?,
-            wh: per("wh")?,
-            b: per("b")?,
-            proj: if spec.has_projection() {
-                Some(at("proj")?)
-            } else {
-                None
-            },
-            out_b: at("out.b")?,
-        })
-    }
 }
 
 /// Values of one layer at one token, kept for the backward pass.
@@ -223,7 +190,7 @@ pub fn forward(
     chunk: Chunk,
 ) -> Result<ChunkOut> {
     check(spec, layout, theta, state, &chunk)?;
-    let f = run_forward(spec, &Offsets::of(spec, layout)?, theta, state, &chunk);
+    let f = run_forward(spec, &spec.offsets(layout)?, theta, state, &chunk);
     let loss = f.token_losses.iter().sum::<f64>() / chunk.tokens.len() as f64;
     Ok(ChunkOut {
         loss,
@@ -242,7 +209,7 @@ pub fn loss_grad(
     chunk: Chunk,
 ) -> Result<ChunkOut> {
     check(spec, layout, theta, state, &chunk)?;
-    let o = Offsets::of(spec, layout)?;
+    let o = spec.offsets(layout)?;
     let f = run_forward(spec, &o, theta, state, &chunk);
     let (v_n, e_n, h_n) = (spec.vocab, spec.embed, spec.hidden);
     let len = chunk.tokens.len();
@@ -350,6 +317,16 @@ mod tests {
         starts: Vec<bool>,
     }
 
+    impl Case {
+        fn chunk(&self) -> Chunk<'_> {
+            Chunk {
+                tokens: &self.tokens,
+                targets: &self.targets,
+                starts: &self.starts,
+            }
+        }
+    }
+
     fn case(spec: LmSpec, len: usize, r: &mut Rng64) -> Case {
         let layout = spec.layout().unwrap();
         let v = spec.vocab as u32;
@@ -374,28 +351,18 @@ mod tests {
             LmSpec::new(7, 3, 4, 2).unwrap(),
             LmSpec::new(5, 4, 4, 1).unwrap(),
         ] {
-            let Case {
-                layout,
-                theta,
-                state,
-                tokens,
-                targets,
-                starts,
-            } = case(spec, 6, &mut r);
-            let chunk = Chunk {
-                tokens: &tokens,
-                targets: &targets,
-                starts: &starts,
-            };
-            let out = loss_grad(&spec, &layout, &theta, &state, chunk).unwrap();
+            let c = case(spec, 6, &mut r);
+            let (layout, theta, state) = (&c.layout, &c.theta, &c.state);
+            let chunk = c.chunk();
+            let out = loss_grad(&spec, layout, theta, state, chunk).unwrap();
             let fd = central_diff(
-                |th| forward(&spec, &layout, th, &state, chunk).unwrap().loss,
-                &theta,
+                |th| forward(&spec, layout, th, state, chunk).unwrap().loss,
+                theta,
                 1e-5,
             );
             let err = rel_err(&out.grad, &fd);
             assert!(err < 1e-7, "{spec:?}: relative error {err:e}");
-            let fwd = forward(&spec, &layout, &theta, &state, chunk).unwrap();
+            let fwd = forward(&spec, layout, theta, state, chunk).unwrap();
             assert_eq!(fwd.loss.to_bits(), out.loss.to_bits());
             assert_eq!(fwd.state, out.state);
         }
@@ -408,22 +375,15 @@ mod tests {
         // differences above).
         let spec = LmSpec::new(6, 3, 3, 1).unwrap();
         let mut r = Rng64::seed_from_u64(2);
-        let Case {
-            layout,
-            theta,
-            state,
-            targets,
-            starts,
-            ..
-        } = case(spec, 4, &mut r);
+        let c = case(spec, 4, &mut r);
         let tokens = vec![0u32; 4];
         let chunk = Chunk {
             tokens: &tokens,
-            targets: &targets,
-            starts: &starts,
+            targets: &c.targets,
+            starts: &c.starts,
         };
-        let out = loss_grad(&spec, &layout, &theta, &state, chunk).unwrap();
-        let emb = layout.require("emb").unwrap().offset;
+        let out = loss_grad(&spec, &c.layout, &c.theta, &c.state, chunk).unwrap();
+        let emb = c.layout.require("emb").unwrap().offset;
         for v in 1..6 {
             let row = &out.grad[emb + v * 3..emb + v * 3 + 3];
             assert!(
@@ -437,42 +397,24 @@ mod tests {
     fn a_chunk_is_two_half_chunks_with_the_state_carried() {
         let spec = LmSpec::new(7, 3, 4, 2).unwrap();
         let mut r = Rng64::seed_from_u64(5);
-        let Case {
-            layout,
-            theta,
-            state,
-            tokens,
-            targets,
-            mut starts,
-        } = case(spec, 8, &mut r);
-        starts[6] = true;
-        let whole = forward(
-            &spec,
-            &layout,
-            &theta,
-            &state,
-            Chunk {
-                tokens: &tokens,
-                targets: &targets,
-                starts: &starts,
-            },
-        )
-        .unwrap();
+        let mut c = case(spec, 8, &mut r);
+        c.starts[6] = true;
+        let whole = forward(&spec, &c.layout, &c.theta, &c.state, c.chunk()).unwrap();
         let half = |s: &[f64], a: usize, b: usize| {
             forward(
                 &spec,
-                &layout,
-                &theta,
+                &c.layout,
+                &c.theta,
                 s,
                 Chunk {
-                    tokens: &tokens[a..b],
-                    targets: &targets[a..b],
-                    starts: &starts[a..b],
+                    tokens: &c.tokens[a..b],
+                    targets: &c.targets[a..b],
+                    starts: &c.starts[a..b],
                 },
             )
             .unwrap()
         };
-        let first = half(&state, 0, 3);
+        let first = half(&c.state, 0, 3);
         let second = half(&first.state, 3, 8);
         let joined: Vec<f64> = first
             .token_losses
@@ -488,23 +430,16 @@ mod tests {
     fn a_document_start_forgets_the_carried_state() {
         let spec = LmSpec::new(5, 2, 3, 2).unwrap();
         let mut r = Rng64::seed_from_u64(8);
-        let Case {
-            layout,
-            theta,
-            state,
-            tokens,
-            targets,
-            ..
-        } = case(spec, 5, &mut r);
+        let c = case(spec, 5, &mut r);
         let starts = vec![true, false, false, false, false];
         let chunk = Chunk {
-            tokens: &tokens,
-            targets: &targets,
+            tokens: &c.tokens,
+            targets: &c.targets,
             starts: &starts,
         };
-        let a = loss_grad(&spec, &layout, &theta, &state, chunk).unwrap();
+        let a = loss_grad(&spec, &c.layout, &c.theta, &c.state, chunk).unwrap();
         let zero = vec![0.0; spec.state_len()];
-        let b = loss_grad(&spec, &layout, &theta, &zero, chunk).unwrap();
+        let b = loss_grad(&spec, &c.layout, &c.theta, &zero, chunk).unwrap();
         assert_eq!(a.loss, b.loss);
         assert_eq!(a.grad, b.grad);
     }

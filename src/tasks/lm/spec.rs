@@ -27,6 +27,23 @@ use rand::Rng;
 use crate::params::ParamLayout;
 use crate::{Error, Result};
 
+/// Offsets of the named tensors in a parameter block of [`LmSpec::layout`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LmOffsets {
+    /// `emb` (and its tie `out.w`).
+    pub emb: usize,
+    /// `lstm{l}.wx` of every layer.
+    pub wx: Vec<usize>,
+    /// `lstm{l}.wh` of every layer.
+    pub wh: Vec<usize>,
+    /// `lstm{l}.b` of every layer.
+    pub b: Vec<usize>,
+    /// `proj`, when E ≠ H.
+    pub proj: Option<usize>,
+    /// `out.b`.
+    pub out_b: usize,
+}
+
 /// Sizes of the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LmSpec {
@@ -95,6 +112,28 @@ impl LmSpec {
         p.add("out.b", &[v])?;
         p.tie("out.w", "emb", true)?;
         Ok(p)
+    }
+
+    /// Where each tensor of `layout` (this spec's [`LmSpec::layout`]) starts.
+    pub fn offsets(&self, layout: &ParamLayout) -> Result<LmOffsets> {
+        let at = |name: &str| layout.require(name).map(|e| e.offset);
+        let per = |what: &str| -> Result<Vec<usize>> {
+            (0..self.layers)
+                .map(|l| at(&format!("lstm{l}.{what}")))
+                .collect()
+        };
+        Ok(LmOffsets {
+            emb: at("emb")?,
+            wx: per("wx")?,
+            wh: per("wh")?,
+            b: per("b")?,
+            proj: if self.has_projection() {
+                Some(at("proj")?)
+            } else {
+                None
+            },
+            out_b: at("out.b")?,
+        })
     }
 
     /// Initial parameters of `instances` instances: the embedding U(−0.1, 0.1), the LSTM and
