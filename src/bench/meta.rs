@@ -37,15 +37,11 @@ pub fn measure_meta(
         cfg,
     )?;
     let step = median_seconds(repeats, || tr.step().map(|_| ()))?;
-    Ok(MetaMeasurement {
-        label: format!(
-            "lstm quadratic d=10 T={unroll} N={instances} {}",
-            schedule.name()
-        ),
-        step_seconds: step,
-        inner_steps_per_second: (unroll * instances) as f64 / step,
-        memory: tr.memory(),
-    })
+    let label = format!(
+        "lstm quadratic d=10 T={unroll} N={instances} {}",
+        schedule.name()
+    );
+    Ok(MetaMeasurement::of(label, step, unroll * instances, &tr))
 }
 
 /// The meta-training part of [`run`](super::run): store-all at several instance counts (T =

@@ -79,6 +79,24 @@ pub struct MetaMeasurement {
     pub memory: crate::meta::MemoryReport,
 }
 
+impl MetaMeasurement {
+    /// The measurement of `trainer`'s outer steps of `inner` inner steps × instances each, timed
+    /// at a median of `step_seconds`.
+    pub fn of(
+        label: String,
+        step_seconds: f64,
+        inner: usize,
+        trainer: &crate::meta::MetaTrainer,
+    ) -> Self {
+        Self {
+            label,
+            step_seconds,
+            inner_steps_per_second: inner as f64 / step_seconds,
+            memory: trainer.memory(),
+        }
+    }
+}
+
 /// A part of the benchmark, as `metalearn bench --only` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {

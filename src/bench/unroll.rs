@@ -34,15 +34,11 @@ pub fn measure_unroll(
     let opt = Optimizer::parse("mlp")?;
     let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), opt, cfg)?;
     let step = median_seconds(repeats, || tr.meta_gradient().map(|_| ()))?;
-    Ok(MetaMeasurement {
-        label: format!(
-            "mlp-opt on 784-20-10 MLPs N={instances} T={unroll} {}",
-            schedule.name()
-        ),
-        step_seconds: step,
-        inner_steps_per_second: (unroll * instances) as f64 / step,
-        memory: tr.memory(),
-    })
+    let label = format!(
+        "mlp-opt on 784-20-10 MLPs N={instances} T={unroll} {}",
+        schedule.name()
+    );
+    Ok(MetaMeasurement::of(label, step, unroll * instances, &tr))
 }
 
 /// The unroll part of [`run`](super::run): one meta-gradient of T = 1000 steps (50 with
