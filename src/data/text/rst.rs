@@ -19,7 +19,8 @@
 //! - **Rules**: a line whose non-blank characters are all one ASCII punctuation character in
 //!   runs of at least two (section underlines and overlines — the title line itself stays —
 //!   transitions, simple-table borders such as `=====  =====`), and grid-table borders
-//!   (`+-----+====+`), go.
+//!   (`+-----+====+`), go, and so do list items and table cells with nothing in them (a line of
+//!   bullets only: `-`, `* -`).
 //! - **Literal blocks**: a paragraph ending in `::` becomes one ending in `:` (or loses a
 //!   separate ` ::`, and a line of only `::` goes), and the indented block after it is kept
 //!   verbatim, with none of these rules applied inside.
@@ -156,7 +157,7 @@ fn normal_line(line: &str, ind: usize, out: &mut Vec<String>) -> State {
     if body == "::" {
         return State::LiteralPending(ind);
     }
-    if is_rule(body) {
+    if is_rule(body) || is_empty_item(body) {
         return State::Normal;
     }
     if let Some(head) = line.strip_suffix("::") {
@@ -266,6 +267,15 @@ fn is_rule(body: &str) -> bool {
         && !body.contains('\t')
 }
 
+/// A list item or table cell with nothing in it: only bullets (`-`, `*`, `+`, `•`), as in `* -`.
+fn is_empty_item(body: &str) -> bool {
+    !body.is_empty()
+        && body
+            .split(' ')
+            .filter(|p| !p.is_empty())
+            .all(|p| matches!(p, "-" | "*" | "+" | "•"))
+}
+
 /// Width of the leading whitespace, a tab reaching the next multiple of 8.
 fn indentation(line: &str) -> usize {
     let mut width = 0;
@@ -370,6 +380,7 @@ mod tests {
         }
         assert_eq!(strip_rst("\t.. note::\n\t\tTabbed.\n"), "\t\tTabbed.\n");
         assert_eq!(strip_rst("..."), "");
-        assert_eq!(strip_rst("- item\n* *\n"), "- item\n* *\n");
+        assert_eq!(strip_rst("- item\n* x *\n"), "- item\n* x *\n");
+        assert_eq!(strip_rst("* - a\n  -\n* -\n  - b\n"), "* - a\n  - b\n");
     }
 }

@@ -4,7 +4,8 @@
 //! **Words.** [`split_words`] splits on whitespace; with `split_punctuation` (the default) a
 //! word is a maximal run of alphanumeric characters and `_` (Unicode's
 //! [`char::is_alphanumeric`]), and every other non-whitespace character is a token of its own:
-//! `don't stop_here, 6.1` → `don` `'` `t` `stop_here` `,` `6` `.` `1`. Without it, tokens are
+//! `don't stop_here, 6.1` → `don` `'` `t` `stop_here` `,` `6` `.` `1`, except that `<unk>` and
+//! `<eos>` stay one token each. Without it, tokens are
 //! the whitespace-separated strings (right for text that is tokenized already, as WikiText is).
 //! With `lowercase`, tokens are lower-cased first. The vocabulary is `<unk>` (id 0), `<eos>`
 //! (id 1, end of document), then the `size` most frequent training tokens, most frequent first,
@@ -108,7 +109,11 @@ fn for_each_word(text: &str, lowercase: bool, split_punctuation: bool, mut f: im
             continue;
         }
         let mut start = None;
+        let mut resume = 0;
         for (i, c) in piece.char_indices() {
+            if i < resume {
+                continue;
+            }
             if c.is_alphanumeric() || c == '_' {
                 start.get_or_insert(i);
                 continue;
@@ -116,7 +121,11 @@ fn for_each_word(text: &str, lowercase: bool, split_punctuation: bool, mut f: im
             if let Some(s) = start.take() {
                 f(&piece[s..i]);
             }
-            f(&piece[i..i + c.len_utf8()]);
+            let rest = &piece[i..];
+            let special = [UNK, EOS].into_iter().find(|s| rest.starts_with(s));
+            let token = special.unwrap_or(&rest[..c.len_utf8()]);
+            resume = i + token.len();
+            f(token);
         }
         if let Some(s) = start {
             f(&piece[s..]);
