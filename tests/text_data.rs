@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use metalearn::data::text::{
     parse_wikitext, read_linux_doc, read_text_dir, read_text_dir_with, read_wikitext,
     read_wikitext_file, split::name_fraction, split_documents, split_words, strip_rst, Chunk,
-    DirOptions, Document, DocumentStream, SkipReason, SplitFractions, Vocab, VocabKind,
-    WordOptions, LINUX_DOC_DIR,
+    ChunkArrays, DirOptions, Document, DocumentStream, SkipReason, SplitFractions, Vocab,
+    VocabKind, WordOptions, LINUX_DOC_DIR,
 };
 use metalearn::Error;
 
@@ -725,6 +725,24 @@ fn check_chunk_consistency(chunk: &Chunk, docs: &[Vec<u32>], eos: u32) {
             }
         }
     }
+    let arrays = chunk.arrays();
+    let l = chunk.length;
+    assert_eq!(arrays.inputs.len(), chunk.instances * l);
+    for n in 0..chunk.instances {
+        assert_eq!(&arrays.inputs[n * l..(n + 1) * l], chunk.inputs(n).unwrap());
+        assert_eq!(
+            &arrays.targets[n * l..(n + 1) * l],
+            chunk.targets(n).unwrap()
+        );
+        assert_eq!(
+            &arrays.starts[n * l..(n + 1) * l],
+            &chunk.row_starts(n).unwrap()[..l]
+        );
+        assert_eq!(
+            &arrays.positions[n * l..(n + 1) * l],
+            &chunk.row_positions(n).unwrap()[..l]
+        );
+    }
     assert!(chunk.row(chunk.instances).is_none());
     assert!(chunk.inputs(chunk.instances).is_none());
 }
@@ -949,4 +967,72 @@ fn random_text_never_panics_the_parsers() {
         assert_eq!(Vocab::bytes().decode(&Vocab::bytes().encode(&text)), text);
         let _ = split_words(&text, true, true);
     }
+}
+
+#[test]
+fn chunks_join_without_a_gap_and_feed_the_reference_language_model() {
+    use metalearn::tasks::lm::{reference, LmSpec, TokenChunk};
+    use rand::SeedableRng;
+    let docs = [
+        doc("a", "one short"),
+        doc("b", "x"),
+        doc("c", "a longer document, read over chunks"),
+    ];
+    let vocab = Vocab::bytes();
+    let l = 6;
+    let mut short = DocumentStream::from_documents(&docs, &vocab, 2, l, 4).unwrap();
+    let mut long = DocumentStream::from_documents(&docs, &vocab, 2, 3 * l, 4).unwrap();
+    let parts: Vec<_> = (0..3).map(|_| short.next_chunk().arrays()).collect();
+    let whole = long.next_chunk().arrays();
+    for n in 0..2 {
+        let joined = |f: fn(&ChunkArrays) -> &[u32]| -> Vec<u32> {
+            parts
+                .iter()
+                .flat_map(|p| f(p)[n * l..(n + 1) * l].to_vec())
+                .collect()
+        };
+        let of_whole =
+            |f: fn(&ChunkArrays) -> &[u32]| f(&whole)[n * 3 * l..(n + 1) * 3 * l].to_vec();
+        for f in [
+            (|a| &a.inputs) as fn(&ChunkArrays) -> &[u32],
+            |a| &a.targets,
+            |a| &a.positions,
+        ] {
+            assert_eq!(joined(f), of_whole(f));
+        }
+    }
+    // The chunks are what the language model reads: the f64 reference over three chunks with
+    // the state carried gives the per-token losses of one chunk three times as long.
+    let spec = LmSpec::new(vocab.len(), 4, 4, 1).unwrap();
+    let layout = spec.layout().unwrap();
+    let theta: Vec<f64> = spec
+        .init(&mut rand_chacha::ChaCha12Rng::seed_from_u64(0), 1)
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    fn row(a: &ChunkArrays, len: usize) -> reference::Chunk<'_> {
+        reference::Chunk {
+            tokens: &a.inputs[..len],
+            targets: &a.targets[..len],
+            starts: &a.starts[..len],
+        }
+    }
+    let mut state = vec![0.0; spec.state_len()];
+    let mut losses = Vec::new();
+    for part in &parts {
+        let out = reference::forward(&spec, &layout, &theta, &state, row(part, l)).unwrap();
+        losses.extend(out.token_losses);
+        state = out.state;
+    }
+    let zero = vec![0.0; spec.state_len()];
+    let once = reference::forward(&spec, &layout, &theta, &zero, row(&whole, 3 * l)).unwrap();
+    for (a, b) in losses.iter().zip(&once.token_losses) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    let _ = TokenChunk {
+        tokens: &whole.inputs,
+        targets: &whole.targets,
+        starts: &whole.starts,
+    };
 }

@@ -30,7 +30,7 @@ use std::fmt;
 pub use dir::{read_linux_doc, read_text_dir, read_text_dir_with, DirOptions, LINUX_DOC_DIR};
 pub use rst::strip_rst;
 pub use split::{split_documents, SplitFractions, SplitSummary, SplitTotals, Splits};
-pub use stream::{Chunk, DocumentStream};
+pub use stream::{Chunk, ChunkArrays, DocumentStream};
 pub use vocab::{split_words, Vocab, VocabKind, WordOptions, DEFAULT_WORD_VOCAB, EOS, UNK};
 pub use wikitext::{parse_wikitext, read_wikitext, read_wikitext_file};
 

@@ -78,6 +78,49 @@ impl Chunk {
     }
 }
 
+/// A chunk as `[N, L]` arrays of the inputs, the form a model reads (`tasks::lm::TokenChunk`
+/// takes `inputs`, `targets` and `starts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkArrays {
+    /// `[N, L]` input ids.
+    pub inputs: Vec<u32>,
+    /// `[N, L]` targets: the id after each input.
+    pub targets: Vec<u32>,
+    /// `[N, L]` true where an input starts a document: reset the state before it.
+    pub starts: Vec<bool>,
+    /// `[N, L]` position of each input in its document.
+    pub positions: Vec<u32>,
+}
+
+impl Chunk {
+    /// The inputs, targets, start flags and positions as `[N, L]` arrays.
+    pub fn arrays(&self) -> ChunkArrays {
+        let width = self.length + 1;
+        let mut a = ChunkArrays {
+            inputs: Vec::with_capacity(self.instances * self.length),
+            targets: Vec::with_capacity(self.instances * self.length),
+            starts: Vec::with_capacity(self.instances * self.length),
+            positions: Vec::with_capacity(self.instances * self.length),
+        };
+        for ((tokens, starts), positions) in self
+            .tokens
+            .chunks(width)
+            .zip(self.starts.chunks(width))
+            .zip(self.positions.chunks(width))
+        {
+            let inputs = ..self.length.min(tokens.len());
+            a.inputs.extend_from_slice(&tokens[inputs]);
+            a.targets
+                .extend_from_slice(tokens.get(1..).unwrap_or_default());
+            a.starts
+                .extend_from_slice(&starts[..self.length.min(starts.len())]);
+            a.positions
+                .extend_from_slice(&positions[..self.length.min(positions.len())]);
+        }
+        a
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cursor {
     /// Place in the sequence of documents of all epochs.
