@@ -1,7 +1,9 @@
-//! Image data sets: the IDX format (MNIST, Fashion-MNIST), generated images, and resampling.
+//! Data sets: images (the IDX format of MNIST and Fashion-MNIST, generated images, resampling)
+//! and text corpora for language models ([`text`]).
 
 pub mod idx;
 pub mod synthetic;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 
