@@ -10,6 +10,7 @@ mod common;
 
 use common::{assert_close, f64s, gpu_other_tiling, rng, shared_gpu, uniform};
 use metalearn::gpu::Recorder;
+use metalearn::kernels::vec::View;
 use metalearn::kernels::Batched;
 use metalearn::meta::evaluate;
 use metalearn::optim::hand::{Adam, Sgd};
@@ -17,7 +18,7 @@ use metalearn::optim::lstm::Lstm;
 use metalearn::optim::mlp::MlpOpt;
 use metalearn::optim::{Optimizer, OptimizerRun, RefStep};
 use metalearn::params::ParamLayout;
-use metalearn::tasks::{BatchRef, QuadraticTask, Task};
+use metalearn::tasks::{BatchRef, LossGrad, QuadraticTask, Task};
 use metalearn::Result;
 use rand::Rng;
 
@@ -52,14 +53,13 @@ fn gpu_steps_reproduce_evaluate_bitwise() -> Result<()> {
         gpu.fill(&losses, f32::NAN)?;
         let mut rec = Recorder::new(gpu);
         for t in 0..=steps {
-            task.record_loss_grad(
-                &mut rec,
-                Batched::dense(&params, p),
-                Batched::dense(&grads, p),
-                &losses,
-                t * n,
-                BatchRef::Train(t as u32),
-            )?;
+            let at = LossGrad {
+                theta: Batched::dense(&params, p),
+                grad: Batched::dense(&grads, p),
+                loss: View::new(&losses, t * n),
+                batch: BatchRef::Train(t as u32),
+            };
+            task.record_loss_grad(&mut rec, at)?;
             if t < steps {
                 run.step(&mut rec, &params, &grads)?;
             }

@@ -17,7 +17,7 @@ use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
 use metalearn::tasks::mlp::MlpSpec;
 use metalearn::tasks::{
-    BatchRef, MlpTask, Objective, QuadraticTask, SinusoidConfig, SinusoidTask, Task, TaskRng,
+    BatchRef, Hvp, MlpTask, Objective, QuadraticTask, SinusoidConfig, SinusoidTask, Task, TaskRng,
 };
 use metalearn::Result;
 use rand::{Rng, SeedableRng};
@@ -73,7 +73,13 @@ fn hvp_case(g: &Gpu, task: &mut dyn Task, r: &mut TaskRng, batch: BatchRef) -> R
         batch_stride: stride,
     };
     let mut rec = Recorder::new(g);
-    task.record_hvp(&mut rec, block(&gtheta), block(&gv), block(&gout), batch)?;
+    let at = Hvp {
+        theta: block(&gtheta),
+        v: block(&gv),
+        out: block(&gout),
+        batch,
+    };
+    task.record_hvp(&mut rec, at)?;
     rec.submit()?;
     let out: Vec<f32> = g.read(&gout)?;
     for i in 0..n {

@@ -7,6 +7,7 @@ mod common;
 use common::{assert_close, f64s, gpu, rng, shared_gpu, uniform};
 use metalearn::gpu::Recorder;
 use metalearn::kernels::matmul::Activation;
+use metalearn::kernels::vec::View;
 use metalearn::kernels::Batched;
 use metalearn::meta::{FinalBatch, LossWeights, MetaConfig, MetaTrainer, Schedule};
 use metalearn::optim::hand::Sgd;
@@ -17,7 +18,9 @@ use metalearn::tasks::mlp::reference as mlp_reference;
 use metalearn::tasks::mlp::reference::Targets;
 use metalearn::tasks::mlp::MlpSpec;
 use metalearn::tasks::TaskRng;
-use metalearn::tasks::{BatchRef, MlpTask, Objective, SinusoidConfig, SinusoidTask, Task};
+use metalearn::tasks::{
+    BatchRef, LossGrad, MlpTask, Objective, SinusoidConfig, SinusoidTask, Task,
+};
 use metalearn::Result;
 use rand::Rng;
 
@@ -54,7 +57,13 @@ fn task_case(task: &dyn Task, r: &mut TaskRng, batch: BatchRef) -> Result<(Vec<f
         batch_stride: stride,
     };
     let mut rec = Recorder::new(g);
-    task.record_loss_grad(&mut rec, block(&gtheta), block(&ggrad), &gloss, 1, batch)?;
+    let at = LossGrad {
+        theta: block(&gtheta),
+        grad: block(&ggrad),
+        loss: View::new(&gloss, 1),
+        batch,
+    };
+    task.record_loss_grad(&mut rec, at)?;
     rec.submit()?;
     let (grad, loss): (Vec<f32>, Vec<f32>) = (g.read(&ggrad)?, g.read(&gloss)?);
     assert!(

@@ -5,7 +5,7 @@ use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::vec::{self, View};
 use crate::kernels::Batched;
 use crate::optim::{Optimizer, StepArgs};
-use crate::tasks::{BatchRef, Task};
+use crate::tasks::{BatchRef, LossGrad, Task};
 use crate::{Error, Result};
 
 /// Losses of every instance after each of `steps` inner steps: `(steps + 1) × N`, row t holding
@@ -103,23 +103,25 @@ pub fn evaluate_with_held_out(
             off: 0,
             batch_stride: p,
         };
+        let loss = View::new(&losses, t * n);
+        let batch = BatchRef::Train(t as u32);
         task.record_loss_grad(
             &mut rec,
-            theta,
-            grad,
-            &losses,
-            t * n,
-            BatchRef::Train(t as u32),
+            LossGrad {
+                theta,
+                grad,
+                loss,
+                batch,
+            },
         )?;
         if let Some((hl, hg)) = &held {
-            task.record_loss_grad(
-                &mut rec,
+            let at = LossGrad {
                 theta,
-                Batched::dense(hg, p),
-                hl,
-                t * n,
-                BatchRef::HeldOut(t as u32),
-            )?;
+                grad: Batched::dense(hg, p),
+                loss: View::new(hl, t * n),
+                batch: BatchRef::HeldOut(t as u32),
+            };
+            task.record_loss_grad(&mut rec, at)?;
         }
         if t < steps {
             opt.record_step(

@@ -11,7 +11,7 @@ use crate::kernels::reduce::{reduce, Out, ReduceOp, ReduceStrategy, Reduction, S
 use crate::kernels::vec::{self, View};
 use crate::kernels::Batched;
 use crate::optim::{Mode, Optimizer, StepArgs, VjpArgs, Workspace};
-use crate::tasks::{BatchRef, Task};
+use crate::tasks::{BatchRef, Hvp, LossGrad, Task};
 use crate::Result;
 
 /// What an unroll reads and writes besides its own buffers.
@@ -220,6 +220,17 @@ impl Unroll {
         }
     }
 
+    /// The loss and gradient at the parameters in `slot` on `batch`: the gradient into the
+    /// gradient buffer, the losses from `loss_off`.
+    fn loss_grad(&self, slot: usize, loss_off: usize, batch: BatchRef) -> LossGrad<'_> {
+        LossGrad {
+            theta: self.theta(slot),
+            grad: Batched::dense(&self.g, self.params),
+            loss: View::new(&self.losses, loss_off),
+            batch,
+        }
+    }
+
     /// The training batch of inner step `step` of this unroll.
     fn batch(io: &Io, step: usize) -> BatchRef {
         BatchRef::Train((io.offset + step) as u32)
@@ -264,14 +275,8 @@ impl Unroll {
         to: usize,
     ) -> Result<()> {
         let n = io.task.instances();
-        io.task.record_loss_grad(
-            rec,
-            self.theta(from),
-            Batched::dense(&self.g, self.params),
-            &self.losses,
-            step * n,
-            Self::batch(io, step),
-        )?;
+        let at = self.loss_grad(from, step * n, Self::batch(io, step));
+        io.task.record_loss_grad(rec, at)?;
         io.opt.record_step(
             rec,
             &StepArgs {
@@ -295,14 +300,8 @@ impl Unroll {
             FinalBatch::Train => Self::batch(io, t),
             FinalBatch::HeldOut => BatchRef::HeldOut((io.offset + t) as u32),
         };
-        io.task.record_loss_grad(
-            rec,
-            self.theta(slot),
-            Batched::dense(&self.g, self.params),
-            &self.losses,
-            t * n,
-            final_batch,
-        )?;
+        io.task
+            .record_loss_grad(rec, self.loss_grad(slot, t * n, final_batch))?;
         if let (Some(carry), true) = (io.carry, io.carry_out) {
             rec.copy(&self.slots[slot], 0, carry, 0, carry.len())?;
         }
@@ -337,14 +336,8 @@ impl Unroll {
         accumulate: bool,
     ) -> Result<()> {
         let (n, p, c) = (io.task.instances(), self.params, self.count);
-        io.task.record_loss_grad(
-            rec,
-            self.theta(slot),
-            Batched::dense(&self.g, p),
-            &self.losses,
-            step * n,
-            Self::batch(io, step),
-        )?;
+        let at = self.loss_grad(slot, step * n, Self::batch(io, step));
+        io.task.record_loss_grad(rec, at)?;
         io.opt.record_vjp(
             rec,
             &VjpArgs {
@@ -365,13 +358,13 @@ impl Unroll {
             },
         )?;
         if let Some(so) = &self.second_order {
-            io.task.record_hvp(
-                rec,
-                self.theta(slot),
-                Batched::dense(&so.gbar, p),
-                Batched::dense(&so.hv, p),
-                Self::batch(io, step),
-            )?;
+            let at = Hvp {
+                theta: self.theta(slot),
+                v: Batched::dense(&so.gbar, p),
+                out: Batched::dense(&so.hv, p),
+                batch: Self::batch(io, step),
+            };
+            io.task.record_hvp(rec, at)?;
             vec::axpy(rec, 1.0, View::new(&so.hv, 0), View::new(&self.tbar, 0), c)?;
         }
         Ok(())

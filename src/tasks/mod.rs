@@ -9,8 +9,9 @@ pub mod quadratic;
 pub mod sinusoid;
 
 use crate::config::{Config, TaskConfig};
-use crate::gpu::{Gpu, GpuBuffer, Kernel, Recorder};
+use crate::gpu::{Gpu, Kernel, Recorder};
 use crate::kernels::matmul::Activation;
+use crate::kernels::vec::View;
 use crate::kernels::Batched;
 use crate::params::ParamLayout;
 use crate::{Error, Result};
@@ -125,6 +126,33 @@ pub enum BatchRef {
     HeldOut(u32),
 }
 
+/// Where [`Task::record_loss_grad`] reads and writes: the parameters and the gradient of every
+/// instance, instance n's loss at `loss.off + n`, and the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct LossGrad<'a> {
+    /// Parameters of every instance.
+    pub theta: Batched<'a>,
+    /// Gradient of every instance, laid out as `theta`.
+    pub grad: Batched<'a>,
+    /// Where the losses go.
+    pub loss: View<'a>,
+    /// Which batch.
+    pub batch: BatchRef,
+}
+
+/// Where [`Task::record_hvp`] reads and writes: `out = ∇²L(θ; batch)·v`.
+#[derive(Clone, Copy, Debug)]
+pub struct Hvp<'a> {
+    /// Parameters of every instance.
+    pub theta: Batched<'a>,
+    /// The direction, laid out as `theta`.
+    pub v: Batched<'a>,
+    /// The product, laid out as `theta` (no alias of `theta` or `v`).
+    pub out: Batched<'a>,
+    /// Which batch.
+    pub batch: BatchRef,
+}
+
 /// A named tensor of exported data: (name, shape, values).
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
@@ -145,16 +173,9 @@ pub trait Task: Send + Sync {
     /// Initial parameters of every instance, `N × P`, drawn from the family's distribution.
     fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>>;
 
-    /// Record the loss (`loss[loss_off + n]`) and gradient of every instance at `theta`.
-    fn record_loss_grad(
-        &self,
-        rec: &mut Recorder,
-        theta: Batched,
-        grad: Batched,
-        loss: &GpuBuffer,
-        loss_off: usize,
-        batch: BatchRef,
-    ) -> Result<()>;
+    /// Record the loss (`at.loss.off + n`) and gradient of every instance at `at.theta` on
+    /// `at.batch`.
+    fn record_loss_grad(&self, rec: &mut Recorder, at: LossGrad) -> Result<()>;
 
     /// f64 reference of the loss and gradient of instance `n` at `theta` on `batch`.
     fn reference_loss_grad(
@@ -170,17 +191,10 @@ pub trait Task: Send + Sync {
         Err(no_hvp(&self.name()))
     }
 
-    /// Record the exact Hessian-vector product `out = ∇²L(θ; batch)·v` of every instance (`v`
-    /// and `out` laid out as `theta`; `out` must not alias `theta` or `v`). Needs
+    /// Record the exact Hessian-vector product `at.out = ∇²L(θ; batch)·v` of every instance
+    /// (`v` and `out` laid out as `theta`; `out` must not alias `theta` or `v`). Needs
     /// [`Task::enable_hvp`]. May overwrite the task's model activations and gradient buffers.
-    fn record_hvp(
-        &self,
-        _rec: &mut Recorder,
-        _theta: Batched,
-        _v: Batched,
-        _out: Batched,
-        _batch: BatchRef,
-    ) -> Result<()> {
+    fn record_hvp(&self, _rec: &mut Recorder, _at: Hvp) -> Result<()> {
         Err(no_hvp(&self.name()))
     }
 

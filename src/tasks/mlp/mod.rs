@@ -26,10 +26,9 @@ pub use images::ImageBatches;
 pub use model::GpuMlp;
 pub use spec::{Loss, MlpSpec};
 
-use super::{BatchRef, NamedTensor, Task, TaskRng};
+use super::{BatchRef, Hvp, LossGrad, NamedTensor, Task, TaskRng};
 use crate::data::ImageDataset;
-use crate::gpu::{Gpu, GpuBuffer, Kernel, Recorder};
-use crate::kernels::vec::View;
+use crate::gpu::{Gpu, Kernel, Recorder};
 use crate::kernels::Batched;
 use crate::params::ParamLayout;
 use crate::{Error, Result};
@@ -262,19 +261,11 @@ impl Task for MlpTask {
         self.spec.init(rng, self.instances())
     }
 
-    fn record_loss_grad(
-        &self,
-        rec: &mut Recorder,
-        theta: Batched,
-        grad: Batched,
-        loss: &GpuBuffer,
-        loss_off: usize,
-        batch: BatchRef,
-    ) -> Result<()> {
-        self.data.record(rec, batch)?;
-        let loss = View::new(loss, loss_off);
+    fn record_loss_grad(&self, rec: &mut Recorder, at: LossGrad) -> Result<()> {
+        self.data.record(rec, at.batch)?;
+        let (x, y) = (self.data.x(), self.targets());
         self.mlp
-            .record_loss_grad(rec, theta, self.data.x(), self.targets(), grad, loss)
+            .record_loss_grad(rec, at.theta, x, y, at.grad, at.loss)
     }
 
     fn reference_loss_grad(
@@ -299,17 +290,10 @@ impl Task for MlpTask {
         self.mlp.enable_hvp(gpu)
     }
 
-    fn record_hvp(
-        &self,
-        rec: &mut Recorder,
-        theta: Batched,
-        v: Batched,
-        out: Batched,
-        batch: BatchRef,
-    ) -> Result<()> {
-        self.data.record(rec, batch)?;
-        self.mlp
-            .record_hvp(rec, theta, v, self.data.x(), self.targets(), out)
+    fn record_hvp(&self, rec: &mut Recorder, at: Hvp) -> Result<()> {
+        self.data.record(rec, at.batch)?;
+        let (x, y) = (self.data.x(), self.targets());
+        self.mlp.record_hvp(rec, at.theta, at.v, x, y, at.out)
     }
 
     fn reference_hvp(

@@ -12,11 +12,10 @@ pub use model::{GpuQuadratic, Quadratics, DEFAULT_DIM};
 
 use rand::SeedableRng;
 
-use super::{BatchRef, NamedTensor, Sample, Task, TaskFamily, TaskRng};
+use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Task, TaskFamily, TaskRng};
 use crate::config::Config;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::Activation;
-use crate::kernels::Batched;
 use crate::params::ParamLayout;
 use crate::Result;
 
@@ -95,17 +94,12 @@ impl Task for QuadraticTask {
         self.q.init(rng, self.init_std)
     }
 
-    fn record_loss_grad(
-        &self,
-        rec: &mut Recorder,
-        theta: Batched,
-        grad: Batched,
-        loss: &GpuBuffer,
-        loss_off: usize,
-        _batch: BatchRef,
-    ) -> Result<()> {
+    fn record_loss_grad(&self, rec: &mut Recorder, at: LossGrad) -> Result<()> {
+        let LossGrad {
+            theta, grad, loss, ..
+        } = at;
         self.gpu_q
-            .record_loss_grad(rec, theta, grad, loss, loss_off)
+            .record_loss_grad(rec, theta, grad, loss.buf, loss.off)
     }
 
     fn reference_loss_grad(
@@ -124,15 +118,8 @@ impl Task for QuadraticTask {
         Ok(())
     }
 
-    fn record_hvp(
-        &self,
-        rec: &mut Recorder,
-        _theta: Batched,
-        v: Batched,
-        out: Batched,
-        _batch: BatchRef,
-    ) -> Result<()> {
-        self.gpu_q.record_hvp(rec, v, out)
+    fn record_hvp(&self, rec: &mut Recorder, at: Hvp) -> Result<()> {
+        self.gpu_q.record_hvp(rec, at.v, at.out)
     }
 
     fn reference_hvp(

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 
 use super::mlp::reference::{self, Targets};
 use super::mlp::{GpuMlp, Loss, MlpSpec};
-use super::{BatchRef, NamedTensor, Sample, Task, TaskFamily, TaskRng};
+use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Task, TaskFamily, TaskRng};
 use crate::config::Config;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::Activation;
@@ -309,24 +309,9 @@ impl Task for SinusoidTask {
         self.spec.init(rng, self.instances)
     }
 
-    fn record_loss_grad(
-        &self,
-        rec: &mut Recorder,
-        theta: Batched,
-        grad: Batched,
-        loss: &GpuBuffer,
-        loss_off: usize,
-        batch: BatchRef,
-    ) -> Result<()> {
-        let (mlp, x, y) = self.set(batch);
-        mlp.record_loss_grad(
-            rec,
-            theta,
-            x,
-            y,
-            grad,
-            crate::kernels::vec::View::new(loss, loss_off),
-        )
+    fn record_loss_grad(&self, rec: &mut Recorder, at: LossGrad) -> Result<()> {
+        let (mlp, x, y) = self.set(at.batch);
+        mlp.record_loss_grad(rec, at.theta, x, y, at.grad, at.loss)
     }
 
     fn reference_loss_grad(
@@ -353,16 +338,9 @@ impl Task for SinusoidTask {
         self.query.enable_hvp(gpu)
     }
 
-    fn record_hvp(
-        &self,
-        rec: &mut Recorder,
-        theta: Batched,
-        v: Batched,
-        out: Batched,
-        batch: BatchRef,
-    ) -> Result<()> {
-        let (mlp, x, y) = self.set(batch);
-        mlp.record_hvp(rec, theta, v, x, y, out)
+    fn record_hvp(&self, rec: &mut Recorder, at: Hvp) -> Result<()> {
+        let (mlp, x, y) = self.set(at.batch);
+        mlp.record_hvp(rec, at.theta, at.v, x, y, at.out)
     }
 
     fn reference_hvp(
