@@ -3,8 +3,8 @@
 //!
 //! One file per workload: [`mlp`](MlpWorkload) (forward + backward), `meta` (meta-training
 //! outer steps), `opt` (a fused optimizer step against copy bandwidth), `unroll` (a long
-//! checkpointed unroll per schedule) and `w1` (the peer-comparison workload and its FLOP model).
-//! A language-model workload goes in `lm.rs` beside them. [`run`] runs the parts
+//! checkpointed unroll per schedule), `w1` (the peer-comparison workload and its FLOP model)
+//! and `lm` (the LSTM language model: training, evaluation, dynamic evaluation). [`run`] runs the parts
 //! `metalearn bench` asks for, prints their tables and returns one [`Row`] per case; the rows
 //! are the schema of `metalearn bench --json` ([`Report`]).
 
@@ -18,12 +18,14 @@ use serde::Serialize;
 use crate::gpu::Gpu;
 use crate::{Error, Result};
 
+mod lm;
 mod meta;
 mod mlp;
 mod opt;
 mod unroll;
 mod w1;
 
+pub use lm::{lm_cases, lm_forward_flops, measure_lm, LmCase, LmMeasurement};
 pub use meta::measure_meta;
 pub use mlp::{default_mlp_cases, MlpCase, MlpWorkload};
 pub use opt::{measure_copy_bandwidth, measure_optimizer_step, StepMeasurement};
@@ -110,11 +112,20 @@ pub enum Part {
     Unroll,
     /// L2L LSTM meta-training on 784-20-10 MLPs ([`measure_w1`]).
     W1,
+    /// The LSTM language model: training, evaluation, dynamic evaluation ([`measure_lm`]).
+    Lm,
 }
 
 impl Part {
     /// Every part, in the order [`run`] runs them.
-    pub const ALL: [Part; 5] = [Part::Mlp, Part::Meta, Part::Opt, Part::Unroll, Part::W1];
+    pub const ALL: [Part; 6] = [
+        Part::Mlp,
+        Part::Meta,
+        Part::Opt,
+        Part::Unroll,
+        Part::W1,
+        Part::Lm,
+    ];
 
     /// The name `--only` takes.
     pub fn name(self) -> &'static str {
@@ -124,6 +135,7 @@ impl Part {
             Part::Opt => "opt",
             Part::Unroll => "unroll",
             Part::W1 => "w1",
+            Part::Lm => "lm",
         }
     }
 
@@ -207,6 +219,7 @@ pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions, out: &mut dyn Write) -> Result<R
             Part::Opt => opt::run(gpu, opts, out)?,
             Part::Unroll => unroll::run(gpu, opts, out)?,
             Part::W1 => w1::run(gpu, opts, out)?,
+            Part::Lm => lm::run(gpu, opts, out)?,
         });
     }
     Ok(Report {
@@ -276,6 +289,27 @@ pub enum Row {
     W1(W1Row),
     /// A W1 case beyond the device's limits.
     W1Limit(W1LimitRow),
+    /// A language-model case.
+    Lm(LmRow),
+}
+
+/// A row of [`Part::Lm`].
+#[derive(Clone, Debug, Serialize)]
+pub struct LmRow {
+    /// Case label (sizes).
+    pub case: String,
+    /// Parameters of the model.
+    pub parameters: usize,
+    /// Tokens per second of static training.
+    pub train_tokens_per_second: f64,
+    /// GFLOP/s of static training by the FLOP model of [`lm_forward_flops`] (× 3).
+    pub train_gflops: f64,
+    /// Tokens per second of static evaluation (forward only).
+    pub eval_tokens_per_second: f64,
+    /// GFLOP/s of static evaluation.
+    pub eval_gflops: f64,
+    /// Tokens per second of dynamic evaluation with SGD.
+    pub dynamic_tokens_per_second: f64,
 }
 
 /// A row of [`Part::Mlp`].

@@ -173,6 +173,38 @@ fn every_row_kind_keeps_its_keys() {
         keys(&unroll),
         sorted(&["case", "seconds", "slots", "held_bytes"])
     );
+    // The keys benches/peers/pytorch_lm.py writes too.
+    let lm = Row::Lm(LmRow {
+        case: "V=256".into(),
+        parameters: 10,
+        train_tokens_per_second: 1.0,
+        train_gflops: 2.0,
+        eval_tokens_per_second: 3.0,
+        eval_gflops: 4.0,
+        dynamic_tokens_per_second: 5.0,
+    });
+    assert_eq!(
+        keys(&lm),
+        sorted(&[
+            "case",
+            "parameters",
+            "train_tokens_per_second",
+            "train_gflops",
+            "eval_tokens_per_second",
+            "eval_gflops",
+            "dynamic_tokens_per_second"
+        ])
+    );
+}
+
+#[test]
+fn the_lm_flop_model_counts_the_products() {
+    // 2 layers E = H = 4, V = 10: LSTM 2·(4+4)·16 per layer, logits 2·4·10.
+    let spec = crate::tasks::lm::LmSpec::new(10, 4, 4, 2).expect("spec");
+    assert_eq!(lm_forward_flops(&spec), 2.0 * 256.0 + 80.0);
+    // E ≠ H adds the projection 2·H·E.
+    let spec = crate::tasks::lm::LmSpec::new(10, 2, 4, 1).expect("spec");
+    assert_eq!(lm_forward_flops(&spec), 2.0 * 6.0 * 16.0 + 16.0 + 40.0);
 }
 
 #[test]
@@ -204,9 +236,9 @@ fn parts_parse_by_name() {
     for p in Part::ALL {
         assert_eq!(Part::parse(p.name()).expect("known"), p);
     }
-    let e = Part::parse("lm").expect_err("unknown").to_string();
-    assert!(e.contains("unknown benchmark part 'lm'"), "{e}");
-    assert!(e.contains("mlp, meta, opt, unroll, w1"), "{e}");
+    let e = Part::parse("dynlm").expect_err("unknown").to_string();
+    assert!(e.contains("unknown benchmark part 'dynlm'"), "{e}");
+    assert!(e.contains("mlp, meta, opt, unroll, w1, lm"), "{e}");
 }
 
 #[test]
