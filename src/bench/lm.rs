@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 
-use super::{io, median_seconds, skip_limit, BenchOptions, LmRow, Row};
+use super::{io, median_seconds, skip_limit, BenchOptions, KernelRow, LmRow, Row};
 use crate::gpu::Gpu;
 use crate::optim::Optimizer;
 use crate::tasks::lm::{DynamicEval, LmSpec, StaticTrainer, TokenChunk};
@@ -43,8 +43,9 @@ pub struct LmCase {
     pub len: usize,
 }
 
-/// Seconds per chunk of the three workloads of `case`, medians of `repeats`.
-#[derive(Clone, Copy, Debug)]
+/// Seconds per chunk of the three workloads of `case`, medians of `repeats`, and the GPU time
+/// of each kernel in one training step.
+#[derive(Clone, Debug)]
 pub struct LmMeasurement {
     /// Static training step.
     pub train: f64,
@@ -52,6 +53,9 @@ pub struct LmMeasurement {
     pub eval: f64,
     /// Dynamic evaluation with SGD.
     pub dynamic: f64,
+    /// (entry point, dispatches, GPU seconds) in one training step, from GPU timestamps (empty
+    /// where the adapter has none).
+    pub train_kernels: Vec<(&'static str, u64, f64)>,
 }
 
 /// Time `case` on `gpu` on random tokens (document starts every 200 tokens or so).
@@ -72,6 +76,13 @@ pub fn measure_lm(gpu: &Arc<Gpu>, case: &LmCase, repeats: usize) -> Result<LmMea
     let adam = Optimizer::parse("adam")?.with_lr(1e-3);
     let mut tr = StaticTrainer::new(gpu.clone(), (&spec, &theta), (streams, len), (adam, &[]))?;
     let train = median_seconds(repeats, || tr.step(chunk).map(|_| ()))?;
+    let profiler = gpu.profiler();
+    profiler.reset_gpu_time();
+    profiler.set_gpu_timing(true);
+    let timed = tr.step(chunk);
+    profiler.set_gpu_timing(false);
+    timed?;
+    let train_kernels = profiler.gpu_time_report();
     drop(tr);
     let mut stat = DynamicEval::new(gpu.clone(), (&spec, &theta), (streams, len), None)?;
     let eval = median_seconds(repeats, || stat.chunk(chunk).map(|_| ()))?;
@@ -88,6 +99,7 @@ pub fn measure_lm(gpu: &Arc<Gpu>, case: &LmCase, repeats: usize) -> Result<LmMea
         train,
         eval,
         dynamic: dyn_s,
+        train_kernels,
     })
 }
 
@@ -151,6 +163,15 @@ pub(super) fn run(gpu: &Arc<Gpu>, opts: &BenchOptions, out: &mut dyn Write) -> R
             eval_tokens_per_second: tokens / m.eval,
             eval_gflops: flops * tokens / m.eval * 1e-9,
             dynamic_tokens_per_second: tokens / m.dynamic,
+            train_kernels: m
+                .train_kernels
+                .iter()
+                .map(|&(k, c, s)| KernelRow {
+                    kernel: k.to_string(),
+                    dispatches: c,
+                    seconds: s,
+                })
+                .collect(),
         };
         writeln!(
             out,
@@ -162,6 +183,18 @@ pub(super) fn run(gpu: &Arc<Gpu>, opts: &BenchOptions, out: &mut dyn Write) -> R
             row.dynamic_tokens_per_second
         )
         .map_err(io)?;
+        let busy: f64 = row.train_kernels.iter().map(|k| k.seconds).sum();
+        for k in row.train_kernels.iter().take(6) {
+            writeln!(
+                out,
+                "    {:<20} {:>6} dispatches {:>9.3} ms  {:>5.1} % of the step's GPU time",
+                k.kernel,
+                k.dispatches,
+                k.seconds * 1e3,
+                100.0 * k.seconds / busy.max(1e-30)
+            )
+            .map_err(io)?;
+        }
         rows.push(Row::Lm(row));
     }
     Ok(rows)

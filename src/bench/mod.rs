@@ -310,6 +310,9 @@ pub struct LmRow {
     pub eval_gflops: f64,
     /// Tokens per second of dynamic evaluation with SGD.
     pub dynamic_tokens_per_second: f64,
+    /// GPU time per kernel of one training step (metalearn only; empty without timestamps).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub train_kernels: Vec<KernelRow>,
 }
 
 /// A row of [`Part::Mlp`].

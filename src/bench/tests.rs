@@ -182,6 +182,7 @@ fn every_row_kind_keeps_its_keys() {
         eval_tokens_per_second: 3.0,
         eval_gflops: 4.0,
         dynamic_tokens_per_second: 5.0,
+        train_kernels: Vec::new(),
     });
     assert_eq!(
         keys(&lm),
