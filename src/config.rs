@@ -10,6 +10,7 @@
 //! [meta]        # unroll, episodes, mode, checkpointing, meta-optimizer, what is learned
 //! [eval]        # periodic and final evaluation on held-out instances
 //! [output]      # run directory, checkpoint period, checkpoints kept
+//! [lm]          # the language model of task.kind = "lm": corpus, tokens, sizes, training, evaluation
 //! ```
 //! `configs/` holds one file per reproduced experiment; `docs/config.md` documents every key.
 
@@ -21,6 +22,9 @@ use crate::kernels::matmul::Activation;
 use crate::meta::{FinalBatch, LossWeights, MetaAdam, MetaConfig, Schedule};
 use crate::optim::{Mode, Optimizer};
 use crate::{Error, Result};
+
+mod lm;
+pub use lm::{LmConfig, LmCorpus, LmTokens, LM_KIND};
 
 /// The embedded default: the L2L coordinatewise LSTM on 10-d quadratics.
 pub const DEFAULT_CONFIG: &str = include_str!("../configs/l2l_quadratic.toml");
@@ -41,6 +45,8 @@ pub struct Config {
     pub eval: EvalConfig,
     /// Outputs.
     pub output: OutputConfig,
+    /// The language model of `task.kind = "lm"`.
+    pub lm: LmConfig,
 }
 
 /// Image data sources.
@@ -326,7 +332,7 @@ impl Config {
                         return Err(err(
                             &origin,
                             format!("'{}' is not a section", path[0]),
-                            "sections are task, optimizer, meta, eval and output",
+                            "sections are task, optimizer, meta, eval, output and lm",
                         ))
                     }
                 }
@@ -338,6 +344,9 @@ impl Config {
 
     /// Check every value's range and the combinations the engine rejects.
     pub fn validate(&self, origin: &str) -> Result<()> {
+        if self.task.kind == LM_KIND {
+            return self.validate_lm(origin);
+        }
         let range = |key: &str, v: usize, lo: usize, hi: usize| {
             if v < lo || v > hi {
                 Err(err(

@@ -4,6 +4,7 @@
 
 pub mod eval;
 pub mod l2l;
+pub mod lm;
 
 pub use eval::{evaluate_checkpoints, load_checkpoint, Candidate, EvalCurve};
 pub use l2l::{l2l_quadratics, train_and_compare, Comparison, L2lConfig};
@@ -73,8 +74,12 @@ fn same_training(a: &Config, b: &Config) -> bool {
 
 /// Meta-train as `cfg` says, writing `metrics.jsonl`, periodic evaluations and checkpoints to
 /// the run directory `cfg.output.dir`. A run directory that already holds checkpoints is only
-/// continued with `resume` (never overwritten).
+/// continued with `resume` (never overwritten). With `task.kind = "lm"` it trains the language
+/// model of `[lm]` instead ([`lm::train_lm`]).
 pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
+    if cfg.task.kind == crate::config::LM_KIND {
+        return train_lm_summary(gpu, cfg, opts);
+    }
     let dir = RunDir::create(Path::new(&cfg.output.dir), cfg.output.keep)?;
     let existing = dir.checkpoints()?;
     let resume_from = if opts.resume {
@@ -203,6 +208,19 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
         b.finish();
     }
     Ok(summary)
+}
+
+/// [`lm::train_lm`] for [`train`]: `steps` are its training steps, `meta_losses` its mean
+/// training losses, `checkpoint` the model file.
+fn train_lm_summary(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
+    let s = lm::train_lm(gpu, cfg, opts)?;
+    Ok(TrainSummary {
+        steps: s.steps,
+        meta_losses: s.losses.iter().map(|&l| l as f32).collect(),
+        skipped: 0,
+        checkpoint: Some(s.file),
+        seconds: s.seconds,
+    })
 }
 
 /// Keep only the metrics lines of outer steps up to `step` (those after it were written by a

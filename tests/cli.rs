@@ -196,3 +196,46 @@ fn every_numeric_flag_refuses_zero_negative_nan_and_huge_values() {
     );
     eprintln!("{} bad flag values refused", cases.len());
 }
+
+#[test]
+fn language_model_runs_name_bad_corpora_and_models() {
+    let d = temp("lm");
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/lm_tiny.toml");
+    let tiny = tiny.to_str().unwrap();
+    let missing = d.join("no-corpus");
+    expect_error(
+        &[
+            "train",
+            "--config",
+            tiny,
+            "--set",
+            "lm.corpus=dir",
+            "--set",
+            &format!("lm.path=\"{}\"", missing.display()),
+            "--out",
+            d.join("run").to_str().unwrap(),
+        ],
+        &["no-corpus", "directory does not exist"],
+    );
+    expect_error(
+        &["train", "--config", tiny, "--set", "lm.corpus=dir"],
+        &["lm.corpus = 'dir' needs lm.path"],
+    );
+    let run = d.join("bad-run");
+    std::fs::create_dir_all(&run).unwrap();
+    let file = run.join("lm.safetensors");
+    std::fs::write(&file, b"not a model").unwrap();
+    expect_error(
+        &["eval", run.to_str().unwrap()],
+        &["lm.safetensors", "not a readable safetensors file"],
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a model");
+    assert!(
+        !run.join("eval").exists(),
+        "nothing written for a bad model"
+    );
+    expect_error(
+        &["eval", d.join("none/lm.safetensors").to_str().unwrap()],
+        &["cannot be read"],
+    );
+}

@@ -326,3 +326,42 @@ fn lm_training_learns_and_dynamic_evaluation_adapts() -> Result<()> {
     );
     Ok(())
 }
+
+/// Per-token losses average to the per-stream losses, and `reset_state` starts the streams
+/// again: the same chunk after a reset scores as it did first, bit for bit.
+#[test]
+fn token_losses_average_to_stream_losses_and_reset_restarts() -> Result<()> {
+    use metalearn::tasks::lm::{DynamicEval, TokenChunk};
+    let mut r = rng("token_losses_average_to_stream_losses_and_reset_restarts");
+    let gpu = common::shared_gpu().clone();
+    let (spec, n, len) = (LmSpec::new(16, 8, 12, 2)?, 3, 5);
+    let theta = spec.init(&mut r, 1)?;
+    let t: Vec<u32> = (0..n * len).map(|_| r.random_range(0..16)).collect();
+    let y: Vec<u32> = (0..n * len).map(|_| r.random_range(0..16)).collect();
+    let starts: Vec<bool> = (0..n * len).map(|i| i == 2).collect();
+    let chunk = TokenChunk {
+        tokens: &t,
+        targets: &y,
+        starts: &starts,
+    };
+    let mut ev = DynamicEval::new(gpu.clone(), (&spec, &theta), (n, len), None)?;
+    let mut by_stream = DynamicEval::new(gpu, (&spec, &theta), (n, len), None)?;
+    let tokens = ev.chunk_token_losses(chunk)?;
+    let streams = by_stream.chunk(chunk)?;
+    assert_eq!(tokens.len(), n * len);
+    for (k, s) in streams.iter().enumerate() {
+        let m = tokens[k * len..(k + 1) * len].iter().sum::<f32>() / len as f32;
+        assert!(
+            (m - s).abs() < 1e-5 * s.abs().max(1.0),
+            "stream {k}: {m} vs {s}"
+        );
+    }
+    let second = ev.chunk_token_losses(chunk)?;
+    assert_ne!(
+        second, tokens,
+        "the carried state changes the second chunk's scores"
+    );
+    ev.reset_state()?;
+    assert_eq!(ev.chunk_token_losses(chunk)?, tokens);
+    Ok(())
+}

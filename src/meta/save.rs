@@ -58,7 +58,7 @@ impl Checkpoint {
 }
 
 /// Continue `hash` over every metadata entry but the checksum, in key order.
-fn metadata_checksum<'a>(
+pub(crate) fn metadata_checksum<'a>(
     mut hash: u64,
     meta: impl IntoIterator<Item = (&'a String, &'a String)>,
 ) -> u64 {
@@ -74,13 +74,15 @@ fn metadata_checksum<'a>(
     hash
 }
 
-fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+/// Continue the FNV-1a 64 `hash` over `bytes`.
+pub(crate) fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
     bytes.iter().fold(hash, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// The FNV-1a 64 offset basis (the hash of no bytes).
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 fn tensors_of(ck: &Checkpoint) -> Result<Vec<(String, Vec<f32>)>> {
     let s = &ck.state;

@@ -276,6 +276,31 @@ impl GpuLm {
         }
     }
 
+    /// Record the cross-entropy of every token of the chunk whose logits the last
+    /// [`GpuLm::record`] left: `out[out.off + n·L + t]` = log Σ_v exp s_tv − s_t,y_t for stream n
+    /// and token t (`[N, L]`; their mean over t is `record`'s loss of stream n). Record it after
+    /// `record` in the same submission.
+    pub fn record_token_losses(&self, rec: &mut Recorder, out: View) -> Result<()> {
+        let (n, l_n, v_n) = (self.dims.batch, self.dims.len, self.spec.vocab);
+        softmax_xent(
+            rec,
+            LossDims {
+                rows: 1,
+                width: v_n,
+                batch: n * l_n,
+            },
+            Batched::dense(&self.logits, v_n),
+            Batched {
+                buf: &self.chunk,
+                off: n * l_n,
+                batch_stride: 1,
+            },
+            Batched::dense(&self.dlogits, v_n),
+            false,
+            out,
+        )
+    }
+
     fn record_backward(
         &self,
         rec: &mut Recorder,

@@ -180,6 +180,7 @@ pub struct DynamicEval {
     fast: GpuBuffer,
     grads: GpuBuffer,
     losses: GpuBuffer,
+    token_losses: GpuBuffer,
     states: States,
     run: Option<OptimizerRun>,
 }
@@ -219,6 +220,7 @@ impl DynamicEval {
             fast: gpu.buffer_from("lm fast weights", &theta.repeat(streams))?,
             grads: gpu.buffer("lm gradients", streams * layout.size())?,
             losses: gpu.buffer("lm losses", streams)?,
+            token_losses: gpu.buffer("lm token losses", streams * len)?,
             states,
             run,
             lm,
@@ -229,6 +231,18 @@ impl DynamicEval {
     /// Score `chunk` with the current weights (the loss of each stream, read back), then, with
     /// an updater, step each stream's weights on the chunk's gradient.
     pub fn chunk(&mut self, chunk: TokenChunk) -> Result<Vec<f32>> {
+        self.run_chunk(chunk, false)?;
+        self.gpu.read(&self.losses)
+    }
+
+    /// As [`DynamicEval::chunk`], but returns the loss of every token, `[N, L]` (scored with
+    /// the weights before the update).
+    pub fn chunk_token_losses(&mut self, chunk: TokenChunk) -> Result<Vec<f32>> {
+        self.run_chunk(chunk, true)?;
+        self.gpu.read(&self.token_losses)
+    }
+
+    fn run_chunk(&mut self, chunk: TokenChunk, per_token: bool) -> Result<()> {
         let p = self.lm.layout().size();
         self.lm
             .upload_chunk(&self.gpu, chunk.tokens, chunk.targets, chunk.starts)?;
@@ -241,12 +255,21 @@ impl DynamicEval {
             grad,
             View::new(&self.losses, 0),
         )?;
+        if per_token {
+            self.lm
+                .record_token_losses(&mut rec, View::new(&self.token_losses, 0))?;
+        }
         if let Some(run) = &mut self.run {
             run.step(&mut rec, &self.fast, &self.grads)?;
         }
         rec.submit()?;
         self.states.swap();
-        self.gpu.read(&self.losses)
+        Ok(())
+    }
+
+    /// Start every stream from a zero state (the weights stay as they are).
+    pub fn reset_state(&mut self) -> Result<()> {
+        self.states.zero(&self.gpu)
     }
 
     /// The fast weights of every stream (read back), N blocks.

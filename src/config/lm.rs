@@ -1,0 +1,253 @@
+//! `[lm]`: the LSTM language model trained and evaluated by `metalearn train` and `metalearn
+//! eval` when `task.kind = "lm"` (ordinary LM training with Adam; meta-training on the language
+//! model is not there yet). `docs/config.md` documents every key.
+
+use serde::{Deserialize, Serialize};
+
+use super::{err, Config};
+use crate::data::text::{SplitFractions, LINUX_DOC_DIR};
+use crate::Result;
+
+/// The `task.kind` that selects the language model of `[lm]`.
+pub const LM_KIND: &str = "lm";
+
+/// Where the documents come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LmCorpus {
+    /// The reST sources of the Linux documentation (`read_linux_doc`).
+    LinuxDoc,
+    /// Every text file under a directory (`read_text_dir`).
+    Dir,
+    /// The WikiText token files of a directory, with their own split (`read_wikitext`).
+    Wikitext,
+}
+
+/// The tokenizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LmTokens {
+    /// A word vocabulary of the `vocab` most frequent training words, `<unk>` and `<eos>`.
+    Words,
+    /// The 256 byte values.
+    Bytes,
+}
+
+/// `[lm]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LmConfig {
+    /// linux-doc, dir or wikitext.
+    pub corpus: LmCorpus,
+    /// The corpus directory (default [`LINUX_DOC_DIR`] for linux-doc; required otherwise).
+    pub path: Option<String>,
+    /// words or bytes.
+    pub tokens: LmTokens,
+    /// Words of a word vocabulary (without `<unk>` and `<eos>`).
+    pub vocab: usize,
+    /// Embedding width E.
+    pub embed: usize,
+    /// Hidden width H of every LSTM layer.
+    pub hidden: usize,
+    /// LSTM layers.
+    pub layers: usize,
+    /// Tokens per chunk L (the truncated-BPTT length).
+    pub chunk: usize,
+    /// Streams N read side by side (the batch).
+    pub streams: usize,
+    /// Training chunks (Adam steps).
+    pub steps: usize,
+    /// Adam learning rate.
+    pub lr: f32,
+    /// Validate every this many steps (0: at the end only).
+    pub eval_every: usize,
+    /// Chunks of the validation and test streams per evaluation.
+    pub eval_chunks: usize,
+    /// SGD learning rate of dynamic evaluation.
+    pub dynamic_lr: f32,
+    /// Fractions of documents in train, valid and test (not used by wikitext, which keeps its
+    /// files' split).
+    pub split: [f64; 3],
+}
+
+impl Default for LmConfig {
+    fn default() -> Self {
+        Self {
+            corpus: LmCorpus::LinuxDoc,
+            path: None,
+            tokens: LmTokens::Words,
+            vocab: crate::data::text::DEFAULT_WORD_VOCAB,
+            embed: 512,
+            hidden: 512,
+            layers: 2,
+            chunk: 64,
+            streams: 32,
+            steps: 1000,
+            lr: 1e-3,
+            eval_every: 0,
+            eval_chunks: 50,
+            dynamic_lr: 0.01,
+            split: [0.90, 0.05, 0.05],
+        }
+    }
+}
+
+/// Largest vocabulary, width, chunk length or stream count accepted.
+const MAX_SIZE: usize = 1 << 20;
+/// Largest logits tensor N·L·V accepted, in floats: 2 GiB, the largest storage binding an
+/// adapter offers.
+const MAX_LOGITS: usize = 1 << 29;
+
+impl LmConfig {
+    /// The corpus directory: `path`, or the Linux documentation's for linux-doc.
+    pub fn corpus_dir(&self) -> Option<String> {
+        match (&self.path, self.corpus) {
+            (Some(p), _) => Some(p.clone()),
+            (None, LmCorpus::LinuxDoc) => Some(LINUX_DOC_DIR.to_string()),
+            (None, _) => None,
+        }
+    }
+
+    /// Tokens of the vocabulary the model reads: `vocab` words + `<unk>`, `<eos>`, or 256 bytes.
+    pub fn vocab_len(&self) -> usize {
+        match self.tokens {
+            LmTokens::Words => self.vocab + 2,
+            LmTokens::Bytes => 256,
+        }
+    }
+
+    /// The split fractions.
+    pub fn fractions(&self) -> SplitFractions {
+        let [train, valid, test] = self.split;
+        SplitFractions { train, valid, test }
+    }
+}
+
+impl Config {
+    /// The checks of a `task.kind = "lm"` config: `[lm]` in range, `[output]` usable. The
+    /// sections of meta-training (`[optimizer]`, `[meta]`, `[eval]`) are not read by LM runs.
+    pub(crate) fn validate_lm(&self, origin: &str) -> Result<()> {
+        let range = |key: &str, v: usize, lo: usize, hi: usize| {
+            if v < lo || v > hi {
+                Err(err(
+                    origin,
+                    format!("lm.{key} = {v} is out of range"),
+                    format!("use a value from {lo} to {hi}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let l = &self.lm;
+        range("vocab", l.vocab, 2, MAX_SIZE)?;
+        range("embed", l.embed, 1, 1 << 14)?;
+        range("hidden", l.hidden, 1, 1 << 14)?;
+        range("layers", l.layers, 1, 64)?;
+        range("chunk", l.chunk, 1, 1 << 16)?;
+        range("streams", l.streams, 1, 1 << 16)?;
+        range("steps", l.steps, 1, 1 << 40)?;
+        range("eval_chunks", l.eval_chunks, 1, MAX_SIZE)?;
+        let logits = l
+            .streams
+            .saturating_mul(l.chunk)
+            .saturating_mul(l.vocab_len());
+        if logits > MAX_LOGITS {
+            return Err(err(
+                origin,
+                format!(
+                    "lm.streams × lm.chunk × vocabulary = {} × {} × {} = {logits} logits per chunk, beyond the {MAX_LOGITS} (2 GiB) any adapter can bind",
+                    l.streams,
+                    l.chunk,
+                    l.vocab_len()
+                ),
+                "use fewer streams, shorter chunks or a smaller vocabulary",
+            ));
+        }
+        for (key, v) in [("lr", l.lr), ("dynamic_lr", l.dynamic_lr)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(err(
+                    origin,
+                    format!("lm.{key} = {v} is not a positive number"),
+                    "use e.g. lr = 0.001, dynamic_lr = 0.01",
+                ));
+            }
+        }
+        l.fractions().check().map_err(|_| {
+            err(
+                origin,
+                format!(
+                    "lm.split = {:?} is not three non-negative fractions summing to 1",
+                    l.split
+                ),
+                "use e.g. split = [0.9, 0.05, 0.05]",
+            )
+        })?;
+        if l.corpus_dir().is_none() {
+            return Err(err(
+                origin,
+                format!("lm.corpus = '{:?}' needs lm.path", l.corpus).to_lowercase(),
+                "set lm.path to the corpus directory",
+            ));
+        }
+        if matches!(&l.path, Some(p) if p.trim().is_empty()) {
+            return Err(err(
+                origin,
+                "lm.path is empty",
+                "name the corpus directory, or remove lm.path for linux-doc's default",
+            ));
+        }
+        range("output.keep", self.output.keep, 1, 1 << 20)?;
+        if self.output.dir.trim().is_empty() {
+            return Err(err(origin, "output.dir is empty", "name a run directory"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::Error;
+
+    fn lm(extra: &[&str]) -> crate::Result<Config> {
+        let mut set = vec!["task.kind=lm".to_string()];
+        set.extend(extra.iter().map(|s| s.to_string()));
+        Config::default().with_overrides(&set)
+    }
+
+    #[test]
+    fn lm_defaults_are_valid_and_round_trip() {
+        let c = lm(&[]).unwrap();
+        assert_eq!(c.lm.vocab_len(), 16386);
+        let back = Config::from_toml(&c.to_toml().unwrap(), "round trip").unwrap();
+        assert_eq!(c, back);
+        let c = lm(&["lm.tokens=bytes", "lm.corpus=dir", "lm.path=/tmp/x"]).unwrap();
+        assert_eq!(c.lm.vocab_len(), 256);
+    }
+
+    #[test]
+    fn bad_lm_keys_are_named() {
+        for (bad, needle) in [
+            ("lm.vocab=1", "lm.vocab = 1"),
+            ("lm.chunk=0", "lm.chunk = 0"),
+            ("lm.streams=0", "lm.streams"),
+            ("lm.steps=0", "lm.steps"),
+            ("lm.layers=0", "lm.layers"),
+            ("lm.lr=0", "lm.lr"),
+            ("lm.dynamic_lr=-1", "lm.dynamic_lr"),
+            ("lm.split=[0.5, 0.5, 0.5]", "lm.split"),
+            ("lm.corpus=dir", "needs lm.path"),
+            ("lm.corpus=books", "corpus"),
+            ("lm.tokens=chars", "tokens"),
+            ("lm.unknown=1", "unknown"),
+            ("lm.streams=65536", "logits"),
+        ] {
+            match lm(&[bad]) {
+                Err(Error::Config { problem, .. }) => {
+                    assert!(problem.contains(needle), "{bad}: {problem}")
+                }
+                other => panic!("{bad}: expected a config error, got {other:?}"),
+            }
+        }
+    }
+}
