@@ -12,14 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rand::SeedableRng;
 use serde_json::json;
 
 use crate::config::Config;
 use crate::gpu::Gpu;
 use crate::meta::{evaluate_with_held_out, Checkpoint, MetaTrainer, RunDir};
 pub use crate::tasks::{build_task, Sample};
-use crate::tasks::{Task, TaskRng};
+use crate::tasks::{Stream, Task};
 use crate::{Error, Result};
 
 /// Options of [`train`].
@@ -56,6 +55,7 @@ pub fn checkpoint_of(tr: &MetaTrainer, cfg: &Config) -> Result<Checkpoint> {
         phi_len: tr.optimizer().phi_len(),
         optimizer: tr.optimizer().name().to_string(),
         config: cfg.to_toml()?,
+        format: crate::meta::save::FORMAT_VERSION,
     })
 }
 
@@ -97,6 +97,17 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
         None
     };
     if let Some(ck) = &resume_from {
+        if ck.format != crate::meta::save::FORMAT_VERSION {
+            return Err(Error::Checkpoint {
+                path: dir.checkpoint_path(ck.state.step),
+                problem: format!(
+                    "is of format {}, written by an earlier version of metalearn that drew its random numbers differently; this version resumes format {} only",
+                    ck.format,
+                    crate::meta::save::FORMAT_VERSION
+                ),
+                hint: "evaluate it with metalearn eval, or start the run again in another directory".into(),
+            });
+        }
         let saved = Config::from_toml(&ck.config, "the checkpoint's config")?;
         if !same_training(&saved, cfg) {
             return Err(Error::invalid(format!(
@@ -159,8 +170,7 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
     };
     let held = if cfg.eval.every > 0 {
         let h = build_task(gpu, cfg, Sample::HeldOut, cfg.eval.instances)?;
-        let mut rng = TaskRng::seed_from_u64(cfg.seed ^ Sample::HeldOut.salt());
-        let init = h.init_params(&mut rng)?;
+        let init = h.init_params(&mut Stream::Init(0).rng(cfg.seed, Sample::HeldOut))?;
         Some((h, init))
     } else {
         None

@@ -226,6 +226,7 @@ fn fuzzed_configs_and_checkpoints_never_panic() {
         phi_len: 30,
         optimizer: "linear".into(),
         config: metalearn::config::DEFAULT_CONFIG.into(),
+        format: save::FORMAT_VERSION,
     };
     let real = save::to_bytes(&ck).unwrap();
     let mut r2 = rand::rngs::StdRng::seed_from_u64(rng.random());

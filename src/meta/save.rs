@@ -27,10 +27,28 @@ use super::trainer::TrainerState;
 use crate::{Error, Result};
 
 /// Format tag of checkpoint files.
-pub const FORMAT: &str = "metalearn-checkpoint-2";
+pub const FORMAT: &str = "metalearn-checkpoint-3";
 
-/// The previous format, whose checksum covers the tensors only; still read.
+/// The version number of [`FORMAT`].
+pub const FORMAT_VERSION: u32 = 3;
+
+/// Format 2: the layout of format 3, written before each purpose drew from its own random
+/// stream ([`crate::tasks::Stream`]); still read (for evaluation), but not resumed.
+pub const FORMAT_2: &str = "metalearn-checkpoint-2";
+
+/// Format 1, whose checksum covers the tensors only; still read, not resumed.
 pub const FORMAT_1: &str = "metalearn-checkpoint-1";
+
+fn format_tag(version: u32) -> Result<&'static str> {
+    match version {
+        1 => Ok(FORMAT_1),
+        2 => Ok(FORMAT_2),
+        FORMAT_VERSION => Ok(FORMAT),
+        v => Err(Error::invalid(format!(
+            "checkpoint format version {v} is unknown; this version writes 1, 2 or {FORMAT_VERSION}"
+        ))),
+    }
+}
 
 /// A checkpoint: the trainer's state and the configuration of its run.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +61,10 @@ pub struct Checkpoint {
     pub optimizer: String,
     /// The run's configuration (TOML).
     pub config: String,
+    /// The format version it was read from or is to be written in: [`FORMAT_VERSION`] for the
+    /// checkpoints of this version. Only those can be resumed; older ones drew the initial θ
+    /// from the instances' random stream, so a resumed run would not continue the same way.
+    pub format: u32,
 }
 
 impl Checkpoint {
@@ -115,11 +137,12 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
         .iter()
         .map(|(n, v)| (n.clone(), bytemuck::cast_slice::<f32, u8>(v).to_vec()))
         .collect();
+    let tag = format_tag(ck.format)?;
     let checksum = bytes.iter().fold(FNV_OFFSET, |h, (_, b)| fnv1a(h, b));
     let shapes: Vec<Vec<usize>> = tensors.iter().map(|(_, v)| vec![v.len()]).collect();
     let s = &ck.state;
     let mut meta: BTreeMap<String, String> = [
-        ("format", FORMAT.to_string()),
+        ("format", tag.to_string()),
         ("step", s.step.to_string()),
         ("episodes", s.episodes.to_string()),
         ("offset", s.offset.to_string()),
@@ -131,7 +154,11 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let checksum = metadata_checksum(checksum, &meta);
+    let checksum = if tag == FORMAT_1 {
+        checksum
+    } else {
+        metadata_checksum(checksum, &meta)
+    };
     meta.insert("checksum".into(), format!("{checksum:016x}"));
     let views: Vec<F32Tensor> = tensors
         .iter()
@@ -161,9 +188,12 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
             .ok_or_else(|| bad(format!("metadata key '{k}' is missing")))
     };
     let format = get("format")?;
-    if format != FORMAT && format != FORMAT_1 {
-        return Err(bad(format!("format '{format}', expected '{FORMAT}'")));
-    }
+    let version = match format.as_str() {
+        FORMAT => FORMAT_VERSION,
+        FORMAT_2 => 2,
+        FORMAT_1 => 1,
+        _ => return Err(bad(format!("format '{format}', expected '{FORMAT}'"))),
+    };
     let num128 = |k: &str| -> Result<u128> {
         let v = get(k)?;
         v.parse()
@@ -199,7 +229,7 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
             .collect();
         tensors.insert(name.clone(), v);
     }
-    if format == FORMAT {
+    if version > 1 {
         checksum = metadata_checksum(checksum, meta);
     }
     let want = get("checksum")?;
@@ -248,6 +278,7 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
         phi_len,
         optimizer: get("optimizer")?.clone(),
         config: get("config")?.clone(),
+        format: version,
     })
 }
 
@@ -381,6 +412,7 @@ mod tests {
             phi_len: 4,
             optimizer: "linear".into(),
             config: "seed = 1\n".into(),
+            format: FORMAT_VERSION,
         }
     }
 

@@ -5,14 +5,12 @@
 
 use std::sync::Arc;
 
-use rand::SeedableRng;
-
 use super::meta_optim::{self, status, MetaAdam, MetaAdamBuffers};
 use super::plan::{Plan, Schedule};
 use super::unroll::{Io, Unroll};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::optim::{Mode, Optimizer, Workspace};
-use crate::tasks::{Task, TaskRng};
+use crate::tasks::{Sample, Stream, Task, TaskRng};
 use crate::{Error, Result};
 
 /// Weights w_t of the meta-loss M = Σ_{t=0}^{T} w_t · mean_n ℓ_t.
@@ -196,9 +194,11 @@ pub struct TrainerState {
     pub step: usize,
     /// Episodes started.
     pub episodes: u64,
-    /// Position (in 32-bit words) of the run's generator: the whole random state, with the seed.
+    /// Position (in 32-bit words) of the run's instance stream ([`Stream::Instances`]): with
+    /// the seed and `episodes` (which names the initial-θ stream of each episode), the whole
+    /// random state.
     pub rng_pos: u128,
-    /// Position of the generator where the current episode's instances were drawn.
+    /// Position of the instance stream where the current episode's instances were drawn.
     pub episode_rng_pos: u128,
     /// Inner steps already taken in the current episode.
     pub offset: usize,
@@ -211,8 +211,10 @@ pub struct TrainerState {
 }
 
 impl MetaTrainer {
-    /// Build a trainer; φ is initialised by the optimizer, θ0 from the task's distribution
-    /// (instance 0's draw).
+    /// Build a trainer; φ is initialised by the optimizer and θ0 from the task's distribution
+    /// (instance 0's draw), both from the [`Stream::Meta`] stream of `cfg.seed`; the instances
+    /// of each episode come from the [`Stream::Instances`] stream and their initial θ from the
+    /// episode's [`Stream::Init`] stream.
     pub fn new(
         gpu: Arc<Gpu>,
         mut task: Box<dyn Task>,
@@ -225,10 +227,14 @@ impl MetaTrainer {
         let p = unroll.params();
         let slot_len = opt.slot_len(unroll.count());
         let phi_len = opt.phi_len();
-        let mut rng = TaskRng::seed_from_u64(cfg.seed);
-        let init_theta = task.init_params(&mut rng)?;
-        let mut meta0 = opt.init_phi(&mut rng);
-        meta0.extend_from_slice(&init_theta[..p]);
+        // Independent streams (see `Stream`): the instances of every episode from `rng`, φ and
+        // the starting θ0 from the meta stream, each episode's initial θ from its own stream.
+        let rng = Stream::Instances.rng(cfg.seed, Sample::Train);
+        let init_theta = task.init_params(&mut Stream::Init(0).rng(cfg.seed, Sample::Train))?;
+        let mut meta_rng = Stream::Meta.rng(cfg.seed, Sample::Train);
+        let mut meta0 = opt.init_phi(&mut meta_rng);
+        let theta0 = task.init_params(&mut meta_rng)?;
+        meta0.extend_from_slice(&theta0[..p]);
         Ok(Self {
             moments: gpu.buffer("meta-optimizer moments", 2 * (phi_len + p))?,
             status: gpu.buffer("status", status::LEN)?,
@@ -343,11 +349,14 @@ impl MetaTrainer {
         self.unroll.weights()
     }
 
+    /// Draw the instances of the next episode (number `self.episodes`, from 0) and, unless θ0
+    /// is learned, their initial θ from that episode's own stream.
     fn resample(&mut self) -> Result<()> {
         self.episode_rng_pos = self.rng.get_word_pos();
         self.task.resample(&self.gpu, &mut self.rng)?;
         if !self.cfg.learn_init {
-            let init = self.task.init_params(&mut self.rng)?;
+            let mut rng = Stream::Init(self.episodes).rng(self.cfg.seed, Sample::Train);
+            let init = self.task.init_params(&mut rng)?;
             self.gpu.write(&self.init, 0, &init)?;
         }
         self.episodes += 1;
@@ -423,6 +432,7 @@ impl MetaTrainer {
             // Redraw the current episode's instances from where the generator stood when they
             // were first drawn, then put back the carried θ and optimizer state.
             self.rng.set_word_pos(state.episode_rng_pos);
+            self.episodes = state.episodes - 1;
             self.resample()?;
             self.episodes = state.episodes;
             if self.rng.get_word_pos() != state.rng_pos {
