@@ -105,3 +105,11 @@ fn every_command_documents_its_options() {
         assert!(out.contains(opt), "train --help lacks {opt}");
     }
 }
+
+#[test]
+fn a_given_data_directory_without_a_dataset_is_an_error() {
+    expect_error(
+        &["sgd", "--data-dir", "/nonexistent/metalearn-cli"],
+        &["/nonexistent/metalearn-cli", "does not exist"],
+    );
+}

@@ -71,9 +71,11 @@ enum Command {
     Export(ExportArgs),
     /// Train quadratics and MLPs with plain SGD on the GPU.
     Sgd {
-        /// Directory holding Fashion-MNIST or MNIST IDX files (plain or .gz).
-        #[arg(long, default_value = metalearn::data::DEFAULT_FASHION_MNIST_DIR)]
-        data_dir: String,
+        /// Directory holding Fashion-MNIST or MNIST IDX files (plain or .gz); an error if it
+        /// holds none. Default: /usr/share/datasets/fashion-mnist, or synthetic images when that
+        /// holds no dataset.
+        #[arg(long)]
+        data_dir: Option<String>,
         /// MLP instances (default: 64, or 4 on a software adapter).
         #[arg(long)]
         mlp_instances: Option<usize>,
@@ -578,13 +580,18 @@ fn eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
     }
     let cfg = base.with_overrides(&set)?;
     let mut cands = vec![Candidate {
-        name: format!("{} ({})", main.optimizer, label(&a.checkpoint)),
+        name: format!(
+            "{} ({}, step {})",
+            main.optimizer,
+            label(&a.checkpoint),
+            main.state.step
+        ),
         checkpoint: main,
     }];
     for c in &a.compare {
         let ck = load_checkpoint(c)?;
         cands.push(Candidate {
-            name: format!("{} ({})", ck.optimizer, label(c)),
+            name: format!("{} ({}, step {})", ck.optimizer, label(c), ck.state.step),
             checkpoint: ck,
         });
     }

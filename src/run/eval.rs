@@ -125,12 +125,27 @@ pub fn evaluate_checkpoints(
     Ok(out)
 }
 
-/// Load a checkpoint: a file, or the newest readable one of a run directory.
+/// Load a checkpoint: a file, or the newest readable one of a run directory. Newer
+/// checkpoints of the directory that cannot be read are named on stderr with the reason, and
+/// so is the step of the one loaded in their place.
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     if path.is_dir() {
         let rd = RunDir::create(path, 1)?;
         match rd.latest()? {
-            Some((c, _)) => Ok(c),
+            Some((c, skipped)) => {
+                for e in &skipped {
+                    eprintln!("skipping an unreadable checkpoint: {e}");
+                }
+                if !skipped.is_empty() {
+                    eprintln!(
+                        "using the newest readable checkpoint of {}: {} (outer step {})",
+                        path.display(),
+                        rd.checkpoint_path(c.state.step).display(),
+                        c.state.step
+                    );
+                }
+                Ok(c)
+            }
             None => Err(Error::Checkpoint {
                 path: path.into(),
                 problem: "the directory holds no checkpoint".into(),
