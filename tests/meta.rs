@@ -254,10 +254,24 @@ fn non_finite_meta_loss_skips_the_update() -> Result<()> {
     tr.set_phi(&[f32::NAN, 0.0, 0.0])?;
     let before = tr.phi()?;
     let rep = tr.step()?;
+    let skip = rep.skipped.expect("the update is skipped");
     assert!(
-        matches!(rep.skipped, Some(NonFinite::Both | NonFinite::MetaLoss)),
+        matches!(skip.what, NonFinite::Both | NonFinite::MetaLoss),
         "{rep:?}"
     );
+    // ℓ_0 is taken at θ0, before φ acts: the first non-finite loss is that of inner step 1,
+    // for every instance; the meta-gradient of φ is not finite either.
+    let n = tr.task().instances();
+    assert_eq!(skip.loss_step, Some((1, n)), "{skip:?}");
+    assert_eq!(skip.instances, n);
+    let said = skip.describe();
+    assert!(
+        said.contains("inner step 1 of the unroll") && said.contains(&format!("{n} of {n}")),
+        "{said}"
+    );
+    if skip.what == NonFinite::Both {
+        assert!(skip.phi_bar && said.contains("φ̄"), "{said}");
+    }
     let after = tr.phi()?;
     assert!(
         before[0].is_nan() && after[0].is_nan() && after[1] == before[1] && after[2] == before[2]

@@ -521,6 +521,7 @@ fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
         resume: a.resume,
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after: None,
+        stop: Some(metalearn::run::stop_on_signals()?),
     };
     let s = metalearn::run::train(&gpu, &cfg, &opts)?;
     let last = s.meta_losses.last().copied().unwrap_or(f32::NAN);

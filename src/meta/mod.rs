@@ -14,8 +14,8 @@ pub use eval::{evaluate, evaluate_with_held_out, log_grid, tune_learning_rate, C
 pub use export::{export_outer_step, ExportSummary};
 pub use meta_optim::MetaAdam;
 pub use plan::{Action, Plan, Schedule};
-pub use save::{write_atomically, Checkpoint, RunDir};
+pub use save::{write_atomically, Checkpoint, RunDir, RunLock};
 pub use trainer::{
-    FinalBatch, LossWeights, MemoryReport, MetaConfig, MetaGradient, MetaTrainer, NonFinite,
+    FinalBatch, LossWeights, MemoryReport, MetaConfig, MetaGradient, MetaTrainer, NonFinite, Skip,
     StepReport, TrainerState,
 };

@@ -116,6 +116,56 @@ pub enum NonFinite {
     Both,
 }
 
+/// Why an outer step's update was skipped: what the GPU's status word says (the meta-loss
+/// and the squared meta-gradient norm), and what the step's losses and meta-gradient show when
+/// they are read back after the skip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skip {
+    /// Which of the meta-loss and the meta-gradient norm was not finite.
+    pub what: NonFinite,
+    /// The first inner step t of the unroll (0 ≤ t ≤ T) at which the loss ℓ_t of some
+    /// instance is not finite, and how many of the N instances it is for.
+    pub loss_step: Option<(usize, usize)>,
+    /// Inner steps of the episode taken before this unroll (so ℓ_t belongs to episode step
+    /// `offset + t`).
+    pub offset: usize,
+    /// Instances N.
+    pub instances: usize,
+    /// Some component of φ̄ (the learned optimizer's meta-gradient) is not finite.
+    pub phi_bar: bool,
+    /// Some component of θ̄0 (the learned initialisation's meta-gradient) is not finite.
+    pub theta0_bar: bool,
+}
+
+impl Skip {
+    /// One sentence naming what went non-finite.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if matches!(self.what, NonFinite::MetaLoss | NonFinite::Both) {
+            parts.push(match self.loss_step {
+                Some((t, k)) => format!(
+                    "the meta-loss is not finite: the loss of inner step {t} of the unroll (step {} of the episode) is not finite for {k} of {} instances",
+                    self.offset + t,
+                    self.instances
+                ),
+                None => "the meta-loss overflowed (every inner loss is finite)".to_string(),
+            });
+        }
+        if matches!(self.what, NonFinite::MetaGradient | NonFinite::Both) {
+            parts.push(match (self.phi_bar, self.theta0_bar) {
+                (true, true) => "φ̄ and θ̄0 hold non-finite values".to_string(),
+                (true, false) => "φ̄ holds non-finite values".to_string(),
+                (false, true) => "θ̄0 holds non-finite values".to_string(),
+                (false, false) => {
+                    "the squared meta-gradient norm overflowed (every component of φ̄ and θ̄0 is finite)"
+                        .to_string()
+                }
+            });
+        }
+        parts.join("; ")
+    }
+}
+
 /// What one outer step reports.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepReport {
@@ -125,8 +175,8 @@ pub struct StepReport {
     pub meta_loss: f32,
     /// Norm of the meta-gradient before clipping.
     pub grad_norm: f32,
-    /// Set when the update was skipped.
-    pub skipped: Option<NonFinite>,
+    /// Set when the update was skipped (φ, θ0 and the meta-optimizer's moments are unchanged).
+    pub skipped: Option<Skip>,
 }
 
 /// A meta-gradient read back for inspection (tests, export).
@@ -495,37 +545,66 @@ impl MetaTrainer {
         Ok(rec)
     }
 
-    fn report(&self, st: &[f32]) -> StepReport {
-        let skipped = match st[status::SKIPPED] as u32 {
+    /// The report of the outer step just taken from its status word; after a skip, the losses
+    /// and the meta-gradient are read back to say which went non-finite (`offset`: where the
+    /// unroll started in its episode).
+    fn report(&self, st: &[f32], offset: usize) -> Result<StepReport> {
+        let what = match st[status::SKIPPED] as u32 {
             0 => None,
             1 => Some(NonFinite::MetaLoss),
             2 => Some(NonFinite::MetaGradient),
             _ => Some(NonFinite::Both),
         };
-        StepReport {
+        let skipped = match what {
+            None => None,
+            Some(what) => Some(self.diagnose(what, offset)?),
+        };
+        Ok(StepReport {
             step: self.step,
             meta_loss: st[status::LOSS],
             grad_norm: st[status::GRAD_NORM2].sqrt(),
             skipped,
-        }
+        })
+    }
+
+    fn diagnose(&self, what: NonFinite, offset: usize) -> Result<Skip> {
+        let n = self.task.instances();
+        let losses: Vec<f32> = self.gpu.read(self.unroll.losses())?;
+        let loss_step = losses.chunks(n.max(1)).enumerate().find_map(|(t, row)| {
+            let k = row.iter().filter(|v| !v.is_finite()).count();
+            (k > 0).then_some((t, k))
+        });
+        let grad: Vec<f32> = self.gpu.read(self.unroll.meta_grad())?;
+        let (phi, theta0) = grad.split_at(self.opt.phi_len().min(grad.len()));
+        let bad = |v: &[f32]| v.iter().any(|x| !x.is_finite());
+        Ok(Skip {
+            what,
+            loss_step,
+            offset,
+            instances: n,
+            phi_bar: bad(phi),
+            theta0_bar: bad(theta0),
+        })
     }
 
     /// One outer step on freshly sampled instances, blocking until its status is read back.
     pub fn step(&mut self) -> Result<StepReport> {
-        self.submit_outer_step()?;
+        let offset = self.submit_outer_step()?;
         let st: Vec<f32> = self.gpu.read(&self.status)?;
-        Ok(self.report(&st))
+        self.report(&st, offset)
     }
 
     /// One outer step; the returned future resolves when its status has been read back (the
     /// future polls the device without blocking the executor).
     pub async fn step_async(&mut self) -> Result<StepReport> {
-        self.submit_outer_step()?;
+        let offset = self.submit_outer_step()?;
         let st: Vec<f32> = self.gpu.read_async(&self.status, 0, status::LEN).await?;
-        Ok(self.report(&st))
+        self.report(&st, offset)
     }
 
-    fn submit_outer_step(&mut self) -> Result<()> {
+    /// Record and submit one outer step; returns the episode offset its unroll started at.
+    fn submit_outer_step(&mut self) -> Result<usize> {
+        let started = self.offset;
         self.record_outer_step()?.submit()?;
         let t = self.cfg.unroll;
         self.offset = if self.carry.is_some() && self.offset + t < self.cfg.episode {
@@ -533,7 +612,7 @@ impl MetaTrainer {
         } else {
             0
         };
-        Ok(())
+        Ok(started)
     }
 
     /// Inner steps already taken in the current episode (where the next unroll starts).
