@@ -10,7 +10,8 @@
 //!   the seed, the whole random state), `optimizer`, `config` (the run's TOML),
 //!   and `checksum`: FNV-1a 64 over every tensor's bytes in name order, then over every other
 //!   metadata entry as `key NUL value NUL` in key order — everything that is restored. (Files
-//!   of format 1, whose checksum covers the tensors only, are still read.)
+//!   of format 2, the same layout from before the random streams were split, and of format 1,
+//!   whose checksum covers the tensors only, are still read but not resumed.)
 //!
 //! Files are written to a temporary name, flushed to disk and renamed, so a crash leaves either
 //! the previous set of checkpoints or the new one, never a partial file; older checkpoints are
