@@ -126,6 +126,9 @@ pub struct MetaSection {
     pub lr: f32,
     /// Meta-gradient norm clip (0: none).
     pub clip: f32,
+    /// Stop with an error after this many consecutive skipped (non-finite) meta-updates (0:
+    /// never stop).
+    pub max_skipped: usize,
 }
 
 /// `[eval]`.
@@ -154,6 +157,8 @@ pub struct OutputConfig {
     pub dir: String,
     /// Write a checkpoint every this many outer steps (0: only at the end).
     pub checkpoint_every: usize,
+    /// Also write a checkpoint when this many minutes have passed since the last one (0: off).
+    pub checkpoint_minutes: f64,
     /// Checkpoints kept (the newest ones).
     pub keep: usize,
 }
@@ -199,6 +204,7 @@ impl Default for MetaSection {
             learn_init: false,
             lr: 1e-2,
             clip: 1.0,
+            max_skipped: 10,
         }
     }
 }
@@ -221,6 +227,7 @@ impl Default for OutputConfig {
         Self {
             dir: "runs/default".into(),
             checkpoint_every: 100,
+            checkpoint_minutes: 0.0,
             keep: 3,
         }
     }
@@ -462,6 +469,14 @@ impl Config {
             }
         }
         range("output.keep", self.output.keep, 1, 1 << 20)?;
+        let minutes = self.output.checkpoint_minutes;
+        if !(minutes.is_finite() && minutes >= 0.0) {
+            return Err(err(
+                origin,
+                format!("output.checkpoint_minutes = {minutes} must be a number ≥ 0"),
+                "use e.g. checkpoint_minutes = 30, or 0 for no time-based checkpoints",
+            ));
+        }
         if self.output.dir.trim().is_empty() {
             return Err(err(origin, "output.dir is empty", "name a run directory"));
         }
@@ -640,6 +655,9 @@ mod tests {
             "optimizer.kind=foo",
             "task.activation=swish",
             "eval.baselines=[\"lstm\"]",
+            "meta.max_skipped=-1",
+            "output.checkpoint_minutes=-1",
+            "output.checkpoint_minutes=nan",
         ] {
             let e = c.with_overrides(&[bad.to_string()]);
             assert!(

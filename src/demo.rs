@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
-use crate::data::{load_mnist_like, synthetic_images, Split, DEFAULT_FASHION_MNIST_DIR};
+use crate::data::{
+    load_mnist_like, synthetic_images, ImageDataset, Split, DEFAULT_FASHION_MNIST_DIR,
+};
 use crate::gpu::{Gpu, Recorder};
 use crate::kernels::gather::GpuDataset;
 use crate::kernels::matmul::Activation;
@@ -36,8 +38,13 @@ pub struct DemoConfig {
     pub mlp_batch: usize,
     /// MLP SGD learning rate.
     pub mlp_lr: f32,
-    /// Directory of the IDX files (Fashion-MNIST or MNIST).
-    pub data_dir: String,
+    /// Directory of the IDX files (Fashion-MNIST or MNIST). `None`: Debian's Fashion-MNIST
+    /// directory ([`DEFAULT_FASHION_MNIST_DIR`]), with synthetic images in its place (announced
+    /// on stderr and named in the output) when it holds no dataset. A directory given here
+    /// must hold the files: anything else is an error.
+    pub data_dir: Option<String>,
+    /// Train the MLPs on synthetic images (no files read; `data_dir` is ignored).
+    pub synthetic: bool,
     /// Seed of everything random.
     pub seed: u64,
 }
@@ -52,7 +59,8 @@ impl Default for DemoConfig {
             mlp_steps: 500,
             mlp_batch: 128,
             mlp_lr: 0.5,
-            data_dir: DEFAULT_FASHION_MNIST_DIR.into(),
+            data_dir: None,
+            synthetic: false,
             seed: 0,
         }
     }
@@ -148,20 +156,65 @@ pub struct MlpRun {
     pub test_before_after: (f64, f64),
 }
 
-/// 784-20-10 sigmoid MLPs (the L2L MNIST setting) trained with SGD on Fashion-MNIST (or a
-/// synthetic stand-in), each instance from its own initialisation and its own batches.
-pub fn train_mlps(gpu: &Gpu, cfg: &DemoConfig) -> Result<MlpRun> {
-    let dir = Path::new(&cfg.data_dir);
-    let (train, test, data) = match (
-        load_mnist_like(dir, Split::Train),
-        load_mnist_like(dir, Split::Test),
-    ) {
-        (Ok(a), Ok(b)) => (a, b, format!("IDX files in {}", dir.display())),
-        (Err(e), _) | (_, Err(e)) => {
-            let (a, b) = synthetic_images(cfg.seed, 6000, 1000);
-            (a, b, format!("synthetic images (no dataset: {e})"))
+/// The images of the MLP part: (training split, test split, where they came from).
+pub struct DemoImages {
+    /// Training images.
+    pub train: ImageDataset,
+    /// Held-out images.
+    pub test: ImageDataset,
+    /// Where they came from, for the output.
+    pub source: String,
+}
+
+/// The images `cfg` names: the IDX files of an explicit `data_dir` (an error when they are
+/// missing or malformed), synthetic images, or those of the default directory with the
+/// synthetic fallback (announced on stderr).
+pub fn demo_images(cfg: &DemoConfig) -> Result<DemoImages> {
+    let load = |dir: &Path| -> Result<DemoImages> {
+        Ok(DemoImages {
+            train: load_mnist_like(dir, Split::Train)?,
+            test: load_mnist_like(dir, Split::Test)?,
+            source: format!("IDX files in {}", dir.display()),
+        })
+    };
+    let synthetic = |source: String| {
+        let (train, test) = synthetic_images(cfg.seed, 6000, 1000);
+        DemoImages {
+            train,
+            test,
+            source,
         }
     };
+    if cfg.synthetic {
+        return Ok(synthetic("synthetic images".into()));
+    }
+    match &cfg.data_dir {
+        Some(dir) => load(Path::new(dir)),
+        None => load(Path::new(DEFAULT_FASHION_MNIST_DIR)).or_else(|e| {
+            eprintln!(
+                "note: no dataset in the default directory ({e}); the MLPs train on synthetic images instead (install dataset-fashion-mnist, or give --data-dir)"
+            );
+            Ok(synthetic(format!(
+                "synthetic images (fallback: no dataset in {DEFAULT_FASHION_MNIST_DIR})"
+            )))
+        }),
+    }
+}
+
+/// 784-20-10 sigmoid MLPs (the L2L MNIST setting) trained with SGD on Fashion-MNIST (or
+/// synthetic images, see [`demo_images`]), each instance from its own initialisation and its
+/// own batches.
+pub fn train_mlps(gpu: &Gpu, cfg: &DemoConfig) -> Result<MlpRun> {
+    train_mlps_on(gpu, cfg, demo_images(cfg)?)
+}
+
+/// [`train_mlps`] on images already loaded.
+pub fn train_mlps_on(gpu: &Gpu, cfg: &DemoConfig, images: DemoImages) -> Result<MlpRun> {
+    let DemoImages {
+        train,
+        test,
+        source: data,
+    } = images;
     let (n, b, steps) = (cfg.mlp_instances, cfg.mlp_batch, cfg.mlp_steps);
     let spec = MlpSpec::new(&[train.features(), 20, train.classes], Activation::Sigmoid)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
@@ -231,6 +284,8 @@ pub fn run(gpu: &Gpu, cfg: &DemoConfig, out: &mut impl Write) -> Result<()> {
         path: "<stdout>".into(),
         source: e,
     };
+    // The data first: a wrong --data-dir is reported before anything trains.
+    let images = demo_images(cfg)?;
     let info = &gpu.props().info;
     writeln!(out, "metalearn on {} ({:?})", info.name, info.backend).map_err(io)?;
     let t = Instant::now();
@@ -246,7 +301,7 @@ pub fn run(gpu: &Gpu, cfg: &DemoConfig, out: &mut impl Write) -> Result<()> {
     .map_err(io)?;
     print_curve(out, &curve, (cfg.quad_steps / 10).max(1))?;
     let t = Instant::now();
-    let run = train_mlps(gpu, cfg)?;
+    let run = train_mlps_on(gpu, cfg, images)?;
     writeln!(
         out,
         "\n{} MLPs 784-20-10 sigmoid, batch {}, SGD lr {}, {} steps in one submission ({:.2} s)\n  data: {}",
@@ -266,4 +321,44 @@ pub fn run(gpu: &Gpu, cfg: &DemoConfig, out: &mut impl Write) -> Result<()> {
     )
     .map_err(io)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_data_directory_must_hold_the_dataset() {
+        let empty = std::env::temp_dir().join(format!("metalearn-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        for (dir, problem) in [
+            ("/nonexistent/metalearn-demo".to_string(), "does not exist"),
+            (empty.display().to_string(), "no MNIST-format files"),
+        ] {
+            let cfg = DemoConfig {
+                data_dir: Some(dir.clone()),
+                ..Default::default()
+            };
+            match demo_images(&cfg) {
+                Err(e @ Error::Data { .. }) => {
+                    let s = e.to_string();
+                    assert!(s.contains(&dir) && s.contains(problem), "{s}");
+                }
+                Err(e) => panic!("{dir}: unexpected error {e}"),
+                Ok(i) => panic!("{dir}: fell back to {}", i.source),
+            }
+        }
+        std::fs::remove_dir_all(&empty).unwrap();
+        // The default directory falls back, and says so in the output.
+        let images = demo_images(&DemoConfig::default()).unwrap();
+        let installed = Path::new(DEFAULT_FASHION_MNIST_DIR).is_dir();
+        assert!(
+            images.source.contains(DEFAULT_FASHION_MNIST_DIR),
+            "{}",
+            images.source
+        );
+        if !installed {
+            assert!(images.source.starts_with("synthetic images (fallback"));
+        }
+    }
 }

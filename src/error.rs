@@ -110,6 +110,45 @@ pub enum Error {
         feature: &'static str,
     },
 
+    /// Meta-training stopped because too many consecutive meta-updates were skipped.
+    #[error("meta-training diverged: the last {skipped} meta-updates (outer steps {first} to {last}) were all skipped; the last: {cause}. {hint}")]
+    Diverged {
+        /// Consecutive skipped updates.
+        skipped: usize,
+        /// First outer step of the run of skips.
+        first: usize,
+        /// Last outer step of the run of skips.
+        last: usize,
+        /// What went non-finite at the last one.
+        cause: String,
+        /// The likely causes and the fix.
+        hint: String,
+    },
+
+    /// Meta-training was interrupted (SIGINT, SIGTERM or a stop flag) after an outer step.
+    #[error("interrupted after outer step {step}; {saved}. {hint}")]
+    Interrupted {
+        /// Outer steps taken.
+        step: usize,
+        /// Which checkpoint holds the run now.
+        saved: String,
+        /// How to continue.
+        hint: String,
+    },
+
+    /// A run directory is in use by another process.
+    #[error("run directory {dir} is in use by another metalearn process (PID {pid}, lock file {lock}). {hint}")]
+    Locked {
+        /// The run directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The PID written in the lock file by its holder ("unknown" if unreadable).
+        pid: String,
+        /// How to fix it.
+        hint: String,
+    },
+
     /// An I/O error with the path it happened on.
     #[error("{path}: {source}")]
     Io {

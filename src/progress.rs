@@ -57,4 +57,18 @@ impl ProgressBar {
         #[cfg(feature = "cli")]
         self.bar.finish();
     }
+
+    /// Leave the bar where it stands (a run that stops early).
+    pub(crate) fn abandon(&self) {
+        #[cfg(feature = "cli")]
+        self.bar.abandon();
+    }
+
+    /// Run `f` (which writes to the terminal) with the bar hidden, then draw it again.
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        #[cfg(feature = "cli")]
+        return self.bar.suspend(f);
+        #[cfg(not(feature = "cli"))]
+        f()
+    }
 }

@@ -5,22 +5,23 @@
 pub mod eval;
 pub mod l2l;
 pub mod lm;
+pub mod signal;
 
 pub use eval::{evaluate_checkpoints, load_checkpoint, Candidate, EvalCurve};
 pub use l2l::{l2l_quadratics, train_and_compare, Comparison, L2lConfig};
+pub use signal::{stop_on_signals, StopFlag};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rand::SeedableRng;
 use serde_json::json;
 
 use crate::config::Config;
 use crate::gpu::Gpu;
 use crate::meta::{evaluate_with_held_out, Checkpoint, MetaTrainer, RunDir};
 pub use crate::tasks::{build_task, Sample};
-use crate::tasks::{Task, TaskRng};
+use crate::tasks::{Stream, Task};
 use crate::{Error, Result};
 
 /// Options of [`train`].
@@ -33,6 +34,9 @@ pub struct TrainOptions {
     /// Stop after this many outer steps of this invocation (the config's total still counts
     /// for the schedule of checkpoints); for tests of resumption.
     pub stop_after: Option<usize>,
+    /// When set (by [`stop_on_signals`]'s handler, or by the caller), stop after the current
+    /// outer step, write a checkpoint and return [`Error::Interrupted`].
+    pub stop: Option<StopFlag>,
 }
 
 /// What [`train`] did.
@@ -42,7 +46,8 @@ pub struct TrainSummary {
     pub steps: usize,
     /// Meta-loss of each outer step of this invocation.
     pub meta_losses: Vec<f32>,
-    /// Outer steps skipped for a non-finite meta-loss or gradient.
+    /// Outer steps skipped for a non-finite meta-loss or gradient (each also reported on
+    /// stderr).
     pub skipped: usize,
     /// The last checkpoint written.
     pub checkpoint: Option<PathBuf>,
@@ -57,6 +62,7 @@ pub fn checkpoint_of(tr: &MetaTrainer, cfg: &Config) -> Result<Checkpoint> {
         phi_len: tr.optimizer().phi_len(),
         optimizer: tr.optimizer().name().to_string(),
         config: cfg.to_toml()?,
+        format: crate::meta::save::FORMAT_VERSION,
     })
 }
 
@@ -65,6 +71,7 @@ fn same_training(a: &Config, b: &Config) -> bool {
     let strip = |c: &Config| {
         let mut c = c.clone();
         c.meta.outer_steps = 0;
+        c.meta.max_skipped = 0;
         c.eval = Default::default();
         c.output = Default::default();
         c
@@ -74,23 +81,47 @@ fn same_training(a: &Config, b: &Config) -> bool {
 
 /// Meta-train as `cfg` says, writing `metrics.jsonl`, periodic evaluations and checkpoints to
 /// the run directory `cfg.output.dir`. A run directory that already holds checkpoints is only
-/// continued with `resume` (never overwritten). With `task.kind = "lm"` it trains the language
-/// model of `[lm]` instead ([`lm::train_lm`]).
+/// continued with `resume` (never overwritten); one that holds metrics but no usable
+/// checkpoint is refused. The directory is locked for the life of the run ([`RunDir::lock`]).
+///
+/// Every skipped meta-update is reported on stderr; `meta.max_skipped` consecutive ones stop
+/// the run with [`Error::Diverged`], and no checkpoint is written after a skipped update (so
+/// the newest checkpoint is the last good state) unless `meta.max_skipped` is 0. When
+/// `opts.stop` is set, the run stops after the outer step in progress, writes a checkpoint and
+/// returns [`Error::Interrupted`].
+///
+/// With `task.kind = "lm"` it trains the language model of `[lm]` instead
+/// ([`lm::train_lm`]).
 pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     if cfg.task.kind == crate::config::LM_KIND {
         return train_lm_summary(gpu, cfg, opts);
     }
     let dir = RunDir::create(Path::new(&cfg.output.dir), cfg.output.keep)?;
+    let lock = dir.lock()?;
+    if let Some(pid) = lock.stale() {
+        eprintln!(
+            "note: took over the stale lock file {} of process {pid}, which no longer holds it",
+            lock.path().display()
+        );
+    }
     let existing = dir.checkpoints()?;
+    let metrics_path = dir.path().join("metrics.jsonl");
     let resume_from = if opts.resume {
-        match dir.latest()? {
-            Some((ck, skipped)) => {
+        match dir.latest() {
+            Ok(Some((ck, skipped))) => {
                 for e in skipped {
                     eprintln!("skipping an unreadable checkpoint: {e}");
                 }
                 Some(ck)
             }
-            None => None,
+            Ok(None) => {
+                refuse_orphan_metrics(&dir, &metrics_path, None)?;
+                None
+            }
+            Err(e) => {
+                refuse_orphan_metrics(&dir, &metrics_path, Some(e))?;
+                None
+            }
         }
     } else if let Some((_, p)) = existing.last() {
         return Err(Error::invalid(format!(
@@ -99,13 +130,25 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
             p.display()
         )));
     } else {
+        refuse_orphan_metrics(&dir, &metrics_path, None)?;
         None
     };
     if let Some(ck) = &resume_from {
+        if ck.format != crate::meta::save::FORMAT_VERSION {
+            return Err(Error::Checkpoint {
+                path: dir.checkpoint_path(ck.state.step),
+                problem: format!(
+                    "is of format {}, written by an earlier version of metalearn that drew its random numbers differently; this version resumes format {} only",
+                    ck.format,
+                    crate::meta::save::FORMAT_VERSION
+                ),
+                hint: "evaluate it with metalearn eval, or start the run again in another directory".into(),
+            });
+        }
         let saved = Config::from_toml(&ck.config, "the checkpoint's config")?;
         if !same_training(&saved, cfg) {
             return Err(Error::invalid(format!(
-                "the checkpoint in {} was trained with another task, optimizer or meta-training setting; resume with the same config (only meta.outer_steps, [eval] and [output] may change), or start a new run in another directory",
+                "the checkpoint in {} was trained with another task, optimizer or meta-training setting; resume with the same config (only meta.outer_steps, meta.max_skipped, [eval] and [output] may change), or start a new run in another directory",
                 dir.path().display()
             )));
         }
@@ -129,7 +172,6 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
     }
     std::fs::write(dir.path().join("config.toml"), cfg.to_toml()?)
         .map_err(|e| Error::io(dir.path().join("config.toml"), e))?;
-    let metrics_path = dir.path().join("metrics.jsonl");
     if let Some(ck) = &resume_from {
         drop_metrics_after(&metrics_path, ck.state.step)?;
     }
@@ -151,12 +193,19 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
     };
     let held = if cfg.eval.every > 0 {
         let h = build_task(gpu, cfg, Sample::HeldOut, cfg.eval.instances)?;
-        let mut rng = TaskRng::seed_from_u64(cfg.seed ^ Sample::HeldOut.salt());
-        let init = h.init_params(&mut rng)?;
+        let init = h.init_params(&mut Stream::Init(0).rng(cfg.seed, Sample::HeldOut))?;
         Some((h, init))
     } else {
         None
     };
+    let note = |msg: &str| match &bar {
+        Some(b) => b.suspend(|| eprintln!("{msg}")),
+        None => eprintln!("{msg}"),
+    };
+    let max_skipped = cfg.meta.max_skipped;
+    let mut streak = 0usize;
+    let mut last_save = Instant::now();
+    let mut pending = false;
     for _ in start..end {
         let r = tr.step()?;
         summary.meta_losses.push(r.meta_loss);
@@ -166,9 +215,32 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
                 "step": step,
                 "meta_loss": r.meta_loss,
                 "grad_norm": r.grad_norm,
-                "skipped": r.skipped.map(|s| format!("{s:?}")),
+                "skipped": r.skipped.map(|s| format!("{:?}", s.what)),
+                "skip_cause": r.skipped.map(|s| s.describe()),
                 "seconds": t0.elapsed().as_secs_f64(),
         }))?;
+        match &r.skipped {
+            Some(s) => {
+                streak += 1;
+                note(&format!(
+                    "outer step {step}: meta-update skipped ({streak} in a row): {}",
+                    s.describe()
+                ));
+                if max_skipped > 0 && streak >= max_skipped {
+                    if let Some(b) = &bar {
+                        b.abandon();
+                    }
+                    return Err(Error::Diverged {
+                        skipped: streak,
+                        first: step + 1 - streak,
+                        last: step,
+                        cause: s.describe(),
+                        hint: diverged_hint(cfg, &dir)?,
+                    });
+                }
+            }
+            None => streak = 0,
+        }
         if let Some(b) = &bar {
             b.set_position(step as u64);
             b.set_message(format!("meta-loss {:.4}", r.meta_loss));
@@ -192,21 +264,58 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
                 }))?;
             }
         }
-        if cfg.output.checkpoint_every > 0 && step % cfg.output.checkpoint_every == 0 {
+        let minutes = cfg.output.checkpoint_minutes;
+        pending |= (cfg.output.checkpoint_every > 0 && step % cfg.output.checkpoint_every == 0)
+            || (minutes > 0.0 && last_save.elapsed().as_secs_f64() >= 60.0 * minutes);
+        // After a skipped update the state may hold non-finite carried θ: keep the last good
+        // checkpoint and write the pending one after the next good update.
+        let good = streak == 0 || max_skipped == 0;
+        let interrupted = opts.stop.as_ref().is_some_and(StopFlag::is_set);
+        if good && (pending || interrupted) {
             summary.checkpoint = Some(dir.save(&checkpoint_of(&tr, cfg)?)?);
+            last_save = Instant::now();
+            pending = false;
+        }
+        if interrupted && step < end {
+            if let Some(b) = &bar {
+                b.abandon();
+            }
+            let saved = match (&summary.checkpoint, good) {
+                (Some(p), true) => format!("checkpoint {} written", p.display()),
+                _ => match dir.checkpoints()?.last() {
+                    Some((_, p)) => format!(
+                        "the last update was skipped, so no checkpoint was written; the newest is {}",
+                        p.display()
+                    ),
+                    None => "no checkpoint was written (the last update was skipped)".into(),
+                },
+            };
+            return Err(Error::Interrupted {
+                step,
+                saved,
+                hint: format!(
+                    "continue with `metalearn train --resume --out {}` and the same --config and --set options",
+                    dir.path().display()
+                ),
+            });
         }
     }
     summary.steps = tr.steps_taken();
     summary.seconds = t0.elapsed().as_secs_f64();
     if summary.steps > start || existing.is_empty() {
         let last = dir.checkpoint_path(summary.steps);
-        if !last.exists() {
+        if streak > 0 && max_skipped > 0 {
+            note(&format!(
+                "the last {streak} meta-updates were skipped: no checkpoint written after them"
+            ));
+        } else if !last.exists() {
             summary.checkpoint = Some(dir.save(&checkpoint_of(&tr, cfg)?)?);
         }
     }
     if let Some(b) = bar {
         b.finish();
     }
+    drop(lock);
     Ok(summary)
 }
 
@@ -220,6 +329,66 @@ fn train_lm_summary(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result
         skipped: 0,
         checkpoint: Some(s.file),
         seconds: s.seconds,
+    })
+}
+
+/// The fix of a diverged run: the likely causes given its settings, and where its last good
+/// state is.
+fn diverged_hint(cfg: &Config, dir: &RunDir) -> Result<String> {
+    let mut causes = Vec::new();
+    if cfg.meta.lr > 0.1 {
+        causes.push(format!(
+            "meta.lr = {} is large (the default is 0.01)",
+            cfg.meta.lr
+        ));
+    }
+    if cfg.meta.clip == 0.0 {
+        causes.push("meta.clip = 0 disables clipping of the meta-gradient".to_string());
+    }
+    if causes.is_empty() {
+        causes.push(format!(
+            "meta.lr = {} may be too large for this task, or meta.clip = {} too loose",
+            cfg.meta.lr, cfg.meta.clip
+        ));
+    }
+    let last = match dir.checkpoints()?.last() {
+        Some((_, p)) => format!(
+            "the newest checkpoint, {}, holds the last good state",
+            p.display()
+        ),
+        None => "no checkpoint was written".to_string(),
+    };
+    Ok(format!(
+        "Likely: {}. Lower meta.lr (--set meta.lr=...) or clip the meta-gradient (--set meta.clip=1), and start again in another directory; {last}; meta.max_skipped = 0 never stops",
+        causes.join("; ")
+    ))
+}
+
+/// A run directory with metrics but no usable checkpoint cannot be continued: resuming would
+/// append a second sequence of steps from 1 to the old metrics, so it is an error naming what
+/// was found (`unreadable`: why the checkpoints could not be read). Without metrics: `Ok`, or
+/// the error `unreadable`.
+fn refuse_orphan_metrics(dir: &RunDir, metrics: &Path, unreadable: Option<Error>) -> Result<()> {
+    let lines = std::fs::read_to_string(metrics)
+        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
+        .unwrap_or(0);
+    if lines == 0 {
+        return unreadable.map_or(Ok(()), Err);
+    }
+    let found = match &unreadable {
+        Some(e) => format!("no readable checkpoint ({e})"),
+        None => "no checkpoint".to_string(),
+    };
+    Err(Error::Checkpoint {
+        path: dir.path().to_path_buf(),
+        problem: format!(
+            "the run directory holds {} ({lines} lines from an earlier run) but {found}, so there is nothing to continue from",
+            metrics.display()
+        ),
+        hint: format!(
+            "to start over, remove {} (or the whole directory), or train into another directory with --out",
+            metrics.display()
+        ),
     })
 }
 

@@ -239,3 +239,11 @@ fn language_model_runs_name_bad_corpora_and_models() {
         &["cannot be read"],
     );
 }
+
+#[test]
+fn a_given_data_directory_without_a_dataset_is_an_error() {
+    expect_error(
+        &["sgd", "--data-dir", "/nonexistent/metalearn-cli"],
+        &["/nonexistent/metalearn-cli", "does not exist"],
+    );
+}

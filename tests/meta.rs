@@ -254,10 +254,24 @@ fn non_finite_meta_loss_skips_the_update() -> Result<()> {
     tr.set_phi(&[f32::NAN, 0.0, 0.0])?;
     let before = tr.phi()?;
     let rep = tr.step()?;
+    let skip = rep.skipped.expect("the update is skipped");
     assert!(
-        matches!(rep.skipped, Some(NonFinite::Both | NonFinite::MetaLoss)),
+        matches!(skip.what, NonFinite::Both | NonFinite::MetaLoss),
         "{rep:?}"
     );
+    // ℓ_0 is taken at θ0, before φ acts: the first non-finite loss is that of inner step 1,
+    // for every instance; the meta-gradient of φ is not finite either.
+    let n = tr.task().instances();
+    assert_eq!(skip.loss_step, Some((1, n)), "{skip:?}");
+    assert_eq!(skip.instances, n);
+    let said = skip.describe();
+    assert!(
+        said.contains("inner step 1 of the unroll") && said.contains(&format!("{n} of {n}")),
+        "{said}"
+    );
+    if skip.what == NonFinite::Both {
+        assert!(skip.phi_bar && said.contains("φ̄"), "{said}");
+    }
     let after = tr.phi()?;
     assert!(
         before[0].is_nan() && after[0].is_nan() && after[1] == before[1] && after[2] == before[2]
@@ -546,6 +560,63 @@ fn later_unrolls_of_an_episode_use_their_own_batches() -> Result<()> {
         assert!(
             (got - want).abs() <= 1e-4 * want.abs().max(1.0),
             "instance {i}: final loss {got} vs reference {want}"
+        );
+    }
+    Ok(())
+}
+
+/// Pearson correlation of two samples of equal length.
+fn correlation(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len() as f64;
+    let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x) - ma, f64::from(y) - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa * bb).sqrt()
+}
+
+/// The instances' initial θ come from a stream of their own, not from the numbers their W and
+/// y were drawn from (they were once 0.01 × the first rows of instance 0's W): before the first
+/// step and after it, θ is uncorrelated with the instance data at every alignment.
+#[test]
+fn initial_theta_is_independent_of_the_instance_data() -> Result<()> {
+    use metalearn::tasks::{Sample, Stream};
+    let (n, d, seed) = (64, 10, 3);
+    let gpu = shared_gpu();
+    let task = QuadraticTask::new(gpu, d, n, &mut Stream::Instances.rng(seed, Sample::Train))?;
+    let cfg = MetaConfig {
+        unroll: 2,
+        seed,
+        ..Default::default()
+    };
+    let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), Optimizer::new(Linear), cfg)?;
+    for stepped in [false, true] {
+        if stepped {
+            tr.step()?;
+        }
+        let theta = tr.instance_init()?;
+        // W [N, d, d] and y [N, d], put back in the order they were drawn: W_n, y_n, W_n+1, …
+        let exported = tr.task().export_batch(BatchRef::Train(0))?;
+        let (w, y) = (&exported[0].2, &exported[1].2);
+        let data: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let wi = &w[i * d * d..(i + 1) * d * d];
+                wi.iter().chain(&y[i * d..(i + 1) * d]).copied()
+            })
+            .collect();
+        assert_eq!(theta.len(), n * d);
+        let worst = (0..d * d + d)
+            .map(|shift| correlation(&theta, &data[shift..shift + n * d]).abs())
+            .fold(0.0, f64::max);
+        // 640 independent pairs: |r| has a standard deviation of 0.04.
+        assert!(
+            worst < 0.25,
+            "after a step: {stepped}; |correlation| {worst}"
         );
     }
     Ok(())

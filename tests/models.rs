@@ -239,8 +239,8 @@ fn sgd_training_in_one_submission_follows_the_reference() -> Result<()> {
     Ok(())
 }
 
-/// The default job's MLP part on its synthetic fallback (no dataset at the given path): the
-/// training loss falls and the held-out loss improves.
+/// The MLP part of `metalearn sgd` on synthetic images: the training loss falls and the
+/// held-out loss improves.
 #[test]
 fn demo_mlp_training_on_synthetic_data_learns() -> Result<()> {
     let g = gpu();
@@ -248,7 +248,7 @@ fn demo_mlp_training_on_synthetic_data_learns() -> Result<()> {
         mlp_instances: 2,
         mlp_steps: 30,
         mlp_batch: 32,
-        data_dir: "/nonexistent/metalearn-test".into(),
+        synthetic: true,
         ..Default::default()
     };
     let run = metalearn::demo::train_mlps(g, &cfg)?;

@@ -226,6 +226,7 @@ fn fuzzed_configs_and_checkpoints_never_panic() {
         phi_len: 30,
         optimizer: "linear".into(),
         config: metalearn::config::DEFAULT_CONFIG.into(),
+        format: save::FORMAT_VERSION,
     };
     let real = save::to_bytes(&ck).unwrap();
     let mut r2 = rand::rngs::StdRng::seed_from_u64(rng.random());
@@ -327,4 +328,224 @@ fn a_state_of_another_optimizer_or_shape_is_refused() {
     let mut same = make("linear", 4);
     same.restore(&state).unwrap();
     assert_eq!(same.state().unwrap(), state);
+}
+
+fn metrics_of(d: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(d.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn checkpoint_steps(d: &Path) -> Vec<usize> {
+    metalearn::meta::RunDir::create(d, 1)
+        .unwrap()
+        .checkpoints()
+        .unwrap()
+        .iter()
+        .map(|c| c.0)
+        .collect()
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
+    let gpu = common::shared_gpu();
+    let d = temp_dir("diverge");
+    let wild = [
+        "meta.lr=1e30",
+        "meta.clip=0",
+        "meta.max_skipped=3",
+        "output.checkpoint_every=1",
+        "output.keep=10",
+    ];
+    let cfg = small(&d, 12, &wild);
+    let e = run::train(gpu, &cfg, &quiet()).unwrap_err();
+    let Error::Diverged {
+        skipped,
+        first,
+        last,
+        ..
+    } = e
+    else {
+        panic!("expected a divergence error, got {e}");
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.contains("meta.lr = ")
+            && msg.contains("is large")
+            && msg.contains("meta.clip = 0 disables clipping")
+            && msg.contains("meta.max_skipped"),
+        "{msg}"
+    );
+    assert_eq!((skipped, last + 1 - first), (3, 3), "{msg}");
+    // Every skipped step is in the metrics with its cause; no checkpoint follows a skip.
+    let m = metrics_of(&d);
+    assert_eq!(m.len(), last);
+    for v in &m[first - 1..] {
+        assert!(
+            v["skip_cause"]
+                .as_str()
+                .is_some_and(|c| c.contains("not finite")),
+            "{v}"
+        );
+    }
+    let steps = checkpoint_steps(&d);
+    assert!(
+        !steps.is_empty() && steps.iter().all(|&s| s < first),
+        "checkpoints {steps:?}, skips from {first}"
+    );
+    let newest = run::load_checkpoint(&d).unwrap();
+    assert!(newest.state.meta_params.iter().all(|v| v.is_finite()));
+    std::fs::remove_dir_all(&d).unwrap();
+    // meta.max_skipped = 0: the run goes on to the end.
+    let mut never = wild.to_vec();
+    never[2] = "meta.max_skipped=0";
+    let s = run::train(gpu, &small(&d, 6, &never), &quiet()).unwrap();
+    assert_eq!(s.steps, 6);
+    assert!(s.skipped > 0);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_stop_request_checkpoints_after_the_step_and_resumes_bit_identically() {
+    let gpu = common::shared_gpu();
+    let a = temp_dir("stop-a");
+    let b = temp_dir("stop-b");
+    let full = run::train(gpu, &small(&a, 6, &[]), &quiet()).unwrap();
+    // The flag (as SIGINT or SIGTERM set it) is up from the start: the first outer step is
+    // finished, checkpointed in the middle of its episode, and the run says how to resume.
+    let stop = run::StopFlag::new();
+    stop.set();
+    let mut opts = quiet();
+    opts.stop = Some(stop);
+    let cfg = small(&b, 6, &[]);
+    let e = run::train(gpu, &cfg, &opts).unwrap_err();
+    assert!(matches!(e, Error::Interrupted { step: 1, .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("--resume") && msg.contains(&b.display().to_string()),
+        "{msg}"
+    );
+    assert_eq!(checkpoint_steps(&b), vec![1]);
+    assert!(run::load_checkpoint(&b).unwrap().state.carry.is_some());
+    let mut opts = quiet();
+    opts.resume = true;
+    let rest = run::train(gpu, &cfg, &opts).unwrap();
+    assert_eq!(rest.steps, 6);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&rest.meta_losses), bits(&full.meta_losses[1..]));
+    let ca = save::load(full.checkpoint.as_ref().unwrap()).unwrap();
+    let cb = save::load(rest.checkpoint.as_ref().unwrap()).unwrap();
+    assert_eq!(bits(&ca.state.meta_params), bits(&cb.state.meta_params));
+    let steps: Vec<u64> = metrics_of(&b)
+        .iter()
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=6).collect::<Vec<u64>>());
+    std::fs::remove_dir_all(&a).unwrap();
+    std::fs::remove_dir_all(&b).unwrap();
+}
+
+#[test]
+fn time_based_checkpoints_are_written() {
+    let gpu = common::shared_gpu();
+    let d = temp_dir("minutes");
+    // Every step takes longer than 1e-6 minutes: a checkpoint after each one.
+    let cfg = small(
+        &d,
+        4,
+        &[
+            "output.checkpoint_every=0",
+            "output.checkpoint_minutes=1e-6",
+            "output.keep=10",
+        ],
+    );
+    run::train(gpu, &cfg, &quiet()).unwrap();
+    assert_eq!(checkpoint_steps(&d), vec![1, 2, 3, 4]);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_run_directory_without_a_usable_checkpoint_or_in_use_is_refused() {
+    let gpu = common::shared_gpu();
+    let d = temp_dir("orphan");
+    std::fs::create_dir_all(&d).unwrap();
+    let metrics = "{\"step\": 1, \"meta_loss\": 2.0}\n{\"step\": 2, \"meta_loss\": 1.5}\n";
+    std::fs::write(d.join("metrics.jsonl"), metrics).unwrap();
+    let cfg = small(&d, 4, &[]);
+    let mut resume = quiet();
+    resume.resume = true;
+    for opts in [&resume, &quiet()] {
+        let e = run::train(gpu, &cfg, opts).unwrap_err().to_string();
+        assert!(
+            e.contains("metrics.jsonl") && e.contains("2 lines") && e.contains("no checkpoint"),
+            "{e}"
+        );
+        assert!(e.contains("to start over, remove"), "{e}");
+    }
+    // Only a corrupt checkpoint: the same refusal, saying why it is unusable.
+    let rd = metalearn::meta::RunDir::create(&d, 2).unwrap();
+    std::fs::write(rd.checkpoint_path(2), b"truncated").unwrap();
+    let e = run::train(gpu, &cfg, &resume).unwrap_err().to_string();
+    assert!(
+        e.contains("no readable checkpoint") && e.contains("ckpt-000000002"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("metrics.jsonl")).unwrap(),
+        metrics
+    );
+    // A checkpoint of format 2 (random streams of an earlier version) is not resumed.
+    let ck = save::Checkpoint {
+        state: metalearn::meta::TrainerState {
+            step: 2,
+            episodes: 1,
+            rng_pos: 0,
+            episode_rng_pos: 0,
+            offset: 0,
+            meta_params: vec![0.0; 3 + 6],
+            moments: vec![0.0; 18],
+            carry: None,
+        },
+        phi_len: 3,
+        optimizer: "linear".into(),
+        config: cfg.to_toml().unwrap(),
+        format: 2,
+    };
+    rd.save(&ck).unwrap();
+    let e = run::train(gpu, &cfg, &resume).unwrap_err().to_string();
+    assert!(
+        e.contains("format 2") && e.contains("metalearn eval"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+    // A directory another run holds is refused, naming the holder.
+    let held = temp_dir("held");
+    let lock = metalearn::meta::RunDir::create(&held, 1)
+        .unwrap()
+        .lock()
+        .unwrap();
+    let e = run::train(gpu, &small(&held, 2, &[]), &quiet()).unwrap_err();
+    assert!(
+        matches!(e, Error::Locked { .. })
+            && e.to_string()
+                .contains(&format!("PID {}", std::process::id())),
+        "{e}"
+    );
+    drop(lock);
+    std::fs::remove_dir_all(&held).unwrap();
+}
+
+#[test]
+fn eval_of_a_run_directory_skips_a_corrupt_newest_checkpoint() {
+    let gpu = common::shared_gpu();
+    let d = temp_dir("eval-corrupt");
+    run::train(gpu, &small(&d, 6, &[]), &quiet()).unwrap();
+    assert_eq!(checkpoint_steps(&d), vec![3, 6]);
+    let rd = metalearn::meta::RunDir::create(&d, 2).unwrap();
+    let bytes = std::fs::read(rd.checkpoint_path(6)).unwrap();
+    std::fs::write(rd.checkpoint_path(6), &bytes[..bytes.len() - 9]).unwrap();
+    assert_eq!(run::load_checkpoint(&d).unwrap().state.step, 3);
+    std::fs::remove_dir_all(&d).unwrap();
 }

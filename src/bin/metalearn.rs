@@ -67,9 +67,11 @@ enum Command {
     Export(ExportArgs),
     /// Train quadratics and MLPs with plain SGD on the GPU.
     Sgd {
-        /// Directory holding Fashion-MNIST or MNIST IDX files (plain or .gz).
-        #[arg(long, default_value = metalearn::data::DEFAULT_FASHION_MNIST_DIR)]
-        data_dir: String,
+        /// Directory holding Fashion-MNIST or MNIST IDX files (plain or .gz); an error if it
+        /// holds none. Default: /usr/share/datasets/fashion-mnist, or synthetic images when that
+        /// holds no dataset.
+        #[arg(long)]
+        data_dir: Option<String>,
         /// MLP instances (default: 64, or 4 on a software adapter).
         #[arg(long)]
         mlp_instances: Option<usize>,
@@ -314,6 +316,7 @@ fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
         resume: a.resume,
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after: None,
+        stop: Some(metalearn::run::stop_on_signals()?),
     };
     let s = metalearn::run::train(&gpu, &cfg, &opts)?;
     let last = s.meta_losses.last().copied().unwrap_or(f32::NAN);
@@ -358,6 +361,7 @@ fn lm_train_cmd(gpu: &Arc<Gpu>, cfg: &metalearn::config::Config, a: &TrainArgs) 
         resume: a.resume,
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after: None,
+        stop: None,
     };
     let s = metalearn::run::lm::train_lm(gpu, cfg, &opts)?;
     let last = s.losses.last().copied().unwrap_or(f64::NAN);
@@ -450,13 +454,18 @@ fn eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
     }
     let cfg = base.with_overrides(&set)?;
     let mut cands = vec![Candidate {
-        name: format!("{} ({})", main.optimizer, label(&a.checkpoint)),
+        name: format!(
+            "{} ({}, step {})",
+            main.optimizer,
+            label(&a.checkpoint),
+            main.state.step
+        ),
         checkpoint: main,
     }];
     for c in &a.compare {
         let ck = load_checkpoint(c)?;
         cands.push(Candidate {
-            name: format!("{} ({})", ck.optimizer, label(c)),
+            name: format!("{} ({}, step {})", ck.optimizer, label(c), ck.state.step),
             checkpoint: ck,
         });
     }

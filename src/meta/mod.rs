@@ -16,8 +16,8 @@ pub use export::{
 };
 pub use meta_optim::MetaAdam;
 pub use plan::{Action, Plan, Schedule};
-pub use save::{write_atomically, Checkpoint, RunDir};
+pub use save::{write_atomically, Checkpoint, RunDir, RunLock};
 pub use trainer::{
-    FinalBatch, LossWeights, MemoryReport, MetaConfig, MetaGradient, MetaTrainer, NonFinite,
+    FinalBatch, LossWeights, MemoryReport, MetaConfig, MetaGradient, MetaTrainer, NonFinite, Skip,
     StepReport, TrainerState,
 };

@@ -10,7 +10,8 @@
 //!   the seed, the whole random state), `optimizer`, `config` (the run's TOML),
 //!   and `checksum`: FNV-1a 64 over every tensor's bytes in name order, then over every other
 //!   metadata entry as `key NUL value NUL` in key order — everything that is restored. (Files
-//!   of format 1, whose checksum covers the tensors only, are still read.)
+//!   of format 2, the same layout from before the random streams were split, and of format 1,
+//!   whose checksum covers the tensors only, are still read but not resumed.)
 //!
 //! Files are written to a temporary name, flushed to disk and renamed, so a crash leaves either
 //! the previous set of checkpoints or the new one, never a partial file; older checkpoints are
@@ -27,10 +28,28 @@ use super::trainer::TrainerState;
 use crate::{Error, Result};
 
 /// Format tag of checkpoint files.
-pub const FORMAT: &str = "metalearn-checkpoint-2";
+pub const FORMAT: &str = "metalearn-checkpoint-3";
 
-/// The previous format, whose checksum covers the tensors only; still read.
+/// The version number of [`FORMAT`].
+pub const FORMAT_VERSION: u32 = 3;
+
+/// Format 2: the layout of format 3, written before each purpose drew from its own random
+/// stream ([`crate::tasks::Stream`]); still read (for evaluation), but not resumed.
+pub const FORMAT_2: &str = "metalearn-checkpoint-2";
+
+/// Format 1, whose checksum covers the tensors only; still read, not resumed.
 pub const FORMAT_1: &str = "metalearn-checkpoint-1";
+
+fn format_tag(version: u32) -> Result<&'static str> {
+    match version {
+        1 => Ok(FORMAT_1),
+        2 => Ok(FORMAT_2),
+        FORMAT_VERSION => Ok(FORMAT),
+        v => Err(Error::invalid(format!(
+            "checkpoint format version {v} is unknown; this version writes 1, 2 or {FORMAT_VERSION}"
+        ))),
+    }
+}
 
 /// A checkpoint: the trainer's state and the configuration of its run.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +62,10 @@ pub struct Checkpoint {
     pub optimizer: String,
     /// The run's configuration (TOML).
     pub config: String,
+    /// The format version it was read from or is to be written in: [`FORMAT_VERSION`] for the
+    /// checkpoints of this version. Only those can be resumed; older ones drew the initial θ
+    /// from the instances' random stream, so a resumed run would not continue the same way.
+    pub format: u32,
 }
 
 impl Checkpoint {
@@ -117,11 +140,12 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
         .iter()
         .map(|(n, v)| (n.clone(), bytemuck::cast_slice::<f32, u8>(v).to_vec()))
         .collect();
+    let tag = format_tag(ck.format)?;
     let checksum = bytes.iter().fold(FNV_OFFSET, |h, (_, b)| fnv1a(h, b));
     let shapes: Vec<Vec<usize>> = tensors.iter().map(|(_, v)| vec![v.len()]).collect();
     let s = &ck.state;
     let mut meta: BTreeMap<String, String> = [
-        ("format", FORMAT.to_string()),
+        ("format", tag.to_string()),
         ("step", s.step.to_string()),
         ("episodes", s.episodes.to_string()),
         ("offset", s.offset.to_string()),
@@ -133,7 +157,11 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let checksum = metadata_checksum(checksum, &meta);
+    let checksum = if tag == FORMAT_1 {
+        checksum
+    } else {
+        metadata_checksum(checksum, &meta)
+    };
     meta.insert("checksum".into(), format!("{checksum:016x}"));
     let views: Vec<F32Tensor> = tensors
         .iter()
@@ -163,9 +191,12 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
             .ok_or_else(|| bad(format!("metadata key '{k}' is missing")))
     };
     let format = get("format")?;
-    if format != FORMAT && format != FORMAT_1 {
-        return Err(bad(format!("format '{format}', expected '{FORMAT}'")));
-    }
+    let version = match format.as_str() {
+        FORMAT => FORMAT_VERSION,
+        FORMAT_2 => 2,
+        FORMAT_1 => 1,
+        _ => return Err(bad(format!("format '{format}', expected '{FORMAT}'"))),
+    };
     let num128 = |k: &str| -> Result<u128> {
         let v = get(k)?;
         v.parse()
@@ -201,7 +232,7 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
             .collect();
         tensors.insert(name.clone(), v);
     }
-    if format == FORMAT {
+    if version > 1 {
         checksum = metadata_checksum(checksum, meta);
     }
     let want = get("checksum")?;
@@ -250,6 +281,7 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
         phi_len,
         optimizer: get("optimizer")?.clone(),
         config: get("config")?.clone(),
+        format: version,
     })
 }
 
@@ -347,6 +379,21 @@ impl RunDir {
         Ok(None)
     }
 
+    /// The lock file of the run directory.
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join(LOCK_FILE)
+    }
+
+    /// Take the run directory's advisory lock (`run.lock`, holding this process's PID) for as
+    /// long as the returned guard lives, so that a second process training into the same
+    /// directory is refused with [`Error::Locked`] naming the holder. A lock file left by a
+    /// process that no longer holds it (it crashed or was killed) is taken over; the guard's
+    /// [`RunLock::stale`] then says whose it was. On unix the lock is `flock(2)`; elsewhere the
+    /// file itself is the lock, and a stale one has to be removed by hand.
+    pub fn lock(&self) -> Result<RunLock> {
+        RunLock::acquire(&self.dir, &self.lock_path())
+    }
+
     /// Write `ck` atomically, then remove all but the newest `keep` checkpoints.
     pub fn save(&self, ck: &Checkpoint) -> Result<PathBuf> {
         let path = self.checkpoint_path(ck.state.step);
@@ -358,6 +405,142 @@ impl RunDir {
             }
         }
         Ok(path)
+    }
+}
+
+/// Name of the lock file of a run directory.
+pub const LOCK_FILE: &str = "run.lock";
+
+/// The advisory lock of a run directory, held until dropped (see [`RunDir::lock`]); dropping
+/// it removes the lock file.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    stale: Option<String>,
+}
+
+impl RunLock {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// When a lock file was there but no process held it: the PID it named (as written, or
+    /// "unknown" when it named none).
+    pub fn stale(&self) -> Option<&str> {
+        self.stale.as_deref()
+    }
+
+    fn locked(dir: &Path, lock: &Path, pid: String) -> Error {
+        Error::Locked {
+            dir: dir.to_path_buf(),
+            lock: lock.to_path_buf(),
+            pid,
+            hint:
+                "wait for that run to end (or stop it), or train into another directory with --out"
+                    .into(),
+        }
+    }
+
+    fn holder(text: &str) -> String {
+        let t = text.trim();
+        if t.is_empty() {
+            "unknown".into()
+        } else {
+            t.chars().take(40).collect()
+        }
+    }
+
+    #[cfg(unix)]
+    fn acquire(dir: &Path, path: &Path) -> Result<Self> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::io::AsRawFd;
+        let io = |e| Error::io(path, e);
+        // Another process may remove the file between our open and our flock (it was
+        // releasing its lock): then the locked file is no longer the one at `path`; retry.
+        for _ in 0..8 {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(io)?;
+            // SAFETY: `file` owns a valid open descriptor for the duration of the call.
+            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            let mut text = String::new();
+            if r != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    let _ = file.read_to_string(&mut text);
+                    return Err(Self::locked(dir, path, Self::holder(&text)));
+                }
+                return Err(io(e));
+            }
+            let same = match (file.metadata(), std::fs::metadata(path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if !same {
+                continue;
+            }
+            file.read_to_string(&mut text).map_err(io)?;
+            let stale = (!text.trim().is_empty()).then(|| Self::holder(&text));
+            file.set_len(0).map_err(io)?;
+            file.rewind().map_err(io)?;
+            writeln!(file, "{}", std::process::id()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            return Ok(Self {
+                path: path.to_path_buf(),
+                file: Some(file),
+                stale,
+            });
+        }
+        Err(Error::invalid(format!(
+            "the lock file {} kept changing while it was being locked; try again",
+            path.display()
+        )))
+    }
+
+    #[cfg(not(unix))]
+    fn acquire(dir: &Path, path: &Path) -> Result<Self> {
+        use std::io::Write;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(mut file) => {
+                writeln!(file, "{}", std::process::id()).map_err(|e| Error::io(path, e))?;
+                Ok(Self {
+                    path: path.to_path_buf(),
+                    file: Some(file),
+                    stale: None,
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                    lock: path.to_path_buf(),
+                    pid: Self::holder(&text),
+                    hint:
+                        "wait for that run to end, or remove the lock file if no such process runs"
+                            .into(),
+                })
+            }
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Remove the file while it is still locked, then close (and so unlock) it.
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file.take());
     }
 }
 
@@ -383,6 +566,7 @@ mod tests {
             phi_len: 4,
             optimizer: "linear".into(),
             config: "seed = 1\n".into(),
+            format: FORMAT_VERSION,
         }
     }
 
@@ -448,18 +632,70 @@ mod tests {
     }
 
     #[test]
-    fn format_1_files_are_still_read() {
-        let ck = sample(true);
-        let b = to_bytes(&ck).unwrap();
+    fn older_formats_are_still_read_and_keep_their_version() {
+        let mut ck = sample(true);
+        let b3 = to_bytes(&ck).unwrap();
+        for version in [1, 2] {
+            ck.format = version;
+            let b = to_bytes(&ck).unwrap();
+            assert_ne!(b, b3);
+            assert_eq!(from_bytes(&b, Path::new("x")).unwrap(), ck);
+        }
+        // A format-1 file made by hand: its checksum covers the tensors only.
+        ck.format = 1;
         let tensors_only = tensors_of(&ck)
             .unwrap()
             .iter()
             .fold(FNV_OFFSET, |h, (_, v)| fnv1a(h, bytemuck::cast_slice(v)));
-        let (_, header) = SafeTensors::read_metadata(&b).unwrap();
-        let stored = header.metadata().as_ref().unwrap()["checksum"].clone();
-        let v1 = edit_header(&b, FORMAT, FORMAT_1);
-        let v1 = edit_header(&v1, &stored, &format!("{tensors_only:016x}"));
-        assert_eq!(from_bytes(&v1, Path::new("x")).unwrap(), ck);
+        let b1 = to_bytes(&ck).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&b1).unwrap();
+        let stored = &header.metadata().as_ref().unwrap()["checksum"];
+        assert_eq!(*stored, format!("{tensors_only:016x}"));
+        ck.format = 4;
+        assert!(to_bytes(&ck).is_err());
+    }
+
+    #[test]
+    fn a_second_lock_of_a_run_directory_is_refused_with_the_holder_pid() {
+        let dir = std::env::temp_dir().join(format!("metalearn-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rd = RunDir::create(&dir, 1).unwrap();
+        let first = rd.lock().unwrap();
+        assert_eq!(first.stale(), None);
+        let text = std::fs::read_to_string(rd.lock_path()).unwrap();
+        assert_eq!(text.trim(), std::process::id().to_string());
+        let e = rd.lock().unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Locked { .. }), "{msg}");
+        assert!(
+            msg.contains(&format!("PID {}", std::process::id())) && msg.contains("--out"),
+            "{msg}"
+        );
+        // The refused attempt left the holder's lock file as it was.
+        assert_eq!(std::fs::read_to_string(rd.lock_path()).unwrap(), text);
+        drop(first);
+        assert!(!rd.lock_path().exists(), "the lock file outlived its lock");
+        let again = rd.lock().unwrap();
+        assert_eq!(again.stale(), None);
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stale_lock_file_is_taken_over() {
+        let dir = std::env::temp_dir().join(format!("metalearn-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rd = RunDir::create(&dir, 1).unwrap();
+        // Left by a process that was killed: it names a PID but nobody holds it.
+        std::fs::write(rd.lock_path(), "4000000\n").unwrap();
+        let lock = rd.lock().unwrap();
+        assert_eq!(lock.stale(), Some("4000000"));
+        let text = std::fs::read_to_string(rd.lock_path()).unwrap();
+        assert_eq!(text.trim(), std::process::id().to_string());
+        assert!(matches!(rd.lock(), Err(Error::Locked { .. })));
+        drop(lock);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,14 +5,12 @@
 
 use std::sync::Arc;
 
-use rand::SeedableRng;
-
 use super::meta_optim::{self, status, MetaAdam, MetaAdamBuffers};
 use super::plan::{Plan, Schedule};
 use super::unroll::{Io, Unroll};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::optim::{Mode, Optimizer, Workspace};
-use crate::tasks::{Task, TaskRng};
+use crate::tasks::{Sample, Stream, Task, TaskRng};
 use crate::{Error, Result};
 
 /// Weights w_t of the meta-loss M = Σ_{t=0}^{T} w_t · mean_n ℓ_t.
@@ -118,6 +116,56 @@ pub enum NonFinite {
     Both,
 }
 
+/// Why an outer step's update was skipped: what the GPU's status word says (the meta-loss
+/// and the squared meta-gradient norm), and what the step's losses and meta-gradient show when
+/// they are read back after the skip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skip {
+    /// Which of the meta-loss and the meta-gradient norm was not finite.
+    pub what: NonFinite,
+    /// The first inner step t of the unroll (0 ≤ t ≤ T) at which the loss ℓ_t of some
+    /// instance is not finite, and how many of the N instances it is for.
+    pub loss_step: Option<(usize, usize)>,
+    /// Inner steps of the episode taken before this unroll (so ℓ_t belongs to episode step
+    /// `offset + t`).
+    pub offset: usize,
+    /// Instances N.
+    pub instances: usize,
+    /// Some component of φ̄ (the learned optimizer's meta-gradient) is not finite.
+    pub phi_bar: bool,
+    /// Some component of θ̄0 (the learned initialisation's meta-gradient) is not finite.
+    pub theta0_bar: bool,
+}
+
+impl Skip {
+    /// One sentence naming what went non-finite.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if matches!(self.what, NonFinite::MetaLoss | NonFinite::Both) {
+            parts.push(match self.loss_step {
+                Some((t, k)) => format!(
+                    "the meta-loss is not finite: the loss of inner step {t} of the unroll (step {} of the episode) is not finite for {k} of {} instances",
+                    self.offset + t,
+                    self.instances
+                ),
+                None => "the meta-loss overflowed (every inner loss is finite)".to_string(),
+            });
+        }
+        if matches!(self.what, NonFinite::MetaGradient | NonFinite::Both) {
+            parts.push(match (self.phi_bar, self.theta0_bar) {
+                (true, true) => "φ̄ and θ̄0 hold non-finite values".to_string(),
+                (true, false) => "φ̄ holds non-finite values".to_string(),
+                (false, true) => "θ̄0 holds non-finite values".to_string(),
+                (false, false) => {
+                    "the squared meta-gradient norm overflowed (every component of φ̄ and θ̄0 is finite)"
+                        .to_string()
+                }
+            });
+        }
+        parts.join("; ")
+    }
+}
+
 /// What one outer step reports.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepReport {
@@ -127,8 +175,8 @@ pub struct StepReport {
     pub meta_loss: f32,
     /// Norm of the meta-gradient before clipping.
     pub grad_norm: f32,
-    /// Set when the update was skipped.
-    pub skipped: Option<NonFinite>,
+    /// Set when the update was skipped (φ, θ0 and the meta-optimizer's moments are unchanged).
+    pub skipped: Option<Skip>,
 }
 
 /// A meta-gradient read back for inspection (tests, export).
@@ -196,9 +244,11 @@ pub struct TrainerState {
     pub step: usize,
     /// Episodes started.
     pub episodes: u64,
-    /// Position (in 32-bit words) of the run's generator: the whole random state, with the seed.
+    /// Position (in 32-bit words) of the run's instance stream ([`Stream::Instances`]): with
+    /// the seed and `episodes` (which names the initial-θ stream of each episode), the whole
+    /// random state.
     pub rng_pos: u128,
-    /// Position of the generator where the current episode's instances were drawn.
+    /// Position of the instance stream where the current episode's instances were drawn.
     pub episode_rng_pos: u128,
     /// Inner steps already taken in the current episode.
     pub offset: usize,
@@ -211,8 +261,10 @@ pub struct TrainerState {
 }
 
 impl MetaTrainer {
-    /// Build a trainer; φ is initialised by the optimizer, θ0 from the task's distribution
-    /// (instance 0's draw).
+    /// Build a trainer; φ is initialised by the optimizer and θ0 from the task's distribution
+    /// (instance 0's draw), both from the [`Stream::Meta`] stream of `cfg.seed`; the instances
+    /// of each episode come from the [`Stream::Instances`] stream and their initial θ from the
+    /// episode's [`Stream::Init`] stream.
     pub fn new(
         gpu: Arc<Gpu>,
         mut task: Box<dyn Task>,
@@ -231,10 +283,14 @@ impl MetaTrainer {
         let p = unroll.params();
         let slot_len = opt.slot_len(unroll.count());
         let phi_len = opt.phi_len();
-        let mut rng = TaskRng::seed_from_u64(cfg.seed);
-        let init_theta = task.init_params(&mut rng)?;
-        let mut meta0 = opt.init_phi(&mut rng);
-        meta0.extend_from_slice(&init_theta[..p]);
+        // Independent streams (see `Stream`): the instances of every episode from `rng`, φ and
+        // the starting θ0 from the meta stream, each episode's initial θ from its own stream.
+        let rng = Stream::Instances.rng(cfg.seed, Sample::Train);
+        let init_theta = task.init_params(&mut Stream::Init(0).rng(cfg.seed, Sample::Train))?;
+        let mut meta_rng = Stream::Meta.rng(cfg.seed, Sample::Train);
+        let mut meta0 = opt.init_phi(&mut meta_rng);
+        let theta0 = task.init_params(&mut meta_rng)?;
+        meta0.extend_from_slice(&theta0[..p]);
         Ok(Self {
             moments: gpu.buffer("meta-optimizer moments", 2 * (phi_len + p))?,
             status: gpu.buffer("status", status::LEN)?,
@@ -349,11 +405,14 @@ impl MetaTrainer {
         self.unroll.weights()
     }
 
+    /// Draw the instances of the next episode (number `self.episodes`, from 0) and, unless θ0
+    /// is learned, their initial θ from that episode's own stream.
     fn resample(&mut self) -> Result<()> {
         self.episode_rng_pos = self.rng.get_word_pos();
         self.task.resample(&self.gpu, &mut self.rng)?;
         if !self.cfg.learn_init {
-            let init = self.task.init_params(&mut self.rng)?;
+            let mut rng = Stream::Init(self.episodes).rng(self.cfg.seed, Sample::Train);
+            let init = self.task.init_params(&mut rng)?;
             self.gpu.write(&self.init, 0, &init)?;
         }
         self.episodes += 1;
@@ -429,6 +488,7 @@ impl MetaTrainer {
             // Redraw the current episode's instances from where the generator stood when they
             // were first drawn, then put back the carried θ and optimizer state.
             self.rng.set_word_pos(state.episode_rng_pos);
+            self.episodes = state.episodes - 1;
             self.resample()?;
             self.episodes = state.episodes;
             if self.rng.get_word_pos() != state.rng_pos {
@@ -491,37 +551,66 @@ impl MetaTrainer {
         Ok(rec)
     }
 
-    fn report(&self, st: &[f32]) -> StepReport {
-        let skipped = match st[status::SKIPPED] as u32 {
+    /// The report of the outer step just taken from its status word; after a skip, the losses
+    /// and the meta-gradient are read back to say which went non-finite (`offset`: where the
+    /// unroll started in its episode).
+    fn report(&self, st: &[f32], offset: usize) -> Result<StepReport> {
+        let what = match st[status::SKIPPED] as u32 {
             0 => None,
             1 => Some(NonFinite::MetaLoss),
             2 => Some(NonFinite::MetaGradient),
             _ => Some(NonFinite::Both),
         };
-        StepReport {
+        let skipped = match what {
+            None => None,
+            Some(what) => Some(self.diagnose(what, offset)?),
+        };
+        Ok(StepReport {
             step: self.step,
             meta_loss: st[status::LOSS],
             grad_norm: st[status::GRAD_NORM2].sqrt(),
             skipped,
-        }
+        })
+    }
+
+    fn diagnose(&self, what: NonFinite, offset: usize) -> Result<Skip> {
+        let n = self.task.instances();
+        let losses: Vec<f32> = self.gpu.read(self.unroll.losses())?;
+        let loss_step = losses.chunks(n.max(1)).enumerate().find_map(|(t, row)| {
+            let k = row.iter().filter(|v| !v.is_finite()).count();
+            (k > 0).then_some((t, k))
+        });
+        let grad: Vec<f32> = self.gpu.read(self.unroll.meta_grad())?;
+        let (phi, theta0) = grad.split_at(self.opt.phi_len().min(grad.len()));
+        let bad = |v: &[f32]| v.iter().any(|x| !x.is_finite());
+        Ok(Skip {
+            what,
+            loss_step,
+            offset,
+            instances: n,
+            phi_bar: bad(phi),
+            theta0_bar: bad(theta0),
+        })
     }
 
     /// One outer step on freshly sampled instances, blocking until its status is read back.
     pub fn step(&mut self) -> Result<StepReport> {
-        self.submit_outer_step()?;
+        let offset = self.submit_outer_step()?;
         let st: Vec<f32> = self.gpu.read(&self.status)?;
-        Ok(self.report(&st))
+        self.report(&st, offset)
     }
 
     /// One outer step; the returned future resolves when its status has been read back (the
     /// future polls the device without blocking the executor).
     pub async fn step_async(&mut self) -> Result<StepReport> {
-        self.submit_outer_step()?;
+        let offset = self.submit_outer_step()?;
         let st: Vec<f32> = self.gpu.read_async(&self.status, 0, status::LEN).await?;
-        Ok(self.report(&st))
+        self.report(&st, offset)
     }
 
-    fn submit_outer_step(&mut self) -> Result<()> {
+    /// Record and submit one outer step; returns the episode offset its unroll started at.
+    fn submit_outer_step(&mut self) -> Result<usize> {
+        let started = self.offset;
         self.record_outer_step()?.submit()?;
         let t = self.cfg.unroll;
         self.offset = if self.carry.is_some() && self.offset + t < self.cfg.episode {
@@ -529,7 +618,7 @@ impl MetaTrainer {
         } else {
             0
         };
-        Ok(())
+        Ok(started)
     }
 
     /// Inner steps already taken in the current episode (where the next unroll starts).

@@ -4,13 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rand::SeedableRng;
-
 use crate::config::Config;
 use crate::gpu::Gpu;
 use crate::meta::{evaluate_with_held_out, log_grid, save, tune_learning_rate, Checkpoint, RunDir};
 use crate::optim::Optimizer;
-use crate::tasks::{build_task, Sample, TaskRng};
+use crate::tasks::{build_task, Sample, Stream};
 use crate::{Error, Result};
 
 /// One curve of an evaluation.
@@ -46,8 +44,7 @@ pub fn evaluate_checkpoints(
     let steps = cfg.eval.steps;
     let held = build_task(gpu, cfg, Sample::HeldOut, n)?;
     let few_shot = held.scores_held_out();
-    let mut rng = TaskRng::seed_from_u64(cfg.seed ^ Sample::HeldOut.salt() ^ 1);
-    let family_init = held.init_params(&mut rng)?;
+    let family_init = held.init_params(&mut Stream::Init(0).rng(cfg.seed, Sample::HeldOut))?;
     let p = held.layout().size();
     let mut out = Vec::new();
     for c in candidates {
@@ -97,8 +94,7 @@ pub fn evaluate_checkpoints(
         // Four times as many tuning instances as held-out ones, so that a learning rate at the
         // edge of divergence on a family's rare stiff instances is caught while tuning.
         let tune = build_task(gpu, cfg, Sample::Tune, 4 * n)?;
-        let mut trng = TaskRng::seed_from_u64(cfg.seed ^ Sample::Tune.salt() ^ 1);
-        let tune_init = tune.init_params(&mut trng)?;
+        let tune_init = tune.init_params(&mut Stream::Init(0).rng(cfg.seed, Sample::Tune))?;
         let [lo, hi] = cfg.eval.lr_range;
         let grid = log_grid(lo, hi, cfg.eval.grid_points);
         for b in &cfg.eval.baselines {
@@ -129,12 +125,27 @@ pub fn evaluate_checkpoints(
     Ok(out)
 }
 
-/// Load a checkpoint: a file, or the newest readable one of a run directory.
+/// Load a checkpoint: a file, or the newest readable one of a run directory. Newer
+/// checkpoints of the directory that cannot be read are named on stderr with the reason, and
+/// so is the step of the one loaded in their place.
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     if path.is_dir() {
         let rd = RunDir::create(path, 1)?;
         match rd.latest()? {
-            Some((c, _)) => Ok(c),
+            Some((c, skipped)) => {
+                for e in &skipped {
+                    eprintln!("skipping an unreadable checkpoint: {e}");
+                }
+                if !skipped.is_empty() {
+                    eprintln!(
+                        "using the newest readable checkpoint of {}: {} (outer step {})",
+                        path.display(),
+                        rd.checkpoint_path(c.state.step).display(),
+                        c.state.step
+                    );
+                }
+                Ok(c)
+            }
             None => Err(Error::Checkpoint {
                 path: path.into(),
                 problem: "the directory holds no checkpoint".into(),

@@ -113,8 +113,49 @@ impl Sample {
 
 /// The random generator tasks draw from: ChaCha12, the generator behind `rand::rngs::StdRng`
 /// (same stream for the same seed), used directly because its position can be saved and
-/// restored (see [`crate::meta::TrainerState`]).
+/// restored (see [`crate::meta::TrainerState`]) and because it has independent streams
+/// ([`Stream`]).
 pub type TaskRng = rand_chacha::ChaCha12Rng;
+
+/// What a random stream is drawn for. Every purpose has its own ChaCha12 stream: the key comes
+/// from the run's seed and the draw's [`Sample::salt`], the stream id from the purpose, so the
+/// numbers one purpose draws never repeat, shift or depend on those another purpose draws
+/// (drawing more instances never changes the initial θ, and the reverse).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Task instances and their data: the quadratics' W and y, the sinusoids' amplitudes,
+    /// phases and points, the seeds of image batches — one episode after the other (stream 0,
+    /// the stream a task is built from; its position is saved in checkpoints).
+    Instances,
+    /// Initial parameters θ of the instances of episode `e` (episodes count from 0; a task
+    /// that is not meta-trained, as in an evaluation, uses episode 0). Each episode has a
+    /// stream of its own, so nothing needs saving to redraw it.
+    Init(u64),
+    /// Initial meta-parameters: φ of a learned optimizer, then the starting point of a learned
+    /// initialisation θ0.
+    Meta,
+}
+
+impl Stream {
+    /// The ChaCha stream id: 0 for instances, 1 for meta-parameters, 2⁶³ + e for the initial θ
+    /// of episode e.
+    pub fn id(self) -> u64 {
+        match self {
+            Stream::Instances => 0,
+            Stream::Meta => 1,
+            Stream::Init(e) => (1 << 63) | (e & !(1 << 63)),
+        }
+    }
+
+    /// The generator of this purpose for the draw `sample` of a run seeded `seed`, at the
+    /// start of its stream.
+    pub fn rng(self, seed: u64, sample: Sample) -> TaskRng {
+        use rand::SeedableRng;
+        let mut rng = TaskRng::seed_from_u64(seed ^ sample.salt());
+        rng.set_stream(self.id());
+        rng
+    }
+}
 
 /// Which batch a loss is computed on. Batches are a pure function of (seed of the outer step,
 /// instance, step), so a recomputed step sees exactly the data of the first computation.
@@ -171,6 +212,8 @@ pub trait Task: Send + Sync {
     fn resample(&mut self, gpu: &Gpu, rng: &mut TaskRng) -> Result<()>;
 
     /// Initial parameters of every instance, `N × P`, drawn from the family's distribution.
+    /// Callers pass the [`Stream::Init`] generator, never the one the instances were drawn
+    /// from (the draws would then repeat the instances' numbers).
     fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>>;
 
     /// Record the loss (`at.loss.off + n`) and gradient of every instance at `at.theta` on

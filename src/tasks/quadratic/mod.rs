@@ -10,9 +10,7 @@ pub mod reference;
 
 pub use model::{GpuQuadratic, Quadratics, DEFAULT_DIM};
 
-use rand::SeedableRng;
-
-use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Task, TaskFamily, TaskRng};
+use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Stream, Task, TaskFamily, TaskRng};
 use crate::config::Config;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::Activation;
@@ -31,7 +29,7 @@ pub static FAMILY: TaskFamily = TaskFamily {
 };
 
 fn build(gpu: &Gpu, cfg: &Config, sample: Sample, instances: usize) -> Result<Box<dyn Task>> {
-    let mut rng = TaskRng::seed_from_u64(cfg.seed ^ sample.salt());
+    let mut rng = Stream::Instances.rng(cfg.seed, sample);
     Ok(Box::new(QuadraticTask::new(
         gpu,
         cfg.task.dim,

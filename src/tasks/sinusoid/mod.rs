@@ -5,11 +5,11 @@
 //! 1-40-40-1 (ReLU) with the squared-error loss (1/K) Σ_b (f(x_b) − y_b)². Data are drawn on the
 //! CPU and uploaded: a few floats per instance.
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use super::mlp::reference::{self, Targets};
 use super::mlp::{GpuMlp, Loss, MlpSpec};
-use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Task, TaskFamily, TaskRng};
+use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Stream, Task, TaskFamily, TaskRng};
 use crate::config::Config;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::Activation;
@@ -30,7 +30,7 @@ pub static FAMILY: TaskFamily = TaskFamily {
 };
 
 fn build(gpu: &Gpu, cfg: &Config, sample: Sample, instances: usize) -> Result<Box<dyn Task>> {
-    let mut rng = TaskRng::seed_from_u64(cfg.seed ^ sample.salt());
+    let mut rng = Stream::Instances.rng(cfg.seed, sample);
     let sc = SinusoidConfig {
         hidden: cfg.hidden()?,
         activation: cfg.activation()?,
