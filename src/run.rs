@@ -92,10 +92,43 @@ fn same_training(a: &Config, b: &Config) -> bool {
 ///
 /// With `task.kind = "lm"` it trains the language model of `[lm]` instead
 /// ([`lm::train_lm`]).
+///
+/// A run that fails in a directory it created, before it saved anything (a setting the task,
+/// the optimizer or the checkpoint plan refuses once the GPU is open), removes the directory
+/// again: a failed run leaves nothing behind.
 pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     if cfg.task.kind == crate::config::LM_KIND {
         return train_lm_summary(gpu, cfg, opts);
     }
+    let path = Path::new(&cfg.output.dir);
+    let fresh = !path.exists();
+    let r = train_meta(gpu, cfg, opts);
+    if r.is_err() && fresh {
+        remove_if_nothing_saved(path);
+    }
+    r
+}
+
+/// Remove `dir` when it holds nothing a run saved: at most its lock file, its config and an
+/// empty metrics file.
+fn remove_if_nothing_saved(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let nothing = entries.flatten().all(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let empty = e.metadata().is_ok_and(|m| m.len() == 0);
+        name == crate::meta::save::LOCK_FILE
+            || name == "config.toml"
+            || (name == "metrics.jsonl" && empty)
+    });
+    if nothing {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     let dir = RunDir::create(Path::new(&cfg.output.dir), cfg.output.keep)?;
     let lock = dir.lock()?;
     if let Some(pid) = lock.stale() {

@@ -247,3 +247,24 @@ fn a_given_data_directory_without_a_dataset_is_an_error() {
         &["/nonexistent/metalearn-cli", "does not exist"],
     );
 }
+
+/// Settings that are refused once the task is known (a quadratic beyond the kernel's largest
+/// dimension, a checkpoint schedule that cannot reverse the unroll, a memory budget below three
+/// slots) fail with one error line and leave no run directory behind.
+#[test]
+fn refused_runs_leave_no_run_directory() {
+    let d = temp("refused");
+    for (i, (kv, needle)) in [
+        ("task.dim=4096", "task.dim = 4096"),
+        ("meta.schedule=revolve-2", "revolve-3 or more"),
+        ("meta.memory_budget_mib=0.01", "raise the budget"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = d.join(format!("run{i}"));
+        let out = out.to_str().unwrap();
+        expect_error(&["train", "--set", kv, "--out", out], &[needle]);
+        assert!(!Path::new(out).exists(), "{kv}: {out} was left behind");
+    }
+}

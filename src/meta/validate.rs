@@ -110,6 +110,20 @@ impl MetaConfig {
                 format!("set {p}episode = 0 (one unroll per episode)"),
             );
         }
+        if self.mode != Mode::Reptile && self.memory_budget.is_none() {
+            // The plan depends on the schedule and T only: a schedule that cannot reverse T
+            // steps is refused here, before any buffer exists.
+            if let Err(e) = super::plan::plan(self.schedule, t) {
+                let why = match e {
+                    Error::InvalidArgument(m) => m,
+                    other => other.to_string(),
+                };
+                return fail(
+                    format!("{p}schedule = {}: {why}", self.schedule.name()),
+                    format!("choose another {p}schedule (store-all, sqrt, every-K, revolve-S)"),
+                );
+            }
+        }
         Ok(())
     }
 }

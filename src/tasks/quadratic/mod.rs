@@ -23,7 +23,18 @@ pub static FAMILY: TaskFamily = TaskFamily {
     about: "L2L quadratics f(θ) = ‖Wθ − y‖², W, y ~ N(0, 1)",
     hidden: &[],
     activation: Activation::Identity,
-    check: |_| None,
+    check: |t| {
+        (t.dim > kernels::MAX_DIM).then(|| {
+            (
+                format!(
+                    "task.dim = {} is beyond the quadratic kernel's largest dimension, {}",
+                    t.dim,
+                    kernels::MAX_DIM
+                ),
+                format!("use task.dim = {} or less", kernels::MAX_DIM),
+            )
+        })
+    },
     build,
     kernels: || vec![&kernels::QUADRATIC, &kernels::QUADRATIC_HVP],
 };
