@@ -137,7 +137,8 @@ fn lm_bad_chunks_are_refused() -> Result<()> {
     Ok(())
 }
 
-/// Shared weights (instance stride 0): every stream reads one block and gets its own gradient.
+/// Shared weights (instance stride 0): every stream reads one block and gets its own gradient,
+/// or all streams add into one.
 #[test]
 fn lm_shared_weights_give_each_stream_its_gradient() -> Result<()> {
     let mut r = rng("lm_shared_weights_give_each_stream_its_gradient");
@@ -172,7 +173,27 @@ fn lm_shared_weights_give_each_stream_its_gradient() -> Result<()> {
     )?;
     rec.submit()?;
     let grads = g.read(&ggrad)?;
+    // Shared weights and one gradient block (stride 0): the products run over all N·L rows
+    // and the gradient is the sum of the streams'.
+    let gsum = g.buffer("summed grad", p + 2)?;
+    g.fill(&gsum, f32::NAN)?;
+    let summed = Batched {
+        buf: &gsum,
+        off: 1,
+        batch_stride: 0,
+    };
+    let mut rec = Recorder::new(g);
+    lm.record(
+        &mut rec,
+        shared,
+        (&gs, &gn),
+        Some(summed),
+        View::new(&gloss, 0),
+    )?;
+    rec.submit()?;
+    let sum = g.read(&gsum)?;
     let layout = spec.layout()?;
+    let mut want_sum = vec![0.0; p];
     for i in 0..n {
         let rows = i * len..(i + 1) * len;
         let want = reference::loss_grad(
@@ -187,7 +208,27 @@ fn lm_shared_weights_give_each_stream_its_gradient() -> Result<()> {
             },
         )?;
         assert_close("shared grad", &grads[i * p..(i + 1) * p], &want.grad, 1e-4);
+        for (w, v) in want_sum.iter_mut().zip(&want.grad) {
+            *w += v;
+        }
     }
+    assert_close("summed grad", &sum[1..1 + p], &want_sum, 1e-4);
+    assert_untouched("summed grad padding", &sum, &[(1, p)]);
+    // A summed gradient of per-stream weights is refused.
+    let per_stream = g.buffer_from("own weights", &theta.repeat(n))?;
+    let own = Batched::dense(&per_stream, p);
+    let mut rec = Recorder::new(g);
+    let e = lm
+        .record(
+            &mut rec,
+            own,
+            (&gs, &gn),
+            Some(summed),
+            View::new(&gloss, 0),
+        )
+        .expect_err("a summed gradient of per-stream weights was accepted")
+        .to_string();
+    assert!(e.contains("summed over the streams"), "{e}");
     Ok(())
 }
 

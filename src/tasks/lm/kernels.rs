@@ -180,8 +180,8 @@ fn groups(count: usize) -> u64 {
 }
 
 /// The (offset, stride) of a parameter-shaped buffer of `batch` instances, checked: instances
-/// `block` or more floats apart, or, for parameters that are only read (`shared`), 0 apart: one
-/// block read by every instance.
+/// `block` or more floats apart, or 0 apart (one block) for parameters that are only read
+/// (`shared`) or when there is one instance.
 fn block_params(
     p: &mut LmParams,
     batch: usize,
@@ -191,7 +191,8 @@ fn block_params(
     check_region(what, b.buf, b.off, &[(batch, b.batch_stride), (block, 1)])?;
     p.th_off = u32_of("offset", b.off)?;
     p.th_bs = u32_of("stride", b.batch_stride)?;
-    if b.batch_stride < block && !(shared && b.batch_stride == 0) {
+    let one_block = b.batch_stride == 0 && (shared || batch == 1);
+    if b.batch_stride < block && !one_block {
         return Err(Error::invalid(format!(
             "{what}: instances are {} floats apart, a parameter block has {block}",
             b.batch_stride

@@ -35,6 +35,45 @@ pub struct GpuLm {
     logits: GpuBuffer,
     dlogits: GpuBuffer,
     chunk: GpuBuffer,
+    /// The chunk indexed as one stream of N·L tokens (the embedding gradient summed over the
+    /// streams).
+    chunk_flat: GpuBuffer,
+}
+
+/// `d` as one stream of N·L tokens.
+fn flat(d: &ChunkDims) -> ChunkDims {
+    ChunkDims {
+        batch: 1,
+        len: d.batch * d.len,
+        ..*d
+    }
+}
+
+/// How the rows of the `[N, L, ·]` sequences enter a product: as N matrices of L rows each
+/// (each stream its own weights or its own gradient), or, when every stream reads the same
+/// weights (and, backward, adds into one gradient), as one matrix of N·L rows.
+#[derive(Clone, Copy, Debug)]
+struct Rows {
+    /// Rows per product.
+    m: usize,
+    /// Products.
+    batch: usize,
+}
+
+impl Rows {
+    fn of(d: &ChunkDims, joined: bool) -> Self {
+        if joined {
+            Self {
+                m: d.batch * d.len,
+                batch: 1,
+            }
+        } else {
+            Self {
+                m: d.len,
+                batch: d.batch,
+            }
+        }
+    }
 }
 
 /// A dense batch of `rows × cols` matrices at `off` of `buf`.
@@ -122,6 +161,7 @@ impl GpuLm {
             logits: gpu.buffer("lm logits", nlv)?,
             dlogits: gpu.buffer("lm dlogits", nlv)?,
             chunk: gpu.buffer("lm chunk", dims.chunk_len())?,
+            chunk_flat: gpu.buffer("lm chunk, one stream", flat(&dims).chunk_len())?,
         })
     }
 
@@ -166,7 +206,9 @@ impl GpuLm {
         starts: &[bool],
     ) -> Result<()> {
         let words = kernels::chunk_words(&self.dims, tokens, targets, starts)?;
-        gpu.write(&self.chunk, 0, &words)
+        gpu.write(&self.chunk, 0, &words)?;
+        let words = kernels::chunk_words(&flat(&self.dims), tokens, targets, starts)?;
+        gpu.write(&self.chunk_flat, 0, &words)
     }
 
     fn layer<'a>(&'a self, theta: Batched<'a>, l: usize) -> LayerRef<'a> {
@@ -175,6 +217,19 @@ impl GpuLm {
             wh_off: self.offsets.wh[l],
             work: (&self.work[l], self.regions),
             state: (2 * l * self.spec.hidden, self.spec.state_len()),
+        }
+    }
+
+    /// The top outputs u_t (projected when E ≠ H) as matrices of `rows` rows.
+    fn u(&self, rows: usize) -> MatView<'_> {
+        match &self.proj_io {
+            Some((u, _)) => dense(u, 0, rows, self.spec.embed),
+            None => dense(
+                &self.work[self.spec.layers - 1],
+                self.regions.h,
+                rows,
+                self.spec.hidden,
+            ),
         }
     }
 
@@ -203,15 +258,18 @@ impl GpuLm {
         let (d, o, s) = (&self.dims, &self.offsets, &self.spec);
         let (n, l_n, h_n, e_n, v_n) = (d.batch, d.len, s.hidden, s.embed, s.vocab);
         let block = self.layout.size();
+        // Weights shared by the streams: every product runs over all N·L rows at once.
+        let r = Rows::of(d, theta.batch_stride == 0);
+        let m = r.m;
         kernels::embed(rec, d, (theta, block, o.emb), &self.chunk, &self.x0)?;
         for l in 0..s.layers {
             let (x, x_off, width) = self.input(l);
             matmul(
                 rec,
-                MatDims::new(l_n, 4 * h_n, width, n),
-                dense(x, x_off, l_n, width),
+                MatDims::new(m, 4 * h_n, width, r.batch),
+                dense(x, x_off, m, width),
                 param(theta, o.wx[l], 4 * h_n),
-                dense(&self.work[l], self.regions.zx, l_n, 4 * h_n),
+                dense(&self.work[l], self.regions.zx, m, 4 * h_n),
                 Epilogue::BiasAct {
                     buf: theta.buf,
                     off: theta.off + o.b[l],
@@ -225,27 +283,23 @@ impl GpuLm {
             }
         }
         let top = &self.work[s.layers - 1];
-        let top_h = dense(top, self.regions.h, l_n, h_n);
-        let u = match (&self.proj_io, o.proj) {
-            (Some((u, _)), Some(p)) => {
-                matmul(
-                    rec,
-                    MatDims::new(l_n, e_n, h_n, n),
-                    top_h,
-                    param(theta, p, e_n),
-                    dense(u, 0, l_n, e_n),
-                    Epilogue::Store,
-                )?;
-                dense(u, 0, l_n, e_n)
-            }
-            _ => top_h,
-        };
+        if let (Some((u, _)), Some(p)) = (&self.proj_io, o.proj) {
+            matmul(
+                rec,
+                MatDims::new(m, e_n, h_n, r.batch),
+                dense(top, self.regions.h, m, h_n),
+                param(theta, p, e_n),
+                dense(u, 0, m, e_n),
+                Epilogue::Store,
+            )?;
+        }
+        let u = self.u(m);
         matmul(
             rec,
-            MatDims::new(l_n, v_n, e_n, n),
+            MatDims::new(m, v_n, e_n, r.batch),
             u,
             param(theta, o.emb, e_n).t(),
-            dense(&self.logits, 0, l_n, v_n),
+            dense(&self.logits, 0, m, v_n),
             Epilogue::BiasAct {
                 buf: theta.buf,
                 off: theta.off + o.out_b,
@@ -271,7 +325,7 @@ impl GpuLm {
             loss,
         )?;
         match grad {
-            Some(g) => self.record_backward(rec, theta, u, g),
+            Some(g) => self.record_backward(rec, theta, g),
             None => Ok(()),
         }
     }
@@ -301,35 +355,40 @@ impl GpuLm {
         )
     }
 
-    fn record_backward(
-        &self,
-        rec: &mut Recorder,
-        theta: Batched,
-        u: MatView,
-        grad: Batched,
-    ) -> Result<()> {
+    fn record_backward(&self, rec: &mut Recorder, theta: Batched, grad: Batched) -> Result<()> {
         let (d, o, s) = (&self.dims, &self.offsets, &self.spec);
-        let (n, l_n, h_n, e_n, v_n) = (d.batch, d.len, s.hidden, s.embed, s.vocab);
+        let (h_n, e_n, v_n) = (s.hidden, s.embed, s.vocab);
         let block = self.layout.size();
-        let dlogits = dense(&self.dlogits, 0, l_n, v_n);
-        sum_rows(rec, (&self.dlogits, 0), (l_n, v_n, n), grad, o.out_b)?;
+        // One gradient block for all streams (stride 0): every product sums over the N·L rows.
+        let joined = grad.batch_stride == 0;
+        if joined && theta.batch_stride != 0 {
+            return Err(Error::invalid(
+                "lm: a gradient summed over the streams needs weights shared by them (instance \
+                 stride 0)",
+            ));
+        }
+        let r = Rows::of(d, joined);
+        let (m, n) = (r.m, r.batch);
+        let u = self.u(m);
+        let dlogits = dense(&self.dlogits, 0, m, v_n);
+        sum_rows(rec, (&self.dlogits, 0), (m, v_n, n), grad, o.out_b)?;
         // The output's share of the tied embedding's gradient; the input's is added below.
         matmul(
             rec,
-            MatDims::new(v_n, e_n, l_n, n),
+            MatDims::new(v_n, e_n, m, n),
             dlogits.t(),
             u,
             param(grad, o.emb, e_n),
             Epilogue::Store,
         )?;
         let top = &self.work[s.layers - 1];
-        let top_dha = dense(top, self.regions.dha, l_n, h_n);
+        let top_dha = dense(top, self.regions.dha, m, h_n);
         match (&self.proj_io, o.proj) {
             (Some((_, du)), Some(p)) => {
-                let du_v = dense(du, 0, l_n, e_n);
+                let du_v = dense(du, 0, m, e_n);
                 matmul(
                     rec,
-                    MatDims::new(l_n, e_n, v_n, n),
+                    MatDims::new(m, e_n, v_n, n),
                     dlogits,
                     param(theta, o.emb, e_n),
                     du_v,
@@ -337,15 +396,15 @@ impl GpuLm {
                 )?;
                 matmul(
                     rec,
-                    MatDims::new(h_n, e_n, l_n, n),
-                    dense(top, self.regions.h, l_n, h_n).t(),
+                    MatDims::new(h_n, e_n, m, n),
+                    dense(top, self.regions.h, m, h_n).t(),
                     du_v,
                     param(grad, p, e_n),
                     Epilogue::Store,
                 )?;
                 matmul(
                     rec,
-                    MatDims::new(l_n, h_n, e_n, n),
+                    MatDims::new(m, h_n, e_n, n),
                     du_v,
                     param(theta, p, e_n).t(),
                     top_dha,
@@ -354,7 +413,7 @@ impl GpuLm {
             }
             _ => matmul(
                 rec,
-                MatDims::new(l_n, e_n, v_n, n),
+                MatDims::new(m, e_n, v_n, n),
                 dlogits,
                 param(theta, o.emb, e_n),
                 top_dha,
@@ -363,49 +422,48 @@ impl GpuLm {
         }
         for l in (0..s.layers).rev() {
             let layer = self.layer(theta, l);
-            for t in (0..l_n).rev() {
+            for t in (0..d.len).rev() {
                 kernels::step_back(rec, d, &layer, &self.chunk, t)?;
             }
             let work = &self.work[l];
-            let dz = dense(work, self.regions.dz, l_n, 4 * h_n);
+            let dz = dense(work, self.regions.dz, m, 4 * h_n);
             let (x, x_off, width) = self.input(l);
             matmul(
                 rec,
-                MatDims::new(width, 4 * h_n, l_n, n),
-                dense(x, x_off, l_n, width).t(),
+                MatDims::new(width, 4 * h_n, m, n),
+                dense(x, x_off, m, width).t(),
                 dz,
                 param(grad, o.wx[l], 4 * h_n),
                 Epilogue::Store,
             )?;
             matmul(
                 rec,
-                MatDims::new(h_n, 4 * h_n, l_n, n),
-                dense(work, self.regions.hp, l_n, h_n).t(),
+                MatDims::new(h_n, 4 * h_n, m, n),
+                dense(work, self.regions.hp, m, h_n).t(),
                 dz,
                 param(grad, o.wh[l], 4 * h_n),
                 Epilogue::Store,
             )?;
-            sum_rows(
-                rec,
-                (work, self.regions.dz),
-                (l_n, 4 * h_n, n),
-                grad,
-                o.b[l],
-            )?;
+            sum_rows(rec, (work, self.regions.dz), (m, 4 * h_n, n), grad, o.b[l])?;
             let below = if l == 0 {
-                dense(&self.dx0, 0, l_n, e_n)
+                dense(&self.dx0, 0, m, e_n)
             } else {
-                dense(&self.work[l - 1], self.regions.dha, l_n, h_n)
+                dense(&self.work[l - 1], self.regions.dha, m, h_n)
             };
             matmul(
                 rec,
-                MatDims::new(l_n, width, 4 * h_n, n),
+                MatDims::new(m, width, 4 * h_n, n),
                 dz,
                 param(theta, o.wx[l], 4 * h_n).t(),
                 below,
                 Epilogue::Store,
             )?;
         }
-        kernels::embed_grad(rec, d, &self.dx0, &self.chunk, (grad, block, o.emb), true)
+        let (dims, chunk) = if joined {
+            (flat(d), &self.chunk_flat)
+        } else {
+            (*d, &self.chunk)
+        };
+        kernels::embed_grad(rec, &dims, &self.dx0, chunk, (grad, block, o.emb), true)
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::model::GpuLm;
 use super::spec::LmSpec;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
-use crate::kernels::reduce::{reduce, Out, ReduceOp, Reduction, Strided};
+use crate::kernels::vec;
 use crate::kernels::vec::View;
 use crate::kernels::Batched;
 use crate::optim::{Optimizer, OptimizerRun};
@@ -104,7 +104,7 @@ impl StaticTrainer {
         Ok(Self {
             run: OptimizerRun::new(gpu.clone(), opt, phi, ParamLayout::flat(p)?, 1)?,
             theta: gpu.buffer_from("lm static weights", theta)?,
-            grads: gpu.buffer("lm per-stream gradients", streams * p)?,
+            grads: gpu.buffer("lm gradient summed over the streams", p)?,
             grad: gpu.buffer("lm gradient", p)?,
             losses: gpu.buffer("lm losses", streams)?,
             states,
@@ -133,29 +133,16 @@ impl StaticTrainer {
                 batch_stride: 0,
             },
             self.states.pair(),
-            Some(Batched::dense(&self.grads, p)),
-            View::new(&self.losses, 0),
-        )?;
-        reduce(
-            &mut rec,
-            Reduction {
-                alpha: 1.0 / n as f32,
-                ..Reduction::new(ReduceOp::Sum, n, p, 1)
-            },
-            Strided {
+            Some(Batched {
                 buf: &self.grads,
                 off: 0,
                 batch_stride: 0,
-                row_stride: p,
-                col_stride: 1,
-            },
-            Out {
-                buf: &self.grad,
-                off: 0,
-                batch_stride: p,
-                col_stride: 1,
-            },
+            }),
+            View::new(&self.losses, 0),
         )?;
+        // The sum over the streams of their mean losses' gradients, to the mean.
+        let (sum, avg) = (View::new(&self.grads, 0), View::new(&self.grad, 0));
+        vec::axpby(&mut rec, 1.0 / n as f32, sum, 0.0, sum, avg, p)?;
         self.run.step(&mut rec, &self.theta, &self.grad)?;
         rec.submit()?;
         self.states.swap();
