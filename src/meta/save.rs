@@ -180,16 +180,9 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
         hint: "the file is truncated or corrupt, or not a metalearn checkpoint; resume from an older checkpoint of the run directory or start a new run".into(),
     }
     };
-    let (_, header) = SafeTensors::read_metadata(data)
-        .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
-    let meta = header
-        .metadata()
-        .as_ref()
-        .ok_or_else(|| bad("no metadata".into()))?;
-    let get = |k: &str| {
-        meta.get(k)
-            .ok_or_else(|| bad(format!("metadata key '{k}' is missing")))
-    };
+    let meta = tensor_file::read_metadata(data, &bad)?;
+    let meta = &meta;
+    let get = |k: &str| tensor_file::required(meta, k, &bad);
     let format = get("format")?;
     let version = match format.as_str() {
         FORMAT => FORMAT_VERSION,

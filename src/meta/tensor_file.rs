@@ -2,7 +2,9 @@
 //! same bytes (metadata keys and tensors in name order, header padded with spaces to 8 bytes),
 //! so checkpoints and exports of the same state are byte-identical and can be compared by hash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use safetensors::SafeTensors;
 
 use crate::{Error, Result};
 
@@ -48,6 +50,30 @@ pub fn serialize(tensors: &[F32Tensor], metadata: &BTreeMap<String, String>) -> 
         out.extend_from_slice(bytemuck::cast_slice::<f32, u8>(values));
     }
     Ok(out)
+}
+
+/// The metadata of the safetensors bytes `data`; problems are reported through `bad` (which
+/// names the file and the fix).
+pub fn read_metadata(
+    data: &[u8],
+    bad: &impl Fn(String) -> Error,
+) -> Result<HashMap<String, String>> {
+    let (_, header) = SafeTensors::read_metadata(data)
+        .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
+    header
+        .metadata()
+        .clone()
+        .ok_or_else(|| bad("no metadata".into()))
+}
+
+/// The value of metadata key `k`, or `bad`'s error naming the missing key.
+pub fn required<'m>(
+    meta: &'m HashMap<String, String>,
+    k: &str,
+    bad: &impl Fn(String) -> Error,
+) -> Result<&'m String> {
+    meta.get(k)
+        .ok_or_else(|| bad(format!("metadata key '{k}' is missing")))
 }
 
 #[cfg(test)]

@@ -96,16 +96,9 @@ impl LmModel {
         };
         let st = SafeTensors::deserialize(data)
             .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
-        let (_, header) = SafeTensors::read_metadata(data)
-            .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
-        let meta = header
-            .metadata()
-            .as_ref()
-            .ok_or_else(|| bad("no metadata".into()))?;
-        let get = |k: &str| {
-            meta.get(k)
-                .ok_or_else(|| bad(format!("metadata key '{k}' is missing")))
-        };
+        let meta = tensor_file::read_metadata(data, &bad)?;
+        let meta = &meta;
+        let get = |k: &str| tensor_file::required(meta, k, &bad);
         let format = get("format")?;
         if format != LM_FORMAT {
             return Err(bad(format!("format '{format}', expected '{LM_FORMAT}'")));
