@@ -288,7 +288,12 @@ fn sizes_beyond_the_adapter_and_missing_data_are_clear_errors() {
     let mnist = small(&d, 2, &["task.kind=mlp", "task.data=mnist"]);
     let e = run::train(gpu, &mnist, &quiet()).unwrap_err();
     assert!(e.to_string().contains("task.data_dir"), "{e}");
-    std::fs::remove_dir_all(&d).unwrap();
+    // The runs created the directory and saved nothing: it is gone again.
+    assert!(
+        !d.exists(),
+        "{} was left behind by failed runs",
+        d.display()
+    );
 }
 
 #[test]
