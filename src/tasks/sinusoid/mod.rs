@@ -3,11 +3,13 @@
 //! the training batch of every inner step (the same K points each step, so [`Task::batched`] is
 //! false), and a query set of the same sinusoid is its held-out batch. The model is an MLP
 //! 1-40-40-1 (ReLU) with the squared-error loss (1/K) Σ_b (f(x_b) − y_b)². Data are drawn on the
-//! CPU and uploaded: a few floats per instance.
+//! CPU and uploaded: a few floats per instance. The model is the MLP of [`super::mlp`]; the
+//! task's f64 reference (the waves, the regression loss on them) is [`mod@reference`].
+
+pub mod reference;
 
 use rand::Rng;
 
-use super::mlp::reference::{self, Targets};
 use super::mlp::{GpuMlp, Loss, MlpSpec};
 use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Stream, Task, TaskFamily, TaskRng};
 use crate::config::Config;
@@ -292,7 +294,7 @@ impl Task for SinusoidTask {
                 for _ in 0..m {
                     let x = draw(rng, self.cfg.x_range);
                     xs.push(x);
-                    ys.push((f64::from(a) * (f64::from(x) - f64::from(ph)).sin()) as f32);
+                    ys.push(reference::wave(a, ph, x) as f32);
                 }
             }
         }
@@ -321,16 +323,7 @@ impl Task for SinusoidTask {
         batch: BatchRef,
     ) -> Result<(f64, Vec<f64>)> {
         let (x, y) = self.points(n, batch)?;
-        let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-        let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
-        reference::loss_grad_targets(
-            &self.spec,
-            self.layout(),
-            theta,
-            &x,
-            Targets::Values(&y),
-            x.len(),
-        )
+        reference::loss_grad((&self.spec, self.layout()), theta, (x, y))
     }
 
     fn enable_hvp(&mut self, gpu: &Gpu) -> Result<()> {
@@ -351,17 +344,7 @@ impl Task for SinusoidTask {
         batch: BatchRef,
     ) -> Result<Vec<f64>> {
         let (x, y) = self.points(n, batch)?;
-        let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-        let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
-        reference::hvp_targets(
-            &self.spec,
-            self.layout(),
-            theta,
-            v,
-            &x,
-            Targets::Values(&y),
-            x.len(),
-        )
+        reference::hvp((&self.spec, self.layout()), theta, v, (x, y))
     }
 
     fn export_batch(&self, batch: BatchRef) -> Result<Vec<NamedTensor>> {
