@@ -1,8 +1,10 @@
 //! Integration tests for the IDX reader and the image data sets, on small generated files.
 
+mod common;
+
+use common::temp::TempDir;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -10,33 +12,6 @@ use metalearn::data::{
     load_idx_pair, load_mnist_like, read_idx, ImageDataset, Split, DEFAULT_FASHION_MNIST_DIR,
 };
 use metalearn::Error;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "metalearn-data-idx-{}-{n}-{tag}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The bytes of an IDX file: header with `type_code` and `dims`, then `data` as given (which
 /// may deliberately disagree with `dims`).

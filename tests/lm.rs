@@ -17,16 +17,41 @@ use metalearn::tasks::TaskRng;
 use metalearn::Result;
 use rand::Rng;
 
+/// `count` random tokens of a vocabulary of `v`.
+fn random_tokens(r: &mut TaskRng, count: usize, v: usize) -> Vec<u32> {
+    (0..count).map(|_| r.random_range(0..v as u32)).collect()
+}
+
+/// The f64 reference of stream `i` of a `[N, len]` chunk at parameters `theta` from `state`.
+fn stream_reference(
+    (spec, layout): (&LmSpec, &metalearn::params::ParamLayout),
+    (theta, state): (&[f64], &[f64]),
+    (tokens, targets, starts): (&[u32], &[u32], &[bool]),
+    (i, len): (usize, usize),
+) -> Result<reference::ChunkOut> {
+    let rows = i * len..(i + 1) * len;
+    reference::loss_grad(
+        spec,
+        layout,
+        theta,
+        state,
+        Chunk {
+            tokens: &tokens[rows.clone()],
+            targets: &targets[rows.clone()],
+            starts: &starts[rows],
+        },
+    )
+}
+
 fn lm_case(g: &Gpu, spec: LmSpec, n: usize, len: usize, r: &mut TaskRng) -> Result<()> {
     let lm = GpuLm::new(g, &spec, n, len)?;
     let p = lm.layout().size();
     let (stride, off) = (p + 3, 2);
     let s = spec.state_len();
-    let v = spec.vocab as u32;
     let theta = uniform(r, off + n * stride, -0.5, 0.5);
     let state = uniform(r, n * s, -0.8, 0.8);
-    let tokens: Vec<u32> = (0..n * len).map(|_| r.random_range(0..v)).collect();
-    let targets: Vec<u32> = (0..n * len).map(|_| r.random_range(0..v)).collect();
+    let tokens = random_tokens(r, n * len, spec.vocab);
+    let targets = random_tokens(r, n * len, spec.vocab);
     // Instance 0 starts a document at token 0, the others somewhere inside the chunk.
     let starts: Vec<bool> = (0..n * len).map(|i| i % len == (i / len) % len).collect();
     let gtheta = g.buffer_from("theta", &theta)?;
@@ -65,18 +90,8 @@ fn lm_case(g: &Gpu, spec: LmSpec, n: usize, len: usize, r: &mut TaskRng) -> Resu
     for i in 0..n {
         let t = f64s(&theta[off + i * stride..off + i * stride + p]);
         let st = f64s(&state[i * s..(i + 1) * s]);
-        let rows = i * len..(i + 1) * len;
-        let want = reference::loss_grad(
-            &spec,
-            &layout,
-            &t,
-            &st,
-            Chunk {
-                tokens: &tokens[rows.clone()],
-                targets: &targets[rows.clone()],
-                starts: &starts[rows],
-            },
-        )?;
+        let arrays = (&tokens[..], &targets[..], &starts[..]);
+        let want = stream_reference((&spec, &layout), (&t, &st), arrays, (i, len))?;
         let what = format!("{spec:?} N={n} L={len} instance {i}");
         assert_close(
             &format!("{what} loss"),
@@ -147,8 +162,8 @@ fn lm_shared_weights_give_each_stream_its_gradient() -> Result<()> {
     let lm = GpuLm::new(g, &spec, n, len)?;
     let p = lm.layout().size();
     let theta = uniform(&mut r, p, -0.5, 0.5);
-    let tokens: Vec<u32> = (0..n * len).map(|_| r.random_range(0..13)).collect();
-    let targets: Vec<u32> = (0..n * len).map(|_| r.random_range(0..13)).collect();
+    let tokens = random_tokens(&mut r, n * len, 13);
+    let targets = random_tokens(&mut r, n * len, 13);
     let starts = vec![false; n * len];
     let state = vec![0.0f32; n * spec.state_len()];
     let gtheta = g.buffer_from("theta", &theta)?;
@@ -195,18 +210,9 @@ fn lm_shared_weights_give_each_stream_its_gradient() -> Result<()> {
     let layout = spec.layout()?;
     let mut want_sum = vec![0.0; p];
     for i in 0..n {
-        let rows = i * len..(i + 1) * len;
-        let want = reference::loss_grad(
-            &spec,
-            &layout,
-            &f64s(&theta),
-            &vec![0.0; spec.state_len()],
-            Chunk {
-                tokens: &tokens[rows.clone()],
-                targets: &targets[rows.clone()],
-                starts: &starts[rows],
-            },
-        )?;
+        let (th, zero) = (f64s(&theta), vec![0.0; spec.state_len()]);
+        let arrays = (&tokens[..], &targets[..], &starts[..]);
+        let want = stream_reference((&spec, &layout), (&th, &zero), arrays, (i, len))?;
         assert_close("shared grad", &grads[i * p..(i + 1) * p], &want.grad, 1e-4);
         for (w, v) in want_sum.iter_mut().zip(&want.grad) {
             *w += v;
@@ -241,8 +247,8 @@ fn lm_static_training_step_is_the_mean_gradient_step() -> Result<()> {
     let (spec, n, len) = (LmSpec::new(9, 3, 3, 1)?, 2, 5);
     let p = spec.layout()?.size();
     let theta = uniform(&mut r, p, -0.5, 0.5);
-    let tokens: Vec<u32> = (0..n * len).map(|_| r.random_range(0..9)).collect();
-    let targets: Vec<u32> = (0..n * len).map(|_| r.random_range(0..9)).collect();
+    let tokens = random_tokens(&mut r, n * len, 9);
+    let targets = random_tokens(&mut r, n * len, 9);
     let starts: Vec<bool> = (0..n * len).map(|i| i == 2).collect();
     let lr = 0.3f32;
     let mut tr = StaticTrainer::new(
@@ -262,18 +268,9 @@ fn lm_static_training_step_is_the_mean_gradient_step() -> Result<()> {
     let mut mean_grad = vec![0.0; p];
     let mut mean_loss = 0.0;
     for i in 0..n {
-        let rows = i * len..(i + 1) * len;
-        let out = reference::loss_grad(
-            &spec,
-            &layout,
-            &th,
-            &vec![0.0; spec.state_len()],
-            Chunk {
-                tokens: &tokens[rows.clone()],
-                targets: &targets[rows.clone()],
-                starts: &starts[rows],
-            },
-        )?;
+        let zero = vec![0.0; spec.state_len()];
+        let arrays = (&tokens[..], &targets[..], &starts[..]);
+        let out = stream_reference((&spec, &layout), (&th, &zero), arrays, (i, len))?;
         mean_loss += out.loss / n as f64;
         for (m, g) in mean_grad.iter_mut().zip(&out.grad) {
             *m += g / n as f64;
@@ -377,8 +374,8 @@ fn token_losses_average_to_stream_losses_and_reset_restarts() -> Result<()> {
     let gpu = common::shared_gpu().clone();
     let (spec, n, len) = (LmSpec::new(16, 8, 12, 2)?, 3, 5);
     let theta = spec.init(&mut r, 1)?;
-    let t: Vec<u32> = (0..n * len).map(|_| r.random_range(0..16)).collect();
-    let y: Vec<u32> = (0..n * len).map(|_| r.random_range(0..16)).collect();
+    let t = random_tokens(&mut r, n * len, 16);
+    let y = random_tokens(&mut r, n * len, 16);
     let starts: Vec<bool> = (0..n * len).map(|i| i == 2).collect();
     let chunk = TokenChunk {
         tokens: &t,

@@ -2,8 +2,10 @@
 //! split, the vocabularies and the chunk stream. Only `linux_doc_package_when_installed` reads
 //! the Debian package, and it is skipped with a note when the package is absent.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use common::temp::TempDir;
+use std::path::Path;
 
 use metalearn::data::text::{
     parse_wikitext, read_linux_doc, read_text_dir, read_text_dir_with, read_wikitext,
@@ -12,37 +14,6 @@ use metalearn::data::text::{
     VocabKind, WordOptions, LINUX_DOC_DIR,
 };
 use metalearn::Error;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "metalearn-text-data-{}-{n}-{tag}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// Writes `bytes` to the relative path `name`, creating its directories.
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn doc(name: &str, text: &str) -> Document {
     Document {

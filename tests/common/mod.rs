@@ -3,6 +3,8 @@
 //! reference.
 #![allow(dead_code)]
 
+pub mod temp;
+
 use std::sync::{Arc, OnceLock};
 
 use metalearn::gpu::{Gpu, GpuOptions};

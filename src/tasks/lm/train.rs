@@ -66,6 +66,25 @@ impl States {
     }
 }
 
+/// The model of `streams` streams of chunks of `len` tokens, for parameters `theta` of one
+/// block of `spec`.
+fn model_for(
+    gpu: &Gpu,
+    spec: &LmSpec,
+    theta: &[f32],
+    (streams, len): (usize, usize),
+) -> Result<GpuLm> {
+    let lm = GpuLm::new(gpu, spec, streams, len)?;
+    if theta.len() != lm.layout().size() {
+        return Err(Error::invalid(format!(
+            "the model has {} parameters, {} were given",
+            lm.layout().size(),
+            theta.len()
+        )));
+    }
+    Ok(lm)
+}
+
 fn mean(v: &[f32]) -> f64 {
     v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len().max(1) as f64
 }
@@ -91,14 +110,8 @@ impl StaticTrainer {
         (streams, len): (usize, usize),
         (opt, phi): (Optimizer, &[f32]),
     ) -> Result<Self> {
-        let lm = GpuLm::new(&gpu, spec, streams, len)?;
+        let lm = model_for(&gpu, spec, theta, (streams, len))?;
         let p = lm.layout().size();
-        if theta.len() != p {
-            return Err(Error::invalid(format!(
-                "the model has {p} parameters, {} were given",
-                theta.len()
-            )));
-        }
         let mut states = States::new(&gpu, streams * spec.state_len())?;
         states.zero(&gpu)?;
         Ok(Self {
@@ -182,15 +195,8 @@ impl DynamicEval {
         (streams, len): (usize, usize),
         updater: Option<(Optimizer, &[f32])>,
     ) -> Result<Self> {
-        let lm = GpuLm::new(&gpu, spec, streams, len)?;
+        let lm = model_for(&gpu, spec, theta, (streams, len))?;
         let layout = lm.layout().clone();
-        if theta.len() != layout.size() {
-            return Err(Error::invalid(format!(
-                "the model has {} parameters, {} were given",
-                layout.size(),
-                theta.len()
-            )));
-        }
         let mut states = States::new(&gpu, streams * spec.state_len())?;
         states.zero(&gpu)?;
         let run = match updater {
