@@ -10,5 +10,5 @@ pub use buffer::GpuBuffer;
 pub use context::{
     adapter_rank, parse_backends, DeviceProps, Gpu, GpuOptions, ENV_ADAPTER_NAME, ENV_BACKEND,
 };
-pub use kernel::{Access, Kernel, Shader, PRELUDE};
+pub use kernel::{read, write, Access, Binding, Kernel, Shader, PRELUDE};
 pub use recorder::{split_grid, Profiler, Recorder, ENV_PROFILE};

@@ -1,4 +1,4 @@
-// Prelude of shaders with a 256-wide workgroup reduction (Shader::with_tree_reduction).
+// Prelude of shaders with a 256-wide workgroup reduction (`tree_reduction` in `shader!`).
 //
 // tree_sum_256 sums one value per invocation of a 256-wide workgroup by a fixed binary tree
 // (pairs at distance 128, 64, …, 1), so the result does not depend on scheduling: every such

@@ -1,39 +1,21 @@
 //! Wrapper of `shaders/gather.wgsl`: a dataset held on the GPU as bytes, and per-instance batches
 //! sampled from it by a counter-based hash (reproducible for recomputation, no host round trip).
 
-use bytemuck::{Pod, Zeroable};
-
 use super::{check_region, u32_of};
 use crate::data::ImageDataset;
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{Gpu, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::vec::View;
 use crate::{Error, Result};
 
-/// Parameters of `gather` (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct GatherParams {
-    rows: u32,
-    features: u32,
-    batch: u32,
-    count: u32,
-    seed: u32,
-    step: u32,
-    x_off: u32,
-    y_off: u32,
+crate::shader! {
+    pub static SHADER = "gather.wgsl";
+    pub struct GatherParams {
+        rows: u32, features: u32, batch: u32, count: u32,
+        seed: u32, step: u32, x_off: u32, y_off: u32,
+    }
+    /// The batch-gathering kernel.
+    pub GATHER = gather(read images: u32, read labels: u32, write x, write y: u32);
 }
-
-/// `gather.wgsl`.
-pub static SHADER: Shader = Shader::new("gather.wgsl", include_str!("gather.wgsl"));
-
-/// The batch-gathering kernel.
-pub static GATHER: Kernel = Kernel::new(
-    &SHADER,
-    "gather",
-    &[R, R, W, W],
-    std::mem::size_of::<GatherParams>(),
-);
 
 /// The hash used to sample batches: the same function as `pcg` in the WGSL.
 pub fn pcg(v: u32) -> u32 {

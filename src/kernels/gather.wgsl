@@ -9,17 +9,8 @@
 //     y[y_off + n·rows + b]        = labels[idx]
 // with pcg(v): s = v·747796405 + 2891336453; w = ((s >> ((s >> 28) + 4)) ^ s)·277803737; (w >> 22) ^ w
 // (all mod 2³²). One thread per output element of x.
-
-struct Params {
-    rows: u32, features: u32, batch: u32, count: u32,
-    seed: u32, step: u32, x_off: u32, y_off: u32,
-}
-
-@group(0) @binding(0) var<storage, read> images: array<u32>;
-@group(0) @binding(1) var<storage, read> labels: array<u32>;
-@group(0) @binding(2) var<storage, read_write> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<u32>;
-@group(1) @binding(0) var<uniform> p: Params;
+//
+// `p: Params` and the storage bindings are declared from src/kernels/gather.rs.
 
 fn pcg(v: u32) -> u32 {
     let s = v * 747796405u + 2891336453u;

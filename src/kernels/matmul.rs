@@ -1,49 +1,22 @@
 //! Wrapper of `shaders/matmul.wgsl`: batched tiled C = epilogue(op(A)·op(B)).
 
-use bytemuck::{Pod, Zeroable};
-
 use super::check_region;
 use super::u32_of;
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{GpuBuffer, Recorder};
 use crate::{Error, Result};
 
-/// Parameters of `matmul` (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_off: u32,
-    a_bs: u32,
-    lda: u32,
-    b_off: u32,
-    b_bs: u32,
-    ldb: u32,
-    c_off: u32,
-    c_bs: u32,
-    ldc: u32,
-    e_off: u32,
-    e_bs: u32,
-    lde: u32,
-    epi: u32,
-    act: u32,
-    accumulate: u32,
-    _pad: u32,
+crate::shader! {
+    pub static SHADER = "matmul.wgsl";
+    pub struct MatmulParams {
+        m: u32, n: u32, k: u32, batch: u32,
+        a_off: u32, a_bs: u32, lda: u32, b_off: u32,
+        b_bs: u32, ldb: u32, c_off: u32, c_bs: u32,
+        ldc: u32, e_off: u32, e_bs: u32, lde: u32,
+        epi: u32, act: u32, accumulate: u32, _pad: u32,
+    }
+    /// The batched matrix-product kernel.
+    pub MATMUL = matmul(read a, read b, write c, read e);
 }
-
-/// `matmul.wgsl`.
-pub static SHADER: Shader = Shader::new("matmul.wgsl", include_str!("matmul.wgsl"));
-
-/// The batched matrix-product kernel.
-pub static MATMUL: Kernel = Kernel::new(
-    &SHADER,
-    "matmul",
-    &[R, R, W, R],
-    std::mem::size_of::<MatmulParams>(),
-);
 
 /// Element-wise activation of a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -21,6 +21,8 @@
 // enumerates (instance, tile row, tile column); indices past the end return at once.
 // With STAGED = false (chosen for CPU adapters) the tiles are not staged: each thread reads its
 // operands directly, with no barrier.
+//
+// `p: Params` and the storage bindings are declared from src/kernels/matmul.rs.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -28,20 +30,6 @@ override RM: u32 = 4u;   // rows per thread, 1..4
 override RN: u32 = 4u;   // columns per thread, 1..4
 override BK: u32 = 16u;  // K step
 override STAGED: bool = true;  // stage tiles in workgroup memory (false: direct loads, no barriers)
-
-struct Params {
-    m: u32, n: u32, k: u32, batch: u32,
-    a_off: u32, a_bs: u32, lda: u32, b_off: u32,
-    b_bs: u32, ldb: u32, c_off: u32, c_bs: u32,
-    ldc: u32, e_off: u32, e_bs: u32, lde: u32,
-    epi: u32, act: u32, accumulate: u32, _pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<storage, read> e: array<f32>;
-@group(1) @binding(0) var<uniform> p: Params;
 
 var<workgroup> As: array<f32, 16u * RM * BK>;  // As[kk·BM + ii]
 var<workgroup> Bs: array<f32, 16u * RN * BK>;  // Bs[kk·BN + jj]

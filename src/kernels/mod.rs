@@ -16,20 +16,15 @@ use crate::{Error, Result};
 /// Every kernel metalearn dispatches: these generic ones, the model kernels of the tasks and
 /// those of every registered optimizer family (checked against the WGSL by a naga test).
 pub fn all() -> Vec<&'static Kernel> {
-    let mut v = vec![
-        &matmul::MATMUL,
-        &reduce::REDUCE_WG,
-        &reduce::REDUCE_THREAD,
-        &sgd::SGD,
-        &gather::GATHER,
-        &vec::FILL,
-        &vec::AXPY,
-        &vec::AXPBY,
-        &vec::BROADCAST,
-        &vec::COPY4,
-        &crate::meta::meta_optim::META_LOSS,
-        &crate::meta::meta_optim::META_ADAM,
-    ];
+    let mut v = [
+        matmul::SHADER.kernels,
+        reduce::SHADER.kernels,
+        sgd::SHADER.kernels,
+        gather::SHADER.kernels,
+        vec::SHADER.kernels,
+        crate::meta::meta_optim::SHADER.kernels,
+    ]
+    .concat();
     v.extend(crate::tasks::kernels());
     v.extend(crate::optim::kernels());
     v
@@ -212,13 +207,39 @@ mod tests {
         }
     }
 
-    /// Every entry point has a `Kernel` description, and its bindings match the WGSL exactly:
-    /// storage buffers at group 0 in order with the declared access, the parameter struct at
-    /// group 1 binding 0 as a uniform of `params_size` bytes.
+    /// Every entry point has a `Kernel` description listed by its shader, and uses exactly the
+    /// storage bindings it declares (names, binding numbers, access), the parameter struct at
+    /// group 1 binding 0 as a uniform of `params_size` bytes; no two kernels of a shader
+    /// declare one name differently.
     #[test]
     fn kernel_bindings_match_wgsl() {
         let kernels = all();
+        for k in &kernels {
+            assert!(
+                k.shader.kernels.iter().any(|o| std::ptr::eq(*o, *k)),
+                "{} is missing from the kernel list of {}",
+                k.entry,
+                k.shader.name
+            );
+        }
         for s in shaders() {
+            for k in s.kernels {
+                assert!(
+                    kernels.iter().any(|o| std::ptr::eq(*o, *k)),
+                    "{}::{} is missing from kernels::all()",
+                    s.name,
+                    k.entry
+                );
+            }
+            let declared = s.declared_bindings();
+            for (i, (bi, b)) in declared.iter().enumerate() {
+                assert!(
+                    !declared[..i].iter().any(|(_, d)| d.name == b.name),
+                    "{}: binding {} declared twice, once at {bi}",
+                    s.name,
+                    b.name
+                );
+            }
             let (module, info) = validate(s);
             for (ei, ep) in module.entry_points.iter().enumerate() {
                 let k = kernels
@@ -243,7 +264,8 @@ mod tests {
                             } else {
                                 Access::Read
                             };
-                            storage.push((binding.binding, a));
+                            let name = var.name.clone().unwrap_or_default();
+                            storage.push((binding.binding, name, a));
                         }
                         naga::AddressSpace::Uniform => {
                             assert_eq!((binding.group, binding.binding), (1, 0), "{}", k.entry);
@@ -253,11 +275,9 @@ mod tests {
                     }
                 }
                 storage.sort_by_key(|s| s.0);
-                let expected: Vec<(u32, Access)> = k
-                    .bindings
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| (i as u32, *a))
+                let expected: Vec<(u32, String, Access)> = (0u32..)
+                    .zip(k.bindings.iter())
+                    .map(|(i, b)| (i, b.name.to_string(), b.access))
                     .collect();
                 assert_eq!(storage, expected, "{}: storage bindings", k.entry);
                 assert_eq!(

@@ -1,53 +1,22 @@
 //! Wrapper of `shaders/reduce.wgsl`: deterministic strided sums (bias gradients, losses).
 
-use bytemuck::{Pod, Zeroable};
-
 use super::{check_region, u32_of};
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{Access, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{GpuBuffer, Recorder};
 use crate::Result;
 
-/// Parameters of the reduce kernels (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct ReduceParams {
-    rows: u32,
-    cols: u32,
-    batch: u32,
-    op: u32,
-    i_off: u32,
-    i_bs: u32,
-    i_rs: u32,
-    i_cs: u32,
-    o_off: u32,
-    o_bs: u32,
-    o_cs: u32,
-    accumulate: u32,
-    alpha: f32,
-    _p: [u32; 3],
+crate::shader! {
+    pub static SHADER = "reduce.wgsl", tree_reduction;
+    pub struct ReduceParams {
+        rows: u32, cols: u32, batch: u32, op: u32,
+        i_off: u32, i_bs: u32, i_rs: u32, i_cs: u32,
+        o_off: u32, o_bs: u32, o_cs: u32, accumulate: u32,
+        alpha: f32, _p0: u32, _p1: u32, _p2: u32,
+    }
+    /// One workgroup per output (long rows).
+    pub REDUCE_WG = reduce_wg(read x, write y);
+    /// One thread per output (many short rows).
+    pub REDUCE_THREAD = reduce_thread(read x, write y);
 }
-
-const BINDINGS: &[Access] = &[R, W];
-
-/// `reduce.wgsl`.
-pub static SHADER: Shader =
-    Shader::new("reduce.wgsl", include_str!("reduce.wgsl")).with_tree_reduction();
-
-/// One workgroup per output (long rows).
-pub static REDUCE_WG: Kernel = Kernel::new(
-    &SHADER,
-    "reduce_wg",
-    BINDINGS,
-    std::mem::size_of::<ReduceParams>(),
-);
-
-/// One thread per output (many short rows).
-pub static REDUCE_THREAD: Kernel = Kernel::new(
-    &SHADER,
-    "reduce_thread",
-    BINDINGS,
-    std::mem::size_of::<ReduceParams>(),
-);
 
 /// The function summed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +143,7 @@ pub fn reduce(rec: &mut Recorder, r: Reduction, x: Strided, y: Out) -> Result<()
         o_cs: u32_of("stride", y.col_stride)?,
         accumulate: u32::from(accumulate),
         alpha,
-        _p: [0; 3],
+        ..Default::default()
     };
     let per_thread = match strategy {
         ReduceStrategy::Thread => true,

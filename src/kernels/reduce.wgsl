@@ -10,17 +10,8 @@
 //   reduce_thread: one thread per output, summing rows in increasing r. For many short reductions
 //                  (bias gradients), where neighbouring threads read neighbouring columns.
 // Outputs are enumerated as o = n·cols + c; the 1-D index is wid.x + wid.y·nwg.x (workgroups).
-
-struct Params {
-    rows: u32, cols: u32, batch: u32, op: u32,
-    i_off: u32, i_bs: u32, i_rs: u32, i_cs: u32,
-    o_off: u32, o_bs: u32, o_cs: u32, accumulate: u32,
-    alpha: f32, _p0: u32, _p1: u32, _p2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(1) @binding(0) var<uniform> p: Params;
+//
+// `p: Params` and the storage bindings are declared from src/kernels/reduce.rs.
 
 fn term(idx: u32) -> f32 {
     let v = x[idx];

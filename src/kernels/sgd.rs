@@ -1,29 +1,18 @@
 //! Wrapper of `shaders/sgd.wgsl`: θ ← θ − lr·g over a flat range.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::{check_region, u32_of};
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{GpuBuffer, Recorder};
 use crate::{Error, Result};
 
-/// Parameters of `sgd` (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct SgdParams {
-    count: u32,
-    t_off: u32,
-    g_off: u32,
-    _pad: u32,
-    lr: f32,
-    _p: [u32; 3],
+crate::shader! {
+    pub static SHADER = "sgd.wgsl";
+    pub struct SgdParams {
+        count: u32, t_off: u32, g_off: u32, _pad: u32,
+        lr: f32, _p0: u32, _p1: u32, _p2: u32,
+    }
+    /// The SGD update kernel.
+    pub SGD = sgd(write theta, read grad);
 }
-
-/// `sgd.wgsl`.
-pub static SHADER: Shader = Shader::new("sgd.wgsl", include_str!("sgd.wgsl"));
-
-/// The SGD update kernel.
-pub static SGD: Kernel = Kernel::new(&SHADER, "sgd", &[W, R], std::mem::size_of::<SgdParams>());
 
 /// Record `theta[t_off + i] -= lr · grad[g_off + i]` for `i < count`.
 pub fn sgd(
@@ -48,7 +37,7 @@ pub fn sgd(
         g_off: u32_of("offset", g_off)?,
         _pad: 0,
         lr,
-        _p: [0; 3],
+        ..Default::default()
     };
     rec.dispatch(&SGD, &[], &[theta, grad], &p, (count as u64).div_ceil(256))
 }

@@ -2,15 +2,8 @@
 //     θ[t_off + i] ← θ[t_off + i] − lr · g[g_off + i]        for i < count
 // (all parameters of all instances at once; tied parameters occupy one storage, updated once).
 // One thread per element; 1-D index (wid.x + wid.y·nwg.x)·256 + local index.
-
-struct Params {
-    count: u32, t_off: u32, g_off: u32, _pad: u32,
-    lr: f32, _p0: u32, _p1: u32, _p2: u32,
-}
-
-@group(0) @binding(0) var<storage, read_write> theta: array<f32>;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
-@group(1) @binding(0) var<uniform> p: Params;
+//
+// `p: Params` and the storage bindings are declared from src/kernels/sgd.rs.
 
 @compute @workgroup_size(256)
 fn sgd(

@@ -1,42 +1,26 @@
 //! Wrapper of `shaders/vec.wgsl`: fill, axpy, axpby and broadcast over ranges of flat buffers.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::{check_region, u32_of, Batched};
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{GpuBuffer, Recorder};
 use crate::{Error, Result};
 
-/// Parameters of the vector kernels (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct VecParams {
-    count: u32,
-    batch: u32,
-    xo: u32,
-    yo: u32,
-    zo: u32,
-    ys: u32,
-    a: f32,
-    b: f32,
+crate::shader! {
+    pub static SHADER = "vec.wgsl";
+    pub struct VecParams {
+        count: u32, batch: u32, xo: u32, yo: u32,
+        zo: u32, ys: u32, a: f32, b: f32,
+    }
+    /// y = a
+    pub FILL = fill(write fill_y);
+    /// y += a·x
+    pub AXPY = axpy(read x, write y);
+    /// z = a·x + b·y
+    pub AXPBY = axpby(read x, read yin, write z);
+    /// `y[n] = x` for every instance n
+    pub BROADCAST = broadcast(read x, write y);
+    /// y = x, one vec4 per invocation.
+    pub COPY4 = copy4(read x4: vec4<f32>, write y4: vec4<f32>);
 }
-
-const SIZE: usize = std::mem::size_of::<VecParams>();
-
-/// `vec.wgsl`.
-pub static SHADER: Shader = Shader::new("vec.wgsl", include_str!("vec.wgsl"));
-
-/// y = a
-pub static FILL: Kernel = Kernel::new(&SHADER, "fill", &[W], SIZE);
-/// y += a·x
-pub static AXPY: Kernel = Kernel::new(&SHADER, "axpy", &[R, W], SIZE);
-/// z = a·x + b·y
-pub static AXPBY: Kernel = Kernel::new(&SHADER, "axpby", &[R, R, W], SIZE);
-/// `y[n] = x` for every instance n
-pub static BROADCAST: Kernel = Kernel::new(&SHADER, "broadcast", &[R, W], SIZE);
-
-/// y = x, one vec4 per invocation.
-pub static COPY4: Kernel = Kernel::new(&SHADER, "copy4", &[R, W], SIZE);
 
 /// The elements of a flat buffer from `off` on (how many is the kernel's `count`).
 #[derive(Clone, Copy, Debug)]

@@ -8,23 +8,7 @@
 //   copy4:      y[yo + i] = x[xo + i]  i < count; count, xo, yo multiples of 4, one vec4 per
 //               invocation (the bandwidth reference of benchmarks)
 //
-// Each entry point numbers its own bindings from 0 (globals are per entry point).
-
-struct Params {
-    count: u32, batch: u32, xo: u32, yo: u32,
-    zo: u32, ys: u32, a: f32, b: f32,
-}
-
-@group(1) @binding(0) var<uniform> p: Params;
-
-// fill
-@group(0) @binding(0) var<storage, read_write> fill_y: array<f32>;
-// axpy, broadcast
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-// axpby
-@group(0) @binding(1) var<storage, read> yin: array<f32>;
-@group(0) @binding(2) var<storage, read_write> z: array<f32>;
+// `p: Params` and the storage bindings are declared from src/kernels/vec.rs.
 
 @compute @workgroup_size(256)
 fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -59,9 +43,6 @@ fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let i = t % p.count;
     y[p.yo + n * p.ys + i] = x[p.xo + i];
 }
-
-@group(0) @binding(0) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> y4: array<vec4<f32>>;
 
 @compute @workgroup_size(256)
 fn copy4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -10,25 +10,8 @@
 //           m ← β1·m + (1 − β1)·ĝ;  v ← β2·v + (1 − β2)·ĝ²
 //           x ← x − lr·(m/c1)/(√(v/c2) + eps),  c1 = 1 − β1^k, c2 = 1 − β2^k  (k = outer step, from 1)
 // Finiteness is tested on the bit pattern (exponent all ones), which no compiler may assume away.
-
-struct Params {
-    count: u32, rows: u32, cols: u32, _p0: u32,
-    lr: f32, beta1: f32, beta2: f32, eps: f32,
-    c1: f32, c2: f32, clip: f32, _f0: f32,
-}
-
-@group(1) @binding(0) var<uniform> p: Params;
-
-// meta_loss: rows = T + 1, cols = N
-@group(0) @binding(0) var<storage, read> losses: array<f32>;
-@group(0) @binding(1) var<storage, read> weights: array<f32>;
-@group(0) @binding(2) var<storage, read_write> status: array<f32>;
-
-// meta_adam
-@group(0) @binding(0) var<storage, read> grad: array<f32>;
-@group(0) @binding(1) var<storage, read_write> params: array<f32>;
-@group(0) @binding(2) var<storage, read_write> moments: array<f32>;  // m then v, count each
-@group(0) @binding(3) var<storage, read_write> astatus: array<f32>;
+//
+// `p: Params` and the storage bindings are declared from src/meta/meta_optim.rs.
 
 fn finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;

@@ -1,43 +1,23 @@
 //! The meta-optimizer: wrappers of `meta.wgsl`, the weighted meta-loss and the Adam
 //! meta-update with clipping and the non-finite guard, and the status slots they share.
 
-use bytemuck::{Pod, Zeroable};
-
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{GpuBuffer, Recorder};
 use crate::kernels::{check_region, u32_of};
 use crate::optim::hand::Adam;
 use crate::Result;
 
-/// Parameters of the meta kernels (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct MetaParams {
-    count: u32,
-    rows: u32,
-    cols: u32,
-    _p: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    c1: f32,
-    c2: f32,
-    clip: f32,
-    _f: f32,
+crate::shader! {
+    pub static SHADER = "meta.wgsl", tree_reduction;
+    pub struct MetaParams {
+        count: u32, rows: u32, cols: u32, _p0: u32,
+        lr: f32, beta1: f32, beta2: f32, eps: f32,
+        c1: f32, c2: f32, clip: f32, _f0: f32,
+    }
+    /// Weighted meta-loss.
+    pub META_LOSS = meta_loss(read losses, read weights, write status);
+    /// Adam meta-optimizer update with clipping and the non-finite guard.
+    pub META_ADAM = meta_adam(read grad, write params, write moments, write astatus);
 }
-
-const SIZE: usize = std::mem::size_of::<MetaParams>();
-
-/// `meta.wgsl`.
-pub static SHADER: Shader =
-    Shader::new("meta.wgsl", include_str!("meta.wgsl")).with_tree_reduction();
-
-/// Weighted meta-loss.
-pub static META_LOSS: Kernel = Kernel::new(&SHADER, "meta_loss", &[R, R, W], SIZE);
-
-/// Adam meta-optimizer update with clipping and the non-finite guard.
-pub static META_ADAM: Kernel = Kernel::new(&SHADER, "meta_adam", &[R, W, W, W], SIZE);
 
 /// Status slots written on the GPU and read back once per outer step.
 pub mod status {

@@ -15,23 +15,8 @@
 // momentum_vjp:  m̄'_tot = m̄' − lr·ū,       ḡ = m̄'_tot
 // nag_vjp:       m̄'_tot = m̄' − lr·μ·ū,     ḡ = m̄'_tot − lr·ū
 //   both:        m̄ = μ·m̄'_tot,   θ̄ = ū + w·g   (w·g: the meta-loss term w_t ∇ℓ_t)
-
-struct Params {
-    count: u32, _p0: u32, _p1: u32, _p2: u32,
-    lr: f32, beta1: f32, beta2: f32, eps: f32,
-    c1: f32, c2: f32, w: f32, _f1: f32,
-}
-
-@group(1) @binding(0) var<uniform> p: Params;
-@group(0) @binding(0) var<storage, read> slot_in: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> slot_out: array<f32>;
-
-// momentum_vjp, nag_vjp
-@group(0) @binding(0) var<storage, read> gv: array<f32>;
-@group(0) @binding(1) var<storage, read_write> tbar: array<f32>;
-@group(0) @binding(2) var<storage, read_write> sbar: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gbar: array<f32>;
+//
+// `p: Params` and the storage bindings are declared from src/optim/hand/mod.rs.
 
 @compute @workgroup_size(256)
 fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -2,54 +2,34 @@
 //! and Adam. Equations in `hand.wgsl`'s header and in [`mod@reference`]; SGD's step is the
 //! element-wise `vec::axpby`.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
 use super::{Family, Optimizer, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs};
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{Access, Kernel, Recorder, Shader};
+use crate::gpu::{Kernel, Recorder};
 use crate::kernels::{check_region, u32_of, vec};
 use crate::{Error, Result};
 
 pub mod reference;
 
-/// Parameters of the hand-designed optimizer kernels (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct HandParams {
-    count: u32,
-    _p: [u32; 3],
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    c1: f32,
-    c2: f32,
-    w: f32,
-    _f: f32,
+crate::shader! {
+    pub static SHADER = "hand.wgsl";
+    pub struct HandParams {
+        count: u32, _p0: u32, _p1: u32, _p2: u32,
+        lr: f32, beta1: f32, beta2: f32, eps: f32,
+        c1: f32, c2: f32, w: f32, _f1: f32,
+    }
+    /// Inner Adam step.
+    pub ADAM_STEP = adam_step(read slot_in, read g, write slot_out);
+    /// Inner heavy-ball momentum step.
+    pub MOMENTUM_STEP = momentum_step(read slot_in, read g, write slot_out);
+    /// Inner Nesterov momentum step.
+    pub NAG_STEP = nag_step(read slot_in, read g, write slot_out);
+    /// Inner RMSprop step.
+    pub RMSPROP_STEP = rmsprop_step(read slot_in, read g, write slot_out);
+    /// Reverse of a heavy-ball momentum step with the gradient path (second-order mode).
+    pub MOMENTUM_VJP = momentum_vjp(read gv, write tbar, write sbar, write gbar);
+    /// Reverse of a Nesterov momentum step with the gradient path (second-order mode).
+    pub NAG_VJP = nag_vjp(read gv, write tbar, write sbar, write gbar);
 }
-
-const BINDINGS: &[Access] = &[R, R, W];
-const SIZE: usize = std::mem::size_of::<HandParams>();
-
-/// `hand.wgsl`.
-pub static SHADER: Shader = Shader::new("hand.wgsl", include_str!("hand.wgsl"));
-
-/// Inner Adam step.
-pub static ADAM_STEP: Kernel = Kernel::new(&SHADER, "adam_step", BINDINGS, SIZE);
-/// Inner heavy-ball momentum step.
-pub static MOMENTUM_STEP: Kernel = Kernel::new(&SHADER, "momentum_step", BINDINGS, SIZE);
-/// Inner Nesterov momentum step.
-pub static NAG_STEP: Kernel = Kernel::new(&SHADER, "nag_step", BINDINGS, SIZE);
-/// Inner RMSprop step.
-pub static RMSPROP_STEP: Kernel = Kernel::new(&SHADER, "rmsprop_step", BINDINGS, SIZE);
-
-const VJP_BINDINGS: &[Access] = &[R, W, W, W];
-
-/// Reverse of a heavy-ball momentum step with the gradient path (second-order mode).
-pub static MOMENTUM_VJP: Kernel = Kernel::new(&SHADER, "momentum_vjp", VJP_BINDINGS, SIZE);
-/// Reverse of a Nesterov momentum step with the gradient path (second-order mode).
-pub static NAG_VJP: Kernel = Kernel::new(&SHADER, "nag_vjp", VJP_BINDINGS, SIZE);
 
 /// Record a step kernel with `state` floats of state per coordinate.
 fn record(

@@ -15,25 +15,8 @@
 //   (i = wg·256 + l, then + groups·256), sum in registers, reduce by a fixed tree, and write
 //   partials[wg·3 + k] (added to the previous value when accumulate = 1, so the partials of all
 //   steps of an unroll add up in a fixed order); a later reduction sums the partials.
-
-struct Params {
-    count: u32, groups: u32, phi_off: u32, accumulate: u32,
-    theta_path: u32, _p0: u32, _p1: u32, _p2: u32,
-    w: f32, _f0: f32, _f1: f32, _f2: f32,
-}
-
-@group(1) @binding(0) var<uniform> p: Params;
-
-// linear_step
-@group(0) @binding(0) var<storage, read> slot_in: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read> phi: array<f32>;
-@group(0) @binding(3) var<storage, read_write> slot_out: array<f32>;
-// linear_vjp (slot_in, g, phi as above)
-@group(0) @binding(3) var<storage, read_write> tbar: array<f32>;
-@group(0) @binding(4) var<storage, read_write> partials: array<f32>;
-// linear_vjp_so (as linear_vjp, and)
-@group(0) @binding(5) var<storage, read_write> gbar: array<f32>;
+//
+// `p: Params` and the storage bindings are declared from src/optim/linear/mod.rs.
 
 var<workgroup> red: array<vec3<f32>, 256>;
 

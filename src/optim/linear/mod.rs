@@ -2,13 +2,11 @@
 //! optimizer, and the template of a new family (this folder: `mod.rs` with the [`Family`]
 //! impl and the kernel wrappers, `linear.wgsl`, `reference.rs`).
 
-use bytemuck::{Pod, Zeroable};
 use rand::RngCore;
 
 use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
 use super::{groups_of, Family, Mode, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs};
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{Gpu, Kernel, Recorder, Shader};
+use crate::gpu::{Gpu, Kernel, Recorder};
 use crate::kernels::{check_region, u32_of};
 use crate::{Error, Result};
 
@@ -17,40 +15,24 @@ pub mod reference;
 /// Meta-parameters of the linear optimizer: (w0, w1, b).
 pub const PHI_LEN: usize = 3;
 
-/// Parameters of the linear kernels (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct LinearParams {
-    count: u32,
-    groups: u32,
-    phi_off: u32,
-    accumulate: u32,
-    theta_path: u32,
-    _p: [u32; 3],
-    w: f32,
-    _f: [f32; 3],
+crate::shader! {
+    pub static SHADER = "linear.wgsl";
+    pub struct LinearParams {
+        count: u32, groups: u32, phi_off: u32, accumulate: u32,
+        theta_path: u32, _p0: u32, _p1: u32, _p2: u32,
+        w: f32, _f0: f32, _f1: f32, _f2: f32,
+    }
+    /// Forward step.
+    pub LINEAR_STEP = linear_step(read slot_in, read g, read phi, write slot_out);
+    /// Reverse step (vector-Jacobian product).
+    pub LINEAR_VJP = linear_vjp(read slot_in, read g, read phi, write tbar, write partials);
+    /// Reverse step that also writes the gradient input's adjoint ḡ = w0·ū (second-order mode).
+    pub LINEAR_VJP_SO = linear_vjp_so(read slot_in, read g, read phi, write tbar, write partials, write gbar);
 }
-
-const SIZE: usize = std::mem::size_of::<LinearParams>();
-
-/// `linear.wgsl`.
-pub static SHADER: Shader = Shader::new("linear.wgsl", include_str!("linear.wgsl"));
-
-/// Forward step.
-pub static LINEAR_STEP: Kernel = Kernel::new(&SHADER, "linear_step", &[R, R, R, W], SIZE);
-
-/// Reverse step (vector-Jacobian product).
-pub static LINEAR_VJP: Kernel = Kernel::new(&SHADER, "linear_vjp", &[R, R, R, W, W], SIZE);
-
-/// Reverse step that also writes the gradient input's adjoint ḡ = w0·ū (second-order mode).
-pub static LINEAR_VJP_SO: Kernel = Kernel::new(&SHADER, "linear_vjp_so", &[R, R, R, W, W, W], SIZE);
 
 /// The linear learned optimizer (no fixed hyper-parameters).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Linear;
-
-/// The kernels the family dispatches.
-pub static KERNELS: &[&Kernel] = &[&LINEAR_STEP, &LINEAR_VJP, &LINEAR_VJP_SO];
 
 impl Family for Linear {
     fn name(&self) -> &'static str {
@@ -73,7 +55,7 @@ impl Family for Linear {
         true
     }
     fn kernels(&self) -> &'static [&'static Kernel] {
-        KERNELS
+        SHADER.kernels
     }
     fn partial_groups(&self, _gpu: &Gpu, count: usize) -> Result<usize> {
         Ok(groups_of(count, 256))

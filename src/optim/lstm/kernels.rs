@@ -1,11 +1,8 @@
 //! Wrappers of `lstm.wgsl`: the forward and reverse kernels of the coordinatewise 2-layer
 //! LSTM optimizer (H = 20).
 
-use bytemuck::{Pod, Zeroable};
-
 use super::Lstm;
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{Gpu, Kernel, Recorder, Shader};
+use crate::gpu::{Gpu, Recorder};
 use crate::kernels::{check_region, u32_of};
 use crate::optim::{StepArgs, VjpArgs};
 use crate::{Error, Result};
@@ -27,30 +24,17 @@ const STEP_BYTES: usize = 16 * 320;
 /// Bytes of φ staged in workgroup memory (1286 vec4s).
 const PHI_BYTES: usize = 16 * 1286;
 
-/// Parameters of the LSTM kernels (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct LstmParams {
-    count: u32,
-    groups: u32,
-    phi_off: u32,
-    accumulate: u32,
-    w: f32,
-    logp: f32,
-    eps: f32,
-    out_scale: f32,
+crate::shader! {
+    pub static SHADER = "lstm.wgsl";
+    pub struct LstmParams {
+        count: u32, groups: u32, phi_off: u32, accumulate: u32,
+        w: f32, logp: f32, eps: f32, out_scale: f32,
+    }
+    /// Forward step.
+    pub LSTM_STEP = lstm_step(read slot_in, read g, read phi, write slot_out);
+    /// Reverse step (vector-Jacobian product, gates recomputed).
+    pub LSTM_VJP = lstm_vjp(read slot_in, read g, read phi, write tbar, write sbar, write partials);
 }
-
-const SIZE: usize = std::mem::size_of::<LstmParams>();
-
-/// `lstm.wgsl`.
-pub static SHADER: Shader = Shader::new("lstm.wgsl", include_str!("lstm.wgsl"));
-
-/// Forward step.
-pub static LSTM_STEP: Kernel = Kernel::new(&SHADER, "lstm_step", &[R, R, R, W], SIZE);
-
-/// Reverse step (vector-Jacobian product, gates recomputed).
-pub static LSTM_VJP: Kernel = Kernel::new(&SHADER, "lstm_vjp", &[R, R, R, W, W, W], SIZE);
 
 /// Shape of the reverse kernel on an adapter: coordinates per tile (its workgroups have 5 times
 /// as many invocations) and whether φ is staged in workgroup memory.

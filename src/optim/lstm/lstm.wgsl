@@ -52,6 +52,8 @@
 //   tiles stores zeros). Every sum runs in a fixed order that depends only on (C, groups, T), so
 //   results are deterministic. Invalid lanes of the last tile compute on coordinate C−1, stage
 //   ā = 0 and s·ū = 0, and write nothing. The g-path adjoint (x̄1 → ḡ) is not formed here.
+//
+// `p: Params` and the storage bindings are declared from src/optim/lstm/kernels.rs.
 
 const H: u32 = 20u;
 const WX1: u32 = 0u;
@@ -78,23 +80,6 @@ override T: u32 = 32u;
 // 1: φ is staged in workgroup memory (PHI_V4 = 1286); 0: read from the storage buffer (PHI_V4 = 1).
 override PHI_WG: u32 = 1u;
 override PHI_V4: u32 = 1286u;
-
-struct Params {
-    count: u32, groups: u32, phi_off: u32, accumulate: u32,
-    w: f32, logp: f32, eps: f32, out_scale: f32,
-}
-
-@group(1) @binding(0) var<uniform> p: Params;
-
-@group(0) @binding(0) var<storage, read> slot_in: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read> phi: array<f32>;
-// lstm_step
-@group(0) @binding(3) var<storage, read_write> slot_out: array<f32>;
-// lstm_vjp
-@group(0) @binding(3) var<storage, read_write> tbar: array<f32>;
-@group(0) @binding(4) var<storage, read_write> sbar: array<f32>;
-@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> wphi: array<vec4<f32>, PHI_V4>;
 var<workgroup> stage: array<vec4<f32>, T * SV>;

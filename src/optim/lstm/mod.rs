@@ -71,9 +71,6 @@ pub fn init_phi(hidden: usize, rng: &mut dyn RngCore) -> Vec<f32> {
     phi
 }
 
-/// The kernels the family dispatches.
-pub static KERNELS: &[&Kernel] = &[&LSTM_STEP, &LSTM_VJP];
-
 impl Family for Lstm {
     fn name(&self) -> &'static str {
         "lstm"
@@ -96,7 +93,7 @@ impl Family for Lstm {
         ]
     }
     fn kernels(&self) -> &'static [&'static Kernel] {
-        KERNELS
+        kernels::SHADER.kernels
     }
     fn partial_groups(&self, gpu: &Gpu, count: usize) -> Result<usize> {
         Ok(groups_of(count, vjp_workgroup(gpu)?))

@@ -1,10 +1,8 @@
 //! Wrappers of `mlp_opt.wgsl`: the per-tensor reductions, forward and reverse kernels of the
 //! per-parameter MLP learned optimizer, and the workspace they share.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::{MlpOpt, FEATURES, PHI_LEN, STATE};
-use crate::gpu::{Access, Gpu, GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::{check_region, u32_of};
 use crate::optim::{StepArgs, VjpArgs, WorkspaceData};
 use crate::params::ParamLayout;
@@ -14,43 +12,25 @@ use crate::{Error, Result};
 pub const CHUNK: usize = 4096;
 const STAGE: usize = 98;
 
-/// Parameters of the MLP-optimizer kernels (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct MlpOptParams {
-    count: u32,
-    per_instance: u32,
-    chunks: u32,
-    segments: u32,
-    groups: u32,
-    phi_off: u32,
-    accumulate: u32,
-    mode: u32,
-    t: f32,
-    eps: f32,
-    exp_mult: f32,
-    step_mult: f32,
-    w: f32,
-    _f: [f32; 3],
+crate::shader! {
+    pub static SHADER = "mlp_opt.wgsl";
+    pub struct MlpOptParams {
+        count: u32, per_instance: u32, chunks: u32, segments: u32,
+        groups: u32, phi_off: u32, accumulate: u32, mode: u32,
+        t: f32, eps: f32, exp_mult: f32, step_mult: f32,
+        w: f32, _f0: f32, _f1: f32, _f2: f32,
+    }
+    /// Per-chunk sums of squares of the features (mode 0) or of x_θ·aux (mode 1).
+    pub MLPO_SUMS = mlpo_sums(read slot_in, read g, read tables: u32, read aux_in, write partials);
+    /// Per-segment normalisers (mode 0) or dots (mode 1) from the chunk sums.
+    pub MLPO_FINISH = mlpo_finish(read fin_tables: u32, read fin_partials, write fin_stats);
+    /// Forward step.
+    pub MLPO_STEP = mlpo_step(read slot_in, read g, read tables: u32, read stats, read phi, write slot_out);
+    /// Reverse step: φ̄ partial sums, θ̄ (first-order) or the θ-feature adjoint (θ path).
+    pub MLPO_VJP = mlpo_vjp(read slot_in, read g, read tables: u32, read stats, read phi, write tbar, write aux, write phi_partials);
+    /// θ̄ with the θ path through the per-tensor normalisation.
+    pub MLPO_THETA_BAR = mlpo_theta_bar(read slot_in, read g, read tables: u32, read stats, read aux_ro, write tbar2);
 }
-
-const SIZE: usize = std::mem::size_of::<MlpOptParams>();
-use Access::{Read as R, ReadWrite as W};
-
-/// `mlp_opt.wgsl`.
-pub static SHADER: Shader = Shader::new("mlp_opt.wgsl", include_str!("mlp_opt.wgsl"));
-
-/// Per-chunk sums of squares of the features (mode 0) or of x_θ·aux (mode 1).
-pub static MLPO_SUMS: Kernel = Kernel::new(&SHADER, "mlpo_sums", &[R, R, R, R, W], SIZE);
-/// Per-segment normalisers (mode 0) or dots (mode 1) from the chunk sums.
-pub static MLPO_FINISH: Kernel = Kernel::new(&SHADER, "mlpo_finish", &[R, R, W], SIZE);
-/// Forward step.
-pub static MLPO_STEP: Kernel = Kernel::new(&SHADER, "mlpo_step", &[R, R, R, R, R, W], SIZE);
-/// Reverse step: φ̄ partial sums, θ̄ (first-order) or the θ-feature adjoint (θ path).
-pub static MLPO_VJP: Kernel = Kernel::new(&SHADER, "mlpo_vjp", &[R, R, R, R, R, W, W, W], SIZE);
-/// θ̄ with the θ path through the per-tensor normalisation.
-pub static MLPO_THETA_BAR: Kernel =
-    Kernel::new(&SHADER, "mlpo_theta_bar", &[R, R, R, R, R, W], SIZE);
 
 /// GPU buffers of the MLP optimizer for one layout and instance count.
 #[derive(Debug)]

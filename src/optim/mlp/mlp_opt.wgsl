@@ -25,6 +25,8 @@
 //     of WG coordinates staged in workgroup memory, as in lstm.wgsl); aux_i = x̂̄_θ,i (adjoint
 //     of the normalised θ feature); without the θ path, θ̄_i ← ū_i + w·g_i here.
 // mlpo_theta_bar (θ path): θ̄_i ← ū_i + w·g_i + r·aux_i − r³·x_θ,i·dot_S/|S|   (r = r_θ of S)
+//
+// `p: Params` and the storage bindings are declared from src/optim/mlp/kernels.rs.
 
 const F: u32 = 8u;
 const NIN: u32 = 19u;
@@ -39,37 +41,6 @@ const PHI_LEN: u32 = 1762u;
 const STAGE: u32 = 98u;   // phase A per coordinate: ō (2) | h2 (32) | ā2 (32) | h1 (32)
 
 override WG: u32 = 32u;
-
-struct Params {
-    count: u32, per_instance: u32, chunks: u32, segments: u32,
-    groups: u32, phi_off: u32, accumulate: u32, mode: u32,
-    t: f32, eps: f32, exp_mult: f32, step_mult: f32,
-    w: f32, _f0: f32, _f1: f32, _f2: f32,
-}
-
-@group(1) @binding(0) var<uniform> p: Params;
-
-// mlpo_sums
-@group(0) @binding(0) var<storage, read> slot_in: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read> tables: array<u32>;
-@group(0) @binding(3) var<storage, read> aux_in: array<f32>;
-@group(0) @binding(4) var<storage, read_write> partials: array<f32>;
-// mlpo_finish
-@group(0) @binding(0) var<storage, read> fin_tables: array<u32>;
-@group(0) @binding(1) var<storage, read> fin_partials: array<f32>;
-@group(0) @binding(2) var<storage, read_write> fin_stats: array<f32>;
-// mlpo_step: slot_in, g, tables (0..2), then
-@group(0) @binding(3) var<storage, read> stats: array<f32>;
-@group(0) @binding(4) var<storage, read> phi: array<f32>;
-@group(0) @binding(5) var<storage, read_write> slot_out: array<f32>;
-// mlpo_vjp: slot_in, g, tables, stats, phi (0..4), then
-@group(0) @binding(5) var<storage, read_write> tbar: array<f32>;
-@group(0) @binding(6) var<storage, read_write> aux: array<f32>;
-@group(0) @binding(7) var<storage, read_write> phi_partials: array<f32>;
-// mlpo_theta_bar: slot_in, g, tables, stats (0..3), then
-@group(0) @binding(4) var<storage, read> aux_ro: array<f32>;
-@group(0) @binding(5) var<storage, read_write> tbar2: array<f32>;
 
 var<workgroup> red: array<f32, 2048>;          // mlpo_sums: 8 × 256
 var<workgroup> stage: array<f32, WG * STAGE>;  // mlpo_vjp

@@ -99,15 +99,6 @@ pub fn init_phi(rng: &mut dyn RngCore) -> Vec<f32> {
     phi
 }
 
-/// The kernels the family dispatches.
-pub static KERNELS: &[&Kernel] = &[
-    &MLPO_SUMS,
-    &MLPO_FINISH,
-    &MLPO_STEP,
-    &MLPO_VJP,
-    &MLPO_THETA_BAR,
-];
-
 impl Family for MlpOpt {
     fn name(&self) -> &'static str {
         "mlp"
@@ -129,7 +120,7 @@ impl Family for MlpOpt {
         ]
     }
     fn kernels(&self) -> &'static [&'static Kernel] {
-        KERNELS
+        kernels::SHADER.kernels
     }
     fn workspace(&self, gpu: &Gpu, layout: &ParamLayout, instances: usize) -> Result<Workspace> {
         Ok(Workspace::new(MlpOptWorkspace::new(

@@ -2,62 +2,28 @@
 //! LSTM time step forward and backward with the recurrent product fused (layouts in the shader's
 //! header).
 
-use bytemuck::{Pod, Zeroable};
-
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{GpuBuffer, Recorder};
 use crate::kernels::{check_region, u32_of, Batched};
 use crate::{Error, Result};
 
-/// Parameters of the `lm.wgsl` kernels (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct LmParams {
-    batch: u32,
-    len: u32,
-    hidden: u32,
-    t: u32,
-    th_off: u32,
-    th_bs: u32,
-    wh_off: u32,
-    s_bs: u32,
-    s_off: u32,
-    emb_off: u32,
-    width: u32,
-    vocab: u32,
-    zx: u32,
-    g: u32,
-    c: u32,
-    h: u32,
-    hp: u32,
-    cp: u32,
-    dha: u32,
-    dz: u32,
-    dcp: u32,
-    accumulate: u32,
-    _p: [u32; 2],
-}
-
-const SIZE: usize = std::mem::size_of::<LmParams>();
-
-/// `lm.wgsl`.
-pub static SHADER: Shader = Shader::new("lm.wgsl", include_str!("lm.wgsl"));
-
-/// Embedding gather.
-pub static LM_EMBED: Kernel = Kernel::new(&SHADER, "lm_embed", &[R, R, W], SIZE);
-
-/// One LSTM time step of one layer, forward.
-pub static LM_STEP: Kernel = Kernel::new(&SHADER, "lm_step", &[R, R, R, W, W], SIZE);
-
-/// One LSTM time step of one layer, backward.
-pub static LM_STEP_BACK: Kernel = Kernel::new(&SHADER, "lm_step_back", &[R, R, W], SIZE);
-
-/// Embedding gradient of the input path.
-pub static LM_EMBED_GRAD: Kernel = Kernel::new(&SHADER, "lm_embed_grad", &[R, R, W], SIZE);
-
-/// The kernels of this file.
-pub fn kernels() -> Vec<&'static Kernel> {
-    vec![&LM_EMBED, &LM_STEP, &LM_STEP_BACK, &LM_EMBED_GRAD]
+crate::shader! {
+    pub static SHADER = "lm.wgsl";
+    pub struct LmParams {
+        batch: u32, len: u32, hidden: u32, t: u32,
+        th_off: u32, th_bs: u32, wh_off: u32, s_bs: u32,
+        s_off: u32, emb_off: u32, width: u32, vocab: u32,
+        zx: u32, g: u32, c: u32, h: u32,
+        hp: u32, cp: u32, dha: u32, dz: u32,
+        dcp: u32, accumulate: u32, _p0: u32, _p1: u32,
+    }
+    /// Embedding gather.
+    pub LM_EMBED = lm_embed(read theta, read chunk: u32, write x_out);
+    /// One LSTM time step of one layer, forward.
+    pub LM_STEP = lm_step(read theta, read chunk: u32, read state_in, write work, write state_out);
+    /// One LSTM time step of one layer, backward.
+    pub LM_STEP_BACK = lm_step_back(read theta, read chunk: u32, write bwork);
+    /// Embedding gradient of the input path.
+    pub LM_EMBED_GRAD = lm_embed_grad(read dx, read chunk: u32, write grad);
 }
 
 /// Sizes of one chunk of the batched model.

@@ -26,31 +26,8 @@
 //                  dz_o = dh·tanh c·o(1−o); DCP[n,t,j] = dc·f.
 // lm_embed_grad  grad_n[emb + v·E + e] (+)= Σ_{t: tok[n,t] = v} DX[n,t,e], the positions of
 //                  each distinct token summed in order (no atomics).
-
-struct Params {
-    batch: u32, len: u32, hidden: u32, t: u32,
-    th_off: u32, th_bs: u32, wh_off: u32, s_bs: u32,
-    s_off: u32, emb_off: u32, width: u32, vocab: u32,
-    zx: u32, g: u32, c: u32, h: u32,
-    hp: u32, cp: u32, dha: u32, dz: u32,
-    dcp: u32, accumulate: u32, _p0: u32, _p1: u32,
-}
-
-@group(1) @binding(0) var<uniform> p: Params;
-
-// lm_embed
-@group(0) @binding(0) var<storage, read> theta: array<f32>;
-@group(0) @binding(1) var<storage, read> chunk: array<u32>;
-@group(0) @binding(2) var<storage, read_write> x_out: array<f32>;
-// lm_step (theta, chunk as above)
-@group(0) @binding(2) var<storage, read> state_in: array<f32>;
-@group(0) @binding(3) var<storage, read_write> work: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state_out: array<f32>;
-// lm_step_back (theta, chunk as above)
-@group(0) @binding(2) var<storage, read_write> bwork: array<f32>;
-// lm_embed_grad
-@group(0) @binding(0) var<storage, read> dx: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+//
+// `p: Params` and the storage bindings are declared from src/tasks/lm/kernels.rs.
 
 // The unit (instance n, hidden unit j) invocation i works on at time step p.t, and its row
 // n·L + t of the [N, L, ·] sequences.

@@ -21,32 +21,8 @@
 // rop_mse (squared error summed over outputs, mean over rows; t = targets[e_off + n·e_bs + i % (rows·cols)]):
 //     dz[i] = 2·(z[i] − t) / B,  rdz[i] = 2·rz[i] / B
 // The loss kernels read z (the logits) and rz = R(z) laid out densely, and write dz, rdz likewise.
-
-struct Params {
-    count: u32, rows: u32, cols: u32, batch: u32,
-    e_off: u32, e_bs: u32, act: u32, _pad: u32,
-}
-
-@group(1) @binding(0) var<uniform> p: Params;
-
-// rop_bias_act
-@group(0) @binding(0) var<storage, read> h: array<f32>;
-@group(0) @binding(1) var<storage, read> vb: array<f32>;
-@group(0) @binding(2) var<storage, read_write> rz: array<f32>;
-// rop_act_back (h at binding 2)
-@group(0) @binding(0) var<storage, read> dh: array<f32>;
-@group(0) @binding(1) var<storage, read> rdh: array<f32>;
-@group(0) @binding(2) var<storage, read> hb: array<f32>;
-@group(0) @binding(3) var<storage, read> rh: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dz: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rdz: array<f32>;
-// rop_xent, rop_mse: z, labels or targets, R(z), then dz, rdz at bindings 3 and 4
-@group(0) @binding(0) var<storage, read> z: array<f32>;
-@group(0) @binding(1) var<storage, read> labels: array<u32>;
-@group(0) @binding(1) var<storage, read> targets: array<f32>;
-@group(0) @binding(2) var<storage, read> rzl: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dzl: array<f32>;
-@group(0) @binding(4) var<storage, read_write> rdzl: array<f32>;
+//
+// `p: Params` and the storage bindings are declared from src/tasks/mlp/rop.rs.
 
 fn act_grad(h: f32, act: u32) -> f32 {
     switch act {

@@ -36,14 +36,7 @@ use reference::Targets;
 
 /// The kernels of the MLP model.
 pub fn kernels() -> Vec<&'static Kernel> {
-    vec![
-        &softmax::SOFTMAX_XENT,
-        &softmax::MSE,
-        &rop::ROP_BIAS_ACT,
-        &rop::ROP_ACT_BACK,
-        &rop::ROP_XENT,
-        &rop::ROP_MSE,
-    ]
+    [softmax::SHADER.kernels, rop::SHADER.kernels].concat()
 }
 
 /// What the MLP learns from an image.

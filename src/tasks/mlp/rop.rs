@@ -2,41 +2,26 @@
 //! (bias and activation of the R-forward pass, the loss's R-operator, and the R-backward step
 //! through an activation). The matrix products run on [`crate::kernels::matmul`].
 
-use bytemuck::{Pod, Zeroable};
-
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{GpuBuffer, Recorder};
 use crate::kernels::matmul::Activation;
 use crate::kernels::{check_region, u32_of, Batched};
 use crate::{Error, Result};
 
-/// Parameters of the R-operator kernels (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct RopParams {
-    count: u32,
-    rows: u32,
-    cols: u32,
-    batch: u32,
-    e_off: u32,
-    e_bs: u32,
-    act: u32,
-    _pad: u32,
+crate::shader! {
+    pub static SHADER = "mlp_rop.wgsl";
+    pub struct RopParams {
+        count: u32, rows: u32, cols: u32, batch: u32,
+        e_off: u32, e_bs: u32, act: u32, _pad: u32,
+    }
+    /// R(H) = act'(h) ⊙ (R(Z) + v_b), in place.
+    pub ROP_BIAS_ACT = rop_bias_act(read h, read vb, write rz);
+    /// dZ and R(dZ) of the layer below from dH, R(dH), h and R(h).
+    pub ROP_ACT_BACK = rop_act_back(read dh, read rdh, read hb, read rh, write dz, write rdz);
+    /// Softmax cross-entropy: dZ and R(dZ).
+    pub ROP_XENT = rop_xent(read z, read labels: u32, read rzl, write dzl, write rdzl);
+    /// Squared error: dZ and R(dZ).
+    pub ROP_MSE = rop_mse(read z, read targets, read rzl, write dzl, write rdzl);
 }
-
-const SIZE: usize = std::mem::size_of::<RopParams>();
-
-/// `mlp_rop.wgsl`.
-pub static SHADER: Shader = Shader::new("mlp_rop.wgsl", include_str!("mlp_rop.wgsl"));
-
-/// R(H) = act'(h) ⊙ (R(Z) + v_b), in place.
-pub static ROP_BIAS_ACT: Kernel = Kernel::new(&SHADER, "rop_bias_act", &[R, R, W], SIZE);
-/// dZ and R(dZ) of the layer below from dH, R(dH), h and R(h).
-pub static ROP_ACT_BACK: Kernel = Kernel::new(&SHADER, "rop_act_back", &[R, R, R, R, W, W], SIZE);
-/// Softmax cross-entropy: dZ and R(dZ).
-pub static ROP_XENT: Kernel = Kernel::new(&SHADER, "rop_xent", &[R, R, R, W, W], SIZE);
-/// Squared error: dZ and R(dZ).
-pub static ROP_MSE: Kernel = Kernel::new(&SHADER, "rop_mse", &[R, R, R, W, W], SIZE);
 
 fn groups(count: usize) -> u64 {
     (count as u64).div_ceil(256)

@@ -1,51 +1,23 @@
 //! Wrapper of `shaders/softmax.wgsl`: the per-instance output losses (softmax cross-entropy,
 //! squared error) and their gradients.
 
-use bytemuck::{Pod, Zeroable};
-
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{Kernel, Recorder, Shader};
+use crate::gpu::{Kernel, Recorder};
 use crate::kernels::vec::View;
 use crate::kernels::{check_region, u32_of, Batched};
 use crate::{Error, Result};
 
-/// Parameters of `softmax_xent` and `mse` (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct SoftmaxParams {
-    rows: u32,
-    classes: u32,
-    batch: u32,
-    want_grad: u32,
-    z_off: u32,
-    z_bs: u32,
-    y_off: u32,
-    y_bs: u32,
-    d_off: u32,
-    d_bs: u32,
-    l_off: u32,
-    _pad: u32,
+crate::shader! {
+    pub static SHADER = "softmax.wgsl", tree_reduction;
+    pub struct SoftmaxParams {
+        rows: u32, classes: u32, batch: u32, want_grad: u32,
+        z_off: u32, z_bs: u32, y_off: u32, y_bs: u32,
+        d_off: u32, d_bs: u32, l_off: u32, _pad: u32,
+    }
+    /// The fused softmax cross-entropy kernel.
+    pub SOFTMAX_XENT = softmax_xent(read logits, read labels: u32, write dz, write loss);
+    /// The squared-error loss kernel.
+    pub MSE = mse(read logits, read targets, write dz, write loss);
 }
-
-/// `softmax.wgsl`.
-pub static SHADER: Shader =
-    Shader::new("softmax.wgsl", include_str!("softmax.wgsl")).with_tree_reduction();
-
-/// The fused softmax cross-entropy kernel.
-pub static SOFTMAX_XENT: Kernel = Kernel::new(
-    &SHADER,
-    "softmax_xent",
-    &[R, R, W, W],
-    std::mem::size_of::<SoftmaxParams>(),
-);
-
-/// The squared-error loss kernel.
-pub static MSE: Kernel = Kernel::new(
-    &SHADER,
-    "mse",
-    &[R, R, W, W],
-    std::mem::size_of::<SoftmaxParams>(),
-);
 
 /// Sizes of a batched loss: `rows` rows of `width` values (classes or outputs) per instance,
 /// for `batch` instances.

@@ -16,21 +16,8 @@
 // One 256-thread workgroup per instance; rows (softmax_xent) or row × output elements (mse) are
 // spread over threads (i ≡ thread mod 256) in increasing order and the per-thread sums added by a
 // fixed binary tree, so the result is deterministic (no atomics).
-
-struct Params {
-    rows: u32, classes: u32, batch: u32, want_grad: u32,
-    z_off: u32, z_bs: u32, y_off: u32, y_bs: u32,
-    d_off: u32, d_bs: u32, l_off: u32, _pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read> labels: array<u32>;
-// mse reads binding 1 as f32 targets.
-@group(0) @binding(1) var<storage, read> targets: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dz: array<f32>;
-@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
-@group(1) @binding(0) var<uniform> p: Params;
-
+//
+// `p: Params` and the storage bindings are declared from src/tasks/mlp/softmax.rs.
 
 @compute @workgroup_size(256)
 fn softmax_xent(

@@ -1,9 +1,6 @@
 //! Wrapper of `shaders/quadratic.wgsl`: loss ‖Wθ − y‖² and gradient 2Wᵀ(Wθ − y) per instance.
 
-use bytemuck::{Pod, Zeroable};
-
-use crate::gpu::Access::{Read as R, ReadWrite as W};
-use crate::gpu::{GpuBuffer, Kernel, Recorder, Shader};
+use crate::gpu::{GpuBuffer, Recorder};
 use crate::kernels::vec::View;
 use crate::kernels::{check_region, u32_of, Batched};
 use crate::{Error, Result};
@@ -11,38 +8,17 @@ use crate::{Error, Result};
 /// Largest dimension the fused kernel supports (its residual lives in workgroup memory).
 pub const MAX_DIM: usize = 1024;
 
-/// Parameters of `quadratic` (mirrors `Params` in the WGSL).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct QuadraticParams {
-    d: u32,
-    batch: u32,
-    t_off: u32,
-    t_bs: u32,
-    g_off: u32,
-    g_bs: u32,
-    l_off: u32,
-    _pad: u32,
+crate::shader! {
+    pub static SHADER = "quadratic.wgsl";
+    pub struct QuadraticParams {
+        d: u32, batch: u32, t_off: u32, t_bs: u32,
+        g_off: u32, g_bs: u32, l_off: u32, _pad: u32,
+    }
+    /// The fused quadratic loss-and-gradient kernel.
+    pub QUADRATIC = quadratic(read theta, read data, write grad, write loss);
+    /// The quadratic Hessian-vector product kernel.
+    pub QUADRATIC_HVP = quadratic_hvp(read theta, read data, write hv);
 }
-
-/// `quadratic.wgsl`.
-pub static SHADER: Shader = Shader::new("quadratic.wgsl", include_str!("quadratic.wgsl"));
-
-/// The fused quadratic loss-and-gradient kernel.
-pub static QUADRATIC: Kernel = Kernel::new(
-    &SHADER,
-    "quadratic",
-    &[R, R, W, W],
-    std::mem::size_of::<QuadraticParams>(),
-);
-
-/// The quadratic Hessian-vector product kernel.
-pub static QUADRATIC_HVP: Kernel = Kernel::new(
-    &SHADER,
-    "quadratic_hvp",
-    &[R, R, W],
-    std::mem::size_of::<QuadraticParams>(),
-);
 
 /// The dimension is one the fused kernels support and `data` holds `batch` instances' W and y.
 fn check_data(d: usize, batch: usize, data: &GpuBuffer) -> Result<()> {

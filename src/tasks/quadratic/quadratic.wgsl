@@ -12,19 +12,8 @@
 // quadratic_hvp — the Hessian-vector product (the Hessian 2 WᵀW is constant in θ):
 //     v = theta[t_off + n·t_bs + (0..d)] (binding 0 holds v),  r = W v
 //     hv[g_off + n·g_bs + j] = 2 Σ_i W[i,j] r_i
-
-struct Params {
-    d: u32, batch: u32, t_off: u32, t_bs: u32,
-    g_off: u32, g_bs: u32, l_off: u32, _pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> theta: array<f32>;
-@group(0) @binding(1) var<storage, read> data: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
-// quadratic_hvp writes its output at binding 2.
-@group(0) @binding(2) var<storage, read_write> hv: array<f32>;
-@group(1) @binding(0) var<uniform> p: Params;
+//
+// `p: Params` and the storage bindings are declared from src/tasks/quadratic/kernels.rs.
 
 var<workgroup> r_s: array<f32, 1024>;
 var<workgroup> part: array<f32, 64>;
