@@ -17,12 +17,7 @@ use metalearn::tasks::quadratic::reference as quadratic_reference;
 use metalearn::{Error, Result};
 use rand::Rng;
 
-const ACTS: [Activation; 4] = [
-    Activation::Identity,
-    Activation::Sigmoid,
-    Activation::Relu,
-    Activation::Tanh,
-];
+const ACTS: [Activation; 4] = Activation::ALL;
 
 /// Stored shape of op(X) = rows×cols, transposed or not.
 fn stored(rows: usize, cols: usize, trans: bool) -> (usize, usize) {

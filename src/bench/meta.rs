@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rand::SeedableRng;
 
-use super::{io, median_seconds, skip_limit, BenchOptions, MetaMeasurement, MetaRow, Row};
+use super::{io, skip_limit, BenchOptions, MetaMeasurement, MetaRow, Row};
 use crate::gpu::Gpu;
 use crate::meta::Schedule;
 use crate::Result;
@@ -19,29 +19,20 @@ pub fn measure_meta(
     schedule: Schedule,
     repeats: usize,
 ) -> Result<MetaMeasurement> {
-    use crate::meta::{MetaConfig, MetaTrainer};
     use crate::optim::lstm::Lstm;
     use crate::optim::Optimizer;
     use crate::tasks::QuadraticTask;
     let mut rng = crate::tasks::TaskRng::seed_from_u64(0);
     let task = QuadraticTask::new(gpu, 10, instances, &mut rng)?;
-    let cfg = MetaConfig {
-        unroll,
-        schedule,
-        ..Default::default()
-    };
-    let mut tr = MetaTrainer::new(
-        gpu.clone(),
-        Box::new(task),
-        Optimizer::new(Lstm::default()),
-        cfg,
-    )?;
-    let step = median_seconds(repeats, || tr.step().map(|_| ()))?;
+    let opt = Optimizer::new(Lstm::default());
+    let mut tr = MetaMeasurement::trainer(gpu, Box::new(task), opt, unroll, schedule)?;
     let label = format!(
         "lstm quadratic d=10 T={unroll} N={instances} {}",
         schedule.name()
     );
-    Ok(MetaMeasurement::of(label, step, unroll * instances, &tr))
+    MetaMeasurement::time(label, &mut tr, unroll * instances, repeats, |tr| {
+        tr.step().map(|_| ())
+    })
 }
 
 /// The meta-training part of [`run`](super::run): store-all at several instance counts (T =

@@ -82,6 +82,36 @@ pub struct MetaMeasurement {
 }
 
 impl MetaMeasurement {
+    /// `f` on `trainer` timed at the median of `repeats` runs, each `inner` inner steps ×
+    /// instances.
+    pub(crate) fn time(
+        label: String,
+        trainer: &mut crate::meta::MetaTrainer,
+        inner: usize,
+        repeats: usize,
+        mut f: impl FnMut(&mut crate::meta::MetaTrainer) -> Result<()>,
+    ) -> Result<Self> {
+        let step = median_seconds(repeats, || f(trainer))?;
+        Ok(Self::of(label, step, inner, trainer))
+    }
+
+    /// A trainer of `opt` on `task` with unrolls of `unroll` steps under `schedule` (the other
+    /// settings at their defaults), as the meta benchmarks time it.
+    pub(crate) fn trainer(
+        gpu: &Arc<Gpu>,
+        task: Box<dyn crate::tasks::Task>,
+        opt: crate::optim::Optimizer,
+        unroll: usize,
+        schedule: crate::meta::Schedule,
+    ) -> Result<crate::meta::MetaTrainer> {
+        let cfg = crate::meta::MetaConfig {
+            unroll,
+            schedule,
+            ..Default::default()
+        };
+        crate::meta::MetaTrainer::new(gpu.clone(), task, opt, cfg)
+    }
+
     /// The measurement of `trainer`'s outer steps of `inner` inner steps × instances each, timed
     /// at a median of `step_seconds`.
     pub fn of(

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use super::{io, median_seconds, skip_limit, BenchOptions, MetaMeasurement, Row, UnrollRow};
+use super::{io, skip_limit, BenchOptions, MetaMeasurement, Row, UnrollRow};
 use crate::gpu::Gpu;
 use crate::meta::Schedule;
 use crate::Result;
@@ -19,26 +19,21 @@ pub fn measure_unroll(
     repeats: usize,
 ) -> Result<MetaMeasurement> {
     use crate::kernels::matmul::Activation;
-    use crate::meta::{MetaConfig, MetaTrainer};
     use crate::optim::Optimizer;
     use crate::tasks::mlp::MlpSpec;
     use crate::tasks::MlpTask;
     let (train, test) = crate::data::synthetic_images(0, 2000, 500);
     let spec = MlpSpec::new(&[784, 20, 10], Activation::Sigmoid)?;
     let task = MlpTask::new(gpu, &spec, instances, 128, train, test, 7)?;
-    let cfg = MetaConfig {
-        unroll,
-        schedule,
-        ..Default::default()
-    };
     let opt = Optimizer::parse("mlp")?;
-    let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), opt, cfg)?;
-    let step = median_seconds(repeats, || tr.meta_gradient().map(|_| ()))?;
+    let mut tr = MetaMeasurement::trainer(gpu, Box::new(task), opt, unroll, schedule)?;
     let label = format!(
         "mlp-opt on 784-20-10 MLPs N={instances} T={unroll} {}",
         schedule.name()
     );
-    Ok(MetaMeasurement::of(label, step, unroll * instances, &tr))
+    MetaMeasurement::time(label, &mut tr, unroll * instances, repeats, |tr| {
+        tr.meta_gradient().map(|_| ())
+    })
 }
 
 /// The unroll part of [`run`](super::run): one meta-gradient of T = 1000 steps (50 with

@@ -404,15 +404,7 @@ fn lm_eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
         None => model.config.clone(),
     };
     let cfg = base.with_overrides(&a.set)?;
-    let out = match &a.out {
-        Some(o) => o.clone(),
-        None if a.checkpoint.is_dir() => a.checkpoint.join("eval"),
-        None => a
-            .checkpoint
-            .parent()
-            .map(|p| p.join("eval"))
-            .unwrap_or_else(|| PathBuf::from("eval")),
-    };
+    let out = eval_dir(a.out.as_deref(), &a.checkpoint);
     let gpu = open()?;
     let ev = evaluate_lm(&gpu, &model, &cfg)?;
     print!("{}", ev.table());
@@ -469,15 +461,7 @@ fn eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
             checkpoint: ck,
         });
     }
-    let out = match &a.out {
-        Some(o) => o.clone(),
-        None if a.checkpoint.is_dir() => a.checkpoint.join("eval"),
-        None => a
-            .checkpoint
-            .parent()
-            .map(|p| p.join("eval"))
-            .unwrap_or_else(|| PathBuf::from("eval")),
-    };
+    let out = eval_dir(a.out.as_deref(), &a.checkpoint);
     std::fs::create_dir_all(&out).map_err(|e| Error::Io {
         path: out.clone(),
         source: e,
@@ -663,5 +647,17 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Where `eval` writes: `--out`, else `eval/` inside the run directory or beside the checkpoint.
+fn eval_dir(out: Option<&std::path::Path>, checkpoint: &std::path::Path) -> PathBuf {
+    match out {
+        Some(o) => o.to_path_buf(),
+        None if checkpoint.is_dir() => checkpoint.join("eval"),
+        None => checkpoint
+            .parent()
+            .map(|p| p.join("eval"))
+            .unwrap_or_else(|| PathBuf::from("eval")),
     }
 }

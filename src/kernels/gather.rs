@@ -10,8 +10,7 @@ use crate::{Error, Result};
 crate::shader! {
     pub static SHADER = "gather.wgsl";
     pub struct GatherParams {
-        rows: u32, features: u32, batch: u32, count: u32,
-        seed: u32, step: u32, x_off: u32, y_off: u32,
+        rows: u32, features: u32, batch: u32, count: u32, seed: u32, step: u32, x_off: u32, y_off: u32,
     }
     /// The batch-gathering kernel.
     pub GATHER = gather(read images: u32, read labels: u32, write x, write y: u32);

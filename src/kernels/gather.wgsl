@@ -19,12 +19,8 @@ fn pcg(v: u32) -> u32 {
 }
 
 @compute @workgroup_size(256)
-fn gather(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let t = flat_index(wid, nwg, li);
+fn gather(grid: Grid) {
+    let t = flat_index(grid);
     let per_inst = p.rows * p.features;
     if (t >= p.batch * per_inst) { return; }
     let n = t / per_inst;

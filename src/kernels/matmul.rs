@@ -8,10 +8,8 @@ use crate::{Error, Result};
 crate::shader! {
     pub static SHADER = "matmul.wgsl";
     pub struct MatmulParams {
-        m: u32, n: u32, k: u32, batch: u32,
-        a_off: u32, a_bs: u32, lda: u32, b_off: u32,
-        b_bs: u32, ldb: u32, c_off: u32, c_bs: u32,
-        ldc: u32, e_off: u32, e_bs: u32, lde: u32,
+        m: u32, n: u32, k: u32, batch: u32, a_off: u32, a_bs: u32, lda: u32, b_off: u32,
+        b_bs: u32, ldb: u32, c_off: u32, c_bs: u32, ldc: u32, e_off: u32, e_bs: u32, lde: u32,
         epi: u32, act: u32, accumulate: u32, _pad: u32,
     }
     /// The batched matrix-product kernel.
@@ -32,6 +30,9 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Every activation.
+    pub const ALL: [Self; 4] = [Self::Identity, Self::Sigmoid, Self::Relu, Self::Tanh];
+
     /// Parse `sigmoid`, `relu`, `tanh` or `identity`.
     pub fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {

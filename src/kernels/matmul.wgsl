@@ -65,17 +65,13 @@ fn load_b(base: u32, kk: u32, j: u32) -> f32 {
 }
 
 @compute @workgroup_size(16, 16)
-fn matmul(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
+fn matmul(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
     let BM = 16u * RM;
     let BN = 16u * RN;
     let tiles_m = (p.m + BM - 1u) / BM;
     let tiles_n = (p.n + BN - 1u) / BN;
     let tiles = tiles_m * tiles_n;
-    let wg = flat_group(wid, nwg);
+    let wg = flat_group(grid);
     if (wg >= tiles * p.batch) { return; }
     let inst = wg / tiles;
     let tm = (wg % tiles) / tiles_n;

@@ -7,10 +7,8 @@ use crate::Result;
 crate::shader! {
     pub static SHADER = "reduce.wgsl", tree_reduction;
     pub struct ReduceParams {
-        rows: u32, cols: u32, batch: u32, op: u32,
-        i_off: u32, i_bs: u32, i_rs: u32, i_cs: u32,
-        o_off: u32, o_bs: u32, o_cs: u32, accumulate: u32,
-        alpha: f32, _p0: u32, _p1: u32, _p2: u32,
+        rows: u32, cols: u32, batch: u32, op: u32, i_off: u32, i_bs: u32, i_rs: u32, i_cs: u32,
+        o_off: u32, o_bs: u32, o_cs: u32, accumulate: u32, alpha: f32, _p0: u32, _p1: u32, _p2: u32,
     }
     /// One workgroup per output (long rows).
     pub REDUCE_WG = reduce_wg(read x, write y);

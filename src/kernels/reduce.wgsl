@@ -26,12 +26,9 @@ fn store(n: u32, c: u32, s: f32) {
 }
 
 @compute @workgroup_size(256)
-fn reduce_wg(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let o = flat_group(wid, nwg);
+fn reduce_wg(grid: Grid) {
+    let li = grid.li;
+    let o = flat_group(grid);
     if (o >= p.batch * p.cols) { return; }
     let n = o / p.cols;
     let c = o % p.cols;
@@ -45,12 +42,8 @@ fn reduce_wg(
 }
 
 @compute @workgroup_size(256)
-fn reduce_thread(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let o = flat_index(wid, nwg, li);
+fn reduce_thread(grid: Grid) {
+    let o = flat_index(grid);
     if (o >= p.batch * p.cols) { return; }
     let n = o / p.cols;
     let c = o % p.cols;

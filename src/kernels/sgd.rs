@@ -7,8 +7,7 @@ use crate::{Error, Result};
 crate::shader! {
     pub static SHADER = "sgd.wgsl";
     pub struct SgdParams {
-        count: u32, t_off: u32, g_off: u32, _pad: u32,
-        lr: f32, _p0: u32, _p1: u32, _p2: u32,
+        count: u32, t_off: u32, g_off: u32, _pad: u32, lr: f32, _p0: u32, _p1: u32, _p2: u32,
     }
     /// The SGD update kernel.
     pub SGD = sgd(write theta, read grad);

@@ -6,12 +6,8 @@
 // `p: Params` and the storage bindings are declared from src/kernels/sgd.rs.
 
 @compute @workgroup_size(256)
-fn sgd(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = flat_index(wid, nwg, li);
+fn sgd(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     theta[p.t_off + i] = theta[p.t_off + i] - p.lr * grad[p.g_off + i];
 }

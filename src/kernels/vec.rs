@@ -7,8 +7,7 @@ use crate::{Error, Result};
 crate::shader! {
     pub static SHADER = "vec.wgsl";
     pub struct VecParams {
-        count: u32, batch: u32, xo: u32, yo: u32,
-        zo: u32, ys: u32, a: f32, b: f32,
+        count: u32, batch: u32, xo: u32, yo: u32, zo: u32, ys: u32, a: f32, b: f32,
     }
     /// y = a
     pub FILL = fill(write fill_y);

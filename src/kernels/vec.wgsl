@@ -11,33 +11,29 @@
 // `p: Params` and the storage bindings are declared from src/kernels/vec.rs.
 
 @compute @workgroup_size(256)
-fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn fill(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     fill_y[p.yo + i] = p.a;
 }
 
 @compute @workgroup_size(256)
-fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn axpy(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     y[p.yo + i] = y[p.yo + i] + p.a * x[p.xo + i];
 }
 
 @compute @workgroup_size(256)
-fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-         @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn axpby(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     z[p.zo + i] = p.a * x[p.xo + i] + p.b * yin[p.yo + i];
 }
 
 @compute @workgroup_size(256)
-fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
-    let t = flat_index(wid, nwg, li);
+fn broadcast(grid: Grid) {
+    let t = flat_index(grid);
     if (t >= p.count * p.batch) { return; }
     let n = t / p.count;
     let i = t % p.count;
@@ -45,9 +41,8 @@ fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 }
 
 @compute @workgroup_size(256)
-fn copy4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-         @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn copy4(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count / 4u) { return; }
     y4[p.yo / 4u + i] = x4[p.xo / 4u + i];
 }

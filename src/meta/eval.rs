@@ -64,14 +64,7 @@ pub fn evaluate_with_held_out(
             init.len()
         )));
     }
-    if phi.len() != opt.phi_len() {
-        return Err(Error::invalid(format!(
-            "φ has {} values, optimizer '{}' needs {}",
-            phi.len(),
-            opt.name(),
-            opt.phi_len()
-        )));
-    }
+    opt.check_phi(phi)?;
     let slot_len = opt.slot_len(c);
     let slots = [
         gpu.buffer("eval slot a", slot_len)?,

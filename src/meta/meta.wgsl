@@ -29,9 +29,8 @@ fn meta_loss(@builtin(local_invocation_index) li: u32) {
 }
 
 @compute @workgroup_size(256)
-fn meta_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn meta_adam(grid: Grid) {
+    let i = flat_index(grid);
     let m_ok = finite(astatus[0]);
     let g_ok = finite(astatus[1]);
     if (i == 0u) { astatus[2] = select(0.0, 1.0, !m_ok) + select(0.0, 2.0, !g_ok); }

@@ -9,8 +9,7 @@ use crate::Result;
 crate::shader! {
     pub static SHADER = "meta.wgsl", tree_reduction;
     pub struct MetaParams {
-        count: u32, rows: u32, cols: u32, _p0: u32,
-        lr: f32, beta1: f32, beta2: f32, eps: f32,
+        count: u32, rows: u32, cols: u32, _p0: u32, lr: f32, beta1: f32, beta2: f32, eps: f32,
         c1: f32, c2: f32, clip: f32, _f0: f32,
     }
     /// Weighted meta-loss.

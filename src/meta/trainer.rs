@@ -359,14 +359,7 @@ impl MetaTrainer {
 
     /// Replace φ.
     pub fn set_phi(&mut self, phi: &[f32]) -> Result<()> {
-        if phi.len() != self.opt.phi_len() {
-            return Err(Error::invalid(format!(
-                "φ has {} values, optimizer '{}' needs {}",
-                phi.len(),
-                self.opt.name(),
-                self.opt.phi_len()
-            )));
-        }
+        self.opt.check_phi(phi)?;
         self.gpu.write(&self.meta_params, 0, phi)
     }
 

@@ -90,7 +90,7 @@ impl OptimizerRun {
                 "the parameter layout is empty: add at least one tensor (or use ParamLayout::flat)",
             ));
         }
-        check_phi(&opt, phi)?;
+        opt.check_phi(phi)?;
         let count = p.checked_mul(instances).ok_or_else(|| {
             Error::invalid(format!("{instances} instances of {p} parameters overflow"))
         })?;
@@ -164,7 +164,7 @@ impl OptimizerRun {
 
     /// Replace φ (takes effect from the next step; the state is kept).
     pub fn set_phi(&mut self, phi: &[f32]) -> Result<()> {
-        check_phi(&self.opt, phi)?;
+        self.opt.check_phi(phi)?;
         if phi.is_empty() {
             return Ok(());
         }
@@ -273,16 +273,4 @@ impl OptimizerRun {
         }
         Ok(())
     }
-}
-
-fn check_phi(opt: &Optimizer, phi: &[f32]) -> Result<()> {
-    if phi.len() != opt.phi_len() {
-        return Err(Error::invalid(format!(
-            "φ has {} values, optimizer '{}' needs {}",
-            phi.len(),
-            opt.name(),
-            opt.phi_len()
-        )));
-    }
-    Ok(())
 }

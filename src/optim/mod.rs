@@ -300,6 +300,19 @@ impl Optimizer {
         self.0.phi_len()
     }
 
+    /// `phi` has the length this optimizer's φ has.
+    pub fn check_phi(&self, phi: &[f32]) -> Result<()> {
+        if phi.len() != self.phi_len() {
+            return Err(Error::invalid(format!(
+                "φ has {} values, optimizer '{}' needs {}",
+                phi.len(),
+                self.name(),
+                self.phi_len()
+            )));
+        }
+        Ok(())
+    }
+
     /// True when second-order mode is available (the reverse kernels give ḡ).
     pub fn supports_second_order(&self) -> bool {
         self.0.supports_second_order()

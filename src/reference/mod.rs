@@ -124,6 +124,20 @@ pub fn central_diff(f: impl Fn(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
         .collect()
 }
 
+/// Central difference of the vector function `f` at `x` along `v`: (f(x + hv) − f(x − hv)) / 2h
+/// (a Hessian-vector product when `f` is a gradient).
+pub fn directional_diff(f: impl Fn(&[f64]) -> Vec<f64>, x: &[f64], v: &[f64], h: f64) -> Vec<f64> {
+    let at = |s: f64| {
+        let t: Vec<f64> = x.iter().zip(v).map(|(a, b)| a + s * b).collect();
+        f(&t)
+    };
+    at(h)
+        .iter()
+        .zip(at(-h))
+        .map(|(a, b)| (a - b) / (2.0 * h))
+        .collect()
+}
+
 /// max |a − b| / max |b|, infinite if any value of `a` is not finite or the lengths differ.
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     if a.len() != b.len() || a.iter().any(|v| !v.is_finite()) {
@@ -180,34 +194,24 @@ mod tests {
         assert!(rel_err(&dz, &fd) < 1e-7, "{}", rel_err(&dz, &fd));
     }
 
-    #[test]
-    fn activation_derivatives_match_finite_differences() {
-        for act in [
-            Activation::Identity,
-            Activation::Sigmoid,
-            Activation::Relu,
-            Activation::Tanh,
-        ] {
+    /// `df` is the derivative of `f` (central differences) for every activation.
+    fn check_derivative(f: fn(f64, Activation) -> f64, df: fn(f64, Activation) -> f64, tol: f64) {
+        for act in Activation::ALL {
             for x in [-2.3, -0.4, 0.7, 3.1] {
-                let fd = (activate(x + 1e-6, act) - activate(x - 1e-6, act)) / 2e-6;
-                assert!((activate_grad(x, act) - fd).abs() < 1e-8, "{act:?} at {x}");
+                let fd = (f(x + 1e-6, act) - f(x - 1e-6, act)) / 2e-6;
+                assert!((df(x, act) - fd).abs() < tol, "{act:?} at {x}");
             }
         }
     }
 
     #[test]
+    fn activation_derivatives_match_finite_differences() {
+        check_derivative(activate, activate_grad, 1e-8);
+    }
+
+    #[test]
     fn activation_second_derivatives_match_finite_differences() {
-        for act in [
-            Activation::Identity,
-            Activation::Sigmoid,
-            Activation::Relu,
-            Activation::Tanh,
-        ] {
-            for x in [-2.3, -0.4, 0.7, 3.1] {
-                let fd = (activate_grad(x + 1e-6, act) - activate_grad(x - 1e-6, act)) / 2e-6;
-                assert!((activate_grad2(x, act) - fd).abs() < 1e-7, "{act:?} at {x}");
-            }
-        }
+        check_derivative(activate_grad, activate_grad2, 1e-7);
     }
 
     #[test]

@@ -19,9 +19,8 @@
 // `p: Params` and the storage bindings are declared from src/optim/hand/mod.rs.
 
 @compute @workgroup_size(256)
-fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn adam_step(grid: Grid) {
+    let i = flat_index(grid);
     let c = p.count;
     if (i >= c) { return; }
     let gi = g[i];
@@ -34,9 +33,8 @@ fn adam_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 }
 
 @compute @workgroup_size(256)
-fn momentum_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn momentum_step(grid: Grid) {
+    let i = flat_index(grid);
     let c = p.count;
     if (i >= c) { return; }
     let m = p.beta1 * slot_in[c + i] + g[i];
@@ -45,9 +43,8 @@ fn momentum_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 }
 
 @compute @workgroup_size(256)
-fn nag_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn nag_step(grid: Grid) {
+    let i = flat_index(grid);
     let c = p.count;
     if (i >= c) { return; }
     let gi = g[i];
@@ -57,9 +54,8 @@ fn nag_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 }
 
 @compute @workgroup_size(256)
-fn rmsprop_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn rmsprop_step(grid: Grid) {
+    let i = flat_index(grid);
     let c = p.count;
     if (i >= c) { return; }
     let gi = g[i];
@@ -85,17 +81,15 @@ fn momentum_reverse(i: u32, nesterov: bool) {
 }
 
 @compute @workgroup_size(256)
-fn momentum_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn momentum_vjp(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     momentum_reverse(i, false);
 }
 
 @compute @workgroup_size(256)
-fn nag_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn nag_vjp(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     momentum_reverse(i, true);
 }

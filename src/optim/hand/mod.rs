@@ -13,8 +13,7 @@ pub mod reference;
 crate::shader! {
     pub static SHADER = "hand.wgsl";
     pub struct HandParams {
-        count: u32, _p0: u32, _p1: u32, _p2: u32,
-        lr: f32, beta1: f32, beta2: f32, eps: f32,
+        count: u32, _p0: u32, _p1: u32, _p2: u32, lr: f32, beta1: f32, beta2: f32, eps: f32,
         c1: f32, c2: f32, w: f32, _f1: f32,
     }
     /// Inner Adam step.

@@ -21,9 +21,8 @@
 var<workgroup> red: array<vec3<f32>, 256>;
 
 @compute @workgroup_size(256)
-fn linear_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn linear_step(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     let th = slot_in[i];
     let u = phi[p.phi_off] * g[i] + phi[p.phi_off + 1u] * th + phi[p.phi_off + 2u];
@@ -58,9 +57,9 @@ fn write_partials(wg: u32, li: u32, acc: vec3<f32>) {
 }
 
 @compute @workgroup_size(256)
-fn linear_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) li: u32) {
-    let wg = flat_group(wid, nwg);
+fn linear_vjp(grid: Grid) {
+    let li = grid.li;
+    let wg = flat_group(grid);
     if (wg >= p.groups) { return; }
     let w1 = phi[p.phi_off + 1u];
     var acc = vec3<f32>(0.0);
@@ -71,9 +70,9 @@ fn linear_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 @compute @workgroup_size(256)
-fn linear_vjp_so(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) li: u32) {
-    let wg = flat_group(wid, nwg);
+fn linear_vjp_so(grid: Grid) {
+    let li = grid.li;
+    let wg = flat_group(grid);
     if (wg >= p.groups) { return; }
     let w0 = phi[p.phi_off];
     let w1 = phi[p.phi_off + 1u];

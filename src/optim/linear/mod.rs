@@ -18,8 +18,7 @@ pub const PHI_LEN: usize = 3;
 crate::shader! {
     pub static SHADER = "linear.wgsl";
     pub struct LinearParams {
-        count: u32, groups: u32, phi_off: u32, accumulate: u32,
-        theta_path: u32, _p0: u32, _p1: u32, _p2: u32,
+        count: u32, groups: u32, phi_off: u32, accumulate: u32, theta_path: u32, _p0: u32, _p1: u32, _p2: u32,
         w: f32, _f0: f32, _f1: f32, _f2: f32,
     }
     /// Forward step.

@@ -27,8 +27,7 @@ const PHI_BYTES: usize = 16 * 1286;
 crate::shader! {
     pub static SHADER = "lstm.wgsl";
     pub struct LstmParams {
-        count: u32, groups: u32, phi_off: u32, accumulate: u32,
-        w: f32, logp: f32, eps: f32, out_scale: f32,
+        count: u32, groups: u32, phi_off: u32, accumulate: u32, w: f32, logp: f32, eps: f32, out_scale: f32,
     }
     /// Forward step.
     pub LSTM_STEP = lstm_step(read slot_in, read g, read phi, write slot_out);

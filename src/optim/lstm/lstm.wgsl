@@ -223,9 +223,9 @@ fn sbput4(k0: u32, i: u32, v: vec4<f32>) {
 var<workgroup> xch: array<vec4<f32>, 320>;
 
 @compute @workgroup_size(160)
-fn lstm_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
-    let wg = flat_group(wid, nwg);
+fn lstm_step(grid: Grid) {
+    let li = grid.li;
+    let wg = flat_group(grid);
     if (wg >= p.groups) { return; }
     load_phi(li, 160u);
     let q = li % 32u;
@@ -397,9 +397,9 @@ fn emit_block(at: u32, rq: u32, cq: u32, s: Acc4, base: u32, fresh: bool) {
 }
 
 @compute @workgroup_size(5u * T)
-fn lstm_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) li: u32) {
-    let wg = flat_group(wid, nwg);
+fn lstm_vjp(grid: Grid) {
+    let li = grid.li;
+    let wg = flat_group(grid);
     if (wg >= p.groups) { return; }
     let n = 5u * T;
     load_phi(li, n);

@@ -15,10 +15,8 @@ const STAGE: usize = 98;
 crate::shader! {
     pub static SHADER = "mlp_opt.wgsl";
     pub struct MlpOptParams {
-        count: u32, per_instance: u32, chunks: u32, segments: u32,
-        groups: u32, phi_off: u32, accumulate: u32, mode: u32,
-        t: f32, eps: f32, exp_mult: f32, step_mult: f32,
-        w: f32, _f0: f32, _f1: f32, _f2: f32,
+        count: u32, per_instance: u32, chunks: u32, segments: u32, groups: u32, phi_off: u32, accumulate: u32, mode: u32,
+        t: f32, eps: f32, exp_mult: f32, step_mult: f32, w: f32, _f0: f32, _f1: f32, _f2: f32,
     }
     /// Per-chunk sums of squares of the features (mode 0) or of x_θ·aux (mode 1).
     pub MLPO_SUMS = mlpo_sums(read slot_in, read g, read tables: u32, read aux_in, write partials);

@@ -101,9 +101,9 @@ fn mlp(inp: array<f32, 19>) -> Mlp {
 }
 
 @compute @workgroup_size(256)
-fn mlpo_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
-    let wgi = flat_group(wid, nwg);
+fn mlpo_sums(grid: Grid) {
+    let li = grid.li;
+    let wgi = flat_group(grid);
     if (wgi >= p.chunks * (p.count / p.per_instance)) { return; }
     let n = wgi / p.chunks;
     let q = wgi % p.chunks;
@@ -131,9 +131,9 @@ fn mlpo_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 }
 
 @compute @workgroup_size(64)
-fn mlpo_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) li: u32) {
-    let t = (flat_group(wid, nwg)) * 64u + li;
+fn mlpo_finish(grid: Grid) {
+    let li = grid.li;
+    let t = (flat_group(grid)) * 64u + li;
     let instances = p.count / p.per_instance;
     if (t >= instances * p.segments) { return; }
     let n = t / p.segments;
@@ -156,9 +156,9 @@ fn mlpo_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 }
 
 @compute @workgroup_size(64)
-fn mlpo_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
-    let i = (flat_group(wid, nwg)) * 64u + li;
+fn mlpo_step(grid: Grid) {
+    let li = grid.li;
+    let i = (flat_group(grid)) * 64u + li;
     let c = p.count;
     if (i >= c) { return; }
     let x = feats(i);
@@ -170,9 +170,9 @@ fn mlpo_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 }
 
 @compute @workgroup_size(WG)
-fn mlpo_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) li: u32) {
-    let wg = flat_group(wid, nwg);
+fn mlpo_vjp(grid: Grid) {
+    let li = grid.li;
+    let wg = flat_group(grid);
     if (wg >= p.groups) { return; }
     let c = p.count;
     let po = p.phi_off;
@@ -266,9 +266,8 @@ fn mlpo_vjp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 }
 
 @compute @workgroup_size(256)
-fn mlpo_theta_bar(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn mlpo_theta_bar(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     let sb = stats_base(i);
     let r = stats[sb + 1u];

@@ -9,12 +9,9 @@ use crate::{Error, Result};
 crate::shader! {
     pub static SHADER = "lm.wgsl";
     pub struct LmParams {
-        batch: u32, len: u32, hidden: u32, t: u32,
-        th_off: u32, th_bs: u32, wh_off: u32, s_bs: u32,
-        s_off: u32, emb_off: u32, width: u32, vocab: u32,
-        zx: u32, g: u32, c: u32, h: u32,
-        hp: u32, cp: u32, dha: u32, dz: u32,
-        dcp: u32, accumulate: u32, _p0: u32, _p1: u32,
+        batch: u32, len: u32, hidden: u32, t: u32, th_off: u32, th_bs: u32, wh_off: u32, s_bs: u32,
+        s_off: u32, emb_off: u32, width: u32, vocab: u32, zx: u32, g: u32, c: u32, h: u32,
+        hp: u32, cp: u32, dha: u32, dz: u32, dcp: u32, accumulate: u32, _p0: u32, _p1: u32,
     }
     /// Embedding gather.
     pub LM_EMBED = lm_embed(read theta, read chunk: u32, write x_out);

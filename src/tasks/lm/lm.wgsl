@@ -47,12 +47,8 @@ fn sigm(x: f32) -> f32 {
 }
 
 @compute @workgroup_size(256)
-fn lm_embed(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = flat_index(wid, nwg, li);
+fn lm_embed(grid: Grid) {
+    let i = flat_index(grid);
     let e_n = p.width;
     if (i >= p.batch * p.len * e_n) { return; }
     let nt = i / e_n;
@@ -63,12 +59,8 @@ fn lm_embed(
 }
 
 @compute @workgroup_size(256)
-fn lm_step(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let u = unit_of(flat_index(wid, nwg, li));
+fn lm_step(grid: Grid) {
+    let u = unit_of(flat_index(grid));
     if (u.n >= p.batch) { return; }
     let reset = chunk[2u * p.batch * p.len + u.row] != 0u;
     let s = u.n * p.s_bs + p.s_off;
@@ -120,12 +112,8 @@ fn lm_step(
 }
 
 @compute @workgroup_size(256)
-fn lm_step_back(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let u = unit_of(flat_index(wid, nwg, li));
+fn lm_step_back(grid: Grid) {
+    let u = unit_of(flat_index(grid));
     if (u.n >= p.batch) { return; }
     var dh = bwork[p.dha + u.row * p.hidden + u.j];
     var dc = 0.0;
@@ -154,12 +142,8 @@ fn lm_step_back(
 }
 
 @compute @workgroup_size(256)
-fn lm_embed_grad(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = flat_index(wid, nwg, li);
+fn lm_embed_grad(grid: Grid) {
+    let i = flat_index(grid);
     let e_n = p.width;
     let l = p.len;
     if (i >= p.batch * l * e_n) { return; }

@@ -42,9 +42,8 @@ fn act_grad2(h: f32, act: u32) -> f32 {
 }
 
 @compute @workgroup_size(256)
-fn rop_bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn rop_bias_act(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     let n = i / (p.rows * p.cols);
     let j = i % p.cols;
@@ -52,9 +51,8 @@ fn rop_bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 @compute @workgroup_size(256)
-fn rop_act_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn rop_act_back(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     let a1 = act_grad(hb[i], p.act);
     let d = dh[i];
@@ -63,9 +61,8 @@ fn rop_act_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 @compute @workgroup_size(256)
-fn rop_xent(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) li: u32) {
-    let r = flat_index(wid, nwg, li);
+fn rop_xent(grid: Grid) {
+    let r = flat_index(grid);
     if (r >= p.batch * p.rows) { return; }
     let c = p.cols;
     let inv_b = 1.0 / f32(p.rows);
@@ -86,9 +83,8 @@ fn rop_xent(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 }
 
 @compute @workgroup_size(256)
-fn rop_mse(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) li: u32) {
-    let i = flat_index(wid, nwg, li);
+fn rop_mse(grid: Grid) {
+    let i = flat_index(grid);
     if (i >= p.count) { return; }
     let per = p.rows * p.cols;
     let inv_b = 1.0 / f32(p.rows);

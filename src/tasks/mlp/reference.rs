@@ -93,23 +93,8 @@ pub fn loss_grad_targets(
         };
         // Logical dW = Hᵀ dZ ([w_l, w_{l+1}]); scatter into storage.
         let dw = matmul(w[l], w[l + 1], batch, &h, true, &dz, false);
-        let e = layout.require(&MlpSpec::weight(l))?;
-        for i in 0..w[l] {
-            for j in 0..w[l + 1] {
-                let s = if e.transposed {
-                    j * w[l] + i
-                } else {
-                    i * w[l + 1] + j
-                };
-                grad[e.offset + s] += dw[i * w[l + 1] + j];
-            }
-        }
-        let be = layout.require(&MlpSpec::bias(l))?;
-        for r in 0..batch {
-            for j in 0..w[l + 1] {
-                grad[be.offset + j] += dz[r * w[l + 1] + j];
-            }
-        }
+        scatter_weight(spec, layout, l, &dw, &mut grad)?;
+        scatter_bias(spec, layout, l, batch, &dz, &mut grad)?;
         if l > 0 {
             let wl = layout.read(theta, &MlpSpec::weight(l))?;
             let dh = matmul(batch, w[l], w[l + 1], &dz, false, &wl, true);
@@ -122,6 +107,25 @@ pub fn loss_grad_targets(
         }
     }
     Ok((loss, grad))
+}
+
+/// Add the bias gradient of layer `l`, the column sums of `dz` ([batch, w_{l+1}]), into `out`.
+fn scatter_bias(
+    spec: &MlpSpec,
+    layout: &ParamLayout,
+    l: usize,
+    batch: usize,
+    dz: &[f64],
+    out: &mut [f64],
+) -> Result<()> {
+    let width = spec.widths[l + 1];
+    let be = layout.require(&MlpSpec::bias(l))?;
+    for r in 0..batch {
+        for j in 0..width {
+            out[be.offset + j] += dz[r * width + j];
+        }
+    }
+    Ok(())
 }
 
 /// Scatter the logical weight-shaped `dw` ([w_l, w_{l+1}]) of layer `l` into its storage in
@@ -237,12 +241,7 @@ pub fn hvp_targets(
             *a += b;
         }
         scatter_weight(spec, layout, l, &dw, &mut out)?;
-        let be = layout.require(&MlpSpec::bias(l))?;
-        for r in 0..batch {
-            for j in 0..w[l + 1] {
-                out[be.offset + j] += rdz[r * w[l + 1] + j];
-            }
-        }
+        scatter_bias(spec, layout, l, batch, &rdz, &mut out)?;
         if l > 0 {
             let wl = layout.read(theta, &MlpSpec::weight(l))?;
             let vl = layout.read(v, &MlpSpec::weight(l))?;
@@ -271,7 +270,7 @@ pub fn hvp_targets(
 mod tests {
     use super::*;
     use crate::kernels::matmul::Activation;
-    use crate::reference::{central_diff, rel_err};
+    use crate::reference::{central_diff, directional_diff, rel_err};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -315,24 +314,19 @@ mod tests {
         assert!(e < 1e-6, "{spec:?}: relative error {e}");
     }
 
-    #[test]
-    fn gradient_matches_finite_differences_for_every_activation() {
-        for (i, act) in [
-            Activation::Sigmoid,
-            Activation::Relu,
-            Activation::Tanh,
-            Activation::Identity,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+    /// `f(spec, i)` for a 5-4-3-3 MLP of every activation (the i-th) and loss.
+    fn each_activation_and_loss(mut f: impl FnMut(MlpSpec, u64)) {
+        for (i, act) in Activation::ALL.into_iter().enumerate() {
             for loss in [Loss::CrossEntropy, Loss::Mse] {
-                let spec = MlpSpec::new(&[5, 4, 3, 3], act)
-                    .expect("spec")
-                    .with_loss(loss);
-                check(&spec, 6, i as u64);
+                let spec = MlpSpec::new(&[5, 4, 3, 3], act).expect("spec");
+                f(spec.with_loss(loss), i as u64);
             }
         }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences_for_every_activation() {
+        each_activation_and_loss(|spec, i| check(&spec, 6, i));
     }
 
     fn check_hvp(spec: &MlpSpec, batch: usize, seed: u64) {
@@ -347,19 +341,12 @@ mod tests {
         let (x, labels, values) = data(spec, batch, &mut rng);
         let y = targets(spec, &labels, &values);
         let hv = hvp_targets(spec, &layout, &theta, &v, &x, y, batch).expect("hvp");
-        let h = 1e-5;
-        let grad_at = |s: f64| {
-            let t: Vec<f64> = theta.iter().zip(&v).map(|(a, b)| a + s * b).collect();
-            loss_grad_targets(spec, &layout, &t, &x, y, batch)
+        let grad = |t: &[f64]| {
+            loss_grad_targets(spec, &layout, t, &x, y, batch)
                 .expect("grad")
                 .1
         };
-        let (gp, gm) = (grad_at(h), grad_at(-h));
-        let fd: Vec<f64> = gp
-            .iter()
-            .zip(&gm)
-            .map(|(a, b)| (a - b) / (2.0 * h))
-            .collect();
+        let fd = directional_diff(grad, &theta, &v, 1e-5);
         let e = rel_err(&hv, &fd);
         assert!(
             e < 1e-6,
@@ -369,27 +356,14 @@ mod tests {
 
     #[test]
     fn hvp_matches_finite_differences_of_the_gradient() {
-        for (i, act) in [
-            Activation::Sigmoid,
-            Activation::Relu,
-            Activation::Tanh,
-            Activation::Identity,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            for loss in [Loss::CrossEntropy, Loss::Mse] {
-                let spec = MlpSpec::new(&[5, 4, 3, 3], act)
-                    .expect("spec")
-                    .with_loss(loss);
-                check_hvp(&spec, 6, 20 + i as u64);
-                let tied = MlpSpec::new(&[6, 4, 6], act)
-                    .and_then(|s| s.with_tied(1, 0))
-                    .expect("spec")
-                    .with_loss(loss);
-                check_hvp(&tied, 5, 30 + i as u64);
-            }
-        }
+        each_activation_and_loss(|spec, i| {
+            check_hvp(&spec, 6, 20 + i);
+            let tied = MlpSpec::new(&[6, 4, 6], spec.activation_of(0))
+                .and_then(|s| s.with_tied(1, 0))
+                .expect("spec")
+                .with_loss(spec.loss);
+            check_hvp(&tied, 5, 30 + i);
+        });
         // One layer: the Hessian of a linear model's loss.
         let spec = MlpSpec::new(&[4, 3], Activation::Tanh).expect("spec");
         check_hvp(&spec, 3, 40);

@@ -10,8 +10,7 @@ use crate::{Error, Result};
 crate::shader! {
     pub static SHADER = "mlp_rop.wgsl";
     pub struct RopParams {
-        count: u32, rows: u32, cols: u32, batch: u32,
-        e_off: u32, e_bs: u32, act: u32, _pad: u32,
+        count: u32, rows: u32, cols: u32, batch: u32, e_off: u32, e_bs: u32, act: u32, _pad: u32,
     }
     /// R(H) = act'(h) ⊙ (R(Z) + v_b), in place.
     pub ROP_BIAS_ACT = rop_bias_act(read h, read vb, write rz);

@@ -9,8 +9,7 @@ use crate::{Error, Result};
 crate::shader! {
     pub static SHADER = "softmax.wgsl", tree_reduction;
     pub struct SoftmaxParams {
-        rows: u32, classes: u32, batch: u32, want_grad: u32,
-        z_off: u32, z_bs: u32, y_off: u32, y_bs: u32,
+        rows: u32, classes: u32, batch: u32, want_grad: u32, z_off: u32, z_bs: u32, y_off: u32, y_bs: u32,
         d_off: u32, d_bs: u32, l_off: u32, _pad: u32,
     }
     /// The fused softmax cross-entropy kernel.

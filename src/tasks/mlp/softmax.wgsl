@@ -20,12 +20,9 @@
 // `p: Params` and the storage bindings are declared from src/tasks/mlp/softmax.rs.
 
 @compute @workgroup_size(256)
-fn softmax_xent(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let n = flat_group(wid, nwg);
+fn softmax_xent(grid: Grid) {
+    let li = grid.li;
+    let n = flat_group(grid);
     if (n >= p.batch) { return; }
     let inv_b = 1.0 / f32(p.rows);
     var s = 0.0;
@@ -51,12 +48,9 @@ fn softmax_xent(
 }
 
 @compute @workgroup_size(256)
-fn mse(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let n = flat_group(wid, nwg);
+fn mse(grid: Grid) {
+    let li = grid.li;
+    let n = flat_group(grid);
     if (n >= p.batch) { return; }
     let inv_b = 1.0 / f32(p.rows);
     let per = p.rows * p.classes;

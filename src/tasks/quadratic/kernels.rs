@@ -11,8 +11,7 @@ pub const MAX_DIM: usize = 1024;
 crate::shader! {
     pub static SHADER = "quadratic.wgsl";
     pub struct QuadraticParams {
-        d: u32, batch: u32, t_off: u32, t_bs: u32,
-        g_off: u32, g_bs: u32, l_off: u32, _pad: u32,
+        d: u32, batch: u32, t_off: u32, t_bs: u32, g_off: u32, g_bs: u32, l_off: u32, _pad: u32,
     }
     /// The fused quadratic loss-and-gradient kernel.
     pub QUADRATIC = quadratic(read theta, read data, write grad, write loss);

@@ -19,12 +19,9 @@ var<workgroup> r_s: array<f32, 1024>;
 var<workgroup> part: array<f32, 64>;
 
 @compute @workgroup_size(64)
-fn quadratic(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let n = flat_group(wid, nwg);
+fn quadratic(grid: Grid) {
+    let li = grid.li;
+    let n = flat_group(grid);
     if (n >= p.batch) { return; }
     let d = p.d;
     let wb = n * (d * d + d);
@@ -51,12 +48,9 @@ fn quadratic(
 }
 
 @compute @workgroup_size(64)
-fn quadratic_hvp(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let n = flat_group(wid, nwg);
+fn quadratic_hvp(grid: Grid) {
+    let li = grid.li;
+    let n = flat_group(grid);
     if (n >= p.batch) { return; }
     let d = p.d;
     let wb = n * (d * d + d);

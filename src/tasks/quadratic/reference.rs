@@ -25,7 +25,7 @@ pub fn hvp(d: usize, w: &[f64], v: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::{central_diff, rel_err};
+    use crate::reference::{central_diff, directional_diff, rel_err};
     use rand::{Rng, SeedableRng};
 
     #[test]
@@ -49,17 +49,7 @@ mod tests {
             let y: Vec<f64> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
             let th: Vec<f64> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
             let v: Vec<f64> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let h = 1e-5;
-            let at = |s: f64| {
-                let t: Vec<f64> = th.iter().zip(&v).map(|(a, b)| a + s * b).collect();
-                loss_grad(d, &w, &y, &t).1
-            };
-            let (gp, gm) = (at(h), at(-h));
-            let fd: Vec<f64> = gp
-                .iter()
-                .zip(&gm)
-                .map(|(a, b)| (a - b) / (2.0 * h))
-                .collect();
+            let fd = directional_diff(|t| loss_grad(d, &w, &y, t).1, &th, &v, 1e-5);
             let hv = hvp(d, &w, &v);
             assert!(rel_err(&hv, &fd) < 1e-8, "d={d}: {}", rel_err(&hv, &fd));
         }
