@@ -381,6 +381,44 @@ impl MetricsWriter {
     }
 }
 
+/// `n` bytes in KiB, MiB or GiB.
+pub fn bytes_text(n: u64) -> String {
+    let f = n as f64;
+    if f >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", f / (1u64 << 30) as f64)
+    } else if f >= (1u64 << 20) as f64 {
+        format!("{:.2} MiB", f / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", f / 1024.0)
+    }
+}
+
+/// What `metalearn train --dry-run` prints for the adapter `adapter`.
+pub fn dry_run_text(d: &crate::run::DryRun, adapter: &str) -> String {
+    let m = &d.memory;
+    let available = match d.available {
+        Some(a) => format!(
+            "{} available (host memory of the software adapter)",
+            bytes_text(a)
+        ),
+        None => "not reported by this adapter; every buffer is within its limits".into(),
+    };
+    format!(
+        "dry run on {adapter}: the run fits; nothing was written\n\
+         \x20 checkpoints  {:>12}  ({} slots of {})\n\
+         \x20 working      {:>12}  (gradients, adjoints, losses, initialisations, optimizer workspace)\n\
+         \x20 task         {:>12}  (data, batches, activations)\n\
+         \x20 total        {:>12}\n\
+         \x20 adapter      {available}\n",
+        bytes_text(m.checkpoints),
+        m.slots,
+        bytes_text(m.slot_bytes),
+        bytes_text(m.working),
+        bytes_text(m.task),
+        bytes_text(m.total()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

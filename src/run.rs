@@ -109,6 +109,33 @@ pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainS
     r
 }
 
+/// What `metalearn train --dry-run` reports.
+#[derive(Clone, Debug)]
+pub struct DryRun {
+    /// The GPU memory the run will hold, by purpose.
+    pub memory: crate::meta::MemoryReport,
+    /// Memory the adapter has, where it is known ([`Gpu::memory_available`]).
+    pub available: Option<u64>,
+}
+
+/// Everything [`train`] checks before it writes anything, and the estimate of the memory the
+/// run will hold ([`MetaTrainer::estimate`]); writes nothing and allocates only the task and
+/// the optimizer's workspace. A run that cannot fit the adapter is an error naming the limit.
+pub fn dry_run(gpu: &Arc<Gpu>, cfg: &Config) -> Result<DryRun> {
+    if cfg.task.kind == crate::config::LM_KIND {
+        return Err(Error::invalid(
+            "train --dry-run estimates meta-training runs; the language-model trainer (task.kind = \"lm\") has no estimate yet: run it without --dry-run",
+        ));
+    }
+    let mut task = build_task(gpu, cfg, Sample::Train, cfg.task.instances)?;
+    let (opt, meta) = (cfg.optimizer()?, cfg.meta_config()?);
+    let memory = MetaTrainer::estimate(gpu, task.as_mut(), &opt, &meta)?;
+    Ok(DryRun {
+        memory,
+        available: gpu.memory_available(),
+    })
+}
+
 /// Remove `dir` when it holds nothing a run saved: at most its lock file, its config and an
 /// empty metrics file.
 fn remove_if_nothing_saved(dir: &Path) {

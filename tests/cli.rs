@@ -268,3 +268,52 @@ fn refused_runs_leave_no_run_directory() {
         assert!(!Path::new(out).exists(), "{kv}: {out} was left behind");
     }
 }
+
+#[test]
+fn dry_run_prints_the_memory_and_writes_nothing() {
+    let d = temp("dry");
+    let out = d.join("run");
+    let out_s = out.to_str().unwrap();
+    let (code, stdout, err) = metalearn(&["train", "--dry-run", "--out", out_s]);
+    assert_eq!(code, 0, "{err}");
+    for needle in ["the run fits", "checkpoints", "21 slots", "total"] {
+        assert!(stdout.contains(needle), "'{needle}' not in {stdout}");
+    }
+    assert!(!out.exists(), "a dry run wrote {out_s}");
+    // 100 000 steps of 300 instances, every step stored: ~97 GB of checkpoint slots, each
+    // slot within the buffer limits. Refused up front, by the dry run and by the run itself.
+    let big = [
+        "--instances",
+        "300",
+        "--set",
+        "meta.unroll=100000",
+        "--set",
+        "meta.episode=0",
+        "--out",
+        out_s,
+    ];
+    for dry in [true, false] {
+        let mut args = vec!["train"];
+        if dry {
+            args.push("--dry-run");
+        }
+        args.extend(big);
+        expect_error(
+            &args,
+            &["memory the run's GPU buffers need", "meta.schedule"],
+        );
+        assert!(!out.exists(), "a refused run left {out_s}");
+    }
+    // One buffer beyond the adapter's limits is named.
+    expect_error(
+        &[
+            "train",
+            "--dry-run",
+            "--set",
+            "meta.unroll=1048576",
+            "--set",
+            "meta.episode=0",
+        ],
+        &["buffer 'losses'", "shorter unroll"],
+    );
+}

@@ -621,3 +621,37 @@ fn initial_theta_is_independent_of_the_instance_data() -> Result<()> {
     }
     Ok(())
 }
+
+/// The up-front estimate (`MetaTrainer::estimate`, what `train --dry-run` prints and what a run
+/// is refused by) is what the trainer then holds, for every optimizer, mode and schedule, with
+/// and without a carried episode state.
+#[test]
+fn memory_estimate_is_what_the_trainer_holds() -> Result<()> {
+    for family in [Family::Quadratic, Family::Mlp] {
+        for opt in optimizers() {
+            for mode in [Mode::Truncated, Mode::SecondOrder] {
+                if mode == Mode::SecondOrder && !opt.supports_second_order() {
+                    continue;
+                }
+                for (schedule, episode) in [(Schedule::StoreAll, 0), (Schedule::Sqrt, 2 * T)] {
+                    let cfg = MetaConfig {
+                        unroll: T,
+                        episode,
+                        mode,
+                        schedule,
+                        learn_optimizer: opt.is_learned(),
+                        learn_init: true,
+                        ..Default::default()
+                    };
+                    let mut t = task(family, 3)?;
+                    let est = MetaTrainer::estimate(shared_gpu(), t.as_mut(), &opt, &cfg)?;
+                    let tr = MetaTrainer::new(shared_gpu().clone(), t, opt.clone(), cfg)?;
+                    let what = format!("{family:?} {} {mode:?} {schedule:?}", opt.name());
+                    assert_eq!(est, tr.memory(), "{what}");
+                    assert!(est.slots > 0 && est.working > 0 && est.task > 0, "{what}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -366,11 +366,39 @@ impl Gpu {
         self.check_errors()
     }
 
+    /// Bytes the adapter can hold, where that is known: a software adapter (lavapipe,
+    /// llvmpipe) allocates from host memory, so the host's available memory (`MemAvailable` in
+    /// /proc/meminfo); `None` for hardware adapters, whose memory size wgpu does not report.
+    pub fn memory_available(&self) -> Option<u64> {
+        if !self.props.is_software() {
+            return None;
+        }
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib.saturating_mul(1024))
+    }
+
+    /// Check that buffers of `bytes` in all fit the memory the adapter has, where that is known
+    /// ([`Gpu::memory_available`]).
+    pub fn check_memory(&self, bytes: u64) -> Result<()> {
+        match self.memory_available() {
+            Some(avail) if bytes > avail => Err(Error::LimitExceeded {
+                what: "memory the run's GPU buffers need in bytes".into(),
+                value: bytes,
+                limit: avail,
+                limit_name: "memory available to the (software) adapter",
+                hint: "use fewer task instances, a shorter unroll, fewer checkpoint slots (meta.schedule = \"sqrt\" or \"revolve-K\", or meta.memory_budget_mib), or a smaller model; `metalearn train --dry-run` prints the estimate".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Check that `bytes` fits one storage binding and one buffer; `what` names the buffer in the error.
     pub fn check_storage_size(&self, what: &str, bytes: u64) -> Result<()> {
         let l = &self.props.limits;
         let hint =
-            "use fewer task instances, a smaller model or batch, or a GPU with larger limits";
+            "use fewer task instances, a shorter unroll, a smaller model or batch, or a GPU with larger limits";
         if bytes > l.max_buffer_size {
             return Err(Error::LimitExceeded {
                 what: format!("buffer '{what}' size in bytes"),

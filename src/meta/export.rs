@@ -8,8 +8,9 @@ use std::sync::Arc;
 use rand::{Rng, SeedableRng};
 
 use super::save::write_atomically;
+use super::settings::{FinalBatch, MetaConfig};
 use super::tensor_file::{self, F32Tensor};
-use super::trainer::{FinalBatch, MetaConfig, MetaTrainer};
+use super::trainer::MetaTrainer;
 use crate::gpu::Gpu;
 use crate::kernels::matmul::Activation;
 use crate::meta::Schedule;

@@ -5,6 +5,8 @@ pub mod export;
 pub mod meta_optim;
 pub mod plan;
 pub mod save;
+pub mod settings;
+mod sizing;
 pub mod tensor_file;
 pub mod trainer;
 mod unroll;
@@ -17,7 +19,7 @@ pub use export::{
 pub use meta_optim::MetaAdam;
 pub use plan::{Action, Plan, Schedule};
 pub use save::{write_atomically, Checkpoint, RunDir, RunLock};
-pub use trainer::{
-    FinalBatch, LossWeights, MemoryReport, MetaConfig, MetaGradient, MetaTrainer, NonFinite, Skip,
-    StepReport, TrainerState,
+pub use settings::{
+    FinalBatch, LossWeights, MemoryReport, MetaConfig, MetaGradient, NonFinite, Skip, StepReport,
 };
+pub use trainer::{MetaTrainer, TrainerState};

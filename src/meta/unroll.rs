@@ -4,8 +4,9 @@
 //! gradient norm. It only records; the caller submits and waits.
 
 use super::meta_optim::{self, status};
-use super::plan::{plan, slots_for_budget, Action, Plan, Schedule};
-use super::trainer::{FinalBatch, MemoryReport, MetaConfig};
+use super::plan::{Action, Plan};
+use super::settings::{FinalBatch, MemoryReport, MetaConfig};
+use super::sizing::Sizing;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, ReduceStrategy, Reduction, Strided};
 use crate::kernels::vec::{self, View};
@@ -65,22 +66,27 @@ pub(crate) struct Unroll {
 }
 
 impl Unroll {
-    /// Plan the unroll of `cfg` and allocate its buffers (in second-order mode the task's
-    /// Hessian-vector product is enabled too).
+    /// Allocate the buffers of `size` (checked to fit first, with the optimizer's workspace of
+    /// `ws_bytes`); in second-order mode the task's Hessian-vector product is enabled too.
     pub(crate) fn new(
         gpu: &Gpu,
         task: &mut dyn Task,
         opt: &Optimizer,
         cfg: &MetaConfig,
+        ws_bytes: u64,
     ) -> Result<Self> {
-        let t = cfg.unroll;
-        let weights = cfg.weights.resolve(t)?;
         let n = task.instances();
         let p = task.layout().size();
-        let count = n * p;
+        let size = Sizing::new(gpu, n, p, opt, cfg)?;
         // The optimizer's support of second-order mode is checked by `MetaConfig::validate`.
-        let second_order = if cfg.mode == Mode::SecondOrder {
+        if size.second_order {
             task.enable_hvp(gpu)?;
+        }
+        size.check_fits(gpu, ws_bytes, task.gpu_bytes())?;
+        let t = cfg.unroll;
+        let weights = cfg.weights.resolve(t)?;
+        let count = n * p;
+        let second_order = if size.second_order {
             Some(SecondOrderBuffers {
                 gbar: gpu.buffer("gradient input adjoint", count)?,
                 hv: gpu.buffer("Hessian-vector product", count)?,
@@ -88,34 +94,24 @@ impl Unroll {
         } else {
             None
         };
-        let slot_len = opt.slot_len(count);
-        let plan = if cfg.mode == Mode::Reptile {
-            reptile_plan(t)
-        } else if let Some(budget) = cfg.memory_budget {
-            let s = slots_for_budget(budget, slot_len as u64 * 4, t)?;
-            plan(Schedule::Revolve(s), t)?
-        } else {
-            plan(cfg.schedule, t)?
-        };
-        let slots = (0..plan.slots)
-            .map(|i| gpu.buffer(&format!("checkpoint slot {i}"), slot_len))
+        let slots = (0..size.plan.slots)
+            .map(|i| gpu.buffer(&format!("checkpoint slot {i}"), size.slot_len))
             .collect::<Result<Vec<_>>>()?;
-        let groups = opt.partial_groups(gpu, count)?;
         let phi_len = opt.phi_len();
         Ok(Self {
             g: gpu.buffer("gradient", count)?,
             tbar: gpu.buffer("theta adjoint", count)?,
             sbar: gpu.buffer("state adjoint", count * opt.state_len())?,
-            partials: gpu.buffer("phi partial sums", groups * phi_len)?,
+            partials: gpu.buffer("phi partial sums", size.groups * phi_len)?,
             second_order,
             losses: gpu.buffer("losses", (t + 1) * n)?,
             weights_buf: gpu.buffer_from("meta-loss weights", &weights)?,
             meta_grad: gpu.buffer("meta-gradient", phi_len + p)?,
-            plan,
+            groups: size.groups,
+            plan: size.plan,
             weights,
             params: p,
             count,
-            groups,
             slots,
         })
     }
@@ -155,8 +151,9 @@ impl Unroll {
         &self.losses
     }
 
-    /// Bytes held on the GPU: these buffers, the optimizer's workspace `ws` and the task.
-    pub(crate) fn memory(&self, ws: &Workspace, task: &dyn Task) -> MemoryReport {
+    /// Bytes held on the GPU: these buffers (and the trainer's initialisations and carried
+    /// state, as [`Sizing`] counts them), the optimizer's workspace `ws` and the task.
+    pub(crate) fn memory(&self, ws: &Workspace, task: &dyn Task, carry: bool) -> MemoryReport {
         let slot_bytes = self.slots.first().map_or(0, GpuBuffer::bytes);
         let working = [
             &self.g,
@@ -169,6 +166,8 @@ impl Unroll {
         .map(|b| b.bytes())
         .sum::<u64>()
             + ws.bytes()
+            + self.count as u64 * 4
+            + if carry { slot_bytes } else { 0 }
             + self
                 .second_order
                 .as_ref()
@@ -475,7 +474,7 @@ impl Unroll {
 }
 
 /// Reptile needs no reversal: advance through two slots in turn, evaluate the last state.
-fn reptile_plan(t: usize) -> Plan {
+pub(super) fn reptile_plan(t: usize) -> Plan {
     let mut actions: Vec<Action> = (0..t)
         .map(|s| Action::Advance {
             step: s,

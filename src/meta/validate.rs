@@ -4,7 +4,7 @@
 //!
 //! [`MetaTrainer::new`]: super::MetaTrainer::new
 
-use super::trainer::MetaConfig;
+use super::settings::MetaConfig;
 use crate::optim::{Mode, Optimizer};
 use crate::{Error, Result};
 

@@ -9,8 +9,13 @@ use metalearn::bench::{parse_instance_list, BenchOptions, Part};
 use metalearn::demo::{self, DemoConfig};
 use metalearn::gpu::{parse_backends, Gpu, GpuOptions};
 use metalearn::run::{l2l_quadratics, L2lConfig};
-use metalearn::{Error, Result};
+use metalearn::Result;
 use std::sync::Arc;
+
+mod eval;
+mod lm;
+use eval::eval_cmd;
+use lm::lm_train_cmd;
 
 /// Meta-train learned optimizers and learned initialisations on any GPU (wgpu).
 ///
@@ -247,6 +252,9 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Check the run and print the GPU memory it will hold; write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Options of `metalearn eval`.
@@ -300,6 +308,14 @@ fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
     }
     let cfg = base.with_overrides(&set)?;
     let gpu = open()?;
+    if a.dry_run {
+        let d = metalearn::run::dry_run(&gpu, &cfg)?;
+        print!(
+            "{}",
+            metalearn::report::dry_run_text(&d, &gpu.props().info.name)
+        );
+        return Ok(());
+    }
     if cfg.task.kind == metalearn::config::LM_KIND {
         return lm_train_cmd(&gpu, &cfg, &a);
     }
@@ -337,195 +353,10 @@ fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A table cell: fixed point, or scientific for values too large or small for it.
-fn cell(v: f64) -> String {
-    if v.is_finite() && (v == 0.0 || (1e-3..1e5).contains(&v.abs())) {
-        format!("{v:>11.4}")
-    } else {
-        format!("{v:>11.3e}")
-    }
-}
-
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// `metalearn train` of a language-model config (`task.kind = "lm"`).
-fn lm_train_cmd(gpu: &Arc<Gpu>, cfg: &metalearn::config::Config, a: &TrainArgs) -> Result<()> {
-    let info = &gpu.props().info;
-    println!(
-        "training the language model of [lm] on {} ({:?}); run directory {}",
-        info.name, info.backend, cfg.output.dir
-    );
-    let opts = metalearn::run::TrainOptions {
-        resume: a.resume,
-        progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        stop_after: None,
-        stop: None,
-    };
-    let s = metalearn::run::lm::train_lm(gpu, cfg, &opts)?;
-    let last = s.losses.last().copied().unwrap_or(f64::NAN);
-    let ppl = s.valid.last().map_or(f64::NAN, |v| v.1);
-    println!(
-        "{} steps in {:.1} s; last training loss {last:.4}; validation perplexity {ppl:.3}",
-        s.steps, s.seconds
-    );
-    println!("model: {}", s.file.display());
-    println!(
-        "metrics: {}/metrics.jsonl; evaluate with: metalearn eval {}",
-        cfg.output.dir, cfg.output.dir
-    );
-    Ok(())
-}
-
-/// True when `path` names a language-model run: a directory holding `lm.safetensors`, or that
-/// file.
-fn is_lm_run(path: &std::path::Path) -> bool {
-    use metalearn::run::lm::LM_FILE;
-    if path.is_dir() {
-        path.join(LM_FILE).exists()
-    } else {
-        path.file_name().is_some_and(|f| f == LM_FILE)
-    }
-}
-
-/// `metalearn eval` of a language-model run: static, dynamic and state-reset evaluation on
-/// the test split; a table on stdout, `lm_eval.csv` and `lm_eval.json` in the output directory.
-fn lm_eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
-    use metalearn::run::lm::{evaluate_lm, LmModel};
-    if !a.compare.is_empty() || a.steps.is_some() || a.instances.is_some() {
-        return Err(Error::invalid(
-            "--compare, --steps and --instances are for meta-training runs; a language-model run takes --set lm.eval_chunks=K, --set lm.dynamic_lr=LR and --out",
-        ));
-    }
-    let model = LmModel::load(&a.checkpoint)?;
-    let base = match &a.config {
-        Some(p) => metalearn::config::Config::from_file(p)?,
-        None => model.config.clone(),
-    };
-    let cfg = base.with_overrides(&a.set)?;
-    let out = eval_dir(a.out.as_deref(), &a.checkpoint);
-    let gpu = open()?;
-    let ev = evaluate_lm(&gpu, &model, &cfg)?;
-    print!("{}", ev.table());
-    ev.write(&out)?;
-    println!(
-        "curves by position: {} and {}",
-        out.join("lm_eval.csv").display(),
-        out.join("lm_eval.json").display()
-    );
-    Ok(())
-}
-
-fn eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
-    if is_lm_run(&a.checkpoint) {
-        return lm_eval_cmd(open, a);
-    }
-    use metalearn::config::Config;
-    use metalearn::run::{evaluate_checkpoints, load_checkpoint, Candidate};
-    let label = |p: &std::path::Path| {
-        p.file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| p.display().to_string())
-    };
-    let main = load_checkpoint(&a.checkpoint)?;
-    let own = Config::from_toml(
-        &main.config,
-        &format!("{} (its config)", a.checkpoint.display()),
-    )?;
-    let base = match &a.config {
-        Some(p) => Config::from_file(p)?,
-        None => own,
-    };
-    let mut set = a.set.clone();
-    if let Some(v) = a.steps {
-        set.push(format!("eval.steps={v}"));
-    }
-    if let Some(v) = a.instances {
-        set.push(format!("eval.instances={v}"));
-    }
-    let cfg = base.with_overrides(&set)?;
-    let mut cands = vec![Candidate {
-        name: format!(
-            "{} ({}, step {})",
-            main.optimizer,
-            label(&a.checkpoint),
-            main.state.step
-        ),
-        checkpoint: main,
-    }];
-    for c in &a.compare {
-        let ck = load_checkpoint(c)?;
-        cands.push(Candidate {
-            name: format!("{} ({}, step {})", ck.optimizer, label(c), ck.state.step),
-            checkpoint: ck,
-        });
-    }
-    let out = eval_dir(a.out.as_deref(), &a.checkpoint);
-    std::fs::create_dir_all(&out).map_err(|e| Error::Io {
-        path: out.clone(),
-        source: e,
-    })?;
-    let gpu = open()?;
-    let curves = evaluate_checkpoints(&gpu, &cfg, &cands)?;
-    let steps = cfg.eval.steps;
-    let title = format!(
-        "{} task, {} held-out instances",
-        format!("{:?}", cfg.task.kind).to_lowercase(),
-        cfg.eval.instances
-    );
-    let train: Vec<(String, Vec<f64>)> = curves
-        .iter()
-        .map(|c| (c.name.clone(), c.train.clone()))
-        .collect();
-    metalearn::report::write_csv(out.join("curves.csv"), &train)?;
-    metalearn::report::write_json(out.join("curves.json"), &train)?;
-    metalearn::report::plot_svg(out.join("curves.svg"), &title, "mean loss", &train, a.log_y)?;
-    let held: Vec<(String, Vec<f64>)> = curves
-        .iter()
-        .filter_map(|c| c.held_out.clone().map(|h| (c.name.clone(), h)))
-        .collect();
-    if !held.is_empty() {
-        metalearn::report::write_csv(out.join("held_out.csv"), &held)?;
-        metalearn::report::write_json(out.join("held_out.json"), &held)?;
-        metalearn::report::plot_svg(
-            out.join("held_out.svg"),
-            &format!("{title}: query-set loss"),
-            "mean held-out loss",
-            &held,
-            a.log_y,
-        )?;
-    }
-    let marks: Vec<usize> = [1, 10, steps / 2, steps]
-        .into_iter()
-        .filter(|&t| t <= steps)
-        .collect();
-    let mut marks = marks;
-    marks.sort_unstable();
-    marks.dedup();
-    let header: Vec<String> = marks.iter().map(|t| format!("t={t}")).collect();
-    println!("{title}; mean loss after t steps");
-    println!(
-        "{:<40} {}",
-        "optimizer",
-        header
-            .iter()
-            .map(|h| format!("{h:>11}"))
-            .collect::<String>()
-    );
-    for c in &curves {
-        let row: String = marks.iter().map(|&t| cell(c.train[t])).collect();
-        println!("{:<40} {row}", c.name);
-        if let Some(h) = &c.held_out {
-            let row: String = marks.iter().map(|&t| cell(h[t])).collect();
-            println!("{:<40} {row}", "  held-out (query) loss");
-        }
-    }
-    println!("curves and plot: {}", out.display());
-    Ok(())
-}
-
-/// Options of `metalearn export`.
 #[derive(clap::Args, Debug)]
 struct ExportArgs {
     /// Output file.
@@ -647,17 +478,5 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Where `eval` writes: `--out`, else `eval/` inside the run directory or beside the checkpoint.
-fn eval_dir(out: Option<&std::path::Path>, checkpoint: &std::path::Path) -> PathBuf {
-    match out {
-        Some(o) => o.to_path_buf(),
-        None if checkpoint.is_dir() => checkpoint.join("eval"),
-        None => checkpoint
-            .parent()
-            .map(|p| p.join("eval"))
-            .unwrap_or_else(|| PathBuf::from("eval")),
     }
 }

@@ -1,0 +1,81 @@
+//! The language-model commands: `metalearn train` and `metalearn eval` of a config with
+//! `task.kind = "lm"` and of its run directory.
+
+use std::sync::Arc;
+
+use metalearn::gpu::Gpu;
+use metalearn::{Error, Result};
+
+use super::eval::eval_dir;
+use super::{EvalArgs, TrainArgs};
+
+/// `metalearn train` of a language-model config (`task.kind = "lm"`).
+pub(crate) fn lm_train_cmd(
+    gpu: &Arc<Gpu>,
+    cfg: &metalearn::config::Config,
+    a: &TrainArgs,
+) -> Result<()> {
+    let info = &gpu.props().info;
+    println!(
+        "training the language model of [lm] on {} ({:?}); run directory {}",
+        info.name, info.backend, cfg.output.dir
+    );
+    let opts = metalearn::run::TrainOptions {
+        resume: a.resume,
+        progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        stop_after: None,
+        stop: None,
+    };
+    let s = metalearn::run::lm::train_lm(gpu, cfg, &opts)?;
+    let last = s.losses.last().copied().unwrap_or(f64::NAN);
+    let ppl = s.valid.last().map_or(f64::NAN, |v| v.1);
+    println!(
+        "{} steps in {:.1} s; last training loss {last:.4}; validation perplexity {ppl:.3}",
+        s.steps, s.seconds
+    );
+    println!("model: {}", s.file.display());
+    println!(
+        "metrics: {}/metrics.jsonl; evaluate with: metalearn eval {}",
+        cfg.output.dir, cfg.output.dir
+    );
+    Ok(())
+}
+
+/// True when `path` names a language-model run: a directory holding `lm.safetensors`, or that
+/// file.
+pub(crate) fn is_lm_run(path: &std::path::Path) -> bool {
+    use metalearn::run::lm::LM_FILE;
+    if path.is_dir() {
+        path.join(LM_FILE).exists()
+    } else {
+        path.file_name().is_some_and(|f| f == LM_FILE)
+    }
+}
+
+/// `metalearn eval` of a language-model run: static, dynamic and state-reset evaluation on
+/// the test split; a table on stdout, `lm_eval.csv` and `lm_eval.json` in the output directory.
+pub(crate) fn lm_eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
+    use metalearn::run::lm::{evaluate_lm, LmModel};
+    if !a.compare.is_empty() || a.steps.is_some() || a.instances.is_some() {
+        return Err(Error::invalid(
+            "--compare, --steps and --instances are for meta-training runs; a language-model run takes --set lm.eval_chunks=K, --set lm.dynamic_lr=LR and --out",
+        ));
+    }
+    let model = LmModel::load(&a.checkpoint)?;
+    let base = match &a.config {
+        Some(p) => metalearn::config::Config::from_file(p)?,
+        None => model.config.clone(),
+    };
+    let cfg = base.with_overrides(&a.set)?;
+    let out = eval_dir(a.out.as_deref(), &a.checkpoint);
+    let gpu = open()?;
+    let ev = evaluate_lm(&gpu, &model, &cfg)?;
+    print!("{}", ev.table());
+    ev.write(&out)?;
+    println!(
+        "curves by position: {} and {}",
+        out.join("lm_eval.csv").display(),
+        out.join("lm_eval.json").display()
+    );
+    Ok(())
+}
