@@ -28,7 +28,7 @@ fn main() -> metalearn::Result<()> {
     if let Some(v) = arg(6) {
         cfg.grid_points = v as usize;
     }
-    let r = l2l_quadratics(&gpu, &cfg)?;
+    let r = l2l_quadratics(&gpu, &cfg, false)?;
     let k = r.meta_losses.len();
     for i in (0..k).step_by((k / 20).max(1)) {
         let w = &r.meta_losses[i..(i + 5).min(k)];

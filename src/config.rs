@@ -249,6 +249,12 @@ fn err(origin: &str, problem: impl Into<String>, hint: impl Into<String>) -> Err
 impl Config {
     /// Parse a TOML document; `origin` names it in errors (a path, or "embedded default").
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        Self::parse(text, origin, false)
+    }
+
+    /// [`Config::from_toml`]; for a `generated` text (a config after `--set`, which the user
+    /// never saw as a file) errors name the key, not a line of that text.
+    fn parse(text: &str, origin: &str, generated: bool) -> Result<Self> {
         let cfg: Config = toml::from_str(text).map_err(|e: toml::de::Error| {
             let (what, hint) = match text.parse::<toml::Table>() {
                 Err(_) => ("not valid TOML: ", "fix the syntax".to_string()),
@@ -259,7 +265,11 @@ impl Config {
             };
             err(
                 origin,
-                format!("{what}{}{}", e.message().trim(), location(text, e.span())),
+                format!(
+                    "{what}{}{}",
+                    e.message().trim(),
+                    location(text, e.span(), generated)
+                ),
                 hint,
             )
         })?;
@@ -287,7 +297,7 @@ impl Config {
     fn from_table(table: toml::Table, origin: &str) -> Result<Self> {
         let text = toml::to_string(&table)
             .map_err(|e| Error::invalid(format!("internal TOML round trip failed: {e}")))?;
-        Self::from_toml(&text, origin)
+        Self::parse(&text, origin, true)
     }
 
     /// The config as TOML.
@@ -582,14 +592,27 @@ fn parse_value(v: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(v.to_string()))
 }
 
-/// " (line N: `text of the line`)" for an error span, or "".
-fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+/// " (line N: `text of the line`)" for an error span, or "". In a `generated` text the line
+/// number means nothing to the user: " (`section.key = value`)" instead.
+fn location(text: &str, span: Option<std::ops::Range<usize>>, generated: bool) -> String {
     let Some(s) = span else {
         return String::new();
     };
     let start = s.start.min(text.len());
     let line = text[..start].matches('\n').count() + 1;
     let content = text.lines().nth(line - 1).unwrap_or("").trim();
+    if generated {
+        let section = text
+            .lines()
+            .take(line)
+            .filter_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']'))
+            .last();
+        return match (section, content.is_empty()) {
+            (_, true) => String::new(),
+            (Some(s), false) => format!(" (`{s}.{content}`)"),
+            (None, false) => format!(" (`{content}`)"),
+        };
+    }
     if content.is_empty() {
         format!(" (line {line})")
     } else {
@@ -678,5 +701,22 @@ mod tests {
         assert!(e.to_string().contains("line 1"), "{e}");
         let e = Config::from_toml("[optimizer]\nkind = \"sgd\"\n", "x.toml").unwrap_err();
         assert!(e.to_string().contains("nothing to meta-learn"), "{e}");
+    }
+
+    #[test]
+    fn override_errors_name_the_key_not_a_line_of_the_merged_config() {
+        let base = Config::embedded_default().unwrap();
+        for (set, key) in [
+            ("task.dim=abc", "`task.dim = \"abc\"`"),
+            ("meta.bogus=1", "`meta.bogus = 1`"),
+            ("seed=x", "`seed = \"x\"`"),
+        ] {
+            let e = base
+                .with_overrides(&[set.to_string()])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{set}: {e}");
+            assert!(!e.contains("line "), "{set}: {e}");
+        }
     }
 }

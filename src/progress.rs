@@ -13,6 +13,11 @@ pub(crate) struct ProgressBar {
 impl ProgressBar {
     /// A bar of `total` outer steps standing at `start`; `None` unless `show`.
     pub(crate) fn new(show: bool, total: u64, start: u64) -> Result<Option<Self>> {
+        Self::counting(show, total, start, "outer steps")
+    }
+
+    /// A bar of `total` things named `unit` standing at `start`; `None` unless `show`.
+    pub(crate) fn counting(show: bool, total: u64, start: u64, unit: &str) -> Result<Option<Self>> {
         if !show {
             return Ok(None);
         }
@@ -20,9 +25,9 @@ impl ProgressBar {
         {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} outer steps  {msg}  ETA {eta}",
-                )
+                indicatif::ProgressStyle::with_template(&format!(
+                    "{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {unit}  {{msg}}  ETA {{eta}}"
+                ))
                 .map_err(|e| crate::Error::invalid(format!("progress template: {e}")))?
                 .progress_chars("=> "),
             );
@@ -31,7 +36,7 @@ impl ProgressBar {
         }
         #[cfg(not(feature = "cli"))]
         {
-            let _ = (total, start);
+            let _ = (total, start, unit);
             Ok(Some(Self {}))
         }
     }
@@ -56,6 +61,12 @@ impl ProgressBar {
     pub(crate) fn finish(&self) {
         #[cfg(feature = "cli")]
         self.bar.finish();
+    }
+
+    /// Remove the bar from the screen.
+    pub(crate) fn finish_and_clear(&self) {
+        #[cfg(feature = "cli")]
+        self.bar.finish_and_clear();
     }
 
     /// Leave the bar where it stands (a run that stops early).

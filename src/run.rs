@@ -79,6 +79,60 @@ fn same_training(a: &Config, b: &Config) -> bool {
     strip(a) == strip(b)
 }
 
+/// The keys whose values differ between the configs `a` and `b`: `(key, a's value, b's value)`,
+/// in key order (a key one of them lacks shows as `(unset)`).
+pub fn config_differences(a: &Config, b: &Config) -> Result<Vec<(String, String, String)>> {
+    fn flatten(
+        prefix: &str,
+        v: &toml::Value,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let table = |c: &Config| -> Result<std::collections::BTreeMap<String, String>> {
+        let v: toml::Value = toml::from_str(&c.to_toml()?)
+            .map_err(|e| Error::invalid(format!("config does not read back: {e}")))?;
+        let mut out = std::collections::BTreeMap::new();
+        flatten("", &v, &mut out);
+        Ok(out)
+    };
+    let (ta, tb) = (table(a)?, table(b)?);
+    let unset = || "(unset)".to_string();
+    let mut keys: Vec<&String> = ta.keys().chain(tb.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    Ok(keys
+        .into_iter()
+        .filter(|k| ta.get(*k) != tb.get(*k))
+        .map(|k| {
+            let va = ta.get(k).cloned().unwrap_or_else(unset);
+            let vb = tb.get(k).cloned().unwrap_or_else(unset);
+            (k.clone(), va, vb)
+        })
+        .collect())
+}
+
+fn differences_text(d: &[(String, String, String)]) -> String {
+    d.iter()
+        .map(|(k, a, b)| format!("{k} = {a} in the run, {b} now"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Meta-train as `cfg` says, writing `metrics.jsonl`, periodic evaluations and checkpoints to
 /// the run directory `cfg.output.dir`. A run directory that already holds checkpoints is only
 /// continued with `resume` (never overwritten); one that holds metrics but no usable
@@ -164,6 +218,12 @@ fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<Train
             lock.path().display()
         );
     }
+    for f in dir.remove_temporaries()? {
+        eprintln!(
+            "note: removed {}, left by an interrupted write",
+            f.display()
+        );
+    }
     let existing = dir.checkpoints()?;
     let metrics_path = dir.path().join("metrics.jsonl");
     let resume_from = if opts.resume {
@@ -206,11 +266,33 @@ fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<Train
             });
         }
         let saved = Config::from_toml(&ck.config, "the checkpoint's config")?;
+        let changed = config_differences(&saved, cfg)?;
         if !same_training(&saved, cfg) {
+            let keys: Vec<_> = changed
+                .iter()
+                .filter(|(k, _, _)| {
+                    !(k == "meta.outer_steps"
+                        || k == "meta.max_skipped"
+                        || k.starts_with("eval.")
+                        || k.starts_with("output."))
+                })
+                .cloned()
+                .collect();
             return Err(Error::invalid(format!(
-                "the checkpoint in {} was trained with another task, optimizer or meta-training setting; resume with the same config (only meta.outer_steps, meta.max_skipped, [eval] and [output] may change), or start a new run in another directory",
-                dir.path().display()
+                "the checkpoint in {} was trained with another setting ({}); resume with the same config (only meta.outer_steps, meta.max_skipped, [eval] and [output] may change), or start a new run in another directory",
+                dir.path().display(),
+                differences_text(&keys)
             )));
+        }
+        let noted: Vec<_> = changed
+            .into_iter()
+            .filter(|(k, _, _)| k != "output.dir")
+            .collect();
+        if !noted.is_empty() {
+            eprintln!(
+                "note: resuming with {}; config.toml of the run directory is updated to say so",
+                differences_text(&noted)
+            );
         }
     }
     let task = build_task(gpu, cfg, Sample::Train, cfg.task.instances)?;

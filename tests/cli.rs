@@ -317,3 +317,94 @@ fn dry_run_prints_the_memory_and_writes_nothing() {
         &["buffer 'losses'", "shorter unroll"],
     );
 }
+
+/// Wording and artefacts: `--compare A B`, a resume that changes `meta.outer_steps` says so, a
+/// resume of another setting names the key, a run with no step left says so, leftovers of an
+/// interrupted write are removed, and no EGL complaint about XDG_RUNTIME_DIR on a headless box.
+#[test]
+fn runs_say_what_they_did() {
+    let d = temp("wording");
+    let (a, b) = (d.join("a"), d.join("b"));
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let small = ["--outer-steps", "1", "--instances", "2", "--quiet"];
+    for dir in [a_s, b_s] {
+        let mut args = vec!["train", "--out", dir];
+        args.extend(small);
+        let (code, _, err) = metalearn(&args);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, out, err) = metalearn(&[
+        "eval",
+        a_s,
+        "--compare",
+        b_s,
+        a_s,
+        "--steps",
+        "3",
+        "--instances",
+        "2",
+        "--out",
+        d.join("ev").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("lstm (").count(), 3, "{out}");
+    // A leftover temporary file goes; a longer run says what changed.
+    let leftover = a.join("ckpt-000000009.safetensors.tmp4242");
+    std::fs::write(&leftover, b"partial").unwrap();
+    let (code, _, err) = metalearn(&[
+        "train",
+        "--out",
+        a_s,
+        "--resume",
+        "--outer-steps",
+        "2",
+        "--instances",
+        "2",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!leftover.exists(), "{err}");
+    assert!(err.contains("removed") && err.contains("tmp4242"), "{err}");
+    assert!(
+        err.contains("meta.outer_steps = 1 in the run, 2 now"),
+        "{err}"
+    );
+    let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    assert!(cfg.contains("outer_steps = 2"), "{cfg}");
+    let (code, out, err) = metalearn(&[
+        "train",
+        "--out",
+        a_s,
+        "--resume",
+        "--outer-steps",
+        "2",
+        "--instances",
+        "2",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no step ran") && !out.contains("NaN"), "{out}");
+    expect_error(
+        &[
+            "train",
+            "--out",
+            a_s,
+            "--resume",
+            "--outer-steps",
+            "3",
+            "--instances",
+            "2",
+            "--set",
+            "task.dim=5",
+        ],
+        &["task.dim = 10 in the run, 5 now"],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_metalearn"))
+        .arg("info")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .expect("the metalearn binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+}

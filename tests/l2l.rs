@@ -18,7 +18,7 @@ fn lstm_meta_trained_on_quadratics_beats_tuned_sgd() -> Result<()> {
         grid_points: 9,
         seed: 1,
     };
-    let r = l2l_quadratics(shared_gpu(), &cfg)?;
+    let r = l2l_quadratics(shared_gpu(), &cfg, false)?;
     let last = |name: &str| {
         r.curves
             .iter()

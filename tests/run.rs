@@ -151,6 +151,7 @@ fn evaluation_of_a_checkpoint_against_tuned_baselines() {
             name: "linear".into(),
             checkpoint: ck,
         }],
+        false,
     )
     .unwrap();
     assert_eq!(curves.len(), 3);

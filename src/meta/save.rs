@@ -331,6 +331,26 @@ impl RunDir {
         &self.dir
     }
 
+    /// Remove what an interrupted [`write_atomically`] left behind (`NAME.tmpPID` files); call
+    /// it holding the directory's lock, so no writer is at work. Returns the files removed.
+    pub fn remove_temporaries(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let leftover = name.rsplit_once(".tmp").is_some_and(|(stem, pid)| {
+                !stem.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+            });
+            if leftover && entry.path().is_file() {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+                removed.push(entry.path());
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
     /// File name of the checkpoint at outer step `step`.
     pub fn checkpoint_path(&self, step: usize) -> PathBuf {
         self.dir.join(format!("ckpt-{step:09}.safetensors"))

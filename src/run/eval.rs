@@ -34,11 +34,12 @@ pub struct Candidate {
 /// Evaluate checkpoints (their optimizer with φ, from their θ0 when it was learned) and the
 /// configured baselines (each at its best learning rate on 4 × `eval.instances` tuning
 /// instances of the training family) on `cfg.eval.instances` held-out instances of the task `cfg` describes, for
-/// `cfg.eval.steps` steps.
+/// `cfg.eval.steps` steps. With `progress`, a bar on stderr counts the baselines tuned.
 pub fn evaluate_checkpoints(
     gpu: &Arc<Gpu>,
     cfg: &Config,
     candidates: &[Candidate],
+    progress: bool,
 ) -> Result<Vec<EvalCurve>> {
     let n = cfg.eval.instances;
     let steps = cfg.eval.steps;
@@ -97,7 +98,17 @@ pub fn evaluate_checkpoints(
         let tune_init = tune.init_params(&mut Stream::Init(0).rng(cfg.seed, Sample::Tune))?;
         let [lo, hi] = cfg.eval.lr_range;
         let grid = log_grid(lo, hi, cfg.eval.grid_points);
-        for b in &cfg.eval.baselines {
+        let bar = crate::progress::ProgressBar::counting(
+            progress,
+            cfg.eval.baselines.len() as u64,
+            0,
+            "baselines tuned",
+        )?;
+        for (i, b) in cfg.eval.baselines.iter().enumerate() {
+            if let Some(bar) = &bar {
+                bar.set_message(format!("tuning {b} over {} learning rates", grid.len()));
+                bar.set_position(i as u64);
+            }
             let base = Optimizer::parse(b)?;
             if base.is_learned() {
                 return Err(Error::invalid(format!(
@@ -120,6 +131,10 @@ pub fn evaluate_checkpoints(
                 train: tc.mean(),
                 held_out: q.map(|q| q.mean()),
             });
+        }
+        if let Some(bar) = &bar {
+            bar.set_position(cfg.eval.baselines.len() as u64);
+            bar.finish_and_clear();
         }
     }
     Ok(out)

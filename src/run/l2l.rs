@@ -104,24 +104,38 @@ pub struct Comparison {
 }
 
 /// Meta-train for `cfg.meta.outer_steps` outer steps (nothing written to disk), then evaluate
-/// the result, labelled `label`, against `cfg.eval.baselines` as `metalearn eval` does.
-pub fn train_and_compare(gpu: &Arc<Gpu>, cfg: &Config, label: &str) -> Result<Comparison> {
+/// the result, labelled `label`, against `cfg.eval.baselines` as `metalearn eval` does. With
+/// `progress`, bars on stderr count the outer steps and then the baselines tuned.
+pub fn train_and_compare(
+    gpu: &Arc<Gpu>,
+    cfg: &Config,
+    label: &str,
+    progress: bool,
+) -> Result<Comparison> {
     let task = build_task(gpu, cfg, Sample::Train, cfg.task.instances)?;
     let mut tr = MetaTrainer::new(gpu.clone(), task, cfg.optimizer()?, cfg.meta_config()?)?;
     let t0 = Instant::now();
     let mut meta_losses = Vec::with_capacity(cfg.meta.outer_steps);
     let mut skipped = 0;
-    for _ in 0..cfg.meta.outer_steps {
+    let bar = crate::progress::ProgressBar::new(progress, cfg.meta.outer_steps as u64, 0)?;
+    for i in 0..cfg.meta.outer_steps {
         let r = tr.step()?;
         meta_losses.push(r.meta_loss);
         skipped += usize::from(r.skipped.is_some());
+        if let Some(bar) = &bar {
+            bar.set_position(i as u64 + 1);
+            bar.set_message(format!("meta-loss {:.4}", r.meta_loss));
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
     }
     let train_seconds = t0.elapsed().as_secs_f64();
     let candidate = Candidate {
         name: label.to_string(),
         checkpoint: checkpoint_of(&tr, cfg)?,
     };
-    let curves = evaluate_checkpoints(gpu, cfg, &[candidate])?;
+    let curves = evaluate_checkpoints(gpu, cfg, &[candidate], progress)?;
     let inner = cfg.meta.outer_steps * cfg.meta.unroll * cfg.task.instances;
     Ok(Comparison {
         meta_losses,
@@ -135,6 +149,6 @@ pub fn train_and_compare(gpu: &Arc<Gpu>, cfg: &Config, label: &str) -> Result<Co
 
 /// The default job: the L2L LSTM optimizer meta-trained on quadratics, compared on held-out
 /// quadratics with SGD, NAG, RMSprop and Adam at their best learning rates.
-pub fn l2l_quadratics(gpu: &Arc<Gpu>, sizes: &L2lConfig) -> Result<Comparison> {
-    train_and_compare(gpu, &sizes.config()?, "LSTM (learned)")
+pub fn l2l_quadratics(gpu: &Arc<Gpu>, sizes: &L2lConfig, progress: bool) -> Result<Comparison> {
+    train_and_compare(gpu, &sizes.config()?, "LSTM (learned)", progress)
 }

@@ -59,7 +59,8 @@ pub(crate) fn eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Resu
         source: e,
     })?;
     let gpu = open()?;
-    let curves = evaluate_checkpoints(&gpu, &cfg, &cands)?;
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let curves = evaluate_checkpoints(&gpu, &cfg, &cands, progress)?;
     let steps = cfg.eval.steps;
     let title = format!(
         "{} task, {} held-out instances",

@@ -162,7 +162,11 @@ fn l2l(gpu: Arc<Gpu>, sizes: &L2lConfig) -> Result<()> {
         cfg.meta.episode,
         cfg.meta.outer_steps
     );
-    let r = l2l_quadratics(&gpu, sizes)?;
+    let r = l2l_quadratics(
+        &gpu,
+        sizes,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    )?;
     let k = r.meta_losses.len();
     let every = (k / 10).max(1);
     for i in (0..k).step_by(every) {
@@ -262,8 +266,9 @@ struct TrainArgs {
 struct EvalArgs {
     /// Checkpoint file, or a run directory (its newest checkpoint).
     checkpoint: PathBuf,
-    /// More checkpoints or run directories to compare (e.g. another initialisation).
-    #[arg(long)]
+    /// More checkpoints or run directories to compare (e.g. another initialisation):
+    /// `--compare A B …` or `--compare A --compare B`.
+    #[arg(long, num_args = 1.., value_name = "RUN")]
     compare: Vec<PathBuf>,
     /// Evaluate on the task of this config instead of the checkpoint's own (e.g. a wider MLP).
     #[arg(long)]
@@ -335,14 +340,19 @@ fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
         stop: Some(metalearn::run::stop_on_signals()?),
     };
     let s = metalearn::run::train(&gpu, &cfg, &opts)?;
-    let last = s.meta_losses.last().copied().unwrap_or(f32::NAN);
-    println!(
-        "{} outer steps ({} in {:.1} s, {} skipped); last meta-loss {last:.5}",
-        s.steps,
-        s.meta_losses.len(),
-        s.seconds,
-        s.skipped
-    );
+    match s.meta_losses.last() {
+        Some(last) => println!(
+            "{} outer steps ({} in {:.1} s, {} skipped); last meta-loss {last:.5}",
+            s.steps,
+            s.meta_losses.len(),
+            s.seconds,
+            s.skipped
+        ),
+        None => println!(
+            "{} outer steps: the run had already reached meta.outer_steps, no step ran (raise it with --outer-steps)",
+            s.steps
+        ),
+    }
     if let Some(c) = &s.checkpoint {
         println!("checkpoint: {}", c.display());
     }
@@ -472,6 +482,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    private_runtime_dir();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -479,4 +490,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Mesa's EGL probe (run by wgpu when it enumerates GL adapters) prints "XDG_RUNTIME_DIR is
+/// invalid or not set" on headless machines. Without a usable runtime directory, point it at a
+/// private one (`metalearn-runtime-UID`, mode 0700, under the temporary directory), before any
+/// thread starts.
+fn private_runtime_dir() {
+    let usable =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if usable {
+        return;
+    }
+    #[cfg(unix)]
+    let owner = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+    };
+    #[cfg(not(unix))]
+    let owner = 0;
+    let dir = std::env::temp_dir().join(format!("metalearn-runtime-{owner}"));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+    std::env::set_var("XDG_RUNTIME_DIR", &dir);
 }
