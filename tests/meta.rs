@@ -116,9 +116,34 @@ fn check_against_reference(
     mode: Mode,
     schedule: Schedule,
 ) -> Result<MetaGradient> {
-    let seed = rng(&format!("{family:?} {} {mode:?} {schedule:?}", opt.name())).random();
-    let mut tr = trainer(family, opt, mode, schedule, seed)?;
-    let got = tr.meta_gradient()?;
+    let first: u64 = rng(&format!("{family:?} {} {mode:?} {schedule:?}", opt.name())).random();
+    // A problem whose unroll passes within 1e-6 of a ReLU's kink (the mlp optimizer) may take
+    // the other side in f32, which changes the derivative by a finite amount: draw the next one.
+    for k in 0..8 {
+        let seed = first.wrapping_add(k);
+        let mut tr = trainer(family, opt, mode, schedule, seed)?;
+        let (want, what) = reference_of(&tr, opt, mode, schedule)?;
+        if want.kink_margin < 1e-6 {
+            eprintln!(
+                "{what}: seed {seed} passes within {:.1e} of a kink; next seed",
+                want.kink_margin
+            );
+            continue;
+        }
+        let got = tr.meta_gradient()?;
+        compare(&tr, opt, &got, &want, &what);
+        return Ok(got);
+    }
+    panic!("eight draws in a row pass within 1e-6 of a kink");
+}
+
+/// The f64 reference meta-gradient of `tr`'s next outer step, and a label.
+fn reference_of(
+    tr: &MetaTrainer,
+    opt: &Optimizer,
+    mode: Mode,
+    schedule: Schedule,
+) -> Result<(reference::meta::RefMeta, String)> {
     let phi = f64s(&tr.phi()?);
     let theta0 = f64s(&tr.theta0()?);
     let n = tr.task().instances();
@@ -141,7 +166,24 @@ fn check_against_reference(
         final_batch: tr.config().final_batch,
         mode,
     })?;
-    let what = format!("{family:?} {} {mode:?} {}", opt.name(), schedule.name());
+    let what = format!(
+        "{} {} {mode:?} {}",
+        tr.task().name(),
+        opt.name(),
+        schedule.name()
+    );
+    Ok((want, what))
+}
+
+/// `got` agrees with the reference `want` to 1e-4 relative.
+fn compare(
+    tr: &MetaTrainer,
+    opt: &Optimizer,
+    got: &MetaGradient,
+    want: &reference::meta::RefMeta,
+    what: &str,
+) {
+    let (task, n) = (tr.task(), tr.task().instances());
     let close = |name: &str, a: &[f32], b: &[f64]| {
         let e = rel_err(&f64s(a), b);
         assert!(
@@ -162,7 +204,6 @@ fn check_against_reference(
     if opt.is_learned() {
         close("φ̄", &got.phi, &want.phi);
     }
-    Ok(got)
 }
 
 #[test]

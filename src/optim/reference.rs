@@ -60,6 +60,15 @@ pub trait Reference {
     fn gives_g_bar(&self) -> bool {
         false
     }
+
+    /// How far this step is from a point where the update is not smooth (a ReLU's
+    /// pre-activation at 0): the smallest |pre-activation|; infinite for smooth families. Near
+    /// such a point f32 and f64 arithmetic may take different sides, and the derivatives differ
+    /// by a finite amount, so comparisons of meta-gradients avoid margins below about 1e-6.
+    fn kink_margin(&self, a: &RefStep) -> f64 {
+        let _ = a;
+        f64::INFINITY
+    }
 }
 
 /// A step that acts on each coordinate alone: `f(g, θ, s_j) → (u_j, s_j')`, S = `s` floats.

@@ -70,6 +70,9 @@ pub struct RefMeta {
     pub theta0: Vec<f64>,
     /// ℓ_t of every instance, (T + 1) × N.
     pub losses: Vec<f64>,
+    /// The smallest [`Reference::kink_margin`](crate::optim::Reference::kink_margin) over the
+    /// unroll's steps: below about 1e-6 an f32 computation may take the other side of a ReLU.
+    pub kink_margin: f64,
 }
 
 /// The optimizer inputs seen along a trajectory, per instance and step: g_t and θ_t (each P).
@@ -206,6 +209,7 @@ pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefM
     let mut theta0 = Vec::with_capacity(p.instances * np);
     let mut losses = vec![0.0; (t_max + 1) * p.instances];
     let mut m = 0.0;
+    let mut kink_margin = f64::INFINITY;
     for n in 0..p.instances {
         // Forward, storing θ_t, s_t, g_t.
         let mut thetas = vec![p.init[n * np..(n + 1) * np].to_vec()];
@@ -231,16 +235,18 @@ pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefM
         let mut sbar = vec![0.0; np * s_len];
         for t in (0..t_max).rev() {
             let (th, st, g) = (&thetas[t], &states[t], &grads[t]);
+            let at = RefStep {
+                phi: p.phi,
+                g,
+                theta: th,
+                state: st,
+                segments: p.segments,
+                t: p.offset + t,
+            };
+            kink_margin = kink_margin.min(p.opt.reference().kink_margin(&at));
             let v = p.opt.reference().vjp(
                 &RefVjp {
-                    at: RefStep {
-                        phi: p.phi,
-                        g,
-                        theta: th,
-                        state: st,
-                        segments: p.segments,
-                        t: p.offset + t,
-                    },
+                    at,
                     u_bar: &tbar,
                     state_bar: &sbar,
                     second_order: second,
@@ -268,6 +274,7 @@ pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefM
         phi: phi_bar,
         theta0,
         losses,
+        kink_margin,
     })
 }
 

@@ -147,6 +147,9 @@ impl Reference for MlpOpt {
     fn step(&self, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
         reference::mlpo_step(&self.reference_config(), a)
     }
+    fn kink_margin(&self, a: &RefStep) -> f64 {
+        reference::mlpo_kink_margin(&self.reference_config(), a)
+    }
     fn vjp(&self, a: &RefVjp, phi_bar: &mut [f64]) -> RefVjpOut {
         let (theta_bar, pb) = reference::mlpo_step_vjp(&self.reference_config(), &a.at, a.u_bar);
         for (x, y) in phi_bar.iter_mut().zip(&pb) {

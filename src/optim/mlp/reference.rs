@@ -152,6 +152,15 @@ fn forward(
     fw
 }
 
+/// The smallest |pre-activation| of the two ReLU layers over the P coordinates of a step.
+pub fn mlpo_kink_margin(cfg: &MlpOptConfig, a: &RefStep) -> f64 {
+    let f = forward(cfg, a.phi, a.g, a.theta, a.state, a.segments, a.t);
+    f.a1.iter()
+        .chain(&f.a2)
+        .flat_map(|a| a.iter())
+        .fold(f64::INFINITY, |m, v| m.min(v.abs()))
+}
+
 /// One step of all P coordinates of an instance: (u, new state). `state` is P × 6,
 /// coordinate-major; `segments` are the (offset, length) of the instance's tensors, covering
 /// 0..P; `t` is the inner step number.
@@ -232,6 +241,27 @@ mod tests {
     fn phi_length_matches_the_layout() {
         assert_eq!(PHI_LEN, 1762);
         assert_eq!(B3 + 2, PHI_LEN);
+    }
+
+    #[test]
+    fn kink_margin_is_the_smallest_pre_activation() {
+        // With W1 = W2 = 0 every pre-activation is its bias.
+        let mut phi = vec![0.0; PHI_LEN];
+        for (k, i) in (B1..B1 + HIDDEN).chain(B2..B2 + HIDDEN).enumerate() {
+            phi[i] = 0.5 + k as f64;
+        }
+        phi[B2 + 3] = -2.5e-7;
+        let (g, theta, state) = (vec![0.1, -0.2], vec![0.3, 0.4], vec![0.0; 2 * STATE]);
+        let a = RefStep {
+            phi: &phi,
+            g: &g,
+            theta: &theta,
+            state: &state,
+            segments: &[(0, 2)],
+            t: 3,
+        };
+        let m = mlpo_kink_margin(&MlpOptConfig::default(), &a);
+        assert_eq!(m, 2.5e-7);
     }
 
     #[test]
