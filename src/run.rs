@@ -5,10 +5,12 @@
 pub mod eval;
 pub mod l2l;
 pub mod lm;
+pub mod seeds;
 pub mod signal;
 
 pub use eval::{evaluate_checkpoints, load_checkpoint, Candidate, EvalCurve};
 pub use l2l::{l2l_quadratics, train_and_compare, Comparison, L2lConfig};
+pub use seeds::{evaluate_seeds, same_but_seed, seed_of, SeedCurve, SeedGroup};
 pub use signal::{stop_on_signals, StopFlag};
 
 use std::path::{Path, PathBuf};

@@ -408,3 +408,60 @@ fn runs_say_what_they_did() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
 }
+
+#[test]
+fn eval_over_seeds_reports_mean_and_spread() {
+    let d = temp("seeds");
+    let mut dirs = Vec::new();
+    for s in ["0", "1"] {
+        let dir = d.join(format!("q_s{s}"));
+        let dir_s = dir.to_str().unwrap().to_string();
+        let args = [
+            "train",
+            "--out",
+            &dir_s,
+            "--seed",
+            s,
+            "--outer-steps",
+            "1",
+            "--instances",
+            "2",
+            "--quiet",
+        ];
+        let (code, _, err) = metalearn(&args);
+        assert_eq!(code, 0, "{err}");
+        dirs.push(dir_s);
+    }
+    let out = d.join("ev");
+    let (code, stdout, err) = metalearn(&[
+        "eval",
+        &dirs[0],
+        "--compare",
+        &dirs[1],
+        "--steps",
+        "4",
+        "--instances",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for needle in ["over seeds 0, 1", "lstm (q) [2 seeds]", " ± ", "sgd (lr "] {
+        assert!(stdout.contains(needle), "'{needle}' not in {stdout}");
+    }
+    let csv = std::fs::read_to_string(out.join("curves.csv")).unwrap();
+    for col in [
+        "lstm (q) mean",
+        "lstm (q) std",
+        "lstm (q) min",
+        "lstm (q) max",
+        "lstm (q) seed=1",
+    ] {
+        assert!(csv.lines().next().unwrap().contains(col), "{col}");
+    }
+    let seeds = std::fs::read_to_string(out.join("seeds.json")).unwrap();
+    assert!(seeds.contains("learning_rates"), "{seeds}");
+    assert!(std::fs::read_to_string(out.join("curves.svg"))
+        .unwrap()
+        .contains("<polygon"));
+}

@@ -166,6 +166,70 @@ fn evaluation_of_a_checkpoint_against_tuned_baselines() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// Runs that differ only in their seed form one group: each seed's run is evaluated on that
+/// seed's instances, exactly as a single evaluation with that seed would, and the baselines are
+/// evaluated on every seed.
+#[test]
+fn evaluation_over_seeds_is_the_evaluation_of_each_seed() {
+    let gpu = common::shared_gpu();
+    let d = temp_dir("seeds");
+    let base = ["eval.baselines=[\"sgd\"]"];
+    let mut runs = Vec::new();
+    for s in [3u64, 5] {
+        let dir = d.join(format!("run_s{s}"));
+        let seed = format!("seed={s}");
+        let cfg = small(&dir, 2, &[base[0], seed.as_str()]);
+        run::train(gpu, &cfg, &quiet()).unwrap();
+        runs.push((s, cfg, run::load_checkpoint(&dir).unwrap()));
+    }
+    let a = &runs[0].1;
+    assert!(run::same_but_seed(a, &runs[1].1));
+    assert!(!run::same_but_seed(
+        a,
+        &a.with_overrides(&["optimizer.kind=lstm".into()]).unwrap()
+    ));
+    let group = run::SeedGroup {
+        name: "linear".into(),
+        runs: runs.iter().map(|(_, _, ck)| ck.clone()).collect(),
+    };
+    let curves = run::evaluate_seeds(gpu, a, std::slice::from_ref(&group), false).unwrap();
+    assert_eq!(curves.len(), 2);
+    assert_eq!(curves[0].seeds, vec![3, 5]);
+    assert_eq!(curves[1].seeds, vec![3, 5]);
+    assert_eq!(curves[1].learning_rates.len(), 2);
+    for (k, (s, cfg, ck)) in runs.iter().enumerate() {
+        let single = run::evaluate_checkpoints(
+            gpu,
+            cfg,
+            &[run::Candidate {
+                name: "linear".into(),
+                checkpoint: ck.clone(),
+            }],
+            false,
+        )
+        .unwrap();
+        assert_eq!(curves[0].train[k], single[0].train, "seed {s}");
+        assert_eq!(curves[1].train[k], single[1].train, "sgd, seed {s}");
+    }
+    assert_ne!(
+        curves[0].train[0], curves[0].train[1],
+        "the seeds' instances differ"
+    );
+    let sp = curves[0].train_spread().unwrap();
+    let t = 4;
+    let (x, y) = (curves[0].train[0][t], curves[0].train[1][t]);
+    assert!((sp.mean[t] - (x + y) / 2.0).abs() < 1e-12);
+    assert_eq!(sp.min[t], x.min(y));
+    // One seed twice in a group is refused.
+    let twice = run::SeedGroup {
+        name: "twice".into(),
+        runs: vec![runs[0].2.clone(), runs[0].2.clone()],
+    };
+    let e = run::evaluate_seeds(gpu, a, &[twice], false).unwrap_err();
+    assert!(e.to_string().contains("seed 3"), "{e}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn fuzzed_configs_and_checkpoints_never_panic() {
     let mut rng = common::rng("fuzz");

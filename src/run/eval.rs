@@ -20,6 +20,8 @@ pub struct EvalCurve {
     pub train: Vec<f64>,
     /// Mean held-out loss (query set) at θ_0 … θ_L, for few-shot tasks.
     pub held_out: Option<Vec<f64>>,
+    /// A baseline's tuned learning rate (`None` for a checkpoint).
+    pub learning_rate: Option<f32>,
 }
 
 /// A checkpoint to evaluate: its file and a label.
@@ -89,6 +91,7 @@ pub fn evaluate_checkpoints(
             name: c.name.clone(),
             train: tc.mean(),
             held_out: q.map(|q| q.mean()),
+            learning_rate: None,
         });
     }
     if !cfg.eval.baselines.is_empty() {
@@ -130,6 +133,7 @@ pub fn evaluate_checkpoints(
                 name: format!("{b} lr={lr:.2e}"),
                 train: tc.mean(),
                 held_out: q.map(|q| q.mean()),
+                learning_rate: Some(lr),
             });
         }
         if let Some(bar) = &bar {

@@ -367,6 +367,7 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// Options of `metalearn export`.
 #[derive(clap::Args, Debug)]
 struct ExportArgs {
     /// Output file.

@@ -11,12 +11,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-#[cfg(feature = "cli")]
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::write_atomically;
 use crate::{Error, Result};
+
+mod plot;
+pub use plot::{plot_svg, plot_svg_bands, spread, Spread};
 
 /// One curve of a JSON file written by [`write_json`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,7 +35,7 @@ pub struct JsonCurves {
     pub curves: Vec<JsonCurve>,
 }
 
-fn check_curves<S: AsRef<str>>(curves: &[(S, Vec<f64>)]) -> Result<()> {
+pub(crate) fn check_curves<S: AsRef<str>>(curves: &[(S, Vec<f64>)]) -> Result<()> {
     if curves.is_empty() {
         return Err(Error::invalid(
             "no curves given: pass at least one (name, values)",
@@ -114,208 +115,6 @@ pub fn read_json(path: impl AsRef<Path>) -> Result<JsonCurves> {
         problem: format!("not a curves JSON file: {e}"),
         hint: "write it with metalearn::report::write_json".into(),
     })
-}
-
-/// Colours of successive curves (repeated past ten).
-#[cfg(feature = "cli")]
-const PALETTE: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-];
-
-/// The runs of consecutive plottable points of a curve, as (step, value).
-#[cfg(feature = "cli")]
-fn segments(values: &[f64], log_y: bool) -> Vec<Vec<(f64, f64)>> {
-    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
-    let mut cur = Vec::new();
-    for (i, &v) in values.iter().enumerate() {
-        if v.is_finite() && (!log_y || v > 0.0) {
-            cur.push((i as f64, v));
-        } else if !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// Plot curves against the step as an SVG line chart with a legend, 800 × 500.
-///
-/// Points that cannot be drawn are **skipped**: non-finite values always, and values ≤ 0 when
-/// `log_y` is set. A curve is broken where points are skipped (one `<polyline>` per unbroken
-/// run), so a diverged or zero stretch shows as a gap rather than an interpolated line. Errors
-/// when no curve is given, a curve is empty, or no curve has a single plottable point.
-///
-/// Plotting needs the `cli` feature (on by default, it brings plotters): without it the curves
-/// are checked as above and the call returns [`Error::MissingFeature`], writing nothing;
-/// [`write_csv`] and [`write_json`] work either way.
-pub fn plot_svg<S: AsRef<str>>(
-    path: impl AsRef<Path>,
-    title: &str,
-    y_label: &str,
-    curves: &[(S, Vec<f64>)],
-    log_y: bool,
-) -> Result<()> {
-    #[cfg(feature = "cli")]
-    return plot_with_plotters(path.as_ref(), title, y_label, curves, log_y);
-    #[cfg(not(feature = "cli"))]
-    {
-        check_curves(curves)?;
-        let _ = (title, y_label, log_y);
-        Err(Error::MissingFeature {
-            what: format!("plotting {}", path.as_ref().display()),
-            feature: "cli",
-        })
-    }
-}
-
-/// [`plot_svg`] drawn by plotters.
-#[cfg(feature = "cli")]
-fn plot_with_plotters<S: AsRef<str>>(
-    path: &Path,
-    title: &str,
-    y_label: &str,
-    curves: &[(S, Vec<f64>)],
-    log_y: bool,
-) -> Result<()> {
-    check_curves(curves)?;
-    let segs: Vec<Vec<Vec<(f64, f64)>>> = curves.iter().map(|(_, v)| segments(v, log_y)).collect();
-    let (lo, hi) = segs
-        .iter()
-        .flatten()
-        .flatten()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(_, y)| {
-            (lo.min(y), hi.max(y))
-        });
-    if lo > hi {
-        return Err(Error::invalid(format!(
-            "nothing to plot in '{title}': every value is {}",
-            if log_y {
-                "non-finite or ≤ 0 (a log scale needs positive values)"
-            } else {
-                "non-finite"
-            }
-        )));
-    }
-    let steps = curves.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
-    let x_range = 0.0..((steps - 1).max(1) as f64);
-    let mut svg = String::new();
-    let drawn = if log_y {
-        let (lo, hi) = if lo == hi {
-            (lo / 2.0, hi * 2.0)
-        } else {
-            (lo, hi)
-        };
-        draw(
-            &mut svg,
-            title,
-            y_label,
-            curves,
-            &segs,
-            x_range,
-            (lo..hi).log_scale(),
-        )
-    } else {
-        let pad = if hi > lo {
-            0.05 * (hi - lo)
-        } else {
-            lo.abs().max(1.0) * 0.5
-        };
-        draw(
-            &mut svg,
-            title,
-            y_label,
-            curves,
-            &segs,
-            x_range,
-            (lo - pad)..(hi + pad),
-        )
-    };
-    drawn.map_err(|message| Error::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(format!("plotting failed: {message}")),
-    })?;
-    write_atomically(path, svg.as_bytes())
-}
-
-/// A compact tick label: fixed point for moderate values, scientific otherwise.
-#[cfg(feature = "cli")]
-fn tick(v: f64) -> String {
-    if v == 0.0 || (1e-2..1e4).contains(&v.abs()) {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        format!("{v:.0e}")
-    }
-}
-
-#[cfg(feature = "cli")]
-fn draw<S, Y>(
-    svg: &mut String,
-    title: &str,
-    y_label: &str,
-    curves: &[(S, Vec<f64>)],
-    segs: &[Vec<Vec<(f64, f64)>>],
-    x_range: std::ops::Range<f64>,
-    y_range: Y,
-) -> std::result::Result<(), String>
-where
-    S: AsRef<str>,
-    Y: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
-    Y::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
-{
-    let e = |e: &dyn std::fmt::Display| e.to_string();
-    let root = SVGBackend::with_string(svg, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(&x))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x_range, y_range)
-        .map_err(|x| e(&x))?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .y_desc(y_label)
-        .y_label_formatter(&|v: &f64| tick(*v))
-        .x_label_formatter(&|v: &f64| format!("{v}"))
-        .draw()
-        .map_err(|x| e(&x))?;
-    for (k, ((name, _), runs)) in curves.iter().zip(segs).enumerate() {
-        let color = PALETTE[k % PALETTE.len()];
-        let mut first = true;
-        for run in runs {
-            let series = chart
-                .draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(2)))
-                .map_err(|x| e(&x))?;
-            if first {
-                series.label(name.as_ref()).legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 3), (x + 16, y + 3)], color.filled())
-                });
-                first = false;
-            }
-        }
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|x| e(&x))?;
-    root.present().map_err(|x| e(&x))?;
-    Ok(())
 }
 
 /// Appends metrics as JSON lines: one JSON object per line, each line written with a single
@@ -510,6 +309,46 @@ mod tests {
             assert!(plot_svg(&p, "t", "loss", c, false).is_err());
             assert!(!p.exists());
         }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn spread_is_the_mean_deviation_and_range_over_curves() {
+        let s = spread(&[vec![1.0, 2.0, 5.0], vec![3.0, 6.0]]).expect("spread");
+        assert_eq!(s.mean, vec![2.0, 4.0]);
+        assert_eq!(s.std, vec![1.0, 2.0]);
+        assert_eq!(
+            (s.min.clone(), s.max.clone()),
+            (vec![1.0, 2.0], vec![3.0, 6.0])
+        );
+        let d = spread(&[vec![1.0], vec![f64::NAN]]).expect("spread");
+        assert!(d.mean[0].is_nan() && d.min[0].is_nan() && d.max[0].is_nan());
+        assert!(spread(&[]).is_err() && spread(&[vec![]]).is_err());
+    }
+
+    #[cfg(feature = "cli")]
+    #[test]
+    fn bands_are_one_polygon_per_drawable_run() {
+        let d = dir("bands");
+        let p = d.join("bands.svg");
+        let curves = vec![("a".to_string(), vec![1.0, 2.0, 3.0, 4.0])];
+        let polygons = |svg: &str| svg.matches("<polygon").count();
+        let whole = (vec![0.5, 1.5, 2.5, 3.5], vec![1.5, 2.5, 3.5, 4.5]);
+        plot_svg_bands(&p, "t", "loss", &curves, &[whole], false).expect("plot");
+        assert_eq!(polygons(&std::fs::read_to_string(&p).expect("read")), 1);
+        let broken = (vec![0.5, f64::NAN, 2.5, 3.5], vec![1.5, 2.5, 3.5, 4.5]);
+        plot_svg_bands(
+            &p,
+            "t",
+            "loss",
+            &curves,
+            std::slice::from_ref(&broken),
+            false,
+        )
+        .expect("plot");
+        assert_eq!(polygons(&std::fs::read_to_string(&p).expect("read")), 2);
+        let two = [broken.clone(), broken];
+        assert!(plot_svg_bands(&p, "t", "loss", &curves, &two, false).is_err());
         let _ = std::fs::remove_dir_all(&d);
     }
 
