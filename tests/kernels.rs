@@ -50,13 +50,10 @@ enum Epi {
     ActGrad(Activation),
 }
 
-/// One matmul case: padded, offset operands; C poisoned (or random for Accumulate).
-fn matmul_case(g: &Gpu, dims: MatDims, (ta, tb): (bool, bool), epi: Epi) -> Result<()> {
+/// One matmul case: padded, offset operands; C poisoned (or random for Accumulate). Returns C.
+fn matmul_case(g: &Gpu, dims: MatDims, (ta, tb): (bool, bool), epi: Epi) -> Result<Vec<f32>> {
     let MatDims { m, n, k, batch } = dims;
-    let mut r = rng(&format!(
-        "matmul {m}x{n}x{k} b{batch} ta{ta} tb{tb} staged={}",
-        g.props().staged_tiles
-    ));
+    let mut r = rng(&format!("matmul {m}x{n}x{k} b{batch} ta{ta} tb{tb}"));
     let (ar, ac) = stored(m, k, ta);
     let (br, bc) = stored(k, n, tb);
     // Leading dimensions and strides larger than needed, and nonzero offsets.
@@ -149,7 +146,7 @@ fn matmul_case(g: &Gpu, dims: MatDims, (ta, tb): (bool, bool), epi: Epi) -> Resu
     if !matches!(epi, Epi::Accumulate) {
         assert_untouched("matmul C", &c, &written);
     }
-    Ok(())
+    Ok(c)
 }
 
 #[test]
@@ -172,6 +169,9 @@ fn matmul_all_forms_and_awkward_sizes() -> Result<()> {
                 (3, 100, 33, 3),
                 (128, 20, 200, 1),
                 (65, 1, 17, 4),
+                // 128×128 tiles (staged): partial tiles, K not a multiple of 8.
+                (200, 257, 37, 2),
+                (128, 128, 8, 1),
             ] {
                 matmul_case(g, MatDims::new(m, n, k, batch), (ta, tb), Epi::Store)?;
             }
@@ -189,6 +189,12 @@ fn matmul_epilogues() -> Result<()> {
             (false, true),
             Epi::Accumulate,
         )?;
+        matmul_case(
+            g,
+            MatDims::new(140, 133, 17, 2),
+            (true, true),
+            Epi::Accumulate,
+        )?;
         for act in ACTS {
             matmul_case(
                 g,
@@ -199,6 +205,18 @@ fn matmul_epilogues() -> Result<()> {
             matmul_case(
                 g,
                 MatDims::new(19, 12, 40, 2),
+                (false, true),
+                Epi::ActGrad(act),
+            )?;
+            matmul_case(
+                g,
+                MatDims::new(130, 140, 9, 1),
+                (true, false),
+                Epi::BiasAct(act),
+            )?;
+            matmul_case(
+                g,
+                MatDims::new(129, 131, 12, 1),
                 (false, true),
                 Epi::ActGrad(act),
             )?;

@@ -14,6 +14,8 @@ crate::shader! {
     }
     /// The batched matrix-product kernel.
     pub MATMUL = matmul(read a, read b, write c, read e);
+    /// The same product in 128×128 tiles of 8×8 outputs per thread (large products on GPUs).
+    pub MATMUL_WIDE = matmul_wide(read a, read b, write c, read e);
 }
 
 /// Element-wise activation of a layer.
@@ -174,6 +176,10 @@ impl MatDims {
     }
 }
 
+/// Rows and columns of the tiles of [`MATMUL_WIDE`], used when staged tiles are on and both M
+/// and N reach it.
+pub const WIDE_TILE: usize = 128;
+
 /// Record `C_n = epilogue(op(A_n)·op(B_n))` for `batch` instances; op(A): m×k, op(B): k×n.
 pub fn matmul(
     rec: &mut Recorder,
@@ -254,6 +260,20 @@ pub fn matmul(
         ));
     }
     let staged = rec.gpu().props().staged_tiles;
+    if staged && m >= WIDE_TILE && n >= WIDE_TILE {
+        let tiles = (m.div_ceil(WIDE_TILE) * n.div_ceil(WIDE_TILE)) as u64;
+        let constants = [
+            ("TRANS_A", f64::from(u8::from(a.trans))),
+            ("TRANS_B", f64::from(u8::from(b.trans))),
+        ];
+        return rec.dispatch(
+            &MATMUL_WIDE,
+            &constants,
+            &[a.buf, b.buf, c.buf, e_buf],
+            &p,
+            tiles * batch as u64,
+        );
+    }
     let t = TileConfig::choose(
         m,
         n,

@@ -22,6 +22,13 @@
 // With STAGED = false (chosen for CPU adapters) the tiles are not staged: each thread reads its
 // operands directly, with no barrier.
 //
+// matmul_wide (large products on GPUs, M and N ≥ 128): a 16×16 workgroup computes a 128×128
+// tile, thread (x, y) owning rows 4y..4y+3 and 64+4y..64+4y+3 and the same columns of x; K
+// advances in steps of 8 with both 128×8 slices staged in workgroup memory as vec4 (8 KiB), so
+// each step is 4 vec4 loads and 64 FMAs per thread. Every output is summed over k = 0, 1, … in
+// order by one fma chain, as in matmul (drivers may still round the two kernels differently;
+// the kernel a product uses depends only on its sizes and the adapter, so runs are repeatable).
+//
 // `p: Params` and the storage bindings are declared from src/kernels/matmul.rs.
 
 override TRANS_A: bool = false;
@@ -126,24 +133,111 @@ fn matmul(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
         workgroupBarrier();
     }
 
-    let c_base = p.c_off + inst * p.c_bs;
-    let e_base = p.e_off + inst * p.e_bs;
     for (var r = 0u; r < RM; r++) {
-        let i = row0 + lid.y + 16u * r;
-        if (i >= p.m) { continue; }
         for (var q = 0u; q < RN; q++) {
-            let j = col0 + lid.x + 16u * q;
-            if (j >= p.n) { continue; }
-            let ci = c_base + i * p.ldc + j;
-            var v = acc[r * 4u + q];
-            switch p.epi {
-                case 1u: { v = activate(v + e[e_base + j], p.act); }
-                case 2u: { v = v * activate_grad_from_output(e[e_base + i * p.lde + j], p.act); }
-                default: {
-                    if (p.accumulate != 0u) { v = c[ci] + v; }
-                }
+            finish(inst, row0 + lid.y + 16u * r, col0 + lid.x + 16u * q, acc[r * 4u + q]);
+        }
+    }
+}
+
+// The epilogue of output (i, j) of instance inst (nothing outside C).
+fn finish(inst: u32, i: u32, j: u32, acc: f32) {
+    if (i >= p.m || j >= p.n) { return; }
+    let ci = p.c_off + inst * p.c_bs + i * p.ldc + j;
+    let e_base = p.e_off + inst * p.e_bs;
+    var v = acc;
+    switch p.epi {
+        case 1u: { v = activate(v + e[e_base + j], p.act); }
+        case 2u: { v = v * activate_grad_from_output(e[e_base + i * p.lde + j], p.act); }
+        default: {
+            if (p.accumulate != 0u) { v = c[ci] + v; }
+        }
+    }
+    c[ci] = v;
+}
+
+const WB: u32 = 128u;  // matmul_wide tile rows and columns
+const WK: u32 = 8u;    // matmul_wide K step
+var<workgroup> Aw: array<vec4<f32>, 256>;  // Aw[kk·32 + q] = op(A)[row0 + 4q .. 4q + 3, k0 + kk]
+var<workgroup> Bw: array<vec4<f32>, 256>;  // Bw[kk·32 + q] = op(B)[k0 + kk, col0 + 4q .. 4q + 3]
+
+@compute @workgroup_size(16, 16)
+fn matmul_wide(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let tiles_m = (p.m + WB - 1u) / WB;
+    let tiles_n = (p.n + WB - 1u) / WB;
+    let tiles = tiles_m * tiles_n;
+    let wg = flat_group(grid);
+    if (wg >= tiles * p.batch) { return; }
+    let inst = wg / tiles;
+    let row0 = ((wg % tiles) / tiles_n) * WB;
+    let col0 = (wg % tiles_n) * WB;
+    let tid = lid.y * 16u + lid.x;
+    let a_base = p.a_off + inst * p.a_bs;
+    let b_base = p.b_off + inst * p.b_bs;
+    var acc: array<vec4<f32>, 16>;  // acc[2r + h]: row r of the thread's 8, columns of half h
+    for (var q = 0u; q < 16u; q++) { acc[q] = vec4<f32>(0.0); }
+    for (var k0 = 0u; k0 < p.k; k0 += WK) {
+        // Each thread stages 4 values of each slice, reading along the stored rows.
+        if (TRANS_A) {
+            let kk = tid / 32u;
+            let q = tid % 32u;
+            let i = row0 + 4u * q;
+            Aw[kk * 32u + q] = vec4<f32>(load_a(a_base, i, k0 + kk), load_a(a_base, i + 1u, k0 + kk),
+                                         load_a(a_base, i + 2u, k0 + kk), load_a(a_base, i + 3u, k0 + kk));
+        } else {
+            let ii = tid / 2u;
+            let kq = (tid % 2u) * 4u;
+            for (var u = 0u; u < 4u; u++) {
+                Aw[(kq + u) * 32u + ii / 4u][ii % 4u] = load_a(a_base, row0 + ii, k0 + kq + u);
             }
-            c[ci] = v;
+        }
+        if (TRANS_B) {
+            let jj = tid / 2u;
+            let kq = (tid % 2u) * 4u;
+            for (var u = 0u; u < 4u; u++) {
+                Bw[(kq + u) * 32u + jj / 4u][jj % 4u] = load_b(b_base, k0 + kq + u, col0 + jj);
+            }
+        } else {
+            let kk = tid / 32u;
+            let q = tid % 32u;
+            let j = col0 + 4u * q;
+            Bw[kk * 32u + q] = vec4<f32>(load_b(b_base, k0 + kk, j), load_b(b_base, k0 + kk, j + 1u),
+                                         load_b(b_base, k0 + kk, j + 2u), load_b(b_base, k0 + kk, j + 3u));
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < WK; kk++) {
+            let a0 = Aw[kk * 32u + lid.y];
+            let a1 = Aw[kk * 32u + 16u + lid.y];
+            let b0 = Bw[kk * 32u + lid.x];
+            let b1 = Bw[kk * 32u + 16u + lid.x];
+            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);
+            acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
+            acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);
+            acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
+            acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);
+            acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
+            acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);
+            acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
+            acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);
+            acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
+            acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]);
+            acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
+            acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]);
+            acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
+            acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]);
+            acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 8u; r++) {
+        let i = row0 + 4u * lid.y + 64u * (r / 4u) + r % 4u;
+        for (var h = 0u; h < 2u; h++) {
+            let j = col0 + 4u * lid.x + 64u * h;
+            let v = acc[2u * r + h];
+            finish(inst, i, j, v.x);
+            finish(inst, i, j + 1u, v.y);
+            finish(inst, i, j + 2u, v.z);
+            finish(inst, i, j + 3u, v.w);
         }
     }
 }
