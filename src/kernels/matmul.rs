@@ -176,9 +176,12 @@ impl MatDims {
     }
 }
 
-/// Rows and columns of the tiles of [`MATMUL_WIDE`], used when staged tiles are on and both M
-/// and N reach it.
+/// Rows and columns of the tiles of [`MATMUL_WIDE`], used when staged tiles are on, both M and
+/// N reach it and the adapter has [`WIDE_BYTES`] of workgroup memory.
 pub const WIDE_TILE: usize = 128;
+
+/// Workgroup memory [`MATMUL_WIDE`] stages its operands in (two 128×16 f32 slices).
+pub const WIDE_BYTES: u32 = 2 * 128 * 16 * 4;
 
 /// Record `C_n = epilogue(op(A_n)·op(B_n))` for `batch` instances; op(A): m×k, op(B): k×n.
 pub fn matmul(
@@ -260,7 +263,8 @@ pub fn matmul(
         ));
     }
     let staged = rec.gpu().props().staged_tiles;
-    if staged && m >= WIDE_TILE && n >= WIDE_TILE {
+    let shared = rec.gpu().limits().max_compute_workgroup_storage_size;
+    if staged && m >= WIDE_TILE && n >= WIDE_TILE && shared >= WIDE_BYTES {
         let tiles = (m.div_ceil(WIDE_TILE) * n.div_ceil(WIDE_TILE)) as u64;
         let constants = [
             ("TRANS_A", f64::from(u8::from(a.trans))),

@@ -24,8 +24,8 @@
 //
 // matmul_wide (large products on GPUs, M and N ≥ 128): a 16×16 workgroup computes a 128×128
 // tile, thread (x, y) owning rows 4y..4y+3 and 64+4y..64+4y+3 and the same columns of x; K
-// advances in steps of 8 with both 128×8 slices staged in workgroup memory as vec4 (8 KiB), so
-// each step is 4 vec4 loads and 64 FMAs per thread. Every output is summed over k = 0, 1, … in
+// advances in steps of 16 with both 128×16 slices staged in workgroup memory as vec4 (16 KiB),
+// so each k is 4 vec4 loads and 64 FMAs per thread. Every output is summed over k = 0, 1, … in
 // order by one fma chain, as in matmul (drivers may still round the two kernels differently;
 // the kernel a product uses depends only on its sizes and the adapter, so runs are repeatable).
 //
@@ -157,9 +157,9 @@ fn finish(inst: u32, i: u32, j: u32, acc: f32) {
 }
 
 const WB: u32 = 128u;  // matmul_wide tile rows and columns
-const WK: u32 = 8u;    // matmul_wide K step
-var<workgroup> Aw: array<vec4<f32>, 256>;  // Aw[kk·32 + q] = op(A)[row0 + 4q .. 4q + 3, k0 + kk]
-var<workgroup> Bw: array<vec4<f32>, 256>;  // Bw[kk·32 + q] = op(B)[k0 + kk, col0 + 4q .. 4q + 3]
+const WK: u32 = 16u;   // matmul_wide K step (a multiple of 8)
+var<workgroup> Aw: array<vec4<f32>, 32u * WK>;  // Aw[kk·32 + q] = op(A)[row0 + 4q .. 4q + 3, k0 + kk]
+var<workgroup> Bw: array<vec4<f32>, 32u * WK>;  // Bw[kk·32 + q] = op(B)[k0 + kk, col0 + 4q .. 4q + 3]
 
 @compute @workgroup_size(16, 16)
 fn matmul_wide(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -177,32 +177,18 @@ fn matmul_wide(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
     var acc: array<vec4<f32>, 16>;  // acc[2r + h]: row r of the thread's 8, columns of half h
     for (var q = 0u; q < 16u; q++) { acc[q] = vec4<f32>(0.0); }
     for (var k0 = 0u; k0 < p.k; k0 += WK) {
-        // Each thread stages 4 values of each slice, reading along the stored rows.
-        if (TRANS_A) {
-            let kk = tid / 32u;
-            let q = tid % 32u;
+        // Thread t stages op(A)[4q .. 4q + 3, kk] and op(B)[kk, 4q .. 4q + 3] (q = t mod 32)
+        // of the step's slices kk = t / 32 and kk + 8 as one vec4 each.
+        let q = tid % 32u;
+        for (var h = 0u; h < WK; h += 8u) {
+            let kk = tid / 32u + h;
             let i = row0 + 4u * q;
-            Aw[kk * 32u + q] = vec4<f32>(load_a(a_base, i, k0 + kk), load_a(a_base, i + 1u, k0 + kk),
-                                         load_a(a_base, i + 2u, k0 + kk), load_a(a_base, i + 3u, k0 + kk));
-        } else {
-            let ii = tid / 2u;
-            let kq = (tid % 2u) * 4u;
-            for (var u = 0u; u < 4u; u++) {
-                Aw[(kq + u) * 32u + ii / 4u][ii % 4u] = load_a(a_base, row0 + ii, k0 + kq + u);
-            }
-        }
-        if (TRANS_B) {
-            let jj = tid / 2u;
-            let kq = (tid % 2u) * 4u;
-            for (var u = 0u; u < 4u; u++) {
-                Bw[(kq + u) * 32u + jj / 4u][jj % 4u] = load_b(b_base, k0 + kq + u, col0 + jj);
-            }
-        } else {
-            let kk = tid / 32u;
-            let q = tid % 32u;
             let j = col0 + 4u * q;
-            Bw[kk * 32u + q] = vec4<f32>(load_b(b_base, k0 + kk, j), load_b(b_base, k0 + kk, j + 1u),
-                                         load_b(b_base, k0 + kk, j + 2u), load_b(b_base, k0 + kk, j + 3u));
+            let k = k0 + kk;
+            Aw[kk * 32u + q] = vec4<f32>(load_a(a_base, i, k), load_a(a_base, i + 1u, k),
+                                         load_a(a_base, i + 2u, k), load_a(a_base, i + 3u, k));
+            Bw[kk * 32u + q] = vec4<f32>(load_b(b_base, k, j), load_b(b_base, k, j + 1u),
+                                         load_b(b_base, k, j + 2u), load_b(b_base, k, j + 3u));
         }
         workgroupBarrier();
         for (var kk = 0u; kk < WK; kk++) {
