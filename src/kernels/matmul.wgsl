@@ -71,23 +71,27 @@ fn load_b(base: u32, kk: u32, j: u32) -> f32 {
     return b[base + kk * p.ldb + j];
 }
 
+// The workgroup's output tile of bm×bn: its instance, first row and column, and where the
+// instance's A and B start; `valid` is false past the last tile (the 1-D workgroup number
+// enumerates instance, tile row, tile column).
+struct Tile { valid: bool, inst: u32, row0: u32, col0: u32, a_base: u32, b_base: u32 }
+
+fn tile_of(grid: Grid, bm: u32, bn: u32) -> Tile {
+    let tiles_n = (p.n + bn - 1u) / bn;
+    let tiles = ((p.m + bm - 1u) / bm) * tiles_n;
+    let wg = flat_group(grid);
+    let inst = wg / tiles;
+    return Tile(wg < tiles * p.batch, inst, ((wg % tiles) / tiles_n) * bm, (wg % tiles_n) * bn,
+                p.a_off + inst * p.a_bs, p.b_off + inst * p.b_bs);
+}
+
 @compute @workgroup_size(16, 16)
 fn matmul(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
     let BM = 16u * RM;
     let BN = 16u * RN;
-    let tiles_m = (p.m + BM - 1u) / BM;
-    let tiles_n = (p.n + BN - 1u) / BN;
-    let tiles = tiles_m * tiles_n;
-    let wg = flat_group(grid);
-    if (wg >= tiles * p.batch) { return; }
-    let inst = wg / tiles;
-    let tm = (wg % tiles) / tiles_n;
-    let tn = wg % tiles_n;
-    let row0 = tm * BM;
-    let col0 = tn * BN;
+    let tl = tile_of(grid, BM, BN);
+    if (!tl.valid) { return; }
     let tid = lid.y * 16u + lid.x;
-    let a_base = p.a_off + inst * p.a_bs;
-    let b_base = p.b_off + inst * p.b_bs;
 
     var acc: array<f32, 16>;
     for (var q = 0u; q < 16u; q++) { acc[q] = 0.0; }
@@ -98,8 +102,8 @@ fn matmul(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
         for (var kk = 0u; kk < p.k; kk++) {
             var ar: array<f32, 4>;
             var br: array<f32, 4>;
-            for (var r = 0u; r < RM; r++) { ar[r] = load_a(a_base, row0 + lid.y + 16u * r, kk); }
-            for (var q = 0u; q < RN; q++) { br[q] = load_b(b_base, kk, col0 + lid.x + 16u * q); }
+            for (var r = 0u; r < RM; r++) { ar[r] = load_a(tl.a_base, tl.row0 + lid.y + 16u * r, kk); }
+            for (var q = 0u; q < RN; q++) { br[q] = load_b(tl.b_base, kk, tl.col0 + lid.x + 16u * q); }
             for (var r = 0u; r < RM; r++) {
                 for (var q = 0u; q < RN; q++) {
                     acc[r * 4u + q] = fma(ar[r], br[q], acc[r * 4u + q]);
@@ -111,12 +115,12 @@ fn matmul(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
         for (var t = tid; t < BM * BK; t += 256u) {
             var ii: u32; var kk: u32;
             if (TRANS_A) { ii = t % BM; kk = t / BM; } else { ii = t / BK; kk = t % BK; }
-            As[kk * BM + ii] = load_a(a_base, row0 + ii, k0 + kk);
+            As[kk * BM + ii] = load_a(tl.a_base, tl.row0 + ii, k0 + kk);
         }
         for (var t = tid; t < BN * BK; t += 256u) {
             var jj: u32; var kk: u32;
             if (TRANS_B) { jj = t / BK; kk = t % BK; } else { jj = t % BN; kk = t / BN; }
-            Bs[kk * BN + jj] = load_b(b_base, k0 + kk, col0 + jj);
+            Bs[kk * BN + jj] = load_b(tl.b_base, k0 + kk, tl.col0 + jj);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
@@ -135,7 +139,7 @@ fn matmul(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
 
     for (var r = 0u; r < RM; r++) {
         for (var q = 0u; q < RN; q++) {
-            finish(inst, row0 + lid.y + 16u * r, col0 + lid.x + 16u * q, acc[r * 4u + q]);
+            finish(tl.inst, tl.row0 + lid.y + 16u * r, tl.col0 + lid.x + 16u * q, acc[r * 4u + q]);
         }
     }
 }
@@ -163,17 +167,9 @@ var<workgroup> Bw: array<vec4<f32>, 32u * WK>;  // Bw[kk·32 + q] = op(B)[k0 + k
 
 @compute @workgroup_size(16, 16)
 fn matmul_wide(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let tiles_m = (p.m + WB - 1u) / WB;
-    let tiles_n = (p.n + WB - 1u) / WB;
-    let tiles = tiles_m * tiles_n;
-    let wg = flat_group(grid);
-    if (wg >= tiles * p.batch) { return; }
-    let inst = wg / tiles;
-    let row0 = ((wg % tiles) / tiles_n) * WB;
-    let col0 = (wg % tiles_n) * WB;
+    let tl = tile_of(grid, WB, WB);
+    if (!tl.valid) { return; }
     let tid = lid.y * 16u + lid.x;
-    let a_base = p.a_off + inst * p.a_bs;
-    let b_base = p.b_off + inst * p.b_bs;
     var acc: array<vec4<f32>, 16>;  // acc[2r + h]: row r of the thread's 8, columns of half h
     for (var q = 0u; q < 16u; q++) { acc[q] = vec4<f32>(0.0); }
     for (var k0 = 0u; k0 < p.k; k0 += WK) {
@@ -182,13 +178,13 @@ fn matmul_wide(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
         let q = tid % 32u;
         for (var h = 0u; h < WK; h += 8u) {
             let kk = tid / 32u + h;
-            let i = row0 + 4u * q;
-            let j = col0 + 4u * q;
+            let i = tl.row0 + 4u * q;
+            let j = tl.col0 + 4u * q;
             let k = k0 + kk;
-            Aw[kk * 32u + q] = vec4<f32>(load_a(a_base, i, k), load_a(a_base, i + 1u, k),
-                                         load_a(a_base, i + 2u, k), load_a(a_base, i + 3u, k));
-            Bw[kk * 32u + q] = vec4<f32>(load_b(b_base, k, j), load_b(b_base, k, j + 1u),
-                                         load_b(b_base, k, j + 2u), load_b(b_base, k, j + 3u));
+            Aw[kk * 32u + q] = vec4<f32>(load_a(tl.a_base, i, k), load_a(tl.a_base, i + 1u, k),
+                                         load_a(tl.a_base, i + 2u, k), load_a(tl.a_base, i + 3u, k));
+            Bw[kk * 32u + q] = vec4<f32>(load_b(tl.b_base, k, j), load_b(tl.b_base, k, j + 1u),
+                                         load_b(tl.b_base, k, j + 2u), load_b(tl.b_base, k, j + 3u));
         }
         workgroupBarrier();
         for (var kk = 0u; kk < WK; kk++) {
@@ -216,14 +212,14 @@ fn matmul_wide(grid: Grid, @builtin(local_invocation_id) lid: vec3<u32>) {
         workgroupBarrier();
     }
     for (var r = 0u; r < 8u; r++) {
-        let i = row0 + 4u * lid.y + 64u * (r / 4u) + r % 4u;
+        let i = tl.row0 + 4u * lid.y + 64u * (r / 4u) + r % 4u;
         for (var h = 0u; h < 2u; h++) {
-            let j = col0 + 4u * lid.x + 64u * h;
+            let j = tl.col0 + 4u * lid.x + 64u * h;
             let v = acc[2u * r + h];
-            finish(inst, i, j, v.x);
-            finish(inst, i, j + 1u, v.y);
-            finish(inst, i, j + 2u, v.z);
-            finish(inst, i, j + 3u, v.w);
+            finish(tl.inst, i, j, v.x);
+            finish(tl.inst, i, j + 1u, v.y);
+            finish(tl.inst, i, j + 2u, v.z);
+            finish(tl.inst, i, j + 3u, v.w);
         }
     }
 }

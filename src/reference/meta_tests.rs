@@ -16,6 +16,32 @@ fn f64s(v: Vec<f32>) -> Vec<f64> {
     v.into_iter().map(f64::from).collect()
 }
 
+/// The unroll of [`quad_problem`]'s two instances of 3 parameters (one tensor) over
+/// `weights.len() − 1` steps in first-order mode, from offset 0 with a zero optimizer state.
+fn quad_base<'a>(
+    loss_grad: &'a LossGrad<'a>,
+    opt: &'a Optimizer,
+    phi: &'a [f64],
+    init: &'a [f64],
+    weights: &'a [f64],
+) -> Problem<'a> {
+    Problem {
+        loss_grad,
+        instances: 2,
+        params: 3,
+        opt,
+        phi,
+        init,
+        init_state: &[],
+        offset: 0,
+        segments: &[(0, 3)],
+        unroll: weights.len() - 1,
+        weights,
+        final_batch: FinalBatch::Train,
+        mode: Mode::FirstOrder,
+    }
+}
+
 /// Quadratic instances (d = 3, N = 2) as a CPU-only loss.
 fn quad_problem(rng: &mut StdRng) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let d = 3;
@@ -42,19 +68,9 @@ fn check_fd(opt: Optimizer, mode: Mode, seed: u64) {
     let init: Vec<f64> = (0..6).map(|_| rng.random_range(-0.5..0.5)).collect();
     let weights = [0.0, 0.3, 0.2, 0.4, 0.1, 0.5];
     let base = Problem {
-        loss_grad: &loss_grad,
-        instances: 2,
-        params: 3,
-        opt: &opt,
-        phi: &phi,
-        init: &init,
-        init_state: &[],
-        offset: 0,
         segments: &[(0, 2), (2, 1)],
-        unroll: 5,
-        weights: &weights,
-        final_batch: FinalBatch::Train,
         mode,
+        ..quad_base(&loss_grad, &opt, &phi, &init, &weights)
     };
     let r = meta_gradient(&base).expect("reference");
     let (m, frozen) = surrogate_loss(&base, None).expect("loss");
@@ -256,19 +272,8 @@ fn second_order_matches_finite_differences_of_the_meta_loss_on_quadratics() {
         let init: Vec<f64> = (0..6).map(|_| rng.random_range(-0.5..0.5)).collect();
         let weights = [0.0, 0.3, 0.2, 0.4, 0.5];
         let base = Problem {
-            loss_grad: &loss_grad,
-            instances: 2,
-            params: 3,
-            opt: &opt,
-            phi: &phi,
-            init: &init,
-            init_state: &[],
-            offset: 0,
-            segments: &[(0, 3)],
-            unroll: 4,
-            weights: &weights,
-            final_batch: FinalBatch::Train,
             mode: Mode::SecondOrder,
+            ..quad_base(&loss_grad, &opt, &phi, &init, &weights)
         };
         check_second_order_fd(&base, &hvp, 1e-6);
         // The Hessian term matters: truncated mode differs.

@@ -83,7 +83,7 @@ pub fn plot_svg_bands<S: AsRef<str>>(
         )));
     }
     #[cfg(feature = "cli")]
-    return plot_with_plotters(path.as_ref(), title, y_label, curves, bands, log_y);
+    return plot_with_plotters(path.as_ref(), (title, y_label), curves, bands, log_y);
     #[cfg(not(feature = "cli"))]
     {
         check_curves(curves)?;
@@ -99,8 +99,7 @@ pub fn plot_svg_bands<S: AsRef<str>>(
 #[cfg(feature = "cli")]
 fn plot_with_plotters<S: AsRef<str>>(
     path: &Path,
-    title: &str,
-    y_label: &str,
+    (title, y_label): (&str, &str),
     curves: &[(S, Vec<f64>)],
     bands: &[(Vec<f64>, Vec<f64>)],
     log_y: bool,
@@ -129,34 +128,21 @@ fn plot_with_plotters<S: AsRef<str>>(
     let steps = curves.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
     let x_range = 0.0..((steps - 1).max(1) as f64);
     let mut svg = String::new();
+    let (labels, data) = ((title, y_label), (curves, &segs[..], &areas[..]));
     let drawn = if log_y {
         let (lo, hi) = if lo == hi {
             (lo / 2.0, hi * 2.0)
         } else {
             (lo, hi)
         };
-        draw(
-            &mut svg,
-            title,
-            y_label,
-            (curves, &segs, &areas),
-            x_range,
-            (lo..hi).log_scale(),
-        )
+        draw(&mut svg, labels, data, x_range, (lo..hi).log_scale())
     } else {
         let pad = if hi > lo {
             0.05 * (hi - lo)
         } else {
             lo.abs().max(1.0) * 0.5
         };
-        draw(
-            &mut svg,
-            title,
-            y_label,
-            (curves, &segs, &areas),
-            x_range,
-            (lo - pad)..(hi + pad),
-        )
+        draw(&mut svg, labels, data, x_range, (lo - pad)..(hi + pad))
     };
     drawn.map_err(|message| Error::Io {
         path: path.to_path_buf(),
@@ -187,8 +173,7 @@ type Drawn<'a, S> = (
 #[cfg(feature = "cli")]
 fn draw<S, Y>(
     svg: &mut String,
-    title: &str,
-    y_label: &str,
+    (title, y_label): (&str, &str),
     (curves, segs, areas): Drawn<S>,
     x_range: std::ops::Range<f64>,
     y_range: Y,

@@ -44,17 +44,7 @@ pub fn softmax_xent(
 ) -> Result<()> {
     record_loss(
         rec,
-        (
-            &SOFTMAX_XENT,
-            [
-                "softmax_xent",
-                "class",
-                "softmax logits",
-                "softmax labels",
-                "softmax grad",
-                "softmax loss",
-            ],
-        ),
+        (&SOFTMAX_XENT, "softmax", "class", ["logits", "labels"]),
         dims,
         1,
         [logits, labels, dz],
@@ -78,17 +68,7 @@ pub fn mse(
 ) -> Result<()> {
     record_loss(
         rec,
-        (
-            &MSE,
-            [
-                "mse",
-                "output",
-                "mse outputs",
-                "mse targets",
-                "mse grad",
-                "mse loss",
-            ],
-        ),
+        (&MSE, "mse", "output", ["outputs", "targets"]),
         dims,
         dims.width,
         [z, targets, dz],
@@ -97,12 +77,20 @@ pub fn mse(
     )
 }
 
+/// A loss kernel, its short name, what one column is, and the nouns of its inputs.
+type LossNames = (
+    &'static Kernel,
+    &'static str,
+    &'static str,
+    [&'static str; 2],
+);
+
 /// The shared body of both losses: bounds checks, parameters and the dispatch (one workgroup
-/// per instance). `names` = [kernel, what one column is, then the four regions in errors];
-/// `[z, targets, dz]`.
+/// per instance). `names` = (kernel, the loss's short name, what one column is, the nouns of z and
+/// of the targets), which errors use; `[z, targets, dz]`.
 fn record_loss(
     rec: &mut Recorder,
-    (kernel, names): (&'static Kernel, [&str; 6]),
+    (kernel, short, column, [z_noun, t_noun]): LossNames,
     LossDims { rows, width, batch }: LossDims,
     targets_per_row: usize,
     [z, targets, dz]: [Batched; 3],
@@ -112,27 +100,29 @@ fn record_loss(
         off: loss_off,
     }: View,
 ) -> Result<()> {
-    let [kernel_name, column, z_name, t_name, d_name, l_name] = names;
+    let kernel_name = kernel.entry;
+    let [z_name, t_name, d_name, l_name] =
+        [z_noun, t_noun, "grad", "loss"].map(|noun| format!("{short} {noun}"));
     if width == 0 || rows == 0 {
         return Err(Error::invalid(format!(
             "{kernel_name} needs at least one row and one {column}"
         )));
     }
     let per = rows * width;
-    check_region(z_name, z.buf, z.off, &[(batch, z.batch_stride), (per, 1)])?;
+    check_region(&z_name, z.buf, z.off, &[(batch, z.batch_stride), (per, 1)])?;
     check_region(
-        t_name,
+        &t_name,
         targets.buf,
         targets.off,
         &[(batch, targets.batch_stride), (rows * targets_per_row, 1)],
     )?;
     check_region(
-        d_name,
+        &d_name,
         dz.buf,
         dz.off,
         &[(batch, dz.batch_stride), (per, 1)],
     )?;
-    check_region(l_name, loss, loss_off, &[(batch, 1)])?;
+    check_region(&l_name, loss, loss_off, &[(batch, 1)])?;
     if dz.buf.id == loss.id {
         return Err(Error::invalid(format!(
             "{kernel_name}: grad and loss must be different buffers"
