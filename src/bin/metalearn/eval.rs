@@ -66,7 +66,7 @@ pub(crate) fn eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Resu
     let mut paths = vec![a.checkpoint.clone()];
     paths.extend(a.compare.iter().cloned());
     let groups = seed_groups(&paths, cands.clone())?;
-    if groups.iter().any(|g| g.runs.len() > 1) || distinct_seeds(&groups)? > 1 {
+    if distinct_seeds(&groups)? > 1 {
         let gpu = open()?;
         return eval_seeds(&gpu, &cfg, &groups, &out, (&title, a.log_y));
     }
