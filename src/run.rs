@@ -69,16 +69,19 @@ pub fn checkpoint_of(tr: &MetaTrainer, cfg: &Config) -> Result<Checkpoint> {
 }
 
 /// Keys a resumed run may change: how long it runs, evaluation and output.
+/// `c` without the keys a resumed run may change (`meta.outer_steps`, `meta.max_skipped`,
+/// `[eval]`, `[output]`): two configs describe the same training when these agree.
+pub(crate) fn training_part(c: &Config) -> Config {
+    let mut c = c.clone();
+    c.meta.outer_steps = 0;
+    c.meta.max_skipped = 0;
+    c.eval = Default::default();
+    c.output = Default::default();
+    c
+}
+
 fn same_training(a: &Config, b: &Config) -> bool {
-    let strip = |c: &Config| {
-        let mut c = c.clone();
-        c.meta.outer_steps = 0;
-        c.meta.max_skipped = 0;
-        c.eval = Default::default();
-        c.output = Default::default();
-        c
-    };
-    strip(a) == strip(b)
+    training_part(a) == training_part(b)
 }
 
 /// The keys whose values differ between the configs `a` and `b`: `(key, a's value, b's value)`,
@@ -270,16 +273,7 @@ fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<Train
         let saved = Config::from_toml(&ck.config, "the checkpoint's config")?;
         let changed = config_differences(&saved, cfg)?;
         if !same_training(&saved, cfg) {
-            let keys: Vec<_> = changed
-                .iter()
-                .filter(|(k, _, _)| {
-                    !(k == "meta.outer_steps"
-                        || k == "meta.max_skipped"
-                        || k.starts_with("eval.")
-                        || k.starts_with("output."))
-                })
-                .cloned()
-                .collect();
+            let keys = config_differences(&training_part(&saved), &training_part(cfg))?;
             return Err(Error::invalid(format!(
                 "the checkpoint in {} was trained with another setting ({}); resume with the same config (only meta.outer_steps, meta.max_skipped, [eval] and [output] may change), or start a new run in another directory",
                 dir.path().display(),

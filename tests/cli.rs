@@ -351,7 +351,7 @@ fn runs_say_what_they_did() {
     // A leftover temporary file goes; a longer run says what changed.
     let leftover = a.join("ckpt-000000009.safetensors.tmp4242");
     std::fs::write(&leftover, b"partial").unwrap();
-    let (code, _, err) = metalearn(&[
+    let resume = [
         "train",
         "--out",
         a_s,
@@ -361,7 +361,8 @@ fn runs_say_what_they_did() {
         "--instances",
         "2",
         "--quiet",
-    ]);
+    ];
+    let (code, _, err) = metalearn(&resume);
     assert_eq!(code, 0, "{err}");
     assert!(!leftover.exists(), "{err}");
     assert!(err.contains("removed") && err.contains("tmp4242"), "{err}");
@@ -371,17 +372,7 @@ fn runs_say_what_they_did() {
     );
     let cfg = std::fs::read_to_string(a.join("config.toml")).unwrap();
     assert!(cfg.contains("outer_steps = 2"), "{cfg}");
-    let (code, out, err) = metalearn(&[
-        "train",
-        "--out",
-        a_s,
-        "--resume",
-        "--outer-steps",
-        "2",
-        "--instances",
-        "2",
-        "--quiet",
-    ]);
+    let (code, out, err) = metalearn(&resume);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("no step ran") && !out.contains("NaN"), "{out}");
     expect_error(

@@ -53,7 +53,7 @@ fn segments(values: &[f64], log_y: bool) -> Vec<Vec<(f64, f64)>> {
 ///
 /// Plotting needs the `cli` feature (on by default, it brings plotters): without it the curves
 /// are checked as above and the call returns [`Error::MissingFeature`], writing nothing;
-/// [`write_csv`] and [`write_json`] work either way.
+/// [`super::write_csv`] and [`super::write_json`] work either way.
 pub fn plot_svg<S: AsRef<str>>(
     path: impl AsRef<Path>,
     title: &str,

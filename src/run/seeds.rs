@@ -56,16 +56,11 @@ pub fn seed_of(ck: &Checkpoint) -> Result<u64> {
 /// True when the configs `a` and `b` describe the same run but for the seed, the output and
 /// the evaluation settings (what makes runs one [`SeedGroup`]).
 pub fn same_but_seed(a: &Config, b: &Config) -> bool {
-    let strip = |c: &Config| {
-        let mut c = c.clone();
-        c.seed = 0;
-        c.meta.outer_steps = 0;
-        c.meta.max_skipped = 0;
-        c.eval = Default::default();
-        c.output = Default::default();
-        c
+    let unseeded = |c: &Config| Config {
+        seed: 0,
+        ..super::training_part(c)
     };
-    strip(a) == strip(b)
+    unseeded(a) == unseeded(b)
 }
 
 /// Evaluate `groups` over their seeds as [`evaluate_checkpoints`] does for one: for every seed
