@@ -671,9 +671,6 @@ fn memory_estimate_is_what_the_trainer_holds() -> Result<()> {
     for family in [Family::Quadratic, Family::Mlp] {
         for opt in optimizers() {
             for mode in [Mode::Truncated, Mode::SecondOrder] {
-                if mode == Mode::SecondOrder && !opt.supports_second_order() {
-                    continue;
-                }
                 for (schedule, episode) in [(Schedule::StoreAll, 0), (Schedule::Sqrt, 2 * T)] {
                     let cfg = MetaConfig {
                         unroll: T,

@@ -9,7 +9,7 @@ mkdir -p "$out"
 for task in quadratic mlp; do
   for opt in sgd momentum nag rmsprop adam linear lstm mlp; do
     modes="first-order truncated"
-    case $opt in sgd|momentum|nag|linear) modes="$modes second-order" ;; esac
+    modes="$modes second-order"
     for mode in $modes; do
       for init in 0 1; do
         flag=""; [ "$init" = 1 ] && flag="--learn-init"

@@ -3,8 +3,8 @@
 //!
 //! One file per workload: [`mlp`](MlpWorkload) (forward + backward), `meta` (meta-training
 //! outer steps), `opt` (a fused optimizer step against copy bandwidth), `unroll` (a long
-//! checkpointed unroll per schedule), `w1` (the peer-comparison workload and its FLOP model)
-//! and `lm` (the LSTM language model: training, evaluation, dynamic evaluation). [`run`] runs the parts
+//! checkpointed unroll per schedule), `w1` (the peer-comparison workload and its FLOP model),
+//! `so` (second-order against truncated mode, every optimizer) and `lm` (the LSTM language model: training, evaluation, dynamic evaluation). [`run`] runs the parts
 //! `metalearn bench` asks for, prints their tables and returns one [`Row`] per case; the rows
 //! are the schema of `metalearn bench --json` ([`Report`]).
 
@@ -22,6 +22,7 @@ mod lm;
 mod meta;
 mod mlp;
 mod opt;
+mod so;
 mod unroll;
 mod w1;
 
@@ -142,18 +143,21 @@ pub enum Part {
     Unroll,
     /// L2L LSTM meta-training on 784-20-10 MLPs ([`measure_w1`]).
     W1,
+    /// Every optimizer in truncated and second-order mode on W1's model.
+    So,
     /// The LSTM language model: training, evaluation, dynamic evaluation ([`measure_lm`]).
     Lm,
 }
 
 impl Part {
     /// Every part, in the order [`run`] runs them.
-    pub const ALL: [Part; 6] = [
+    pub const ALL: [Part; 7] = [
         Part::Mlp,
         Part::Meta,
         Part::Opt,
         Part::Unroll,
         Part::W1,
+        Part::So,
         Part::Lm,
     ];
 
@@ -165,6 +169,7 @@ impl Part {
             Part::Opt => "opt",
             Part::Unroll => "unroll",
             Part::W1 => "w1",
+            Part::So => "so",
             Part::Lm => "lm",
         }
     }
@@ -249,6 +254,7 @@ pub fn run(gpu: &Arc<Gpu>, opts: &BenchOptions, out: &mut dyn Write) -> Result<R
             Part::Opt => opt::run(gpu, opts, out)?,
             Part::Unroll => unroll::run(gpu, opts, out)?,
             Part::W1 => w1::run(gpu, opts, out)?,
+            Part::So => so::run(gpu, opts, out)?,
             Part::Lm => lm::run(gpu, opts, out)?,
         });
     }

@@ -57,7 +57,7 @@ pub fn measure_optimizer_step(
     ];
     let g: Vec<f32> = (0..params).map(|_| rng.random_range(-1.0..1.0)).collect();
     let g = gpu.buffer_from("bench gradient", &g)?;
-    let ws = opt.workspace(gpu, &layout, 1)?;
+    let ws = opt.workspace(gpu, &layout, 1, false)?;
     let run = |n: usize| -> Result<f64> {
         let mut rec = Recorder::new(gpu);
         for t in 0..n {

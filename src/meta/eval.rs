@@ -88,7 +88,7 @@ pub fn evaluate_with_held_out(
         vec::fill(&mut rec, View::new(&slots[0], c), c * opt.state_len(), 0.0)?;
     }
     let grad = Batched::dense(&g, p);
-    let ws = opt.workspace(gpu, task.layout(), n)?;
+    let ws = opt.workspace(gpu, task.layout(), n, false)?;
     for t in 0..=steps {
         let cur = &slots[t % 2];
         let theta = Batched {

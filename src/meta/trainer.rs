@@ -78,7 +78,7 @@ impl MetaTrainer {
             )));
         }
         let n = task.instances();
-        let ws = opt.workspace(&gpu, task.layout(), n)?;
+        let ws = opt.workspace(&gpu, task.layout(), n, cfg.mode == Mode::SecondOrder)?;
         let unroll = Unroll::new(&gpu, task.as_mut(), &opt, &cfg, ws.bytes())?;
         let p = unroll.params();
         let slot_len = opt.slot_len(unroll.count());
@@ -156,7 +156,7 @@ impl MetaTrainer {
             task.enable_hvp(gpu)?;
         }
         let n = task.instances();
-        let ws = opt.workspace(gpu, task.layout(), n)?;
+        let ws = opt.workspace(gpu, task.layout(), n, cfg.mode == Mode::SecondOrder)?;
         let size = Sizing::new(gpu, n, task.layout().size(), opt, cfg)?;
         size.check_fits(gpu, ws.bytes(), task.gpu_bytes())?;
         Ok(size.report(ws.bytes(), task.gpu_bytes()))

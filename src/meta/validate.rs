@@ -46,7 +46,10 @@ impl MetaConfig {
                     "{p}mode = second-order is not available for optimizer '{name}': its reverse \
                      kernel does not give the adjoint of its gradient input"
                 ),
-                format!("use optimizer sgd, momentum, nag or linear, or {p}mode = truncated"),
+                format!(
+                    "use optimizer {}, or {p}mode = truncated",
+                    crate::optim::second_order_families()
+                ),
             );
         }
         let learns_phi = self.learn_optimizer && opt.is_learned();
@@ -156,15 +159,6 @@ mod tests {
                 },
                 Optimizer::new(Linear),
                 "unroll = 0",
-            ),
-            (
-                MetaConfig {
-                    mode: Mode::SecondOrder,
-                    learn_init: true,
-                    ..base.clone()
-                },
-                Optimizer::parse("adam").expect("adam"),
-                "mode = second-order",
             ),
             (base.clone(), sgd.clone(), "learn_init is false"),
             (

@@ -103,7 +103,7 @@ impl OptimizerRun {
             "optimizer run phi",
             if phi.is_empty() { &[0.0] } else { phi },
         )?;
-        let ws = opt.workspace(&gpu, &layout, instances)?;
+        let ws = opt.workspace(&gpu, &layout, instances, false)?;
         Ok(Self {
             gpu,
             opt,

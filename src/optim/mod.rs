@@ -195,8 +195,15 @@ pub trait Family: Reference + Any + Send + Sync + std::fmt::Debug {
     /// Every kernel the family dispatches.
     fn kernels(&self) -> &'static [&'static Kernel];
 
-    /// The buffers the family needs for `instances` instances of `layout`.
-    fn workspace(&self, _gpu: &Gpu, _layout: &ParamLayout, _instances: usize) -> Result<Workspace> {
+    /// The buffers the family needs for `instances` instances of `layout`, with the reverse of
+    /// second-order mode when `second_order`.
+    fn workspace(
+        &self,
+        _gpu: &Gpu,
+        _layout: &ParamLayout,
+        _instances: usize,
+        _second_order: bool,
+    ) -> Result<Workspace> {
         Ok(Workspace::default())
     }
 
@@ -211,14 +218,20 @@ pub trait Family: Reference + Any + Send + Sync + std::fmt::Debug {
     /// Record the reverse of one inner step (see [`VjpArgs`]); second-order mode is only asked
     /// of families that [`Family::supports_second_order`].
     fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
-        vec::axpy(
-            rec,
-            a.w,
-            vec::View::new(a.g, 0),
-            vec::View::new(a.tbar, 0),
-            a.count,
-        )
+        detached_vjp(rec, a)
     }
+}
+
+/// The reverse of a step whose state depends on g only, in the modes that detach g (first-order
+/// and truncated): the state gets no adjoint and θ̄ ← ū + w·g (the meta-loss term w_t ∇ℓ_t).
+pub fn detached_vjp(rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
+    vec::axpy(
+        rec,
+        a.w,
+        vec::View::new(a.g, 0),
+        vec::View::new(a.tbar, 0),
+        a.count,
+    )
 }
 
 /// An inner optimizer: a shared handle to a [`Family`] with its hyper-parameters.
@@ -323,16 +336,10 @@ impl Optimizer {
         if self.supports_second_order() {
             return Ok(());
         }
-        let able: Vec<&str> = REGISTRY
-            .iter()
-            .map(|(n, make)| (*n, make()))
-            .filter(|(_, o)| o.supports_second_order())
-            .map(|(n, _)| n)
-            .collect();
         Err(Error::invalid(format!(
             "second-order mode is not available for optimizer '{}': its reverse kernel does not give the adjoint of its gradient input; use {}, or the truncated mode",
             self.name(),
-            or_list(&able)
+            second_order_families()
         )))
     }
 
@@ -346,14 +353,16 @@ impl Optimizer {
         self.0.init_phi(rng)
     }
 
-    /// The buffers this optimizer needs for `instances` instances of `layout`.
+    /// The buffers this optimizer needs for `instances` instances of `layout`, with the reverse
+    /// of second-order mode when `second_order` (forward-only callers pass false).
     pub fn workspace(
         &self,
         gpu: &Gpu,
         layout: &ParamLayout,
         instances: usize,
+        second_order: bool,
     ) -> Result<Workspace> {
-        self.0.workspace(gpu, layout, instances)
+        self.0.workspace(gpu, layout, instances, second_order)
     }
 
     /// Floats of one slot for `count` coordinates.
@@ -385,6 +394,16 @@ impl Optimizer {
     pub fn reference(&self) -> &dyn Reference {
         self.0.as_ref()
     }
+}
+
+/// The registered families with second-order mode, as "a, b or c".
+pub fn second_order_families() -> String {
+    let able: Vec<&str> = REGISTRY
+        .iter()
+        .filter(|(_, make)| make().supports_second_order())
+        .map(|(n, _)| *n)
+        .collect();
+    or_list(&able)
 }
 
 /// "a, b, c or d".
@@ -419,14 +438,5 @@ mod tests {
             e.contains("nope") && e.contains("lstm") && e.contains("sgd"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn second_order_error_names_the_families_that_have_it() {
-        let e = Optimizer::parse("adam")
-            .and_then(|o| o.check_second_order())
-            .expect_err("adam has no g path")
-            .to_string();
-        assert!(e.contains("sgd, momentum, nag or linear"), "{e}");
     }
 }

@@ -55,12 +55,6 @@ pub trait Reference {
     /// The VJP of [`Reference::step`]; φ's cotangent is added to `phi_bar`.
     fn vjp(&self, a: &RefVjp, phi_bar: &mut [f64]) -> RefVjpOut;
 
-    /// True when [`Reference::vjp`] gives the gradient input's cotangent (second-order mode;
-    /// the reference has it for more families than the GPU kernels).
-    fn gives_g_bar(&self) -> bool {
-        false
-    }
-
     /// How far this step is from a point where the update is not smooth (a ReLU's
     /// pre-activation at 0): the smallest |pre-activation|; infinite for smooth families. Near
     /// such a point f32 and f64 arithmetic may take different sides, and the derivatives differ

@@ -196,12 +196,7 @@ pub fn meta_gradient_with_hvp(p: &Problem, hvp: Option<&LossHvp>) -> Result<RefM
                 "the second-order reference meta-gradient needs the loss's Hessian-vector product",
             ));
         }
-        if !p.opt.reference().gives_g_bar() {
-            return Err(Error::invalid(format!(
-                "second-order mode is not available for optimizer '{}' in the reference: its VJP does not give the gradient input's cotangent",
-                p.opt.name()
-            )));
-        }
+        p.opt.check_second_order()?;
     }
     let (np, s_len, t_max) = (p.params, p.opt.state_len(), p.unroll);
     let inv_n = 1.0 / p.instances as f64;

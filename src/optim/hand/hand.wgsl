@@ -15,6 +15,14 @@
 // momentum_vjp:  m̄'_tot = m̄' − lr·ū,       ḡ = m̄'_tot
 // nag_vjp:       m̄'_tot = m̄' − lr·μ·ū,     ḡ = m̄'_tot − lr·ū
 //   both:        m̄ = μ·m̄'_tot,   θ̄ = ū + w·g   (w·g: the meta-loss term w_t ∇ℓ_t)
+// Reverse of an RMSprop or Adam step, reading the old state from slot_old (the slot of θ, s), in place on θ̄ and on
+// s̄ (s̄[k·C + i]: in of s', out of s), writing ḡ:
+// rmsprop_vjp:   d = √v' + eps,  v̄'_tot = v̄' + ū·lr·g/(d²·2√v')  (0 where v' = 0)
+//                ḡ = −lr·ū/d + 2(1 − ρ)·g·v̄'_tot,   v̄ = ρ·v̄'_tot
+// adam_vjp:      m̂ = m'/c1, v̂ = v'/c2, d = √v̂ + eps
+//                m̄'_tot = m̄' − ū·lr/(d·c1),   v̄'_tot = v̄' + ū·lr·m̂/(d²·2√v̂·c2)  (0 where v̂ = 0)
+//                ḡ = (1 − β1)·m̄'_tot + 2(1 − β2)·g·v̄'_tot,   m̄ = β1·m̄'_tot,  v̄ = β2·v̄'_tot
+//   both:        θ̄ = ū + w·g
 //
 // `p: Params` and the storage bindings are declared from src/optim/hand/mod.rs.
 
@@ -92,4 +100,45 @@ fn nag_vjp(grid: Grid) {
     let i = flat_index(grid);
     if (i >= p.count) { return; }
     momentum_reverse(i, true);
+}
+
+@compute @workgroup_size(256)
+fn rmsprop_vjp(grid: Grid) {
+    let i = flat_index(grid);
+    let c = p.count;
+    if (i >= c) { return; }
+    let gi = gv[i];
+    let ub = tbar[i];
+    let v1 = p.beta2 * slot_old[c + i] + (1.0 - p.beta2) * gi * gi;
+    let sq = sqrt(v1);
+    let d = sq + p.eps;
+    var dv = 0.0;
+    if (v1 > 0.0) { dv = p.lr * gi / (d * d) / (2.0 * sq); }
+    let vt = sbar[i] + ub * dv;
+    gbar[i] = -p.lr * ub / d + 2.0 * (1.0 - p.beta2) * gi * vt;
+    sbar[i] = p.beta2 * vt;
+    tbar[i] = ub + p.w * gi;
+}
+
+@compute @workgroup_size(256)
+fn adam_vjp(grid: Grid) {
+    let i = flat_index(grid);
+    let c = p.count;
+    if (i >= c) { return; }
+    let gi = gv[i];
+    let ub = tbar[i];
+    let m1 = p.beta1 * slot_old[c + i] + (1.0 - p.beta1) * gi;
+    let v1 = p.beta2 * slot_old[2u * c + i] + (1.0 - p.beta2) * gi * gi;
+    let mh = m1 / p.c1;
+    let vh = v1 / p.c2;
+    let sq = sqrt(vh);
+    let d = sq + p.eps;
+    var dv = 0.0;
+    if (vh > 0.0) { dv = p.lr * mh / (d * d) / (2.0 * sq) / p.c2; }
+    let mt = sbar[i] - ub * p.lr / (d * p.c1);
+    let vt = sbar[c + i] + ub * dv;
+    gbar[i] = (1.0 - p.beta1) * mt + 2.0 * (1.0 - p.beta2) * gi * vt;
+    sbar[i] = p.beta1 * mt;
+    sbar[c + i] = p.beta2 * vt;
+    tbar[i] = ub + p.w * gi;
 }

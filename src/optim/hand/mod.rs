@@ -3,7 +3,9 @@
 //! element-wise `vec::axpby`.
 
 use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
-use super::{Family, Optimizer, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs};
+use super::{
+    detached_vjp, Family, Optimizer, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs,
+};
 use crate::gpu::{Kernel, Recorder};
 use crate::kernels::{check_region, u32_of, vec};
 use crate::{Error, Result};
@@ -28,6 +30,10 @@ crate::shader! {
     pub MOMENTUM_VJP = momentum_vjp(read gv, write tbar, write sbar, write gbar);
     /// Reverse of a Nesterov momentum step with the gradient path (second-order mode).
     pub NAG_VJP = nag_vjp(read gv, write tbar, write sbar, write gbar);
+    /// Reverse of an RMSprop step with the gradient path (second-order mode).
+    pub RMSPROP_VJP = rmsprop_vjp(read gv, write tbar, write sbar, write gbar, read slot_old);
+    /// Reverse of an Adam step with the gradient path (second-order mode).
+    pub ADAM_VJP = adam_vjp(read gv, write tbar, write sbar, write gbar, read slot_old);
 }
 
 /// Record a step kernel with `state` floats of state per coordinate.
@@ -55,39 +61,42 @@ fn record(
     )
 }
 
-/// Record the reverse of a heavy-ball (`nesterov = false`) or Nesterov momentum step with the
-/// gradient path kept (second-order mode), in place on `tbar` (ū → θ̄ = ū + w·g) and `sbar`
-/// (m̄' → m̄), writing the gradient input's adjoint ḡ; all `count` long.
-fn momentum_vjp(rec: &mut Recorder, a: &VjpArgs, lr: f32, mu: f32, nesterov: bool) -> Result<()> {
+/// Record the reverse of a step with the gradient path kept (second-order mode), in place on
+/// `tbar` (ū → θ̄ = ū + w·g) and `sbar` (s̄' → s̄, `state` floats per coordinate), writing the
+/// gradient input's adjoint ḡ. Momentum kernels do not read the old state (`reads_slot` false);
+/// RMSprop and Adam do.
+fn record_so_vjp(
+    rec: &mut Recorder,
+    a: &VjpArgs,
+    (kernel, state, reads_slot): (&'static Kernel, usize, bool),
+    p: HandParams,
+) -> Result<()> {
     let gbar = a.gbar()?;
-    for (what, b) in [
-        ("momentum g", a.g),
-        ("momentum tbar", a.tbar),
-        ("momentum sbar", a.sbar),
-        ("momentum gbar", gbar),
+    let c = a.count;
+    for (what, b, len) in [
+        ("optimizer g", a.g, c),
+        ("optimizer tbar", a.tbar, c),
+        ("optimizer sbar", a.sbar, c * state),
+        ("optimizer gbar", gbar, c),
     ] {
-        check_region(what, b, 0, &[(a.count, 1)])?;
+        check_region(what, b, 0, &[(len, 1)])?;
     }
     if a.tbar.id == a.sbar.id || a.tbar.id == gbar.id || a.sbar.id == gbar.id {
         return Err(Error::invalid(
-            "momentum_vjp: θ̄, m̄ and ḡ must be different buffers",
+            "optimizer reverse: θ̄, s̄ and ḡ must be different buffers",
         ));
     }
     let p = HandParams {
-        count: u32_of("count", a.count)?,
-        lr,
-        beta1: mu,
+        count: u32_of("count", c)?,
         w: a.w,
-        ..Default::default()
+        ..p
     };
-    let k = if nesterov { &NAG_VJP } else { &MOMENTUM_VJP };
-    rec.dispatch(
-        k,
-        &[],
-        &[a.g, a.tbar, a.sbar, gbar],
-        &p,
-        (a.count as u64).div_ceil(256),
-    )
+    let mut bind = vec![a.g, a.tbar, a.sbar, gbar];
+    if reads_slot {
+        check_region("optimizer slot", a.slot, 0, &[((1 + state) * c, 1)])?;
+        bind.push(a.slot);
+    }
+    rec.dispatch(kernel, &[], &bind, &p, (c as u64).div_ceil(256))
 }
 
 fn lr_hyper(lr: f32) -> (&'static str, String) {
@@ -110,9 +119,9 @@ impl Default for Sgd {
 /// The kernels the family dispatches.
 pub static MOMENTUM_KERNELS: &[&Kernel] = &[&MOMENTUM_STEP, &NAG_STEP, &MOMENTUM_VJP, &NAG_VJP];
 /// The kernels the family dispatches.
-pub static RMSPROP_KERNELS: &[&Kernel] = &[&RMSPROP_STEP];
+pub static RMSPROP_KERNELS: &[&Kernel] = &[&RMSPROP_STEP, &RMSPROP_VJP];
 /// The kernels the family dispatches.
-pub static ADAM_KERNELS: &[&Kernel] = &[&ADAM_STEP];
+pub static ADAM_KERNELS: &[&Kernel] = &[&ADAM_STEP, &ADAM_VJP];
 
 impl Family for Sgd {
     fn name(&self) -> &'static str {
@@ -158,13 +167,7 @@ impl Family for Sgd {
                 a.count,
             )?;
         }
-        vec::axpy(
-            rec,
-            a.w,
-            vec::View::new(a.g, 0),
-            vec::View::new(a.tbar, 0),
-            a.count,
-        )
+        detached_vjp(rec, a)
     }
 }
 
@@ -179,9 +182,6 @@ impl Reference for Sgd {
             g_bar: -lr * c.u_bar,
             ..Default::default()
         })
-    }
-    fn gives_g_bar(&self) -> bool {
-        true
     }
 }
 
@@ -217,7 +217,7 @@ impl Default for Nag {
 
 /// The two momentum families differ only in `nesterov`.
 macro_rules! momentum_family {
-    ($ty:ident, $name:literal, $nesterov:literal, $kernel:ident) => {
+    ($ty:ident, $name:literal, $nesterov:literal, $kernel:ident, $vjp:ident) => {
         impl Family for $ty {
             fn name(&self) -> &'static str {
                 $name
@@ -246,16 +246,15 @@ macro_rules! momentum_family {
                 record(rec, &$kernel, 1, a, p)
             }
             fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
-                if a.mode == super::Mode::SecondOrder {
-                    return momentum_vjp(rec, a, self.lr, self.mu, $nesterov);
+                if a.mode != super::Mode::SecondOrder {
+                    return detached_vjp(rec, a);
                 }
-                vec::axpy(
-                    rec,
-                    a.w,
-                    vec::View::new(a.g, 0),
-                    vec::View::new(a.tbar, 0),
-                    a.count,
-                )
+                let p = HandParams {
+                    lr: self.lr,
+                    beta1: self.mu,
+                    ..Default::default()
+                };
+                record_so_vjp(rec, a, (&$vjp, 1, false), p)
             }
         }
 
@@ -284,15 +283,12 @@ macro_rules! momentum_family {
                     }
                 })
             }
-            fn gives_g_bar(&self) -> bool {
-                true
-            }
         }
     };
 }
 
-momentum_family!(Momentum, "momentum", false, MOMENTUM_STEP);
-momentum_family!(Nag, "nag", true, NAG_STEP);
+momentum_family!(Momentum, "momentum", false, MOMENTUM_STEP, MOMENTUM_VJP);
+momentum_family!(Nag, "nag", true, NAG_STEP, NAG_VJP);
 
 /// RMSprop: v' = ρ·v + (1 − ρ)·g², u = −lr·g/(√v' + ε) (state v).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -332,17 +328,31 @@ impl Family for RmsProp {
     fn with_lr(&self, lr: f32) -> Option<Optimizer> {
         Some(Self { lr, ..*self }.into())
     }
+    fn supports_second_order(&self) -> bool {
+        true
+    }
     fn kernels(&self) -> &'static [&'static Kernel] {
         RMSPROP_KERNELS
     }
     fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
-        let p = HandParams {
+        record(rec, &RMSPROP_STEP, 1, a, self.params())
+    }
+    fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
+        if a.mode != super::Mode::SecondOrder {
+            return detached_vjp(rec, a);
+        }
+        record_so_vjp(rec, a, (&RMSPROP_VJP, 1, true), self.params())
+    }
+}
+
+impl RmsProp {
+    fn params(&self) -> HandParams {
+        HandParams {
             lr: self.lr,
             beta2: self.rho,
             eps: self.eps,
             ..Default::default()
-        };
-        record(rec, &RMSPROP_STEP, 1, a, p)
+        }
     }
 }
 
@@ -354,9 +364,21 @@ impl Reference for RmsProp {
         })
     }
     fn vjp(&self, a: &RefVjp, _phi_bar: &mut [f64]) -> RefVjpOut {
-        per_coordinate_vjp(a, 1, |_| CoordVjp {
-            state_bar: vec![0.0],
-            ..Default::default()
+        let (lr, rho, eps) = (f64::from(self.lr), f64::from(self.rho), f64::from(self.eps));
+        per_coordinate_vjp(a, 1, |c| {
+            if !a.second_order {
+                return CoordVjp {
+                    state_bar: vec![0.0],
+                    ..Default::default()
+                };
+            }
+            let (g_bar, v_bar) =
+                reference::rmsprop_step_vjp(lr, rho, eps, c.g, c.state[0], c.u_bar, c.state_bar[0]);
+            CoordVjp {
+                theta_bar: 0.0,
+                g_bar,
+                state_bar: vec![v_bar],
+            }
         })
     }
 }
@@ -386,6 +408,21 @@ impl Default for Adam {
 }
 
 impl Adam {
+    /// The kernels' parameters at step `t` (0-based): bias corrections c1 = 1 − β1^(t+1),
+    /// c2 = 1 − β2^(t+1).
+    fn params(&self, t: usize) -> HandParams {
+        let k = i32::try_from(t + 1).unwrap_or(i32::MAX);
+        HandParams {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            c1: 1.0 - self.beta1.powi(k),
+            c2: 1.0 - self.beta2.powi(k),
+            ..Default::default()
+        }
+    }
+
     fn reference_config(&self) -> reference::AdamConfig {
         reference::AdamConfig {
             lr: f64::from(self.lr),
@@ -414,26 +451,23 @@ impl Family for Adam {
     fn with_lr(&self, lr: f32) -> Option<Optimizer> {
         Some(Self { lr, ..*self }.into())
     }
+    fn supports_second_order(&self) -> bool {
+        true
+    }
     fn kernels(&self) -> &'static [&'static Kernel] {
         ADAM_KERNELS
     }
-    /// Step `a.t` (0-based): bias corrections c1 = 1 − β1^(t+1), c2 = 1 − β2^(t+1).
     fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
-        let k = i32::try_from(a.t + 1).unwrap_or(i32::MAX);
-        let p = HandParams {
-            lr: self.lr,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            c1: 1.0 - self.beta1.powi(k),
-            c2: 1.0 - self.beta2.powi(k),
-            ..Default::default()
-        };
-        record(rec, &ADAM_STEP, 2, a, p)
+        record(rec, &ADAM_STEP, 2, a, self.params(a.t))
+    }
+    fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
+        if a.mode != super::Mode::SecondOrder {
+            return detached_vjp(rec, a);
+        }
+        record_so_vjp(rec, a, (&ADAM_VJP, 2, true), self.params(a.t))
     }
 }
 
-/// The reference has Adam's g path (second order), which the GPU reverse kernels lack.
 impl Reference for Adam {
     fn step(&self, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
         let cfg = self.reference_config();
@@ -465,8 +499,5 @@ impl Reference for Adam {
                 state_bar: m.to_vec(),
             }
         })
-    }
-    fn gives_g_bar(&self) -> bool {
-        true
     }
 }

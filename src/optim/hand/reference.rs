@@ -51,6 +51,35 @@ pub fn momentum_step_vjp(
     }
 }
 
+/// Exact VJP of [`rmsprop_step`] with respect to (g, v), given the cotangents `u_bar` of u and
+/// `v_new_bar` of v'. Returns (g_bar, v_bar):
+///     v̄'_tot = v̄' + ū·lr·g/((√v' + ε)²·2√v'),   ḡ = −lr·ū/(√v' + ε) + 2(1 − ρ)·g·v̄'_tot,
+///     v̄ = ρ·v̄'_tot
+///
+/// Where v' = 0 the derivative of √v' is unbounded; the path of u through v' is then taken as 0
+/// (it is multiplied by g = 0 there).
+pub fn rmsprop_step_vjp(
+    lr: f64,
+    rho: f64,
+    eps: f64,
+    g: f64,
+    v: f64,
+    u_bar: f64,
+    v_new_bar: f64,
+) -> (f64, f64) {
+    let v1 = rho * v + (1.0 - rho) * g * g;
+    let sq = v1.sqrt();
+    let den = sq + eps;
+    let du_dv1 = if v1 > 0.0 {
+        lr * g / (den * den) / (2.0 * sq)
+    } else {
+        0.0
+    };
+    let v1_bar = v_new_bar + u_bar * du_dv1;
+    let g_bar = -lr * u_bar / den + 2.0 * (1.0 - rho) * g * v1_bar;
+    (g_bar, rho * v1_bar)
+}
+
 /// Hyper-parameters of Adam.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConfig {
@@ -234,6 +263,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rmsprop_vjp_matches_finite_differences() {
+        for (lr, rho, eps) in [(1e-3, 0.99, 1e-8), (0.05, 0.9, 1e-4)] {
+            for seed in 0..5 {
+                let mut rng = StdRng::seed_from_u64(800 + seed);
+                let g = rng.random_range(-1.0..1.0);
+                let v = rng.random_range(0.01..1.0);
+                let u_bar = rng.random_range(-1.0..1.0);
+                let vb = rng.random_range(-1.0..1.0);
+                for sb in [vb, 0.0] {
+                    let loss = |x: &[f64]| {
+                        let (u, s) = rmsprop_step(lr, rho, eps, x[0], x[1]);
+                        u_bar * u + sb * s[0]
+                    };
+                    let fd = central_diff(loss, &[g, v], H);
+                    let (g_bar, v_bar) = rmsprop_step_vjp(lr, rho, eps, g, v, u_bar, sb);
+                    let e = rel_err(&[g_bar, v_bar], &fd);
+                    assert!(e < TOL, "lr {lr} seed {seed} v̄' {sb}: {e}");
+                }
+            }
+        }
+        let (g_bar, v_bar) = rmsprop_step_vjp(1e-3, 0.99, 1e-8, 0.0, 0.0, 1.0, 0.0);
+        assert!(g_bar.is_finite() && v_bar.is_finite());
     }
 
     #[test]

@@ -143,7 +143,4 @@ impl Reference for Linear {
             }
         })
     }
-    fn gives_g_bar(&self) -> bool {
-        true
-    }
 }

@@ -4,7 +4,7 @@
 use super::Lstm;
 use crate::gpu::{Gpu, Recorder};
 use crate::kernels::{check_region, u32_of};
-use crate::optim::{StepArgs, VjpArgs};
+use crate::optim::{Mode, StepArgs, VjpArgs};
 use crate::{Error, Result};
 
 /// Hidden units per layer (a constant of the WGSL).
@@ -33,6 +33,8 @@ crate::shader! {
     pub LSTM_STEP = lstm_step(read slot_in, read g, read phi, write slot_out);
     /// Reverse step (vector-Jacobian product, gates recomputed).
     pub LSTM_VJP = lstm_vjp(read slot_in, read g, read phi, write tbar, write sbar, write partials);
+    /// Reverse step that also writes ḡ, the gradient input's adjoint (second-order mode).
+    pub LSTM_VJP_SO = lstm_vjp_so(read slot_in, read g, read phi, write tbar, write sbar, write partials, write gbar);
 }
 
 /// Shape of the reverse kernel on an adapter: coordinates per tile (its workgroups have 5 times
@@ -128,7 +130,8 @@ pub fn step(rec: &mut Recorder, a: &StepArgs, hyper: &Lstm) -> Result<()> {
 }
 
 /// Record the reverse of one step: θ̄ ← ū + w·g and s̄ ← old-state adjoint in place, φ̄ partial
-/// sums of `groups` workgroups into `partials[wg·PHI_LEN + e]` (added when `accumulate`).
+/// sums of `groups` workgroups into `partials[wg·PHI_LEN + e]` (added when `accumulate`), and
+/// in second-order mode ḡ.
 pub fn vjp(rec: &mut Recorder, a: &VjpArgs, hyper: &Lstm) -> Result<()> {
     let (count, groups, phi) = (a.count, a.groups, a.phi);
     check_region("lstm slot", a.slot, 0, &[(count * (1 + STATE), 1)])?;
@@ -142,10 +145,19 @@ pub fn vjp(rec: &mut Recorder, a: &VjpArgs, hyper: &Lstm) -> Result<()> {
     p.w = a.w;
     p.accumulate = u32::from(a.accumulate);
     let [c0, c1] = phi_constants(shape.phi_in_wg);
+    let mut bind = vec![a.slot, a.g, phi.0, a.tbar, a.sbar, a.partials];
+    let kernel = if a.mode == Mode::SecondOrder {
+        let gbar = a.gbar()?;
+        check_region("lstm gbar", gbar, 0, &[(count, 1)])?;
+        bind.push(gbar);
+        &LSTM_VJP_SO
+    } else {
+        &LSTM_VJP
+    };
     rec.dispatch(
-        &LSTM_VJP,
+        kernel,
         &[("T", shape.tile as f64), c0, c1],
-        &[a.slot, a.g, phi.0, a.tbar, a.sbar, a.partials],
+        &bind,
         &p,
         groups as u64,
     )

@@ -51,7 +51,12 @@
 //   first tile of a workgroup stores instead of adding when accumulate = 0; a workgroup without
 //   tiles stores zeros). Every sum runs in a fixed order that depends only on (C, groups, T), so
 //   results are deterministic. Invalid lanes of the last tile compute on coordinate C−1, stage
-//   ā = 0 and s·ū = 0, and write nothing. The g-path adjoint (x̄1 → ḡ) is not formed here.
+//   ā = 0 and s·ū = 0, and write nothing.
+// lstm_vjp_so: lstm_vjp, also writing the gradient input's adjoint (second-order mode):
+//     x̄ = Wx1ᵀā1 (each invocation sums its 16 gate rows in step 4 and stages the part where h2'
+//     was; after the barrier m = 0 adds the five parts in order),
+//     ḡ = x̄1·dx1/dg + x̄2·dx2/dg,  dx1/dg = sign(g)/((|g| + eps)·p),  dx2/dg = eᵖ,
+//     each 0 where its feature is clamped (unclamped value outside (−1, 1)).
 //
 // `p: Params` and the storage bindings are declared from src/optim/lstm/kernels.rs.
 
@@ -329,7 +334,17 @@ fn rev2_group(m: u32, base: u32, i: u32, valid: bool, su: f32, x: V5, h: V5) {
     if (valid) { sbput4(3u * H + k, i, vec4<f32>(r0.cb, r1.cb, r2.cb, r3.cb)); }
 }
 
-fn rev1_group(m: u32, base: u32, i: u32, valid: bool, hx: vec4<f32>, x: vec2<f32>, h: V5) {
+// Row r of Wx1 (2 floats).
+fn wx1(r: u32) -> vec2<f32> { return vec2<f32>(w1(WX1 + 2u * r), w1(WX1 + 2u * r + 1u)); }
+
+// The part of x̄ = Wx1ᵀā1 from the 4 gate rows (b·H + k, gate blocks b = i, f, g̃, o) of unit k.
+fn xbar1(k: u32, a: vec4<f32>) -> vec2<f32> {
+    let s = fma(vec2<f32>(a.x), wx1(k), vec2<f32>(a.y) * wx1(H + k));
+    return fma(vec2<f32>(a.z), wx1(2u * H + k), fma(vec2<f32>(a.w), wx1(3u * H + k), s));
+}
+
+// Layer-1 reverse of units 4m..4m+3; with `so`, returns their part of x̄ (0 otherwise).
+fn rev1_group(m: u32, base: u32, i: u32, valid: bool, hx: vec4<f32>, x: vec2<f32>, h: V5, so: bool) -> vec2<f32> {
     let k = 4u * m;
     let c1 = st4(H + k, i);
     let hbk = sb4(k, i) + hx;
@@ -340,6 +355,20 @@ fn rev1_group(m: u32, base: u32, i: u32, valid: bool, hx: vec4<f32>, x: vec2<f32
     let r3 = rev1(k + 3u, valid, c1.w, hbk.w, cbk.w, x, h);
     stage_a(base, m, r0.a, r1.a, r2.a, r3.a);
     if (valid) { sbput4(H + k, i, vec4<f32>(r0.cb, r1.cb, r2.cb, r3.cb)); }
+    if (!so) { return vec2<f32>(0.0); }
+    return (xbar1(k, r0.a) + xbar1(k + 1u, r1.a)) + (xbar1(k + 2u, r2.a) + xbar1(k + 3u, r3.a));
+}
+
+// d(features)/dg: 0 where a feature is clamped (its unclamped value outside (−1, 1)), and
+// d|g|/dg = sign(g) (0 at g = 0).
+fn feature_grads(gi: f32) -> vec2<f32> {
+    let ag = abs(gi) + p.eps;
+    let r1 = log(ag) / p.logp;
+    let ep = exp(p.logp);
+    let r2 = gi * ep;
+    let d1 = select(0.0, sign(gi) / (ag * p.logp), r1 > -1.0 && r1 < 1.0);
+    let d2 = select(0.0, ep, r2 > -1.0 && r2 < 1.0);
+    return vec2<f32>(d1, d2);
 }
 
 // partials[o] ← v (fresh) or partials[o] + v; the 4- and 16-entry forms load every old value
@@ -396,110 +425,141 @@ fn emit_block(at: u32, rq: u32, cq: u32, s: Acc4, base: u32, fresh: bool) {
     }
 }
 
-@compute @workgroup_size(5u * T)
-fn lstm_vjp(grid: Grid) {
-    let li = grid.li;
-    let wg = flat_group(grid);
-    if (wg >= p.groups) { return; }
+// Stage φ and, for a workgroup without tiles that does not accumulate, zero its partials.
+fn vjp_begin(li: u32, wg: u32) {
+    load_phi(li, 5u * T);
+    let tiles = (p.count + T - 1u) / T;
+    if (wg >= tiles && p.accumulate == 0u) {
+        for (var e = li; e < PHI_LEN; e += 5u * T) { partials[wg * PHI_LEN + e] = 0.0; }
+    }
+}
+
+// One tile of the reverse (every invocation of the workgroup runs it). With `so`, returns ḡ of
+// the invocation's coordinate to its m = 0 invocation (0 to the others and without `so`).
+fn vjp_tile(li: u32, wg: u32, tile: u32, so: bool) -> f32 {
     let n = 5u * T;
-    load_phi(li, n);
     let c = p.count;
     let out = wg * PHI_LEN;
-    let tiles = (c + T - 1u) / T;
-    if (wg >= tiles && p.accumulate == 0u) {
-        for (var e = li; e < PHI_LEN; e += n) { partials[out + e] = 0.0; }
-    }
     // Coordinate q of the tile, units 4m..4m+3.
     let q = li % T;
     let m = li / T;
     let base = q * SV;
+    let fresh = tile == wg && p.accumulate == 0u;
+    let iv = tile * T + q;
+    let valid = iv < c;
+    let i = min(iv, c - 1u);
+    let gi = g[i];
+    let ub = tbar[i];
+    let x = features(gi);
+    let h1 = st5(0u, i);
+    let h2 = st5(2u * H, i);
+    let su = select(0.0, p.out_scale * ub, valid);
+    // Layer 1 forward (own units), h1' exchanged through the b columns.
+    stage[base + S_B + m] = fwd1(m, x, h1, st4(H + 4u * m, i)).h;
+    stage[base + S_B + 5u + m] = pick(h2, m);
+    if (m == 0u) { stage[base + S_SU] = vec4<f32>(su, 0.0, 0.0, 0.0); }
+    workgroupBarrier();
+    let h1n = V5(stage[base + S_B], stage[base + S_B + 1u], stage[base + S_B + 2u], stage[base + S_B + 3u],
+                 stage[base + S_B + 4u]);
+    // Layer 2 and output reverse of the own units (gates computed once).
+    rev2_group(m, base, i, valid, su, h1n, h2);
+    workgroupBarrier();
+    // Own columns of Wh2ᵀā2 (→ s̄ of h2) and Wx2ᵀā2 (→ h̄1').
+    let hbs = tmv(WH2, m, base);
+    let hx = tmv(WX2, m, base);
+    if (valid) { sbput4(2u * H + 4u * m, i, hbs); }
+    // φ̄ of layer 2 and the output: 200 4×4 blocks of [Wx2 | Wh2], 20 of b2, 5 of wo, bo.
+    for (var it = li; it < 226u; it += n) {
+        if (it < 200u) {
+            let rq = it / 10u;
+            let cq = it % 10u;
+            let s = outer(rq, S_B + cq);
+            if (cq < 5u) { emit_block(WX2, rq, cq, s, out, fresh); }
+            else { emit_block(WH2, rq, cq - 5u, s, out, fresh); }
+        } else if (it < 220u) {
+            let rq = it - 200u;
+            var s = vec4<f32>(0.0);
+            for (var k = 0u; k < T; k++) { s += stage[k * SV + rq]; }
+            emit4(out + B2 + 4u * rq, s, fresh);
+        } else if (it < 225u) {
+            let cq = it - 220u;
+            var s = vec4<f32>(0.0);
+            for (var k = 0u; k < T; k++) { s = fma(vec4<f32>(stage[k * SV + S_SU].x), stage[k * SV + S_HO + cq], s); }
+            emit4(out + WO + 4u * cq, s, fresh);
+        } else {
+            var s = 0.0;
+            for (var k = 0u; k < T; k++) { s += stage[k * SV + S_SU].x; }
+            emit(out + BO, s, fresh);
+        }
+    }
+    workgroupBarrier();
+    // Layer 1 reverse of the own units (gates recomputed once).
+    let xp = rev1_group(m, base, i, valid, hx, x, h1, so);
+    if (so) { stage[base + S_HO + m] = vec4<f32>(xp, 0.0, 0.0); }
+    stage[base + S_B + m] = pick(h1, m);
+    if (m == 0u) {
+        stage[base + S_B + 5u] = vec4<f32>(x, 0.0, 0.0);
+        if (valid) { tbar[i] = ub + p.w * gi; }
+    }
+    workgroupBarrier();
+    // x̄ = Σ of the five parts in order, then ḡ through the features.
+    var gb = 0.0;
+    if (so && m == 0u) {
+        var xb = stage[base + S_HO].xy;
+        for (var k = 1u; k < 5u; k++) { xb += stage[base + S_HO + k].xy; }
+        gb = dot(xb, feature_grads(gi));
+    }
+    // Own columns of Wh1ᵀā1 (→ s̄ of h1).
+    let h1s = tmv(WH1, m, base);
+    if (valid) { sbput4(4u * m, i, h1s); }
+    // φ̄ of layer 1: 100 4×4 blocks of Wh1, 20 row quads of (Wx1, b1).
+    for (var it = li; it < 120u; it += n) {
+        if (it < 100u) {
+            let rq = it / 5u;
+            let cq = it % 5u;
+            emit_block(WH1, rq, cq, outer(rq, S_B + cq), out, fresh);
+        } else {
+            let rq = it - 100u;
+            var s0 = vec4<f32>(0.0);
+            var s1 = vec4<f32>(0.0);
+            var sb = vec4<f32>(0.0);
+            for (var k = 0u; k < T; k++) {
+                let a = stage[k * SV + rq];
+                let xq = stage[k * SV + S_B + 5u];
+                s0 = fma(a, vec4<f32>(xq.x), s0);
+                s1 = fma(a, vec4<f32>(xq.y), s1);
+                sb += a;
+            }
+            for (var t = 0u; t < 4u; t++) {
+                let r = 4u * rq + t;
+                emit(out + WX1 + 2u * r, s0[t], fresh);
+                emit(out + WX1 + 2u * r + 1u, s1[t], fresh);
+            }
+            emit4(out + B1 + 4u * rq, sb, fresh);
+        }
+    }
+    workgroupBarrier();
+    return gb;
+}
+
+@compute @workgroup_size(5u * T)
+fn lstm_vjp(grid: Grid) {
+    let wg = flat_group(grid);
+    if (wg >= p.groups) { return; }
+    vjp_begin(grid.li, wg);
+    let tiles = (p.count + T - 1u) / T;
+    for (var tile = wg; tile < tiles; tile += p.groups) { _ = vjp_tile(grid.li, wg, tile, false); }
+}
+
+@compute @workgroup_size(5u * T)
+fn lstm_vjp_so(grid: Grid) {
+    let wg = flat_group(grid);
+    if (wg >= p.groups) { return; }
+    vjp_begin(grid.li, wg);
+    let tiles = (p.count + T - 1u) / T;
     for (var tile = wg; tile < tiles; tile += p.groups) {
-        let fresh = tile == wg && p.accumulate == 0u;
-        let iv = tile * T + q;
-        let valid = iv < c;
-        let i = min(iv, c - 1u);
-        let gi = g[i];
-        let ub = tbar[i];
-        let x = features(gi);
-        let h1 = st5(0u, i);
-        let h2 = st5(2u * H, i);
-        let su = select(0.0, p.out_scale * ub, valid);
-        // Layer 1 forward (own units), h1' exchanged through the b columns.
-        stage[base + S_B + m] = fwd1(m, x, h1, st4(H + 4u * m, i)).h;
-        stage[base + S_B + 5u + m] = pick(h2, m);
-        if (m == 0u) { stage[base + S_SU] = vec4<f32>(su, 0.0, 0.0, 0.0); }
-        workgroupBarrier();
-        let h1n = V5(stage[base + S_B], stage[base + S_B + 1u], stage[base + S_B + 2u], stage[base + S_B + 3u],
-                     stage[base + S_B + 4u]);
-        // Layer 2 and output reverse of the own units (gates computed once).
-        rev2_group(m, base, i, valid, su, h1n, h2);
-        workgroupBarrier();
-        // Own columns of Wh2ᵀā2 (→ s̄ of h2) and Wx2ᵀā2 (→ h̄1').
-        let hbs = tmv(WH2, m, base);
-        let hx = tmv(WX2, m, base);
-        if (valid) { sbput4(2u * H + 4u * m, i, hbs); }
-        // φ̄ of layer 2 and the output: 200 4×4 blocks of [Wx2 | Wh2], 20 of b2, 5 of wo, bo.
-        for (var it = li; it < 226u; it += n) {
-            if (it < 200u) {
-                let rq = it / 10u;
-                let cq = it % 10u;
-                let s = outer(rq, S_B + cq);
-                if (cq < 5u) { emit_block(WX2, rq, cq, s, out, fresh); }
-                else { emit_block(WH2, rq, cq - 5u, s, out, fresh); }
-            } else if (it < 220u) {
-                let rq = it - 200u;
-                var s = vec4<f32>(0.0);
-                for (var k = 0u; k < T; k++) { s += stage[k * SV + rq]; }
-                emit4(out + B2 + 4u * rq, s, fresh);
-            } else if (it < 225u) {
-                let cq = it - 220u;
-                var s = vec4<f32>(0.0);
-                for (var k = 0u; k < T; k++) { s = fma(vec4<f32>(stage[k * SV + S_SU].x), stage[k * SV + S_HO + cq], s); }
-                emit4(out + WO + 4u * cq, s, fresh);
-            } else {
-                var s = 0.0;
-                for (var k = 0u; k < T; k++) { s += stage[k * SV + S_SU].x; }
-                emit(out + BO, s, fresh);
-            }
-        }
-        workgroupBarrier();
-        // Layer 1 reverse of the own units (gates recomputed once).
-        rev1_group(m, base, i, valid, hx, x, h1);
-        stage[base + S_B + m] = pick(h1, m);
-        if (m == 0u) {
-            stage[base + S_B + 5u] = vec4<f32>(x, 0.0, 0.0);
-            if (valid) { tbar[i] = ub + p.w * gi; }
-        }
-        workgroupBarrier();
-        // Own columns of Wh1ᵀā1 (→ s̄ of h1).
-        let h1s = tmv(WH1, m, base);
-        if (valid) { sbput4(4u * m, i, h1s); }
-        // φ̄ of layer 1: 100 4×4 blocks of Wh1, 20 row quads of (Wx1, b1).
-        for (var it = li; it < 120u; it += n) {
-            if (it < 100u) {
-                let rq = it / 5u;
-                let cq = it % 5u;
-                emit_block(WH1, rq, cq, outer(rq, S_B + cq), out, fresh);
-            } else {
-                let rq = it - 100u;
-                var s0 = vec4<f32>(0.0);
-                var s1 = vec4<f32>(0.0);
-                var sb = vec4<f32>(0.0);
-                for (var k = 0u; k < T; k++) {
-                    let a = stage[k * SV + rq];
-                    let xq = stage[k * SV + S_B + 5u];
-                    s0 = fma(a, vec4<f32>(xq.x), s0);
-                    s1 = fma(a, vec4<f32>(xq.y), s1);
-                    sb += a;
-                }
-                for (var t = 0u; t < 4u; t++) {
-                    let r = 4u * rq + t;
-                    emit(out + WX1 + 2u * r, s0[t], fresh);
-                    emit(out + WX1 + 2u * r + 1u, s1[t], fresh);
-                }
-                emit4(out + B1 + 4u * rq, sb, fresh);
-            }
-        }
-        workgroupBarrier();
+        let gb = vjp_tile(grid.li, wg, tile, true);
+        let iv = tile * T + grid.li % T;
+        if (grid.li < T && iv < p.count) { gbar[iv] = gb; }
     }
 }

@@ -92,6 +92,9 @@ impl Family for Lstm {
             ("out_scale", format!("{:e}", self.out_scale)),
         ]
     }
+    fn supports_second_order(&self) -> bool {
+        true
+    }
     fn kernels(&self) -> &'static [&'static Kernel] {
         kernels::SHADER.kernels
     }
@@ -106,7 +109,6 @@ impl Family for Lstm {
     }
 }
 
-/// The reference has the LSTM's g path (second order), which the GPU reverse kernel lacks.
 impl Reference for Lstm {
     fn step(&self, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
         let cfg = self.reference_config();
@@ -125,8 +127,5 @@ impl Reference for Lstm {
                 state_bar: v.state_bar,
             }
         })
-    }
-    fn gives_g_bar(&self) -> bool {
-        true
     }
 }

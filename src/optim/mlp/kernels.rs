@@ -4,7 +4,7 @@
 use super::{MlpOpt, FEATURES, PHI_LEN, STATE};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::{check_region, u32_of};
-use crate::optim::{StepArgs, VjpArgs, WorkspaceData};
+use crate::optim::{Mode, StepArgs, VjpArgs, WorkspaceData};
 use crate::params::ParamLayout;
 use crate::{Error, Result};
 
@@ -28,7 +28,12 @@ crate::shader! {
     pub MLPO_VJP = mlpo_vjp(read slot_in, read g, read tables: u32, read stats, read phi, write tbar, write aux, write phi_partials);
     /// θ̄ with the θ path through the per-tensor normalisation.
     pub MLPO_THETA_BAR = mlpo_theta_bar(read slot_in, read g, read tables: u32, read stats, read aux_ro, write tbar2);
+    /// θ̄, s̄ and ḡ of second-order mode through every feature's normalisation.
+    pub MLPO_SO_BAR = mlpo_so_bar(read slot_in, read g, read tables: u32, read stats, read aux_ro, write tbar2, write sbar, write gbar);
 }
+
+/// Floats of `stats` per (instance, segment): 8 normalisers, the θ dot, 8 feature dots.
+const STATS: usize = 17;
 
 /// GPU buffers of the MLP optimizer for one layout and instance count.
 #[derive(Debug)]
@@ -44,8 +49,14 @@ pub struct MlpOptWorkspace {
 }
 
 impl MlpOptWorkspace {
-    /// Tables and scratch for `instances` instances of `layout`.
-    pub fn new(gpu: &Gpu, layout: &ParamLayout, instances: usize) -> Result<Self> {
+    /// Tables and scratch for `instances` instances of `layout`; the feature adjoints of
+    /// second-order mode take 8 floats per coordinate instead of 1.
+    pub fn new(
+        gpu: &Gpu,
+        layout: &ParamLayout,
+        instances: usize,
+        second_order: bool,
+    ) -> Result<Self> {
         let p = layout.size();
         let segs = layout.segments();
         if segs.iter().map(|s| s.1).sum::<usize>() != p {
@@ -80,9 +91,12 @@ impl MlpOptWorkspace {
         let count = instances * p;
         Ok(Self {
             tables: gpu.buffer_from("mlp optimizer tables", &tables)?,
-            stats: gpu.buffer("mlp optimizer stats", instances * segs.len() * 9)?,
+            stats: gpu.buffer("mlp optimizer stats", instances * segs.len() * STATS)?,
             partials: gpu.buffer("mlp optimizer chunk sums", instances * q * FEATURES)?,
-            aux: gpu.buffer("mlp optimizer theta-feature adjoint", count)?,
+            aux: gpu.buffer(
+                "mlp optimizer feature adjoints",
+                count * if second_order { FEATURES } else { 1 },
+            )?,
             per_instance: p,
             instances,
             chunks: q,
@@ -155,12 +169,16 @@ impl MlpOptWorkspace {
         )
     }
 
-    /// Record the reverse of step `a.t` (see the WGSL header), with or without the θ path.
+    /// Record the reverse of step `a.t` (see the WGSL header): without the θ path (first-order),
+    /// with it (truncated), or with every path (second-order: also s̄ and ḡ).
     pub fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs, hyper: &MlpOpt) -> Result<()> {
         let (slot, g, phi, tbar, partials, groups) =
             (a.slot, a.g, a.phi, a.tbar, a.partials, a.groups);
-        let (t, w, accumulate) = (a.t, a.w, a.accumulate);
-        let theta_path = a.mode.keeps_theta_path();
+        let mode = match a.mode {
+            Mode::SecondOrder => 2,
+            m if m.keeps_theta_path() => 1,
+            _ => 0,
+        };
         self.check(slot, g, phi)?;
         let c = self.instances * self.per_instance;
         check_region("mlp optimizer tbar", tbar, 0, &[(c, 1)])?;
@@ -170,12 +188,29 @@ impl MlpOptWorkspace {
             0,
             &[(groups * PHI_LEN, 1)],
         )?;
-        let mut p = self.params(hyper, t, phi.1)?;
+        let gbar = if mode == 2 {
+            let gbar = a.gbar()?;
+            check_region("mlp optimizer sbar", a.sbar, 0, &[(c * STATE, 1)])?;
+            check_region("mlp optimizer gbar", gbar, 0, &[(c, 1)])?;
+            check_region(
+                "mlp optimizer feature adjoints",
+                &self.aux,
+                0,
+                &[(c * FEATURES, 1)],
+            )
+            .map_err(|_| {
+                Error::invalid("the mlp optimizer's workspace was made without second-order mode")
+            })?;
+            Some(gbar)
+        } else {
+            None
+        };
+        let mut p = self.params(hyper, a.t, phi.1)?;
         self.record_stats(rec, &p, slot, g)?;
         p.groups = u32_of("groups", groups)?;
-        p.accumulate = u32::from(accumulate);
-        p.w = w;
-        p.mode = u32::from(theta_path);
+        p.accumulate = u32::from(a.accumulate);
+        p.w = a.w;
+        p.mode = mode;
         let wg = vjp_workgroup(rec.gpu())?;
         rec.dispatch(
             &MLPO_VJP,
@@ -193,30 +228,34 @@ impl MlpOptWorkspace {
             &p,
             groups as u64,
         )?;
-        if theta_path {
-            rec.dispatch(
-                &MLPO_SUMS,
+        if mode == 0 {
+            return Ok(());
+        }
+        rec.dispatch(
+            &MLPO_SUMS,
+            &[],
+            &[slot, g, &self.tables, &self.aux, &self.partials],
+            &p,
+            (self.instances * self.chunks) as u64,
+        )?;
+        rec.dispatch(
+            &MLPO_FINISH,
+            &[],
+            &[&self.tables, &self.partials, &self.stats],
+            &p,
+            ((self.instances * self.segments) as u64).div_ceil(64),
+        )?;
+        let common = [slot, g, &self.tables, &self.stats, &self.aux, tbar];
+        match gbar {
+            Some(gbar) => rec.dispatch(
+                &MLPO_SO_BAR,
                 &[],
-                &[slot, g, &self.tables, &self.aux, &self.partials],
-                &p,
-                (self.instances * self.chunks) as u64,
-            )?;
-            rec.dispatch(
-                &MLPO_FINISH,
-                &[],
-                &[&self.tables, &self.partials, &self.stats],
-                &p,
-                ((self.instances * self.segments) as u64).div_ceil(64),
-            )?;
-            rec.dispatch(
-                &MLPO_THETA_BAR,
-                &[],
-                &[slot, g, &self.tables, &self.stats, &self.aux, tbar],
+                &[&common[..], &[a.sbar, gbar]].concat(),
                 &p,
                 (c as u64).div_ceil(256),
-            )?;
+            ),
+            None => rec.dispatch(&MLPO_THETA_BAR, &[], &common, &p, (c as u64).div_ceil(256)),
         }
-        Ok(())
     }
 }
 

@@ -13,18 +13,26 @@
 // Instance n owns coordinates [n·P, (n+1)·P). `tables` (u32): seg_of[j] (j < P) at 0, then Q
 // chunks (offset, length, segment) at P, then K segments (first chunk, chunk count, length) at
 // P + 3Q: the instance's tensors cut into chunks of at most 4096 coordinates.
-// `stats` holds, per (instance, segment), 9 floats: r_0 … r_7, then the dot of the reverse pass.
+// `stats` holds, per (instance, segment), 17 floats: r_0 … r_7, the θ dot of the reverse pass,
+// then the 8 feature dots of the second-order reverse.
 //
 // mlpo_sums (mode 0):   partials[(n·Q + q)·8 + f] = Σ_{i∈chunk} x_f²          (one workgroup per chunk)
 // mlpo_sums (mode 1):   partials[(n·Q + q)·8]     = Σ_{i∈chunk} x_θ,i·aux_i
-// mlpo_finish (mode 0): stats[(n·K + k)·9 + f] = (ε + Σ_chunks / len)^(−1/2)
-// mlpo_finish (mode 1): stats[(n·K + k)·9 + 8] = Σ_chunks                    (fixed chunk order)
+// mlpo_sums (mode 2):   partials[(n·Q + q)·8 + f] = Σ_{i∈chunk} x_f,i·aux[f·C + i]
+// mlpo_finish (mode 0): stats[(n·K + k)·17 + f] = (ε + Σ_chunks / len)^(−1/2)
+// mlpo_finish (mode 1): stats[(n·K + k)·17 + 8] = Σ_chunks                   (fixed chunk order)
+// mlpo_finish (mode 2): stats[(n·K + k)·17 + 9 + f] = Σ_chunks
 // mlpo_step:            slot_out ← (θ + u, new state)
 // mlpo_vjp:  reverse of a step, g and the state detached (first-order and truncated modes):
 //     ō = ū·exp(α·o1)·β·(1, α·o0), back through the MLP; φ̄ in per-workgroup partial sums (tiles
 //     of WG coordinates staged in workgroup memory, as in lstm.wgsl); aux_i = x̂̄_θ,i (adjoint
-//     of the normalised θ feature); without the θ path, θ̄_i ← ū_i + w·g_i here.
+//     of the normalised θ feature); without the θ path, θ̄_i ← ū_i + w·g_i here. Mode 2 (second
+//     order): aux[f·C + i] = x̂̄_f,i for all 8 features.
 // mlpo_theta_bar (θ path): θ̄_i ← ū_i + w·g_i + r·aux_i − r³·x_θ,i·dot_S/|S|   (r = r_θ of S)
+// mlpo_so_bar (second order), with x̄_f = r_f·x̂̄_f − r_f³·x_f·dot_f/|S| for every feature:
+//     θ̄ ← ū + w·g + x̄_1;  m̄_j'_tot = m̄_j' + x̄_{2+j};  v̄'_tot = v̄' + x̄_7/(2√v') (0 where v' = 0)
+//     ḡ = x̄_0 + Σ_j (1 − β_j)·m̄_j'_tot + 2(1 − β_v)·g·v̄'_tot;  m̄_j = β_j·m̄_j'_tot, v̄ = β_v·v̄'_tot
+//     (s̄ in place: in the adjoint of the new state, out of the old one)
 //
 // `p: Params` and the storage bindings are declared from src/optim/mlp/kernels.rs.
 
@@ -38,7 +46,8 @@ const B2: u32 = 1664u;
 const W3: u32 = 1696u;
 const B3: u32 = 1760u;
 const PHI_LEN: u32 = 1762u;
-const STAGE: u32 = 98u;   // phase A per coordinate: ō (2) | h2 (32) | ā2 (32) | h1 (32)
+const STAGE: u32 = 98u;
+const STATS: u32 = 17u;  // floats of `stats` per (instance, segment)   // phase A per coordinate: ō (2) | h2 (32) | ā2 (32) | h1 (32)
 
 override WG: u32 = 32u;
 
@@ -63,7 +72,7 @@ fn feats(i: u32) -> array<f32, 8> {
 fn stats_base(i: u32) -> u32 {
     let n = i / p.per_instance;
     let k = tables[i % p.per_instance];
-    return (n * p.segments + k) * 9u;
+    return (n * p.segments + k) * STATS;
 }
 
 fn inputs(i: u32, x: array<f32, 8>) -> array<f32, 19> {
@@ -115,8 +124,10 @@ fn mlpo_sums(grid: Grid) {
         let x = feats(i);
         if (p.mode == 0u) {
             for (var f = 0u; f < F; f++) { s[f] = fma(x[f], x[f], s[f]); }
-        } else {
+        } else if (p.mode == 1u) {
             s[0] = fma(x[1], aux_in[i], s[0]);
+        } else {
+            for (var f = 0u; f < F; f++) { s[f] = fma(x[f], aux_in[f * p.count + i], s[f]); }
         }
     }
     for (var f = 0u; f < F; f++) { red[f * 256u + li] = s[f]; }
@@ -146,12 +157,18 @@ fn mlpo_finish(grid: Grid) {
         for (var f = 0u; f < F; f++) {
             var s = 0.0;
             for (var q = 0u; q < count; q++) { s += fin_partials[(n * p.chunks + first + q) * F + f]; }
-            fin_stats[t * 9u + f] = inverseSqrt(p.eps + s / f32(len));
+            fin_stats[t * STATS + f] = inverseSqrt(p.eps + s / f32(len));
         }
-    } else {
+    } else if (p.mode == 1u) {
         var s = 0.0;
         for (var q = 0u; q < count; q++) { s += fin_partials[(n * p.chunks + first + q) * F]; }
-        fin_stats[t * 9u + 8u] = s;
+        fin_stats[t * STATS + 8u] = s;
+    } else {
+        for (var f = 0u; f < F; f++) {
+            var s = 0.0;
+            for (var q = 0u; q < count; q++) { s += fin_partials[(n * p.chunks + first + q) * F + f]; }
+            fin_stats[t * STATS + 9u + f] = s;
+        }
     }
 }
 
@@ -235,12 +252,18 @@ fn mlpo_vjp(grid: Grid) {
         for (var k = 0u; k < HID; k++) { stage[base + k] = a1b[k]; }
         for (var j = 0u; j < NIN; j++) { stage[base + HID + j] = inp[j]; }
         if (valid) {
-            var xb = 0.0;
-            for (var k = 0u; k < HID; k++) { xb = fma(phi[po + W1 + k * NIN + 1u], a1b[k], xb); }
             if (p.mode == 0u) {
                 tbar[i] = ub + p.w * g[i];
-            } else {
+            } else if (p.mode == 1u) {
+                var xb = 0.0;
+                for (var k = 0u; k < HID; k++) { xb = fma(phi[po + W1 + k * NIN + 1u], a1b[k], xb); }
                 aux[i] = xb;
+            } else {
+                for (var f = 0u; f < F; f++) {
+                    var xb = 0.0;
+                    for (var k = 0u; k < HID; k++) { xb = fma(phi[po + W1 + k * NIN + f], a1b[k], xb); }
+                    aux[f * c + i] = xb;
+                }
             }
         }
         workgroupBarrier();
@@ -276,4 +299,32 @@ fn mlpo_theta_bar(grid: Grid) {
     let theta = slot_in[i];
     let path = r * aux_ro[i] - r * r * r * theta * stats[sb + 8u] / len;
     tbar2[i] = tbar2[i] + p.w * g[i] + path;
+}
+
+@compute @workgroup_size(256)
+fn mlpo_so_bar(grid: Grid) {
+    let i = flat_index(grid);
+    let c = p.count;
+    if (i >= c) { return; }
+    let x = feats(i);
+    let sb = stats_base(i);
+    let k = tables[i % p.per_instance];
+    let len = f32(tables[p.per_instance + 3u * p.chunks + 3u * k + 2u]);
+    var xb: array<f32, 8>;
+    for (var f = 0u; f < F; f++) {
+        let r = stats[sb + f];
+        xb[f] = r * aux_ro[f * c + i] - r * r * r * x[f] * stats[sb + 9u + f] / len;
+    }
+    tbar2[i] = tbar2[i] + p.w * x[0] + xb[1];
+    let decays = array<f32, 5>(0.1, 0.5, 0.9, 0.99, 0.999);
+    var gb = xb[0];
+    for (var j = 0u; j < 5u; j++) {
+        let mt = sbar[j * c + i] + xb[2u + j];
+        gb = fma(1.0 - decays[j], mt, gb);
+        sbar[j * c + i] = decays[j] * mt;
+    }
+    var vt = sbar[5u * c + i];
+    if (x[7] > 0.0) { vt += xb[7] / (2.0 * x[7]); }
+    gbar[i] = gb + 2.0 * 0.001 * x[0] * vt;
+    sbar[5u * c + i] = 0.999 * vt;
 }

@@ -122,9 +122,21 @@ impl Family for MlpOpt {
     fn kernels(&self) -> &'static [&'static Kernel] {
         kernels::SHADER.kernels
     }
-    fn workspace(&self, gpu: &Gpu, layout: &ParamLayout, instances: usize) -> Result<Workspace> {
+    fn supports_second_order(&self) -> bool {
+        true
+    }
+    fn workspace(
+        &self,
+        gpu: &Gpu,
+        layout: &ParamLayout,
+        instances: usize,
+        second_order: bool,
+    ) -> Result<Workspace> {
         Ok(Workspace::new(MlpOptWorkspace::new(
-            gpu, layout, instances,
+            gpu,
+            layout,
+            instances,
+            second_order,
         )?))
     }
     fn partial_groups(&self, gpu: &Gpu, count: usize) -> Result<usize> {
@@ -141,8 +153,7 @@ impl Family for MlpOpt {
 }
 
 /// Acts on all P coordinates of an instance at once (per-tensor normalisation). The momenta
-/// depend on g only: the detached modes give them cotangent 0, and second order is not
-/// available.
+/// depend on g only: the detached modes give them cotangent 0.
 impl Reference for MlpOpt {
     fn step(&self, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
         reference::mlpo_step(&self.reference_config(), a)
@@ -151,14 +162,20 @@ impl Reference for MlpOpt {
         reference::mlpo_kink_margin(&self.reference_config(), a)
     }
     fn vjp(&self, a: &RefVjp, phi_bar: &mut [f64]) -> RefVjpOut {
-        let (theta_bar, pb) = reference::mlpo_step_vjp(&self.reference_config(), &a.at, a.u_bar);
-        for (x, y) in phi_bar.iter_mut().zip(&pb) {
+        let v = reference::mlpo_step_vjp(
+            &self.reference_config(),
+            &a.at,
+            a.u_bar,
+            a.state_bar,
+            a.second_order,
+        );
+        for (x, y) in phi_bar.iter_mut().zip(&v.phi_bar) {
             *x += y;
         }
         RefVjpOut {
-            theta_bar,
-            g_bar: vec![0.0; a.at.g.len()],
-            state_bar: vec![0.0; a.state_bar.len()],
+            theta_bar: v.theta_bar,
+            g_bar: v.g_bar,
+            state_bar: v.state_bar,
         }
     }
 }

@@ -13,8 +13,9 @@
 //!     u = o_0 · exp(α·o_1) · β_step    (α = β_step = 1e-3)
 //! φ, row-major: W1 (32×19) @0, b1 (32) @608, W2 (32×32) @640, b2 (32) @1664, W3 (2×32) @1696,
 //! b3 (2) @1760; 1762 floats.
-//! The state depends on g only. The VJP returned is with respect to φ and to θ through the θ
-//! feature (including the normalisation's coupling within a tensor); g and the state are the
+//! The state depends on g only. The VJP is with respect to φ and to θ through the θ feature
+//! (including the normalisation's coupling within a tensor), and in second-order mode also to g
+//! and the old state (through every feature and its normalisation); g and the state are the
 //! detached inputs of the first-order and truncated modes.
 
 use crate::optim::RefStep;
@@ -169,15 +170,41 @@ pub fn mlpo_step(cfg: &MlpOptConfig, a: &RefStep) -> (Vec<f64>, Vec<f64>) {
     (f.u, f.new_state)
 }
 
-/// Exact VJP of u with respect to θ (through the θ feature and its normalisation) and φ,
-/// given the cotangent `u_bar` of every coordinate: (θ̄ through the input, φ̄).
-pub fn mlpo_step_vjp(cfg: &MlpOptConfig, a: &RefStep, u_bar: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let (phi, theta, segments) = (a.phi, a.theta, a.segments);
+/// The cotangents of one step's inputs (all P coordinates of an instance).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MlpoVjp {
+    /// Of θ through the θ feature and its normalisation (P).
+    pub theta_bar: Vec<f64>,
+    /// Of g (P); zeros unless second order.
+    pub g_bar: Vec<f64>,
+    /// Of the old state (P × 6); zeros unless second order.
+    pub state_bar: Vec<f64>,
+    /// Of φ.
+    pub phi_bar: Vec<f64>,
+}
+
+/// Exact VJP of one step given the cotangents `u_bar` of u and `state_bar` of the new state:
+/// θ̄ through the θ feature and its normalisation, φ̄, and with `second_order` the cotangents of
+/// g and of the old state (the momenta and √v' are features too, normalised per tensor):
+///     x̄_f = r_f·x̂̄_f − r_f³·x_f·(Σ_{j∈S} x_{f,j}·x̂̄_{f,j})/|S|   for every feature f
+///     m̄_j'_tot = m̄_j' + x̄_{2+j},   v̄'_tot = v̄' + x̄_7/(2√v')  (0 where v' = 0)
+///     ḡ = x̄_0 + Σ_j (1 − β_j)·m̄_j'_tot + 2(1 − β_v)·g·v̄'_tot,   m̄_j = β_j·m̄_j'_tot,
+///     v̄ = β_v·v̄'_tot
+/// Without `second_order`, g and the state are the detached inputs of the first-order and
+/// truncated modes and get zeros.
+pub fn mlpo_step_vjp(
+    cfg: &MlpOptConfig,
+    a: &RefStep,
+    u_bar: &[f64],
+    state_bar: &[f64],
+    second_order: bool,
+) -> MlpoVjp {
+    let (phi, segments) = (a.phi, a.segments);
     let fw = forward(cfg, a.phi, a.g, a.theta, a.state, a.segments, a.t);
-    let p = theta.len();
+    let p = a.theta.len();
     let mut phi_bar = vec![0.0; PHI_LEN];
-    // Adjoint of the normalised θ feature, per coordinate.
-    let mut xhat_bar = vec![0.0; p];
+    // Adjoints of the normalised features, per coordinate.
+    let mut xhat_bar = vec![[0.0; FEATURES]; p];
     for i in 0..p {
         let o = fw.o[i];
         let ex = (cfg.exp_mult * o[1]).exp();
@@ -214,20 +241,45 @@ pub fn mlpo_step_vjp(cfg: &MlpOptConfig, a: &RefStep, u_bar: &[f64]) -> (Vec<f64
             for j in 0..INPUTS {
                 phi_bar[W1 + k * INPUTS + j] += a1b[k] * fw.inp[i][j];
             }
-            xhat_bar[i] += phi[W1 + k * INPUTS + 1] * a1b[k];
+            for (f, xb) in xhat_bar[i].iter_mut().enumerate() {
+                *xb += phi[W1 + k * INPUTS + f] * a1b[k];
+            }
         }
     }
-    // Through x̂ = x·r with r = (ε + mean x²)^(−1/2) over each segment:
-    // x̄_i = r·x̂̄_i − r³·x_i·(Σ_{j∈S} x_j·x̂̄_j)/|S|.
-    let mut theta_bar = vec![0.0; p];
+    // Through x̂ = x·r with r = (ε + mean x²)^(−1/2) over each segment.
+    let mut x_bar = vec![[0.0; FEATURES]; p];
     for &(off, len) in segments {
-        let dot: f64 = (off..off + len).map(|j| fw.x[j][1] * xhat_bar[j]).sum();
-        for i in off..off + len {
-            let r = fw.r[i][1];
-            theta_bar[i] = r * xhat_bar[i] - r * r * r * fw.x[i][1] * dot / len as f64;
+        for f in 0..FEATURES {
+            let dot: f64 = (off..off + len).map(|j| fw.x[j][f] * xhat_bar[j][f]).sum();
+            for i in off..off + len {
+                let r = fw.r[i][f];
+                x_bar[i][f] = r * xhat_bar[i][f] - r * r * r * fw.x[i][f] * dot / len as f64;
+            }
         }
     }
-    (theta_bar, phi_bar)
+    let mut out = MlpoVjp {
+        theta_bar: x_bar.iter().map(|x| x[1]).collect(),
+        g_bar: vec![0.0; p],
+        state_bar: vec![0.0; p * STATE],
+        phi_bar,
+    };
+    if second_order {
+        for i in 0..p {
+            let (xb, sb) = (&x_bar[i], &state_bar[i * STATE..(i + 1) * STATE]);
+            let mut g_bar = xb[0];
+            for j in 0..5 {
+                let mt = sb[j] + xb[2 + j];
+                g_bar += (1.0 - DECAYS[j]) * mt;
+                out.state_bar[i * STATE + j] = DECAYS[j] * mt;
+            }
+            let sq = fw.x[i][7];
+            let vt = sb[5] + if sq > 0.0 { xb[7] / (2.0 * sq) } else { 0.0 };
+            g_bar += 2.0 * (1.0 - RMS_DECAY) * a.g[i] * vt;
+            out.state_bar[i * STATE + 5] = RMS_DECAY * vt;
+            out.g_bar[i] = g_bar;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -303,22 +355,59 @@ mod tests {
                 segments: &segments,
                 t,
             };
-            let (tb, pb) = mlpo_step_vjp(&cfg, &at, &ub);
-            let l = |phi: &[f64], th: &[f64]| {
-                let (u, _) = mlpo_step(
+            let sb: Vec<f64> = (0..p * STATE)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let v = mlpo_step_vjp(&cfg, &at, &ub, &sb, true);
+            let detached = mlpo_step_vjp(&cfg, &at, &ub, &sb, false);
+            assert_eq!(
+                (&detached.theta_bar, &detached.phi_bar),
+                (&v.theta_bar, &v.phi_bar)
+            );
+            assert!(detached
+                .g_bar
+                .iter()
+                .chain(&detached.state_bar)
+                .all(|x| *x == 0.0));
+            // ⟨ū, u⟩ + ⟨s̄', s'⟩ as a function of (φ, θ, g, s).
+            let l = |phi: &[f64], th: &[f64], g: &[f64], st: &[f64]| {
+                let (u, s1) = mlpo_step(
                     &cfg,
                     &RefStep {
                         phi,
                         theta: th,
+                        g,
+                        state: st,
                         ..at
                     },
                 );
-                u.iter().zip(&ub).map(|(a, b)| a * b).sum::<f64>()
+                let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+                dot(&u, &ub) + dot(&s1, &sb)
             };
-            let fd_t = central_diff(|th| l(&phi, th), &theta, 1e-6);
-            assert!(rel_err(&tb, &fd_t) < 1e-6, "θ̄ {}", rel_err(&tb, &fd_t));
-            let fd_p = central_diff(|ph| l(ph, &theta), &phi, 1e-6);
-            assert!(rel_err(&pb, &fd_p) < 1e-6, "φ̄ {}", rel_err(&pb, &fd_p));
+            let check = |what: &str, an: &[f64], fd: &[f64]| {
+                let e = rel_err(an, fd);
+                assert!(e < 1e-6, "seed {seed} {what}: {e:.2e}");
+            };
+            check(
+                "θ̄",
+                &v.theta_bar,
+                &central_diff(|th| l(&phi, th, &g, &state), &theta, 1e-6),
+            );
+            check(
+                "φ̄",
+                &v.phi_bar,
+                &central_diff(|ph| l(ph, &theta, &g, &state), &phi, 1e-6),
+            );
+            check(
+                "ḡ",
+                &v.g_bar,
+                &central_diff(|x| l(&phi, &theta, x, &state), &g, 1e-6),
+            );
+            check(
+                "s̄",
+                &v.state_bar,
+                &central_diff(|x| l(&phi, &theta, &g, x), &state, 1e-6),
+            );
         }
     }
 
