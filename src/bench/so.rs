@@ -5,37 +5,31 @@ use std::io::Write;
 use std::sync::Arc;
 
 use super::{io, skip_limit, BenchOptions, MetaMeasurement, MetaRow, Row};
-use super::{W1_BATCH, W1_UNROLL, W1_WIDTHS};
+use super::{W1_BATCH, W1_UNROLL};
 use crate::gpu::Gpu;
-use crate::kernels::matmul::Activation;
 use crate::meta::{MetaConfig, MetaTrainer, Schedule};
 use crate::optim::{Mode, Optimizer, REGISTRY};
-use crate::tasks::mlp::MlpSpec;
-use crate::tasks::MlpTask;
 use crate::Result;
 
-/// Sizes of one case: layer widths, batch rows, unroll length, instances.
+/// Sizes of one case: batch rows, unroll length, instances.
 #[derive(Clone, Copy, Debug)]
 struct Sizes {
-    widths: &'static [usize],
     batch: usize,
     unroll: usize,
     instances: usize,
 }
 
-/// W1's model at 16 instances; with `--quick` or on a software adapter, small batches, short
+/// W1's sizes at 16 instances; with `--quick` or on a software adapter, small batches, short
 /// unrolls and 2 instances.
 fn sizes(opts: &BenchOptions, gpu: &Gpu) -> Sizes {
     if opts.quick || gpu.props().is_software() {
         Sizes {
-            widths: &W1_WIDTHS,
             batch: 16,
             unroll: 4,
             instances: 2,
         }
     } else {
         Sizes {
-            widths: &W1_WIDTHS,
             batch: W1_BATCH,
             unroll: W1_UNROLL,
             instances: 16,
@@ -51,9 +45,7 @@ fn measure(
     mode: Mode,
     repeats: usize,
 ) -> Result<MetaMeasurement> {
-    let (train, test) = crate::data::synthetic_images(0, 2000, 500);
-    let spec = MlpSpec::new(s.widths, Activation::Sigmoid)?;
-    let task = MlpTask::new(gpu, &spec, s.instances, s.batch, train, test, 7)?;
+    let (_, task) = super::w1::w1_task(gpu, s.batch, s.instances)?;
     let cfg = MetaConfig {
         unroll: s.unroll,
         mode,
@@ -62,12 +54,10 @@ fn measure(
         ..Default::default()
     };
     let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), opt.clone(), cfg)?;
-    let widths: Vec<String> = s.widths.iter().map(usize::to_string).collect();
     let label = format!(
-        "so {} {} {} B={} T={} N={}",
+        "so {} {} 784-20-10 B={} T={} N={}",
         opt.name(),
         mode.name(),
-        widths.join("-"),
         s.batch,
         s.unroll,
         s.instances
@@ -97,12 +87,10 @@ fn held_mib(m: &MetaMeasurement) -> f64 {
 pub(super) fn run(gpu: &Arc<Gpu>, opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>> {
     let s = sizes(opts, gpu);
     let repeats = opts.repeats;
-    let widths: Vec<String> = s.widths.iter().map(usize::to_string).collect();
     writeln!(
         out,
-        "\nsecond-order vs truncated: {} sigmoid MLPs, B = {}, T = {}, N = {}, store-all, θ0 (and φ) \
-         learned; median of {repeats} outer steps",
-        widths.join("-"),
+        "\nsecond-order vs truncated: 784-20-10 sigmoid MLPs, B = {}, T = {}, N = {}, store-all, θ0 \
+         (and φ) learned; median of {repeats} outer steps",
         s.batch,
         s.unroll,
         s.instances

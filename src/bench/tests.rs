@@ -239,7 +239,7 @@ fn parts_parse_by_name() {
     }
     let e = Part::parse("dynlm").expect_err("unknown").to_string();
     assert!(e.contains("unknown benchmark part 'dynlm'"), "{e}");
-    assert!(e.contains("mlp, meta, opt, unroll, w1, lm"), "{e}");
+    assert!(e.contains("mlp, meta, opt, unroll, w1, so, lm"), "{e}");
 }
 
 #[test]

@@ -18,13 +18,8 @@ pub fn measure_unroll(
     schedule: Schedule,
     repeats: usize,
 ) -> Result<MetaMeasurement> {
-    use crate::kernels::matmul::Activation;
     use crate::optim::Optimizer;
-    use crate::tasks::mlp::MlpSpec;
-    use crate::tasks::MlpTask;
-    let (train, test) = crate::data::synthetic_images(0, 2000, 500);
-    let spec = MlpSpec::new(&[784, 20, 10], Activation::Sigmoid)?;
-    let task = MlpTask::new(gpu, &spec, instances, 128, train, test, 7)?;
+    let (_, task) = super::w1::w1_task(gpu, super::W1_BATCH, instances)?;
     let opt = Optimizer::parse("mlp")?;
     let mut tr = MetaMeasurement::trainer(gpu, Box::new(task), opt, unroll, schedule)?;
     let label = format!(

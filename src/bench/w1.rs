@@ -215,10 +215,7 @@ pub fn measure_w1(gpu: &Arc<Gpu>, instances: usize, repeats: usize) -> Result<W1
     use crate::meta::{MetaConfig, MetaTrainer};
     use crate::optim::lstm::{Lstm, HIDDEN};
     use crate::optim::Optimizer;
-    use crate::tasks::MlpTask;
-    let (train, test) = crate::data::synthetic_images(0, 2000, 500);
-    let spec = MlpSpec::new(&W1_WIDTHS, Activation::Sigmoid)?;
-    let task = MlpTask::new(gpu, &spec, instances, W1_BATCH, train, test, 7)?;
+    let (spec, task) = w1_task(gpu, W1_BATCH, instances)?;
     let cfg = MetaConfig {
         unroll: W1_UNROLL,
         ..Default::default()
@@ -260,6 +257,19 @@ pub fn measure_w1(gpu: &Arc<Gpu>, instances: usize, repeats: usize) -> Result<W1
         kernels,
         memory: tr.memory(),
     })
+}
+
+/// W1's model (784-20-10 sigmoid MLPs) on the synthetic images, `instances` of them with
+/// `batch` rows per batch: the task of the W1, unroll and second-order benchmarks.
+pub(super) fn w1_task(
+    gpu: &Arc<Gpu>,
+    batch: usize,
+    instances: usize,
+) -> Result<(MlpSpec, crate::tasks::MlpTask)> {
+    let (train, test) = crate::data::synthetic_images(0, 2000, 500);
+    let spec = MlpSpec::new(&W1_WIDTHS, Activation::Sigmoid)?;
+    let task = crate::tasks::MlpTask::new(gpu, &spec, instances, batch, train, test, 7)?;
+    Ok((spec, task))
 }
 
 /// Parse a comma-separated list of positive instance counts, e.g. `1,16,256`.

@@ -195,14 +195,14 @@ pub trait Family: Reference + Any + Send + Sync + std::fmt::Debug {
     /// Every kernel the family dispatches.
     fn kernels(&self) -> &'static [&'static Kernel];
 
-    /// The buffers the family needs for `instances` instances of `layout`, with the reverse of
-    /// second-order mode when `second_order`.
+    /// The buffers the family needs for `instances` instances of a layout, with the reverse of
+    /// second-order mode when `so`.
     fn workspace(
         &self,
-        _gpu: &Gpu,
-        _layout: &ParamLayout,
+        _: &Gpu,
+        _: &ParamLayout,
         _instances: usize,
-        _second_order: bool,
+        _so: bool,
     ) -> Result<Workspace> {
         Ok(Workspace::default())
     }
@@ -353,16 +353,16 @@ impl Optimizer {
         self.0.init_phi(rng)
     }
 
-    /// The buffers this optimizer needs for `instances` instances of `layout`, with the reverse
-    /// of second-order mode when `second_order` (forward-only callers pass false).
+    /// The buffers this optimizer needs for `n` instances of `layout`, with the reverse of
+    /// second-order mode when `so` (forward-only callers pass false).
     pub fn workspace(
         &self,
         gpu: &Gpu,
         layout: &ParamLayout,
-        instances: usize,
-        second_order: bool,
+        n: usize,
+        so: bool,
     ) -> Result<Workspace> {
-        self.0.workspace(gpu, layout, instances, second_order)
+        self.0.workspace(gpu, layout, n, so)
     }
 
     /// Floats of one slot for `count` coordinates.

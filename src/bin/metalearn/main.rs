@@ -100,8 +100,9 @@ struct BenchArgs {
     quick: bool,
     /// Run only one part: `mlp` (forward + backward), `meta` (meta-training steps), `opt`
     /// (fused optimizer steps vs copy bandwidth), `unroll` (a checkpointed T = 1000 unroll
-    /// per schedule) or `w1` (L2L LSTM meta-training on 784-20-10 MLPs, the workload of
-    /// the peer comparison in benches/peers/).
+    /// per schedule), `w1` (L2L LSTM meta-training on 784-20-10 MLPs, the workload of the
+    /// peer comparison in benches/peers/), `so` (every optimizer in truncated and second-order
+    /// mode on W1's model) or `lm` (the LSTM language model).
     #[arg(long)]
     only: Option<String>,
     /// W1 instance counts, comma separated (default: 1,16,256,1024 with `--only w1`, 1,16

@@ -215,18 +215,21 @@ impl Default for Nag {
     }
 }
 
-/// The two momentum families differ only in `nesterov`.
-macro_rules! momentum_family {
-    ($ty:ident, $name:literal, $nesterov:literal, $kernel:ident, $vjp:ident) => {
+/// The GPU side of the hand-designed families with state: the step kernel, the reverse kernel
+/// of second-order mode (and whether it reads the old state) and the hyper-parameters besides
+/// lr; each type has `params(t)`, its kernels' parameters at step t.
+macro_rules! stateful_family {
+    ($ty:ident, $name:literal, $state:literal, $kernels:ident, $step:ident, ($vjp:ident, $reads:literal),
+     [$($key:literal: $field:ident),*]) => {
         impl Family for $ty {
             fn name(&self) -> &'static str {
                 $name
             }
             fn state_len(&self) -> usize {
-                1
+                $state
             }
             fn hyper(&self) -> Vec<(&'static str, String)> {
-                vec![lr_hyper(self.lr), ("mu", format!("{:e}", self.mu))]
+                vec![lr_hyper(self.lr), $(($key, format!("{:e}", self.$field))),*]
             }
             fn with_lr(&self, lr: f32) -> Option<Optimizer> {
                 Some(Self { lr, ..*self }.into())
@@ -235,26 +238,33 @@ macro_rules! momentum_family {
                 true
             }
             fn kernels(&self) -> &'static [&'static Kernel] {
-                MOMENTUM_KERNELS
+                $kernels
             }
             fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
-                let p = HandParams {
-                    lr: self.lr,
-                    beta1: self.mu,
-                    ..Default::default()
-                };
-                record(rec, &$kernel, 1, a, p)
+                record(rec, &$step, $state, a, self.params(a.t))
             }
             fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
                 if a.mode != super::Mode::SecondOrder {
                     return detached_vjp(rec, a);
                 }
-                let p = HandParams {
+                record_so_vjp(rec, a, (&$vjp, $state, $reads), self.params(a.t))
+            }
+        }
+    };
+}
+
+/// The two momentum families differ only in `nesterov`.
+macro_rules! momentum_family {
+    ($ty:ident, $name:literal, $nesterov:literal, $kernel:ident, $vjp:ident) => {
+        stateful_family!($ty, $name, 1, MOMENTUM_KERNELS, $kernel, ($vjp, false), ["mu": mu]);
+
+        impl $ty {
+            fn params(&self, _t: usize) -> HandParams {
+                HandParams {
                     lr: self.lr,
                     beta1: self.mu,
                     ..Default::default()
-                };
-                record_so_vjp(rec, a, (&$vjp, 1, false), p)
+                }
             }
         }
 
@@ -311,42 +321,11 @@ impl Default for RmsProp {
     }
 }
 
-impl Family for RmsProp {
-    fn name(&self) -> &'static str {
-        "rmsprop"
-    }
-    fn state_len(&self) -> usize {
-        1
-    }
-    fn hyper(&self) -> Vec<(&'static str, String)> {
-        vec![
-            lr_hyper(self.lr),
-            ("rho", format!("{:e}", self.rho)),
-            ("eps", format!("{:e}", self.eps)),
-        ]
-    }
-    fn with_lr(&self, lr: f32) -> Option<Optimizer> {
-        Some(Self { lr, ..*self }.into())
-    }
-    fn supports_second_order(&self) -> bool {
-        true
-    }
-    fn kernels(&self) -> &'static [&'static Kernel] {
-        RMSPROP_KERNELS
-    }
-    fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
-        record(rec, &RMSPROP_STEP, 1, a, self.params())
-    }
-    fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
-        if a.mode != super::Mode::SecondOrder {
-            return detached_vjp(rec, a);
-        }
-        record_so_vjp(rec, a, (&RMSPROP_VJP, 1, true), self.params())
-    }
-}
+stateful_family!(RmsProp, "rmsprop", 1, RMSPROP_KERNELS, RMSPROP_STEP, (RMSPROP_VJP, true),
+    ["rho": rho, "eps": eps]);
 
 impl RmsProp {
-    fn params(&self) -> HandParams {
+    fn params(&self, _t: usize) -> HandParams {
         HandParams {
             lr: self.lr,
             beta2: self.rho,
@@ -433,40 +412,8 @@ impl Adam {
     }
 }
 
-impl Family for Adam {
-    fn name(&self) -> &'static str {
-        "adam"
-    }
-    fn state_len(&self) -> usize {
-        2
-    }
-    fn hyper(&self) -> Vec<(&'static str, String)> {
-        vec![
-            lr_hyper(self.lr),
-            ("beta1", format!("{:e}", self.beta1)),
-            ("beta2", format!("{:e}", self.beta2)),
-            ("eps", format!("{:e}", self.eps)),
-        ]
-    }
-    fn with_lr(&self, lr: f32) -> Option<Optimizer> {
-        Some(Self { lr, ..*self }.into())
-    }
-    fn supports_second_order(&self) -> bool {
-        true
-    }
-    fn kernels(&self) -> &'static [&'static Kernel] {
-        ADAM_KERNELS
-    }
-    fn record_step(&self, rec: &mut Recorder, a: &StepArgs) -> Result<()> {
-        record(rec, &ADAM_STEP, 2, a, self.params(a.t))
-    }
-    fn record_vjp(&self, rec: &mut Recorder, a: &VjpArgs) -> Result<()> {
-        if a.mode != super::Mode::SecondOrder {
-            return detached_vjp(rec, a);
-        }
-        record_so_vjp(rec, a, (&ADAM_VJP, 2, true), self.params(a.t))
-    }
-}
+stateful_family!(Adam, "adam", 2, ADAM_KERNELS, ADAM_STEP, (ADAM_VJP, true),
+    ["beta1": beta1, "beta2": beta2, "eps": eps]);
 
 impl Reference for Adam {
     fn step(&self, a: &RefStep) -> (Vec<f64>, Vec<f64>) {

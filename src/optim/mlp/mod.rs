@@ -125,19 +125,8 @@ impl Family for MlpOpt {
     fn supports_second_order(&self) -> bool {
         true
     }
-    fn workspace(
-        &self,
-        gpu: &Gpu,
-        layout: &ParamLayout,
-        instances: usize,
-        second_order: bool,
-    ) -> Result<Workspace> {
-        Ok(Workspace::new(MlpOptWorkspace::new(
-            gpu,
-            layout,
-            instances,
-            second_order,
-        )?))
+    fn workspace(&self, gpu: &Gpu, layout: &ParamLayout, n: usize, so: bool) -> Result<Workspace> {
+        Ok(Workspace::new(MlpOptWorkspace::new(gpu, layout, n, so)?))
     }
     fn partial_groups(&self, gpu: &Gpu, count: usize) -> Result<usize> {
         Ok(groups_of(count, vjp_workgroup(gpu)?))
