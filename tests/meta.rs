@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{f64s, rng, shared_gpu};
+use common::{amplify_lstm, f64s, rng, shared_gpu};
 use metalearn::data::ImageDataset;
 use metalearn::kernels::matmul::Activation;
 use metalearn::meta::{
@@ -12,7 +12,6 @@ use metalearn::meta::{
 use metalearn::optim::hand::{Adam, Momentum, Nag, RmsProp, Sgd};
 use metalearn::optim::linear::Linear;
 use metalearn::optim::lstm::Lstm;
-use metalearn::optim::lstm::PHI_LEN;
 use metalearn::optim::mlp::MlpOpt;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
@@ -75,14 +74,8 @@ fn trainer(
         ..Default::default()
     };
     let mut tr = MetaTrainer::new(shared_gpu().clone(), task(family, seed)?, opt.clone(), cfg)?;
-    if opt.name() == "lstm" {
-        // Larger output weights than the initialisation, so the updates move θ noticeably.
-        let mut phi = tr.phi()?;
-        for v in &mut phi[PHI_LEN - 21..PHI_LEN - 1] {
-            *v *= 20.0;
-        }
-        tr.set_phi(&phi)?;
-    }
+    // Larger output weights than the initialisation, so the updates move θ noticeably.
+    amplify_lstm(&mut tr)?;
     Ok(tr)
 }
 

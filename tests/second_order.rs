@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_close, f64s, gpu, gpus, rng, shared_gpu, uniform};
+use common::{amplify_lstm, assert_close, f64s, gpu, gpus, rng, shared_gpu, uniform};
 use metalearn::data::ImageDataset;
 use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::matmul::Activation;
@@ -414,20 +414,6 @@ fn every_optimizer_second_order_matches_reference() -> Result<()> {
         check_meta(&mut auto(Mode::SecondOrder, Schedule::Sqrt)?)?;
     }
     Ok(())
-}
-
-/// The LSTM optimizer's initial output scale makes its updates, and so the Hessian term, tiny:
-/// scale its output weights so that the second-order term is visible against truncated mode.
-fn amplify_lstm(tr: &mut MetaTrainer) -> Result<()> {
-    if tr.optimizer().name() != "lstm" {
-        return Ok(());
-    }
-    let mut phi = tr.phi()?;
-    let n = phi.len();
-    for v in &mut phi[n - 21..n - 1] {
-        *v *= 20.0;
-    }
-    tr.set_phi(&phi)
 }
 
 /// A family whose reverse does not give ḡ is refused in second-order mode, by name, with the

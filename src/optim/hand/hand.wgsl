@@ -102,43 +102,45 @@ fn nag_vjp(grid: Grid) {
     momentum_reverse(i, true);
 }
 
+// Adam's reverse at coordinate i; with `has_m` false it is RMSprop's (β1 = 0, c1 = c2 = 1:
+// m' = g, no m state, v in the first state row).
+fn moment_reverse(i: u32, has_m: bool, b1: f32, c1: f32, c2: f32) {
+    let c = p.count;
+    let gi = gv[i];
+    let ub = tbar[i];
+    let vr = select(0u, 1u, has_m);
+    var m0 = 0.0;
+    var mb = 0.0;
+    if (has_m) {
+        m0 = slot_old[c + i];
+        mb = sbar[i];
+    }
+    let m1 = b1 * m0 + (1.0 - b1) * gi;
+    let v1 = p.beta2 * slot_old[(1u + vr) * c + i] + (1.0 - p.beta2) * gi * gi;
+    let mh = m1 / c1;
+    let vh = v1 / c2;
+    let sq = sqrt(vh);
+    let d = sq + p.eps;
+    var dv = 0.0;
+    if (vh > 0.0) { dv = p.lr * mh / (d * d) / (2.0 * sq) / c2; }
+    let mt = mb - ub * p.lr / (d * c1);
+    let vt = sbar[vr * c + i] + ub * dv;
+    gbar[i] = (1.0 - b1) * mt + 2.0 * (1.0 - p.beta2) * gi * vt;
+    if (has_m) { sbar[i] = b1 * mt; }
+    sbar[vr * c + i] = p.beta2 * vt;
+    tbar[i] = ub + p.w * gi;
+}
+
 @compute @workgroup_size(256)
 fn rmsprop_vjp(grid: Grid) {
     let i = flat_index(grid);
-    let c = p.count;
-    if (i >= c) { return; }
-    let gi = gv[i];
-    let ub = tbar[i];
-    let v1 = p.beta2 * slot_old[c + i] + (1.0 - p.beta2) * gi * gi;
-    let sq = sqrt(v1);
-    let d = sq + p.eps;
-    var dv = 0.0;
-    if (v1 > 0.0) { dv = p.lr * gi / (d * d) / (2.0 * sq); }
-    let vt = sbar[i] + ub * dv;
-    gbar[i] = -p.lr * ub / d + 2.0 * (1.0 - p.beta2) * gi * vt;
-    sbar[i] = p.beta2 * vt;
-    tbar[i] = ub + p.w * gi;
+    if (i >= p.count) { return; }
+    moment_reverse(i, false, 0.0, 1.0, 1.0);
 }
 
 @compute @workgroup_size(256)
 fn adam_vjp(grid: Grid) {
     let i = flat_index(grid);
-    let c = p.count;
-    if (i >= c) { return; }
-    let gi = gv[i];
-    let ub = tbar[i];
-    let m1 = p.beta1 * slot_old[c + i] + (1.0 - p.beta1) * gi;
-    let v1 = p.beta2 * slot_old[2u * c + i] + (1.0 - p.beta2) * gi * gi;
-    let mh = m1 / p.c1;
-    let vh = v1 / p.c2;
-    let sq = sqrt(vh);
-    let d = sq + p.eps;
-    var dv = 0.0;
-    if (vh > 0.0) { dv = p.lr * mh / (d * d) / (2.0 * sq) / p.c2; }
-    let mt = sbar[i] - ub * p.lr / (d * p.c1);
-    let vt = sbar[c + i] + ub * dv;
-    gbar[i] = (1.0 - p.beta1) * mt + 2.0 * (1.0 - p.beta2) * gi * vt;
-    sbar[i] = p.beta1 * mt;
-    sbar[c + i] = p.beta2 * vt;
-    tbar[i] = ub + p.w * gi;
+    if (i >= p.count) { return; }
+    moment_reverse(i, true, p.beta1, p.c1, p.c2);
 }

@@ -2,7 +2,7 @@
 //! and Adam. Equations in `hand.wgsl`'s header and in [`mod@reference`]; SGD's step is the
 //! element-wise `vec::axpby`.
 
-use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
+use super::reference::{per_coordinate_step, per_coordinate_vjp, Coord, CoordVjp};
 use super::{
     detached_vjp, Family, Optimizer, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs,
 };
@@ -97,6 +97,26 @@ fn record_so_vjp(
         bind.push(a.slot);
     }
     rec.dispatch(kernel, &[], &bind, &p, (c as u64).div_ceil(256))
+}
+
+/// The reference VJP of a hand-designed family with `s` floats of state: its state depends on g
+/// only, so in the detached modes nothing flows into g or the state; in second-order mode
+/// `f(coordinate) → (ḡ, s̄)`.
+fn so_vjp(a: &RefVjp, s: usize, mut f: impl FnMut(&Coord) -> (f64, Vec<f64>)) -> RefVjpOut {
+    per_coordinate_vjp(a, s, |c| {
+        if !a.second_order {
+            return CoordVjp {
+                state_bar: vec![0.0; s],
+                ..Default::default()
+            };
+        }
+        let (g_bar, state_bar) = f(c);
+        CoordVjp {
+            theta_bar: 0.0,
+            g_bar,
+            state_bar,
+        }
+    })
 }
 
 fn lr_hyper(lr: f32) -> (&'static str, String) {
@@ -277,20 +297,10 @@ macro_rules! momentum_family {
             }
             fn vjp(&self, a: &RefVjp, _phi_bar: &mut [f64]) -> RefVjpOut {
                 let (lr, mu) = (f64::from(self.lr), f64::from(self.mu));
-                per_coordinate_vjp(a, 1, |c| {
-                    if !a.second_order {
-                        return CoordVjp {
-                            state_bar: vec![0.0],
-                            ..Default::default()
-                        };
-                    }
+                so_vjp(a, 1, |c| {
                     let (g_bar, m_bar) =
                         reference::momentum_step_vjp(lr, mu, $nesterov, c.u_bar, c.state_bar[0]);
-                    CoordVjp {
-                        theta_bar: 0.0,
-                        g_bar,
-                        state_bar: vec![m_bar],
-                    }
+                    (g_bar, vec![m_bar])
                 })
             }
         }
@@ -344,20 +354,10 @@ impl Reference for RmsProp {
     }
     fn vjp(&self, a: &RefVjp, _phi_bar: &mut [f64]) -> RefVjpOut {
         let (lr, rho, eps) = (f64::from(self.lr), f64::from(self.rho), f64::from(self.eps));
-        per_coordinate_vjp(a, 1, |c| {
-            if !a.second_order {
-                return CoordVjp {
-                    state_bar: vec![0.0],
-                    ..Default::default()
-                };
-            }
+        so_vjp(a, 1, |c| {
             let (g_bar, v_bar) =
                 reference::rmsprop_step_vjp(lr, rho, eps, c.g, c.state[0], c.u_bar, c.state_bar[0]);
-            CoordVjp {
-                theta_bar: 0.0,
-                g_bar,
-                state_bar: vec![v_bar],
-            }
+            (g_bar, vec![v_bar])
         })
     }
 }
@@ -425,14 +425,8 @@ impl Reference for Adam {
     }
     fn vjp(&self, a: &RefVjp, _phi_bar: &mut [f64]) -> RefVjpOut {
         let cfg = self.reference_config();
-        per_coordinate_vjp(a, 2, |c| {
-            if !a.second_order {
-                return CoordVjp {
-                    state_bar: vec![0.0; 2],
-                    ..Default::default()
-                };
-            }
-            let (g_bar, m) = reference::adam_step_vjp(
+        so_vjp(a, 2, |c| {
+            let (g_bar, s) = reference::adam_step_vjp(
                 &cfg,
                 c.g,
                 [c.state[0], c.state[1]],
@@ -440,11 +434,7 @@ impl Reference for Adam {
                 c.u_bar,
                 [c.state_bar[0], c.state_bar[1]],
             );
-            CoordVjp {
-                theta_bar: 0.0,
-                g_bar,
-                state_bar: m.to_vec(),
-            }
+            (g_bar, s.to_vec())
         })
     }
 }
