@@ -425,13 +425,15 @@ fn emit_block(at: u32, rq: u32, cq: u32, s: Acc4, base: u32, fresh: bool) {
     }
 }
 
-// Stage φ and, for a workgroup without tiles that does not accumulate, zero its partials.
-fn vjp_begin(li: u32, wg: u32) {
+// Stage φ and, for a workgroup without tiles that does not accumulate, zero its partials;
+// returns the number of tiles.
+fn vjp_begin(li: u32, wg: u32) -> u32 {
     load_phi(li, 5u * T);
     let tiles = (p.count + T - 1u) / T;
     if (wg >= tiles && p.accumulate == 0u) {
         for (var e = li; e < PHI_LEN; e += 5u * T) { partials[wg * PHI_LEN + e] = 0.0; }
     }
+    return tiles;
 }
 
 // One tile of the reverse (every invocation of the workgroup runs it). With `so`, returns ḡ of
@@ -546,8 +548,7 @@ fn vjp_tile(li: u32, wg: u32, tile: u32, so: bool) -> f32 {
 fn lstm_vjp(grid: Grid) {
     let wg = flat_group(grid);
     if (wg >= p.groups) { return; }
-    vjp_begin(grid.li, wg);
-    let tiles = (p.count + T - 1u) / T;
+    let tiles = vjp_begin(grid.li, wg);
     for (var tile = wg; tile < tiles; tile += p.groups) { _ = vjp_tile(grid.li, wg, tile, false); }
 }
 
@@ -555,8 +556,7 @@ fn lstm_vjp(grid: Grid) {
 fn lstm_vjp_so(grid: Grid) {
     let wg = flat_group(grid);
     if (wg >= p.groups) { return; }
-    vjp_begin(grid.li, wg);
-    let tiles = (p.count + T - 1u) / T;
+    let tiles = vjp_begin(grid.li, wg);
     for (var tile = wg; tile < tiles; tile += p.groups) {
         let gb = vjp_tile(grid.li, wg, tile, true);
         let iv = tile * T + grid.li % T;
