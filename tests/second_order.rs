@@ -182,8 +182,11 @@ fn classifier_hvp_matches_reference() -> Result<()> {
 }
 
 /// The trainer's meta-gradient (θ0 shared by the instances) against the second-order reference,
-/// which uses the task's reference loss, gradient and Hessian-vector product.
-fn check_meta(tr: &mut MetaTrainer) -> Result<MetaGradient> {
+/// which uses the task's reference loss, gradient and Hessian-vector product. Returns the
+/// meta-gradient and its largest relative error in θ̄0 and φ̄, or `None` where the unroll passes
+/// within 1e-6 of a ReLU's kink (the mlp optimizer): f32 may take the other side there, which
+/// changes the derivative by a finite amount, so the problem is redrawn.
+fn check_meta(tr: &mut MetaTrainer) -> Result<Option<(MetaGradient, f64)>> {
     let got = tr.meta_gradient()?;
     let phi = f64s(&tr.phi()?);
     let theta0 = f64s(&tr.theta0()?);
@@ -214,7 +217,11 @@ fn check_meta(tr: &mut MetaTrainer) -> Result<MetaGradient> {
         Some(&hvp),
     )?;
     let what = format!("{} {} {mode:?}", task.name(), opt.name());
-    let close = |name: &str, a: &[f32], b: &[f64]| {
+    if want.kink_margin < 1e-6 {
+        eprintln!("{what}: passes within {:.1e} of a kink", want.kink_margin);
+        return Ok(None);
+    }
+    let close = |name: &str, a: &[f32], b: &[f64]| -> f64 {
         let e = rel_err(&f64s(a), b);
         assert!(
             e <= 1e-4,
@@ -222,6 +229,7 @@ fn check_meta(tr: &mut MetaTrainer) -> Result<MetaGradient> {
             &a[..a.len().min(6)],
             &b[..b.len().min(6)]
         );
+        e
     };
     close("meta-loss", &[got.meta_loss], &[want.meta_loss]);
     close("losses", &got.losses, &want.losses);
@@ -229,11 +237,11 @@ fn check_meta(tr: &mut MetaTrainer) -> Result<MetaGradient> {
     let summed: Vec<f64> = (0..p)
         .map(|j| (0..n).map(|i| want.theta0[i * p + j]).sum())
         .collect();
-    close("θ̄0", &got.theta0, &summed);
+    let mut err = close("θ̄0", &got.theta0, &summed);
     if opt.is_learned() {
-        close("φ̄", &got.phi, &want.phi);
+        err = err.max(close("φ̄", &got.phi, &want.phi));
     }
-    Ok(got)
+    Ok(Some((got, err)))
 }
 
 const SCHEDULES: [Schedule; 5] = [
@@ -245,26 +253,32 @@ const SCHEDULES: [Schedule; 5] = [
 ];
 
 /// Every schedule gives the reference's meta-gradient, bit for bit the same; truncated mode
-/// (same everything else) gives a different one, so the Hessian term is exercised.
-fn check_schedules(mk: &dyn Fn(Mode, Schedule) -> Result<MetaTrainer>) -> Result<()> {
-    let mut first: Option<MetaGradient> = None;
+/// (same everything else) gives one farther from it than the second-order result's error by a
+/// wide margin, so the comparison would catch a reverse that drops the Hessian term. `false`
+/// where the problem passes near a kink (see [`check_meta`]).
+fn check_schedules(mk: &dyn Fn(Mode, Schedule) -> Result<MetaTrainer>) -> Result<bool> {
+    let mut first: Option<(MetaGradient, f64)> = None;
     for schedule in SCHEDULES {
-        let got = check_meta(&mut mk(Mode::SecondOrder, schedule)?)?;
+        let Some(got) = check_meta(&mut mk(Mode::SecondOrder, schedule)?)? else {
+            return Ok(false);
+        };
         match &first {
             None => first = Some(got),
-            Some(f) => assert_eq!(&got, f, "{} differs from store-all", schedule.name()),
+            Some(f) => assert_eq!(&got.0, &f.0, "{} differs from store-all", schedule.name()),
         }
     }
-    let so = first.ok_or_else(|| metalearn::Error::invalid("no schedule ran"))?;
+    let (so, err) = first.ok_or_else(|| metalearn::Error::invalid("no schedule ran"))?;
     let mut tr = mk(Mode::Truncated, Schedule::StoreAll)?;
     let name = tr.optimizer().name();
     let tr = tr.meta_gradient()?;
-    let diff = rel_err(&f64s(&tr.theta0), &f64s(&so.theta0));
+    let all = |g: &MetaGradient| f64s(&[g.theta0.as_slice(), g.phi.as_slice()].concat());
+    let diff = rel_err(&all(&tr), &all(&so));
     assert!(
-        diff > 1e-3,
-        "{name}: second-order and truncated θ̄0 agree to {diff:.2e}"
+        diff > 1e-5 && diff > 20.0 * err,
+        "{name}: second-order and truncated meta-gradients differ by {diff:.2e}, \
+         not clearly more than the second-order error {err:.2e}"
     );
-    Ok(())
+    Ok(true)
 }
 
 /// MAML on sinusoids: SGD steps on the support set from a learned initialisation, the meta-loss
@@ -296,7 +310,7 @@ fn sinusoid_maml_second_order_matches_reference() -> Result<()> {
                 },
             )
         };
-        check_schedules(&mk)?;
+        assert!(check_schedules(&mk)?, "sgd has no kink");
     }
     Ok(())
 }
@@ -329,7 +343,8 @@ fn linear_optimizer_on_quadratics_second_order_matches_reference() -> Result<()>
         tr.set_theta0(&[0.3, -0.2, 0.5, 0.1])?;
         Ok(tr)
     };
-    check_schedules(&mk)
+    assert!(check_schedules(&mk)?, "the linear optimizer has no kink");
+    Ok(())
 }
 
 /// Every optimizer that carries state or has φ (the state's and φ's adjoints flow through g in
@@ -367,53 +382,66 @@ fn every_optimizer_second_order_matches_reference() -> Result<()> {
             step_mult: 0.05,
         }),
     ] {
-        let seed: u64 = r.random();
-        let cfg = |mode, schedule| MetaConfig {
-            unroll: 3,
-            mode,
-            schedule,
-            weights: LossWeights::Given(vec![0.2, 0.3, 0.4, 0.5]),
-            final_batch: FinalBatch::HeldOut,
-            learn_optimizer: opt.is_learned(),
-            learn_init: true,
-            seed,
-            ..Default::default()
-        };
-        let quad = |mode, schedule| {
-            let mut tr_rng = TaskRng::seed_from_u64(seed);
-            let task = QuadraticTask::new(gpu(), 3, 2, &mut tr_rng)?;
-            let mut tr = MetaTrainer::new(
-                shared_gpu().clone(),
-                Box::new(task),
-                opt.clone(),
-                cfg(mode, schedule),
-            )?;
-            tr.set_theta0(&[0.5, -0.4, 0.3])?;
-            amplify_lstm(&mut tr)?;
-            Ok(tr)
-        };
-        check_schedules(&quad)?;
-        let auto = |mode, schedule| {
-            let spec = MlpSpec::tied_autoencoder(4, 3, Activation::Tanh)?;
-            let task = MlpTask::synthetic(
-                gpu(),
-                (&spec, Objective::Reconstruct),
-                (2, 3),
-                (64, 32),
-                seed,
-            )?;
-            let mut tr = MetaTrainer::new(
-                shared_gpu().clone(),
-                Box::new(task),
-                opt.clone(),
-                cfg(mode, schedule),
-            )?;
-            amplify_lstm(&mut tr)?;
-            Ok(tr)
-        };
-        check_meta(&mut auto(Mode::SecondOrder, Schedule::Sqrt)?)?;
+        let first: u64 = r.random();
+        let mut posed = false;
+        for k in 0..8 {
+            if one_draw(&opt, first.wrapping_add(k))? {
+                posed = true;
+                break;
+            }
+        }
+        assert!(posed, "{}: eight draws pass near a kink", opt.name());
     }
     Ok(())
+}
+
+/// One problem of [`every_optimizer_second_order_matches_reference`]: `false` where it passes
+/// near a kink.
+fn one_draw(opt: &Optimizer, seed: u64) -> Result<bool> {
+    let cfg = |mode, schedule| MetaConfig {
+        unroll: 3,
+        mode,
+        schedule,
+        weights: LossWeights::Given(vec![0.2, 0.3, 0.4, 0.5]),
+        final_batch: FinalBatch::HeldOut,
+        learn_optimizer: opt.is_learned(),
+        learn_init: true,
+        seed,
+        ..Default::default()
+    };
+    let quad = |mode, schedule| {
+        let mut tr_rng = TaskRng::seed_from_u64(seed);
+        let task = QuadraticTask::new(gpu(), 3, 2, &mut tr_rng)?;
+        let mut tr = MetaTrainer::new(
+            shared_gpu().clone(),
+            Box::new(task),
+            opt.clone(),
+            cfg(mode, schedule),
+        )?;
+        tr.set_theta0(&[0.5, -0.4, 0.3])?;
+        amplify_lstm(&mut tr)?;
+        Ok(tr)
+    };
+    let auto = |mode, schedule| {
+        let spec = MlpSpec::tied_autoencoder(4, 3, Activation::Tanh)?;
+        let task = MlpTask::synthetic(
+            gpu(),
+            (&spec, Objective::Reconstruct),
+            (2, 3),
+            (64, 32),
+            seed,
+        )?;
+        let mut tr = MetaTrainer::new(
+            shared_gpu().clone(),
+            Box::new(task),
+            opt.clone(),
+            cfg(mode, schedule),
+        )?;
+        amplify_lstm(&mut tr)?;
+        Ok(tr)
+    };
+    Ok(check_schedules(&quad)?
+        && check_meta(&mut auto(Mode::SecondOrder, Schedule::Sqrt)?)?.is_some())
 }
 
 /// A family whose reverse does not give ḡ is refused in second-order mode, by name, with the
