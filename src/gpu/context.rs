@@ -399,23 +399,22 @@ impl Gpu {
         let l = &self.props.limits;
         let hint =
             "use fewer task instances, a shorter unroll, a smaller model or batch, or a GPU with larger limits";
-        if bytes > l.max_buffer_size {
-            return Err(Error::LimitExceeded {
-                what: format!("buffer '{what}' size in bytes"),
-                value: bytes,
-                limit: l.max_buffer_size,
-                limit_name: "max_buffer_size",
-                hint: hint.into(),
-            });
-        }
-        if bytes > l.max_storage_buffer_binding_size {
-            return Err(Error::LimitExceeded {
-                what: format!("buffer '{what}' size in bytes"),
-                value: bytes,
-                limit: l.max_storage_buffer_binding_size,
-                limit_name: "max_storage_buffer_binding_size",
-                hint: hint.into(),
-            });
+        for (limit, limit_name) in [
+            (l.max_buffer_size, "max_buffer_size"),
+            (
+                l.max_storage_buffer_binding_size,
+                "max_storage_buffer_binding_size",
+            ),
+        ] {
+            if bytes > limit {
+                return Err(Error::LimitExceeded {
+                    what: format!("buffer '{what}' size in bytes"),
+                    value: bytes,
+                    limit,
+                    limit_name,
+                    hint: hint.into(),
+                });
+            }
         }
         Ok(())
     }

@@ -205,6 +205,19 @@ impl MlpTask {
         }
     }
 
+    /// `f(spec, layout, x, targets, batch size)` on instance `n`'s host copy of `batch`: the
+    /// arguments every f64 reference of the model takes.
+    fn on_reference_batch<R>(
+        &self,
+        n: usize,
+        batch: BatchRef,
+        f: impl FnOnce(&MlpSpec, &ParamLayout, &[f64], Targets, usize) -> Result<R>,
+    ) -> Result<R> {
+        let (x, y) = self.host_f64(n, batch);
+        let targets = self.reference_targets(&x, &y);
+        f(&self.spec, self.mlp.layout(), &x, targets, self.batch())
+    }
+
     fn widths(&self) -> String {
         let w: Vec<String> = self.spec.widths.iter().map(|w| w.to_string()).collect();
         w.join("-")
@@ -267,16 +280,9 @@ impl Task for MlpTask {
         theta: &[f64],
         batch: BatchRef,
     ) -> Result<(f64, Vec<f64>)> {
-        let (x, y) = self.host_f64(n, batch);
-        let targets = self.reference_targets(&x, &y);
-        reference::loss_grad_targets(
-            &self.spec,
-            self.mlp.layout(),
-            theta,
-            &x,
-            targets,
-            self.batch(),
-        )
+        self.on_reference_batch(n, batch, |spec, layout, x, targets, b| {
+            reference::loss_grad_targets(spec, layout, theta, x, targets, b)
+        })
     }
 
     fn enable_hvp(&mut self, gpu: &Gpu) -> Result<()> {
@@ -296,17 +302,9 @@ impl Task for MlpTask {
         v: &[f64],
         batch: BatchRef,
     ) -> Result<Vec<f64>> {
-        let (x, y) = self.host_f64(n, batch);
-        let targets = self.reference_targets(&x, &y);
-        reference::hvp_targets(
-            &self.spec,
-            self.mlp.layout(),
-            theta,
-            v,
-            &x,
-            targets,
-            self.batch(),
-        )
+        self.on_reference_batch(n, batch, |spec, layout, x, targets, b| {
+            reference::hvp_targets(spec, layout, theta, v, x, targets, b)
+        })
     }
 
     fn export_batch(&self, batch: BatchRef) -> Result<Vec<NamedTensor>> {
