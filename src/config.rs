@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::matmul::Activation;
-use crate::meta::{FinalBatch, LossWeights, MetaAdam, MetaConfig, Schedule};
+use crate::meta::{EsConfig, Estimator, FinalBatch, LossWeights, MetaAdam, MetaConfig, Schedule};
 use crate::optim::{Mode, Optimizer};
 use crate::{Error, Result};
 
@@ -106,7 +106,13 @@ pub struct MetaSection {
     pub unroll: usize,
     /// Inner steps per episode, a multiple of `unroll` (0: one unroll per episode).
     pub episode: usize,
-    /// first-order, truncated, second-order or reptile.
+    /// Estimator of the meta-gradient: backprop, es or pes.
+    pub estimator: String,
+    /// ES and PES: perturbation scale σ.
+    pub sigma: f32,
+    /// ES and PES: antithetic pairs (2 × pairs copies of the task's instances).
+    pub pairs: usize,
+    /// first-order, truncated, second-order or reptile (backprop's gradient paths).
     pub mode: String,
     /// store-all, every-K, sqrt or revolve-S.
     pub schedule: String,
@@ -194,6 +200,9 @@ impl Default for MetaSection {
             outer_steps: 1000,
             unroll: 20,
             episode: 100,
+            estimator: "backprop".into(),
+            sigma: EsConfig::default().sigma,
+            pairs: EsConfig::default().pairs,
             mode: "truncated".into(),
             schedule: "store-all".into(),
             memory_budget_mib: None,
@@ -426,6 +435,20 @@ impl Config {
         Ok(MetaConfig {
             unroll: m.unroll,
             episode: m.episode,
+            estimator: Estimator::parse(
+                &m.estimator,
+                EsConfig {
+                    sigma: m.sigma,
+                    pairs: m.pairs,
+                },
+            )
+            .map_err(|_| {
+                Error::invalid(format!(
+                    "meta.estimator = '{}' is unknown; use one of {}",
+                    m.estimator,
+                    Estimator::NAMES.join(", ")
+                ))
+            })?,
             mode: Mode::parse(&m.mode)?,
             schedule: Schedule::parse(&m.schedule)?,
             memory_budget: m

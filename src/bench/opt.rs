@@ -68,6 +68,7 @@ pub fn measure_optimizer_step(
                     slot_in: &slots[t % 2],
                     g: &g,
                     phi: (&phi_buf, 0),
+                    phi_blocks: None,
                     slot_out: &slots[(t + 1) % 2],
                     t,
                     ws: &ws,

@@ -19,3 +19,11 @@ fn flat_group(grid: Grid) -> u32 {
 fn flat_index(grid: Grid) -> u32 {
     return flat_group(grid) * 256u + grid.li;
 }
+
+// Where coordinate i's φ starts when blocks of `block` coordinates each have their own φ,
+// `stride` floats apart from `off` (the particles of an evolution-strategies estimate);
+// block = 0: every coordinate reads φ at `off`.
+fn phi_block_offset(off: u32, i: u32, block: u32, stride: u32) -> u32 {
+    if (block == 0u) { return off; }
+    return off + (i / block) * stride;
+}

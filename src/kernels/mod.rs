@@ -23,6 +23,7 @@ pub fn all() -> Vec<&'static Kernel> {
         gather::SHADER.kernels,
         vec::SHADER.kernels,
         crate::meta::meta_optim::SHADER.kernels,
+        crate::meta::estimator::es::SHADER.kernels,
     ]
     .concat();
     v.extend(crate::tasks::kernels());

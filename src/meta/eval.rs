@@ -124,6 +124,7 @@ pub fn evaluate_with_held_out(
                     slot_in: cur,
                     g: &g,
                     phi: (&phi_buf, 0),
+                    phi_blocks: None,
                     slot_out: &slots[(t + 1) % 2],
                     t,
                     ws: &ws,

@@ -1,5 +1,6 @@
 //! Meta-training: the unroll, the checkpointed meta-backward, evaluation.
 
+pub mod estimator;
 pub mod eval;
 pub mod export;
 pub mod meta_optim;
@@ -12,6 +13,7 @@ pub mod trainer;
 mod unroll;
 mod validate;
 
+pub use estimator::{EsConfig, Estimator};
 pub use eval::{evaluate, evaluate_with_held_out, log_grid, tune_learning_rate, Curves};
 pub use export::{
     export_first_outer_step, export_outer_step, ExportOptions, ExportSummary, ExportTask,

@@ -4,7 +4,8 @@
 //! - tensors `phi` (φ of the learned optimizer, absent when it has none), `theta0` (the learned
 //!   initialisation, or the initial draw when it is not learned), `meta_adam.m`, `meta_adam.v`
 //!   (the meta-optimizer's moments) and, in the middle of an episode, `carry` (θ and optimizer
-//!   state of every instance, carried to the next unroll);
+//!   state of every instance, carried to the next unroll) and with PES `pes_noise` (every
+//!   pair's accumulated perturbation);
 //! - metadata: `format`, `step`, `episodes`, `offset`, `rng_pos` and `episode_rng_pos` (the
 //!   positions of the run's ChaCha12 generator now and where the current episode was drawn: with
 //!   the seed, the whole random state), `optimizer`, `config` (the run's TOML),
@@ -129,6 +130,9 @@ fn tensors_of(ck: &Checkpoint) -> Result<Vec<(String, Vec<f32>)>> {
     if let Some(c) = &s.carry {
         t.push(("carry".to_string(), c.clone()));
     }
+    if let Some(x) = &s.noise {
+        t.push(("pes_noise".to_string(), x.clone()));
+    }
     t.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(t)
 }
@@ -244,6 +248,7 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
     let v = take("meta_adam.v")?;
     let phi = tensors.remove("phi").unwrap_or_default();
     let carry = tensors.remove("carry");
+    let noise = tensors.remove("pes_noise");
     if m.len() != phi.len() + theta0.len() || v.len() != m.len() {
         return Err(bad(format!(
             "meta-optimizer moments of {} and {} values for {} meta-parameters",
@@ -270,6 +275,7 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
             meta_params,
             moments,
             carry,
+            noise,
         },
         phi_len,
         optimizer: get("optimizer")?.clone(),
@@ -575,6 +581,7 @@ mod tests {
                 meta_params: r(9),
                 moments: r(18),
                 carry: carry.then(|| r(12)),
+                noise: carry.then(|| r(6)),
             },
             phi_len: 4,
             optimizer: "linear".into(),

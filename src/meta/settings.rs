@@ -2,6 +2,7 @@
 //! a step ([`StepReport`], a skipped update's [`Skip`]), a meta-gradient ([`MetaGradient`]) and
 //! the memory it holds ([`MemoryReport`]).
 
+use super::estimator::Estimator;
 use super::meta_optim::MetaAdam;
 use super::plan::Schedule;
 use crate::optim::Mode;
@@ -59,7 +60,10 @@ pub struct MetaConfig {
     /// unroll to the next, φ is updated after each, and instances are resampled when a new
     /// episode starts (L2L's scheme).
     pub episode: usize,
-    /// Gradient paths of the meta-backward.
+    /// How the meta-gradient is estimated: backprop (the checkpointed meta-backward), ES or
+    /// PES.
+    pub estimator: Estimator,
+    /// Gradient paths of the meta-backward (backprop).
     pub mode: Mode,
     /// Checkpointing schedule.
     pub schedule: Schedule,
@@ -86,6 +90,7 @@ impl Default for MetaConfig {
         Self {
             unroll: 20,
             episode: 0,
+            estimator: Estimator::Backprop,
             mode: Mode::Truncated,
             schedule: Schedule::StoreAll,
             memory_budget: None,

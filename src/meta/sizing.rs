@@ -2,6 +2,7 @@
 //! and every buffer's size — the up-front memory estimate (`train --dry-run`) and the check
 //! that a run fits the adapter.
 
+use super::estimator::es::Particles;
 use super::plan::{plan, slots_for_budget, Plan, Schedule};
 use super::settings::{MemoryReport, MetaConfig};
 use super::unroll::reptile_plan;
@@ -25,6 +26,8 @@ pub(crate) struct Sizing {
     state_len: usize,
     pub(super) second_order: bool,
     carry: bool,
+    /// The particles' buffers (ES, PES).
+    particles: Vec<(&'static str, u64)>,
 }
 
 impl Sizing {
@@ -43,7 +46,7 @@ impl Sizing {
             ))
         })?;
         let slot_len = opt.slot_len(count);
-        let plan = if cfg.mode == Mode::Reptile {
+        let plan = if cfg.mode == Mode::Reptile || cfg.estimator.particles().is_some() {
             reptile_plan(t)
         } else if let Some(budget) = cfg.memory_budget {
             let s = slots_for_budget(budget, slot_len as u64 * 4, t)?;
@@ -62,6 +65,11 @@ impl Sizing {
             state_len: opt.state_len(),
             second_order: cfg.mode == Mode::SecondOrder,
             carry: cfg.episode > cfg.unroll,
+            particles: cfg
+                .estimator
+                .particles()
+                .map(|(es, persistent)| Particles::floats(&es, persistent, opt.phi_len() + p))
+                .unwrap_or_default(),
         })
     }
 
@@ -87,6 +95,7 @@ impl Sizing {
         if self.carry {
             v.push(("carried state", self.slot_len as u64));
         }
+        v.extend_from_slice(&self.particles);
         v
     }
 

@@ -57,6 +57,8 @@ pub struct TrainerState {
     pub moments: Vec<f32>,
     /// θ and optimizer state carried to the next unroll of the episode (when `offset > 0`).
     pub carry: Option<Vec<f32>>,
+    /// PES: every pair's accumulated noise in the current episode (when `offset > 0`).
+    pub noise: Option<Vec<f32>>,
 }
 
 impl MetaTrainer {
@@ -76,6 +78,10 @@ impl MetaTrainer {
                 "the task {} has no instance or no parameter to train; use at least one instance",
                 task.name()
             )));
+        }
+        let copies = cfg.estimator.copies();
+        if copies > 1 {
+            task.set_copies(&gpu, copies)?;
         }
         let n = task.instances();
         let ws = opt.workspace(&gpu, task.layout(), n, cfg.mode == Mode::SecondOrder)?;
@@ -154,6 +160,10 @@ impl MetaTrainer {
         cfg.validate(opt)?;
         if cfg.mode == Mode::SecondOrder {
             task.enable_hvp(gpu)?;
+        }
+        let copies = cfg.estimator.copies();
+        if copies > 1 {
+            task.set_copies(gpu, copies)?;
         }
         let n = task.instances();
         let ws = opt.workspace(gpu, task.layout(), n, cfg.mode == Mode::SecondOrder)?;
@@ -241,6 +251,10 @@ impl MetaTrainer {
             (Some(c), o) if o > 0 => Some(self.gpu.read(c)?),
             _ => None,
         };
+        let noise = match (self.unroll.particles().and_then(|p| p.noise()), self.offset) {
+            (Some(x), o) if o > 0 => Some(self.gpu.read(x)?),
+            _ => None,
+        };
         Ok(TrainerState {
             step: self.step,
             episodes: self.episodes,
@@ -250,6 +264,7 @@ impl MetaTrainer {
             meta_params: self.gpu.read(&self.meta_params)?,
             moments: self.gpu.read(&self.moments)?,
             carry,
+            noise,
         })
     }
 
@@ -293,6 +308,25 @@ impl MetaTrainer {
                     ))
                 }
             }
+            match (
+                self.unroll.particles().and_then(|p| p.noise()),
+                &state.noise,
+            ) {
+                (Some(x), Some(v)) => want("accumulated PES noise", v.len(), x.len())?,
+                (None, None) => {}
+                (Some(_), None) => {
+                    return Err(Error::invalid(
+                        "the state is in the middle of a PES episode but holds no accumulated \
+                         noise: it was saved by a run with another estimator",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(Error::invalid(
+                        "the state holds accumulated PES noise, but this trainer's estimator is \
+                         not PES",
+                    ))
+                }
+            }
         }
         self.gpu.write(&self.meta_params, 0, &state.meta_params)?;
         self.gpu.write(&self.moments, 0, &state.moments)?;
@@ -317,6 +351,12 @@ impl MetaTrainer {
             if let (Some(c), Some(v)) = (&self.carry, &state.carry) {
                 self.gpu.write(c, 0, v)?;
             }
+            if let (Some(x), Some(v)) = (
+                self.unroll.particles().and_then(|p| p.noise()),
+                &state.noise,
+            ) {
+                self.gpu.write(x, 0, v)?;
+            }
         }
         self.rng.set_word_pos(state.rng_pos);
         Ok(())
@@ -334,6 +374,8 @@ impl MetaTrainer {
             carry: self.carry.as_ref(),
             carry_out,
             offset: self.offset,
+            // An outer step has counted itself already; an inspection sees the next one's noise.
+            draw: self.step as u64 + u64::from(!carry_out),
         }
     }
 
@@ -451,7 +493,7 @@ impl MetaTrainer {
         let st: Vec<f32> = self.gpu.read(&self.status)?;
         let mg: Vec<f32> = self.gpu.read(self.unroll.meta_grad())?;
         let phi_len = self.opt.phi_len();
-        let per_instance = if self.cfg.mode == Mode::Reptile {
+        let per_instance = if self.cfg.mode == Mode::Reptile || self.unroll.particles().is_some() {
             Vec::new()
         } else {
             self.gpu.read(self.unroll.theta_adjoint())?
@@ -463,6 +505,12 @@ impl MetaTrainer {
             theta0_per_instance: per_instance,
             losses: self.gpu.read(self.unroll.losses())?,
         })
+    }
+
+    /// The meta-gradient (or ES/PES estimate) the last outer step applied, before clipping:
+    /// φ̄ followed by θ̄0.
+    pub fn last_meta_gradient(&self) -> Result<Vec<f32>> {
+        self.gpu.read(self.unroll.meta_grad())
     }
 
     /// Losses ℓ_t of every instance in the last outer step, (T + 1) × N.

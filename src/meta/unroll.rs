@@ -3,6 +3,7 @@
 //! second-order mode) — and the reductions into the meta-gradient, the meta-loss and the
 //! gradient norm. It only records; the caller submits and waits.
 
+use super::estimator::es::{self, Draw, Particles};
 use super::meta_optim::{self, status};
 use super::plan::{Action, Plan};
 use super::settings::{FinalBatch, MemoryReport, MetaConfig};
@@ -38,6 +39,8 @@ pub(crate) struct Io<'a> {
     pub carry_out: bool,
     /// Inner steps already taken in the current episode.
     pub offset: usize,
+    /// The outer step this unroll belongs to (from 1): it names the noise of ES and PES.
+    pub draw: u64,
 }
 
 /// The buffers of second-order mode: ḡ (the adjoint of the optimizer's gradient input) and
@@ -63,6 +66,8 @@ pub(crate) struct Unroll {
     losses: GpuBuffer,
     weights_buf: GpuBuffer,
     meta_grad: GpuBuffer,
+    /// ES and PES: the particles (the task's instances are their copies).
+    particles: Option<Particles>,
 }
 
 impl Unroll {
@@ -98,7 +103,21 @@ impl Unroll {
             .map(|i| gpu.buffer(&format!("checkpoint slot {i}"), size.slot_len))
             .collect::<Result<Vec<_>>>()?;
         let phi_len = opt.phi_len();
+        let particles = match cfg.estimator.particles() {
+            Some(es) => {
+                let copies = cfg.estimator.copies();
+                if n % copies != 0 {
+                    return Err(crate::Error::invalid(format!(
+                        "{n} instances are not {copies} copies of the task's instances: call \
+                         Task::set_copies before building the unroll"
+                    )));
+                }
+                Some(Particles::new(gpu, es, phi_len, p, n / copies)?)
+            }
+            None => None,
+        };
         Ok(Self {
+            particles,
             g: gpu.buffer("gradient", count)?,
             tbar: gpu.buffer("theta adjoint", count)?,
             sbar: gpu.buffer("state adjoint", count * opt.state_len())?,
@@ -171,7 +190,8 @@ impl Unroll {
             + self
                 .second_order
                 .as_ref()
-                .map_or(0, |so| so.gbar.bytes() + so.hv.bytes());
+                .map_or(0, |so| so.gbar.bytes() + so.hv.bytes())
+            + self.particles.as_ref().map_or(0, Particles::bytes);
         MemoryReport {
             checkpoints: slot_bytes * self.slots.len() as u64,
             slots: self.slots.len(),
@@ -181,10 +201,50 @@ impl Unroll {
         }
     }
 
+    /// The particles of ES and PES.
+    pub(crate) fn particles(&self) -> Option<&Particles> {
+        self.particles.as_ref()
+    }
+
+    /// The noise of this unroll's particles.
+    fn draw(io: &Io) -> Draw {
+        Draw {
+            key: es::key(io.cfg.seed, io.draw),
+            learn_phi: io.cfg.learn_optimizer && io.opt.is_learned(),
+            learn_theta: io.cfg.learn_init && io.offset == 0,
+            reset: io.offset == 0,
+        }
+    }
+
     /// Record the unroll and its reverse; leaves the meta-gradient in [`Unroll::meta_grad`]
-    /// and the meta-loss and squared gradient norm in `io.status`.
+    /// and the meta-loss and squared gradient norm in `io.status`. ES and PES run the
+    /// particles forward instead and estimate the meta-gradient from their losses.
     pub(crate) fn record(&self, rec: &mut Recorder, io: &Io) -> Result<()> {
+        if let Some(es) = &self.particles {
+            es.record_perturb(rec, io.meta_params, &Self::draw(io))?;
+        }
         self.record_initial_state(rec, io)?;
+        if let Some(es) = &self.particles {
+            for a in &self.plan.actions {
+                match *a {
+                    Action::Advance { step, from, to } => {
+                        self.record_advance(rec, io, step, from, to)?
+                    }
+                    Action::Final { slot } => self.record_final(rec, io, slot)?,
+                    Action::Reverse { .. } => {
+                        return Err(crate::Error::invalid("an ES unroll has no reverse steps"))
+                    }
+                }
+            }
+            es.record_estimate(
+                rec,
+                (&self.losses, &self.weights_buf),
+                &self.meta_grad,
+                &Self::draw(io),
+                io.carry_out,
+            )?;
+            return self.record_meta_loss_and_norm(rec, io);
+        }
         let mut reversed = false;
         for a in &self.plan.actions {
             match *a {
@@ -200,6 +260,12 @@ impl Unroll {
         }
         self.record_phi_bar(rec, io, reversed)?;
         self.record_theta0_bar(rec, io)?;
+        self.record_meta_loss_and_norm(rec, io)
+    }
+
+    /// The meta-loss (over every instance: with particles, their mean) and ‖meta-gradient‖²
+    /// into the status slots.
+    fn record_meta_loss_and_norm(&self, rec: &mut Recorder, io: &Io) -> Result<()> {
         meta_optim::meta_loss(
             rec,
             &self.losses,
@@ -244,7 +310,9 @@ impl Unroll {
         match (io.carry, io.offset == 0) {
             (Some(carry), false) => rec.copy(carry, 0, &self.slots[0], 0, carry.len()),
             _ => {
-                if io.cfg.learn_init {
+                if let (Some(es), true) = (&self.particles, io.cfg.learn_init) {
+                    es.record_theta0(rec, &self.slots[0], &Self::draw(io))?;
+                } else if io.cfg.learn_init {
                     vec::broadcast(
                         rec,
                         View::new(io.meta_params, io.opt.phi_len()),
@@ -276,13 +344,21 @@ impl Unroll {
         let n = io.task.instances();
         let at = self.loss_grad(from, step * n, Self::batch(io, step));
         io.task.record_loss_grad(rec, at)?;
+        let (phi, phi_blocks) = match &self.particles {
+            Some(es) => {
+                let (phi, blocks) = es.phi();
+                (phi, Some(blocks))
+            }
+            None => ((io.meta_params, 0), None),
+        };
         io.opt.record_step(
             rec,
             &StepArgs {
                 count: self.count,
                 slot_in: &self.slots[from],
                 g: &self.g,
-                phi: (io.meta_params, 0),
+                phi,
+                phi_blocks,
                 slot_out: &self.slots[to],
                 t: io.offset + step,
                 ws: io.ws,
@@ -304,7 +380,7 @@ impl Unroll {
         if let (Some(carry), true) = (io.carry, io.carry_out) {
             rec.copy(&self.slots[slot], 0, carry, 0, carry.len())?;
         }
-        if io.cfg.mode == Mode::Reptile {
+        if io.cfg.mode == Mode::Reptile || self.particles.is_some() {
             return Ok(());
         }
         let w = self.weights[t] * (1.0 / n as f32);

@@ -113,7 +113,40 @@ impl MetaConfig {
                 format!("set {p}episode = 0 (one unroll per episode)"),
             );
         }
-        if self.mode != Mode::Reptile && self.memory_budget.is_none() {
+        if let Some((es, _)) = self.estimator.particles() {
+            let est = self.estimator.name();
+            if matches!(self.mode, Mode::SecondOrder | Mode::Reptile) {
+                return fail(
+                    format!(
+                        "{p}estimator = {est} runs the unroll forward only, but {p}mode = {} \
+                         picks the gradient paths of backprop",
+                        self.mode.name()
+                    ),
+                    format!("leave {p}mode at truncated, or set {p}estimator = backprop"),
+                );
+            }
+            if es.pairs == 0 {
+                return fail(
+                    format!(
+                        "{p}pairs = 0: {p}estimator = {est} needs at least one antithetic pair"
+                    ),
+                    format!("set {p}pairs to the antithetic pairs per unroll, e.g. 8"),
+                );
+            }
+            if !(es.sigma.is_finite() && es.sigma > 0.0) {
+                return fail(
+                    format!(
+                        "{p}sigma = {}: the perturbation scale must be positive",
+                        es.sigma
+                    ),
+                    format!("set {p}sigma to a small positive scale, e.g. 0.01"),
+                );
+            }
+        }
+        if self.mode != Mode::Reptile
+            && self.memory_budget.is_none()
+            && self.estimator == super::Estimator::Backprop
+        {
             // The plan depends on the schedule and T only: a schedule that cannot reverse T
             // steps is refused here, before any buffer exists.
             if let Err(e) = super::plan::plan(self.schedule, t) {
@@ -134,6 +167,7 @@ impl MetaConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::{EsConfig, Estimator};
     use crate::optim::hand::Sgd;
     use crate::optim::linear::Linear;
 
@@ -203,6 +237,37 @@ mod tests {
                 },
                 sgd.clone(),
                 "episode = 8 splits",
+            ),
+            (
+                MetaConfig {
+                    estimator: Estimator::Es(EsConfig::default()),
+                    mode: Mode::SecondOrder,
+                    ..base.clone()
+                },
+                Optimizer::new(Linear),
+                "estimator = es runs the unroll forward only",
+            ),
+            (
+                MetaConfig {
+                    estimator: Estimator::Pes(EsConfig {
+                        pairs: 0,
+                        ..Default::default()
+                    }),
+                    ..base.clone()
+                },
+                Optimizer::new(Linear),
+                "pairs = 0",
+            ),
+            (
+                MetaConfig {
+                    estimator: Estimator::Es(EsConfig {
+                        sigma: -1.0,
+                        ..Default::default()
+                    }),
+                    ..base.clone()
+                },
+                Optimizer::new(Linear),
+                "sigma = -1",
             ),
         ];
         for (cfg, opt, want) in cases {

@@ -71,12 +71,58 @@ pub struct StepArgs<'a> {
     pub g: &'a GpuBuffer,
     /// φ (buffer, offset).
     pub phi: (&'a GpuBuffer, usize),
+    /// φ per block of coordinates (the particles of an evolution-strategies estimate); `None`:
+    /// every coordinate reads φ at `phi.1`.
+    pub phi_blocks: Option<PhiBlocks>,
     /// Slot receiving θ_{t+1} and s_{t+1}.
     pub slot_out: &'a GpuBuffer,
     /// Inner step number t (absolute within the episode).
     pub t: usize,
     /// The family's workspace ([`Family::workspace`]).
     pub ws: &'a Workspace,
+}
+
+/// φ per block of coordinates: coordinates `[k·block, (k + 1)·block)` read their φ at
+/// `phi.1 + k·stride`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhiBlocks {
+    /// Coordinates that share one φ (a whole number of instances).
+    pub block: usize,
+    /// Floats from one block's φ to the next.
+    pub stride: usize,
+}
+
+impl StepArgs<'_> {
+    /// Check that φ (`phi_len` floats, or one per block) lies inside its buffer, and give the
+    /// (block, stride) the kernels read: (0, 0) when every coordinate shares φ.
+    pub fn phi_blocks(&self, family: &str, phi_len: usize) -> Result<(u32, u32)> {
+        let (buf, off) = self.phi;
+        match self.phi_blocks {
+            None => {
+                crate::kernels::check_region(&format!("{family} phi"), buf, off, &[(phi_len, 1)])?;
+                Ok((0, 0))
+            }
+            Some(b) => {
+                if b.block == 0 || self.count % b.block != 0 || b.stride < phi_len {
+                    return Err(Error::invalid(format!(
+                        "{family}: φ blocks of {} coordinates {} floats apart do not divide {}                          coordinates with {phi_len} floats of φ each",
+                        b.block, b.stride, self.count
+                    )));
+                }
+                let blocks = self.count / b.block;
+                crate::kernels::check_region(
+                    &format!("{family} phi blocks"),
+                    buf,
+                    off,
+                    &[(phi_len, 1), (blocks, b.stride)],
+                )?;
+                Ok((
+                    crate::kernels::u32_of("φ block", b.block)?,
+                    crate::kernels::u32_of("φ stride", b.stride)?,
+                ))
+            }
+        }
+    }
 }
 
 /// Everything the reverse kernel of one step needs.

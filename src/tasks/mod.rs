@@ -211,6 +211,18 @@ pub trait Task: Send + Sync {
     /// Draw new instances or batches for the next outer step (queued uploads, no wait).
     fn resample(&mut self, gpu: &Gpu, rng: &mut TaskRng) -> Result<()>;
 
+    /// Run `copies` copies of every instance (the particles of an evolution-strategies
+    /// estimate): afterwards [`Task::instances`] counts `copies · N`, and copy c of instance n
+    /// is instance c·N + n, with n's problem, data, batches and initial draw. Families that
+    /// cannot copy their instances return an error naming the family.
+    fn set_copies(&mut self, _gpu: &Gpu, _copies: usize) -> Result<()> {
+        Err(Error::invalid(format!(
+            "the task {} cannot run copies of its instances, which the evolution-strategies \
+             estimators need; use task.kind = quadratic, or meta.estimator = backprop",
+            self.name()
+        )))
+    }
+
     /// Initial parameters of every instance, `N × P`, drawn from the family's distribution.
     /// Callers pass the [`Stream::Init`] generator, never the one the instances were drawn
     /// from (the draws would then repeat the instances' numbers).

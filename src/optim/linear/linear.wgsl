@@ -4,6 +4,7 @@
 // Slots hold θ for the C = N·P coordinates of all instances at slot[0..C] (no optimizer state).
 //
 // linear_step:  out[i] = θ[i] + w0·g[i] + w1·θ[i] + b                         i < C
+//   (φ of block i / phi_block when φ is given per block of coordinates: phi_block_offset)
 // linear_vjp:   reverse of one step, in place on the adjoint θ̄ (= ū, the adjoint of θ'):
 //     φ̄ += Σ_i ū_i·(g_i, θ_i, 1)
 //     θ̄_i ← ū_i + w·g_i + [theta_path] w1·ū_i
@@ -25,7 +26,8 @@ fn linear_step(grid: Grid) {
     let i = flat_index(grid);
     if (i >= p.count) { return; }
     let th = slot_in[i];
-    let u = phi[p.phi_off] * g[i] + phi[p.phi_off + 1u] * th + phi[p.phi_off + 2u];
+    let o = phi_block_offset(p.phi_off, i, p.phi_block, p.phi_stride);
+    let u = phi[o] * g[i] + phi[o + 1u] * th + phi[o + 2u];
     slot_out[i] = th + u;
 }
 

@@ -18,7 +18,7 @@ pub const PHI_LEN: usize = 3;
 crate::shader! {
     pub static SHADER = "linear.wgsl";
     pub struct LinearParams {
-        count: u32, groups: u32, phi_off: u32, accumulate: u32, theta_path: u32, _p0: u32, _p1: u32, _p2: u32,
+        count: u32, groups: u32, phi_off: u32, accumulate: u32, theta_path: u32, phi_block: u32, phi_stride: u32, _p2: u32,
         w: f32, _f0: f32, _f1: f32, _f2: f32,
     }
     /// Forward step.
@@ -66,10 +66,12 @@ impl Family for Linear {
         check_region("linear slot in", a.slot_in, 0, &[(count, 1)])?;
         check_region("linear slot out", a.slot_out, 0, &[(count, 1)])?;
         check_region("linear g", a.g, 0, &[(count, 1)])?;
-        check_region("linear phi", phi.0, phi.1, &[(PHI_LEN, 1)])?;
+        let (phi_block, phi_stride) = a.phi_blocks("linear", PHI_LEN)?;
         let p = LinearParams {
             count: u32_of("count", count)?,
             phi_off: u32_of("offset", phi.1)?,
+            phi_block,
+            phi_stride,
             ..Default::default()
         };
         rec.dispatch(

@@ -28,6 +28,7 @@ crate::shader! {
     pub static SHADER = "lstm.wgsl";
     pub struct LstmParams {
         count: u32, groups: u32, phi_off: u32, accumulate: u32, w: f32, logp: f32, eps: f32, out_scale: f32,
+        phi_block: u32, phi_stride: u32, _p0: u32, _p1: u32,
     }
     /// Forward step.
     pub LSTM_STEP = lstm_step(read slot_in, read g, read phi, write slot_out);
@@ -106,6 +107,7 @@ fn params(count: usize, groups: usize, phi_off: usize, h: &Lstm) -> Result<LstmP
         logp: h.p,
         eps: h.eps,
         out_scale: h.out_scale,
+        ..Default::default()
     })
 }
 
@@ -116,13 +118,14 @@ pub fn step(rec: &mut Recorder, a: &StepArgs, hyper: &Lstm) -> Result<()> {
     check_region("lstm slot in", a.slot_in, 0, &[(slot, 1)])?;
     check_region("lstm slot out", a.slot_out, 0, &[(slot, 1)])?;
     check_region("lstm g", a.g, 0, &[(count, 1)])?;
-    check_region("lstm phi", phi.0, phi.1, &[(PHI_LEN, 1)])?;
     let groups = (count as u64).div_ceil(STEP_TILE).min(STEP_GROUPS);
-    let p = params(count, groups as usize, phi.1, hyper)?;
+    let mut p = params(count, groups as usize, phi.1, hyper)?;
+    (p.phi_block, p.phi_stride) = a.phi_blocks("lstm", PHI_LEN)?;
     let limit = rec.gpu().limits().max_compute_workgroup_storage_size as usize;
+    let staged = a.phi_blocks.is_none() && PHI_BYTES + STEP_BYTES <= limit;
     rec.dispatch(
         &LSTM_STEP,
-        &phi_constants(PHI_BYTES + STEP_BYTES <= limit),
+        &phi_constants(staged),
         &[a.slot_in, a.g, phi.0, a.slot_out],
         &p,
         groups,

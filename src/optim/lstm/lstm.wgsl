@@ -31,7 +31,8 @@
 //
 // lstm_step: slot_out ← step(slot_in, g). T = 32 (160 invocations); invocation m writes its
 //   units' (h1', c1', h2', c2') and its part of wo·h2'; m = 0 adds the five parts in order and
-//   writes θ'.
+//   writes θ'. With φ per block of coordinates (phi_block > 0, the particles of an evolution-
+//   strategies estimate) it runs with PHI_WG = 0 and each coordinate reads its block's φ.
 // lstm_vjp:  reverse of one step. Given ū = θ̄ (the adjoint of θ') and s̄' (adjoints of the new
 //   state), in place: θ̄_i ← ū_i + w·g_i (the meta-loss term; the LSTM has no θ input) and
 //   s̄ ← adjoint of the old state; φ̄ partial sums. No activation of the forward pass is stored;
@@ -115,15 +116,19 @@ fn load_phi(li: u32, n: u32) {
     workgroupBarrier();
 }
 
+// Where φ starts in the buffer when it is not staged: p.phi_off, or the current coordinate's
+// block's φ (lstm_step with φ per block of coordinates, which runs with PHI_WG = 0).
+var<private> phi_base: u32;
+
 // φ[o..o + 4] (o a multiple of 4) and φ[o].
 fn w4(o: u32) -> vec4<f32> {
     if (PHI_WG != 0u) { return wphi[o >> 2u]; }
-    let b = p.phi_off + o;
+    let b = phi_base + o;
     return vec4<f32>(phi[b], phi[b + 1u], phi[b + 2u], phi[b + 3u]);
 }
 fn w1(o: u32) -> f32 {
     if (PHI_WG != 0u) { return wphi[o >> 2u][o & 3u]; }
-    return phi[p.phi_off + o];
+    return phi[phi_base + o];
 }
 
 // a[m] without indexing a private array dynamically.
@@ -232,6 +237,7 @@ fn lstm_step(grid: Grid) {
     let li = grid.li;
     let wg = flat_group(grid);
     if (wg >= p.groups) { return; }
+    phi_base = p.phi_off;
     load_phi(li, 160u);
     let q = li % 32u;
     let m = li / 32u;
@@ -241,6 +247,7 @@ fn lstm_step(grid: Grid) {
         let iv = tile * 32u + q;
         let valid = iv < p.count;
         let i = min(iv, p.count - 1u);
+        phi_base = phi_block_offset(p.phi_off, i, p.phi_block, p.phi_stride);
         let x = features(g[i]);
         let a = fwd1(m, x, st5(0u, i), st4(H + 4u * m, i));
         xch[xq + m] = a.h;
@@ -428,6 +435,7 @@ fn emit_block(at: u32, rq: u32, cq: u32, s: Acc4, base: u32, fresh: bool) {
 // Stage φ and, for a workgroup without tiles that does not accumulate, zero its partials;
 // returns the number of tiles.
 fn vjp_begin(li: u32, wg: u32) -> u32 {
+    phi_base = p.phi_off;
     load_phi(li, 5u * T);
     let tiles = (p.count + T - 1u) / T;
     if (wg >= tiles && p.accumulate == 0u) {

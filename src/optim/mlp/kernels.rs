@@ -16,7 +16,7 @@ crate::shader! {
     pub static SHADER = "mlp_opt.wgsl";
     pub struct MlpOptParams {
         count: u32, per_instance: u32, chunks: u32, segments: u32, groups: u32, phi_off: u32, accumulate: u32, mode: u32,
-        t: f32, eps: f32, exp_mult: f32, step_mult: f32, w: f32, _f0: f32, _f1: f32, _f2: f32,
+        t: f32, eps: f32, exp_mult: f32, step_mult: f32, w: f32, phi_block: u32, phi_stride: u32, _f2: f32,
     }
     /// Per-chunk sums of squares of the features (mode 0) or of x_θ·aux (mode 1).
     pub MLPO_SUMS = mlpo_sums(read slot_in, read g, read tables: u32, read aux_in, write partials);
@@ -146,18 +146,18 @@ impl MlpOptWorkspace {
         )
     }
 
-    fn check(&self, slot: &GpuBuffer, g: &GpuBuffer, phi: (&GpuBuffer, usize)) -> Result<()> {
+    fn check(&self, slot: &GpuBuffer, g: &GpuBuffer) -> Result<()> {
         let c = self.instances * self.per_instance;
         check_region("mlp optimizer slot", slot, 0, &[(c * (1 + STATE), 1)])?;
-        check_region("mlp optimizer g", g, 0, &[(c, 1)])?;
-        check_region("mlp optimizer phi", phi.0, phi.1, &[(PHI_LEN, 1)])
+        check_region("mlp optimizer g", g, 0, &[(c, 1)])
     }
 
     /// Record step `a.t`: `a.slot_out` = step(`a.slot_in`, g).
     pub fn record_step(&self, rec: &mut Recorder, a: &StepArgs, hyper: &MlpOpt) -> Result<()> {
         let (slot_in, g, phi, slot_out) = (a.slot_in, a.g, a.phi, a.slot_out);
-        self.check(slot_in, g, phi)?;
-        let p = self.params(hyper, a.t, phi.1)?;
+        self.check(slot_in, g)?;
+        let mut p = self.params(hyper, a.t, phi.1)?;
+        (p.phi_block, p.phi_stride) = a.phi_blocks("mlp optimizer", PHI_LEN)?;
         self.record_stats(rec, &p, slot_in, g)?;
         let c = (self.instances * self.per_instance) as u64;
         rec.dispatch(
@@ -179,7 +179,8 @@ impl MlpOptWorkspace {
             m if m.keeps_theta_path() => 1,
             _ => 0,
         };
-        self.check(slot, g, phi)?;
+        self.check(slot, g)?;
+        check_region("mlp optimizer phi", phi.0, phi.1, &[(PHI_LEN, 1)])?;
         let c = self.instances * self.per_instance;
         check_region("mlp optimizer tbar", tbar, 0, &[(c, 1)])?;
         check_region(

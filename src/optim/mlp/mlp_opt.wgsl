@@ -22,7 +22,8 @@
 // mlpo_finish (mode 0): stats[(n·K + k)·17 + f] = (ε + Σ_chunks / len)^(−1/2)
 // mlpo_finish (mode 1): stats[(n·K + k)·17 + 8] = Σ_chunks                   (fixed chunk order)
 // mlpo_finish (mode 2): stats[(n·K + k)·17 + 9 + f] = Σ_chunks
-// mlpo_step:            slot_out ← (θ + u, new state)
+// mlpo_step:            slot_out ← (θ + u, new state); φ of block i / phi_block when φ is given
+//                       per block of coordinates (phi_block_offset)
 // mlpo_vjp:  reverse of a step, g and the state detached (first-order and truncated modes):
 //     ō = ū·exp(α·o1)·β·(1, α·o0), back through the MLP; φ̄ in per-workgroup partial sums (tiles
 //     of WG coordinates staged in workgroup memory, as in lstm.wgsl); aux_i = x̂̄_θ,i (adjoint
@@ -86,9 +87,8 @@ fn inputs(i: u32, x: array<f32, 8>) -> array<f32, 19> {
 
 struct Mlp { a1: array<f32, 32>, a2: array<f32, 32>, o: vec2<f32> }
 
-fn mlp(inp: array<f32, 19>) -> Mlp {
+fn mlp(inp: array<f32, 19>, po: u32) -> Mlp {
     var m: Mlp;
-    let po = p.phi_off;
     for (var k = 0u; k < HID; k++) {
         var a = phi[po + B1 + k];
         for (var j = 0u; j < NIN; j++) { a = fma(phi[po + W1 + k * NIN + j], inp[j], a); }
@@ -179,7 +179,7 @@ fn mlpo_step(grid: Grid) {
     let c = p.count;
     if (i >= c) { return; }
     let x = feats(i);
-    let m = mlp(inputs(i, x));
+    let m = mlp(inputs(i, x), phi_block_offset(p.phi_off, i, p.phi_block, p.phi_stride));
     let u = m.o.x * exp(p.exp_mult * m.o.y) * p.step_mult;
     slot_out[i] = x[1] + u;
     for (var j = 0u; j < 5u; j++) { slot_out[c + j * c + i] = x[2u + j]; }
@@ -206,7 +206,7 @@ fn mlpo_vjp(grid: Grid) {
             inp = inputs(i, feats(i));
             ub = tbar[i];
         }
-        let m = mlp(inp);
+        let m = mlp(inp, po);
         let ex = exp(p.exp_mult * m.o.y);
         let ob = select(vec2<f32>(0.0), ub * ex * p.step_mult * vec2<f32>(1.0, p.exp_mult * m.o.x), valid);
         // Back through W3, relu, W2, relu.

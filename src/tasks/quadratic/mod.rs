@@ -51,7 +51,9 @@ fn build(gpu: &Gpu, cfg: &Config, sample: Sample, instances: usize) -> Result<Bo
 
 /// Quadratic instances of dimension d.
 pub struct QuadraticTask {
+    /// The instances as the GPU holds them (`copies` copies of the drawn ones).
     q: Quadratics,
+    copies: usize,
     gpu_q: GpuQuadratic,
     layout: ParamLayout,
     init_std: f32,
@@ -66,6 +68,7 @@ impl QuadraticTask {
         Ok(Self {
             gpu_q: GpuQuadratic::upload(gpu, &q)?,
             q,
+            copies: 1,
             layout,
             init_std: 0.01,
         })
@@ -95,12 +98,36 @@ impl Task for QuadraticTask {
     }
 
     fn resample(&mut self, gpu: &Gpu, rng: &mut TaskRng) -> Result<()> {
-        self.q = Quadratics::sample(rng, self.q.dim, self.q.instances)?;
+        let drawn = self.q.instances / self.copies;
+        self.q = Quadratics::sample(rng, self.q.dim, drawn)?.tiled(self.copies);
         gpu.write(self.data_buffer(), 0, &self.q.data)
     }
 
     fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
-        self.q.init(rng, self.init_std)
+        let drawn = Quadratics {
+            instances: self.q.instances / self.copies,
+            ..self.q.clone()
+        };
+        Ok(drawn.init(rng, self.init_std)?.repeat(self.copies))
+    }
+
+    fn set_copies(&mut self, gpu: &Gpu, copies: usize) -> Result<()> {
+        if copies == 0 {
+            return Err(crate::Error::invalid(
+                "a task needs at least one copy of its instances",
+            ));
+        }
+        let drawn = self.q.instances / self.copies;
+        let d = self.q.dim;
+        let base = Quadratics {
+            dim: d,
+            instances: drawn,
+            data: self.q.data[..drawn * (d * d + d)].to_vec(),
+        };
+        self.q = base.tiled(copies);
+        self.copies = copies;
+        self.gpu_q = GpuQuadratic::upload(gpu, &self.q)?;
+        Ok(())
     }
 
     fn record_loss_grad(&self, rec: &mut Recorder, at: LossGrad) -> Result<()> {

@@ -55,6 +55,15 @@ impl Quadratics {
             .collect())
     }
 
+    /// `copies` copies of the instances, copy c of instance n at c·N + n.
+    pub fn tiled(&self, copies: usize) -> Self {
+        Self {
+            dim: self.dim,
+            instances: self.instances * copies,
+            data: self.data.repeat(copies),
+        }
+    }
+
     /// (W, y) of instance n.
     pub fn instance(&self, n: usize) -> (&[f32], &[f32]) {
         let d = self.dim;
