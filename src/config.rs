@@ -90,7 +90,7 @@ pub struct TaskConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimizerConfig {
-    /// lstm, linear, mlp, sgd, momentum, nag, rmsprop or adam.
+    /// lstm, linear, mlp, schedule, sgd, momentum, nag, rmsprop or adam.
     pub kind: String,
     /// Learning rate of a hand-designed optimizer (its default when absent).
     pub lr: Option<f32>,
@@ -401,7 +401,13 @@ impl Config {
             }
             o = o.with_lr(lr);
         }
-        Ok(o)
+        // A learned schedule spans the run's episodes (one unroll when there are none).
+        let episode = if self.meta.episode > 0 {
+            self.meta.episode
+        } else {
+            self.meta.unroll
+        };
+        Ok(o.for_episode(episode))
     }
 
     /// The engine's settings.

@@ -249,6 +249,13 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
     let phi = tensors.remove("phi").unwrap_or_default();
     let carry = tensors.remove("carry");
     let noise = tensors.remove("pes_noise");
+    let mut unknown: Vec<&String> = tensors.keys().collect();
+    unknown.sort();
+    if let Some(name) = unknown.first() {
+        return Err(bad(format!(
+            "tensor '{name}' is not one a checkpoint holds"
+        )));
+    }
     if m.len() != phi.len() + theta0.len() || v.len() != m.len() {
         return Err(bad(format!(
             "meta-optimizer moments of {} and {} values for {} meta-parameters",

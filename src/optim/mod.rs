@@ -22,6 +22,7 @@ pub mod lstm;
 pub mod mlp;
 mod mode;
 pub mod reference;
+pub mod schedule;
 
 pub use apply::OptimizerRun;
 pub use mode::Mode;
@@ -45,6 +46,7 @@ pub const REGISTRY: &[(&str, MakeOptimizer)] = &[
     ("adam", || hand::Adam::default().into()),
     ("lstm", || lstm::Lstm::default().into()),
     ("mlp", || mlp::MlpOpt::default().into()),
+    ("schedule", || schedule::Schedule::default().into()),
     ("linear", || linear::Linear.into()),
 ];
 
@@ -224,6 +226,12 @@ pub trait Family: Reference + Any + Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
+    /// The family set for episodes of `steps` inner steps, where its update depends on the
+    /// episode's length (a learned schedule); `None` where it does not.
+    fn for_episode(&self, _steps: usize) -> Option<Optimizer> {
+        None
+    }
+
     /// Fixed hyper-parameters by name, formatted for export metadata (`optimizer.<name>`).
     fn hyper(&self) -> Vec<(&'static str, String)>;
 
@@ -337,6 +345,12 @@ impl Optimizer {
     /// returned unchanged).
     pub fn with_lr(&self, lr: f32) -> Self {
         self.0.with_lr(lr).unwrap_or_else(|| self.clone())
+    }
+
+    /// The optimizer for episodes of `steps` inner steps ([`Family::for_episode`]; itself
+    /// where its update does not depend on the episode's length).
+    pub fn for_episode(&self, steps: usize) -> Self {
+        self.0.for_episode(steps).unwrap_or_else(|| self.clone())
     }
 
     /// Short name.

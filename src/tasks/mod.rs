@@ -7,6 +7,7 @@ pub mod lm;
 pub mod mlp;
 pub mod quadratic;
 pub mod sinusoid;
+pub mod toy;
 
 use crate::config::{Config, TaskConfig};
 use crate::gpu::{Gpu, Kernel, Recorder};
@@ -26,6 +27,7 @@ pub static REGISTRY: &[&TaskFamily] = &[
     &mlp::CLASSIFIER,
     &sinusoid::FAMILY,
     &mlp::AUTOENCODER,
+    &toy::FAMILY,
 ];
 
 /// Builds `instances` instances of a family as a config describes it, from a draw.

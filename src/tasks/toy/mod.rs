@@ -1,0 +1,206 @@
+//! `task.kind = "pes_toy"`: the 2-d problem on which the PES paper (Vicol, Metz and
+//! Sohl-Dickstein 2021) shows truncated backprop's bias when tuning a learning-rate schedule,
+//! f(x) = √(x0² + 5) − √5 + sin²(x1)·e^{−5x0²} + ¼|x1 − 100| from x = (1, 1). Every instance is
+//! the same problem (nothing is drawn); the kernels (`toy.wgsl`) give f, ∇f and ∇²f·v, and
+//! [`mod@reference`] their f64 form.
+
+pub mod reference;
+
+use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Task, TaskFamily, TaskRng};
+use crate::config::Config;
+use crate::gpu::{Gpu, Recorder};
+use crate::kernels::matmul::Activation;
+use crate::kernels::{check_region, u32_of, Batched};
+use crate::params::ParamLayout;
+use crate::{Error, Result};
+
+crate::shader! {
+    pub static SHADER = "toy.wgsl";
+    pub struct ToyParams {
+        batch: u32, t_off: u32, t_bs: u32, g_off: u32, g_bs: u32, l_off: u32, h_off: u32, h_bs: u32,
+    }
+    /// f and ∇f of every instance.
+    pub TOY_LOSS_GRAD = toy_loss_grad(read theta, write grad, write loss);
+    /// ∇²f·v of every instance.
+    pub TOY_HVP = toy_hvp(read theta, read v, write hv);
+}
+
+/// `task.kind = "pes_toy"`.
+pub static FAMILY: TaskFamily = TaskFamily {
+    name: "pes_toy",
+    about: "the PES paper's 2-d toy f(x) = √(x0² + 5) − √5 + sin²(x1)·e^(−5x0²) + |x1 − 100|/4 from x = (1, 1)",
+    hidden: &[],
+    activation: Activation::Identity,
+    check: |_| None,
+    build,
+    kernels: || SHADER.kernels.to_vec(),
+};
+
+fn build(_gpu: &Gpu, _cfg: &Config, _sample: Sample, instances: usize) -> Result<Box<dyn Task>> {
+    Ok(Box::new(ToyTask::new(instances)?))
+}
+
+/// N copies of the toy problem.
+pub struct ToyTask {
+    /// Instances: `copies` copies of the `drawn` ones.
+    instances: usize,
+    drawn: usize,
+    layout: ParamLayout,
+}
+
+impl ToyTask {
+    /// `instances` instances.
+    pub fn new(instances: usize) -> Result<Self> {
+        if instances == 0 {
+            return Err(Error::invalid("the toy task needs at least one instance"));
+        }
+        let mut layout = ParamLayout::new();
+        layout.add("x", &[2])?;
+        Ok(Self {
+            instances,
+            drawn: instances,
+            layout,
+        })
+    }
+
+    fn params(
+        &self,
+        theta: Batched,
+        input: Batched,
+        out: (usize, usize),
+        l_off: usize,
+    ) -> Result<ToyParams> {
+        let n = self.instances;
+        for (what, b) in [("toy θ", theta), ("toy input", input)] {
+            check_region(what, b.buf, b.off, &[(n, b.batch_stride), (2, 1)])?;
+        }
+        Ok(ToyParams {
+            batch: u32_of("instances", n)?,
+            t_off: u32_of("offset", theta.off)?,
+            t_bs: u32_of("stride", theta.batch_stride)?,
+            g_off: u32_of("offset", input.off)?,
+            g_bs: u32_of("stride", input.batch_stride)?,
+            l_off: u32_of("offset", l_off)?,
+            h_off: u32_of("offset", out.0)?,
+            h_bs: u32_of("stride", out.1)?,
+        })
+    }
+}
+
+impl Task for ToyTask {
+    fn name(&self) -> String {
+        format!("pes_toy N={}", self.instances)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    fn resample(&mut self, _gpu: &Gpu, _rng: &mut TaskRng) -> Result<()> {
+        Ok(())
+    }
+
+    /// Every instance is the same problem: copies are more instances.
+    fn set_copies(&mut self, _gpu: &Gpu, copies: usize) -> Result<()> {
+        if copies == 0 {
+            return Err(Error::invalid(
+                "a task needs at least one copy of its instances",
+            ));
+        }
+        self.instances = self.drawn * copies;
+        Ok(())
+    }
+
+    /// x = (1, 1) for every instance (the paper's start; nothing is drawn).
+    fn init_params(&self, _rng: &mut TaskRng) -> Result<Vec<f32>> {
+        Ok(vec![1.0; 2 * self.instances])
+    }
+
+    fn record_loss_grad(&self, rec: &mut Recorder, at: LossGrad) -> Result<()> {
+        let n = self.instances;
+        check_region("toy loss", at.loss.buf, at.loss.off, &[(n, 1)])?;
+        if at.grad.buf.id == at.loss.buf.id || at.grad.buf.id == at.theta.buf.id {
+            return Err(Error::invalid(
+                "toy: θ, the gradient and the losses need their own buffers",
+            ));
+        }
+        let p = self.params(at.theta, at.grad, (0, 0), at.loss.off)?;
+        rec.dispatch(
+            &TOY_LOSS_GRAD,
+            &[],
+            &[at.theta.buf, at.grad.buf, at.loss.buf],
+            &p,
+            (n as u64).div_ceil(64),
+        )
+    }
+
+    fn reference_loss_grad(
+        &self,
+        _n: usize,
+        theta: &[f64],
+        _batch: BatchRef,
+    ) -> Result<(f64, Vec<f64>)> {
+        Ok(reference::loss_grad(theta))
+    }
+
+    fn enable_hvp(&mut self, _gpu: &Gpu) -> Result<()> {
+        Ok(())
+    }
+
+    fn record_hvp(&self, rec: &mut Recorder, at: Hvp) -> Result<()> {
+        let n = self.instances;
+        check_region(
+            "toy hvp",
+            at.out.buf,
+            at.out.off,
+            &[(n, at.out.batch_stride), (2, 1)],
+        )?;
+        if at.out.buf.id == at.theta.buf.id || at.out.buf.id == at.v.buf.id {
+            return Err(Error::invalid("toy hvp: the output must not alias θ or v"));
+        }
+        let p = self.params(at.theta, at.v, (at.out.off, at.out.batch_stride), 0)?;
+        rec.dispatch(
+            &TOY_HVP,
+            &[],
+            &[at.theta.buf, at.v.buf, at.out.buf],
+            &p,
+            (n as u64).div_ceil(64),
+        )
+    }
+
+    fn reference_hvp(
+        &self,
+        _n: usize,
+        theta: &[f64],
+        v: &[f64],
+        _batch: BatchRef,
+    ) -> Result<Vec<f64>> {
+        Ok(reference::hvp(theta, v))
+    }
+
+    fn export_batch(&self, _batch: BatchRef) -> Result<Vec<NamedTensor>> {
+        Ok(Vec::new())
+    }
+
+    fn batched(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        vec![
+            ("task".into(), "pes_toy".into()),
+            (
+                "task.loss".into(),
+                "sqrt(x0^2 + 5) - sqrt(5) + sin(x1)^2 exp(-5 x0^2) + |x1 - 100|/4".into(),
+            ),
+        ]
+    }
+
+    fn gpu_bytes(&self) -> u64 {
+        0
+    }
+}
