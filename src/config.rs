@@ -513,6 +513,38 @@ mod tests {
     }
 
     #[test]
+    fn estimator_keys_and_the_schedule_horizon_come_from_the_config() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let c = Config::from_file(&dir.join("pes_toy.toml")).unwrap();
+        let m = c.meta_config().unwrap();
+        let es = crate::meta::EsConfig {
+            sigma: 1.0,
+            pairs: 50,
+        };
+        assert_eq!(m.estimator, Estimator::Pes(es));
+        assert_eq!(
+            c.optimizer().unwrap().hyper(),
+            vec![("horizon", format!("{:e}", 100.0f32))]
+        );
+        let c = c
+            .with_overrides(&["meta.estimator=es".into(), "meta.episode=0".into()])
+            .unwrap();
+        assert_eq!(c.meta_config().unwrap().estimator, Estimator::Es(es));
+        assert_eq!(
+            c.optimizer().unwrap().hyper()[0].1,
+            format!("{:e}", 10.0f32)
+        );
+        let e = c
+            .with_overrides(&["meta.estimator=evolution".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("meta.estimator = 'evolution' is unknown; use one of backprop, es, pes"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn every_shipped_config_is_valid() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
         let mut n = 0;
