@@ -51,6 +51,15 @@ impl<'a> Batched<'a> {
             batch_stride: len,
         }
     }
+
+    /// (offset, batch stride) as the u32s of a kernel's parameters, or an error naming
+    /// `what` when one does not fit.
+    pub fn offsets(&self, what: &str) -> Result<(u32, u32)> {
+        Ok((
+            u32_of(&format!("{what} offset"), self.off)?,
+            u32_of(&format!("{what} stride"), self.batch_stride)?,
+        ))
+    }
 }
 
 /// Invocations per workgroup of a tiled reverse kernel (one coordinate per invocation, `stage`

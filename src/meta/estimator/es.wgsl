@@ -48,12 +48,19 @@ fn accumulated(q: u32, j: u32) -> f32 {
     return xi[q * p.m + j] + z;
 }
 
+// (pair q, meta-parameter j) of an invocation over the P × M of them; q = P past the end.
+fn pair_coord(grid: Grid) -> vec2<u32> {
+    let i = flat_index(grid);
+    if (i >= p.pairs * p.m) { return vec2<u32>(p.pairs, 0u); }
+    return vec2<u32>(i / p.m, i % p.m);
+}
+
 @compute @workgroup_size(256)
 fn es_perturb(grid: Grid) {
-    let i = flat_index(grid);
-    if (i >= p.pairs * p.m) { return; }
-    let q = i / p.m;
-    let j = i % p.m;
+    let c = pair_coord(grid);
+    let q = c.x;
+    let j = c.y;
+    if (q >= p.pairs) { return; }
     let d = p.sigma * noise(q, j);
     let x = xmeta[j];
     pert[2u * q * p.m + j] = x + d;
@@ -97,9 +104,7 @@ fn es_grad(grid: Grid) {
 
 @compute @workgroup_size(256)
 fn es_keep(grid: Grid) {
-    let i = flat_index(grid);
-    if (i >= p.pairs * p.m) { return; }
-    let q = i / p.m;
-    let j = i % p.m;
-    xi[i] = accumulated(q, j);
+    let c = pair_coord(grid);
+    if (c.x >= p.pairs) { return; }
+    xi[c.x * p.m + c.y] = accumulated(c.x, c.y);
 }

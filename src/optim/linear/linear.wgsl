@@ -83,12 +83,8 @@ fn write_partials(wg: u32, li: u32, acc: vec3<f32>) {
     }
 }
 
-@compute @workgroup_size(256)
-fn linear_vjp(grid: Grid) {
-    let li = grid.li;
-    let wg = flat_group(grid);
-    if (wg >= p.groups) { return; }
-    let c = coeffs(p.phi_off);
+// The reverse over the workgroup's coordinates, after the caller's checks.
+fn vjp_groups(wg: u32, li: u32, c: vec3<f32>) {
     var acc = vec3<f32>(0.0);
     for (var i = wg * 256u + li; i < p.count; i += p.groups * 256u) {
         acc += reverse_coord(i, c.y);
@@ -97,15 +93,20 @@ fn linear_vjp(grid: Grid) {
 }
 
 @compute @workgroup_size(256)
+fn linear_vjp(grid: Grid) {
+    let wg = flat_group(grid);
+    if (wg >= p.groups) { return; }
+    vjp_groups(wg, grid.li, coeffs(p.phi_off));
+}
+
+// ḡ first (from ū, before the reverse overwrites it in place), then the same reverse.
+@compute @workgroup_size(256)
 fn linear_vjp_so(grid: Grid) {
-    let li = grid.li;
     let wg = flat_group(grid);
     if (wg >= p.groups) { return; }
     let c = coeffs(p.phi_off);
-    var acc = vec3<f32>(0.0);
-    for (var i = wg * 256u + li; i < p.count; i += p.groups * 256u) {
+    for (var i = wg * 256u + grid.li; i < p.count; i += p.groups * 256u) {
         gbar[i] = c.x * tbar[i];
-        acc += reverse_coord(i, c.y);
     }
-    write_partials(wg, li, acc);
+    vjp_groups(wg, grid.li, c);
 }

@@ -34,6 +34,28 @@ fn check_data(d: usize, batch: usize, data: &GpuBuffer) -> Result<()> {
     )
 }
 
+/// The kernels' parameters: the input at (t_off, t_bs), the output at (g_off, g_bs), losses from
+/// `l_off`.
+fn params(
+    d: usize,
+    batch: usize,
+    (input, out): (Batched, Batched),
+    l_off: usize,
+) -> Result<QuadraticParams> {
+    let (t_off, t_bs) = input.offsets("quadratic input")?;
+    let (g_off, g_bs) = out.offsets("quadratic output")?;
+    Ok(QuadraticParams {
+        d: u32_of("dim", d)?,
+        batch: u32_of("batch", batch)?,
+        t_off,
+        t_bs,
+        g_off,
+        g_bs,
+        l_off: u32_of("loss offset", l_off)?,
+        _pad: 0,
+    })
+}
+
 /// Record the Hessian-vector product `out = 2 Wᵀ(W v)` of `batch` quadratics of dimension `d`
 /// (`data` as in [`quadratic`]).
 pub fn quadratic_hvp(
@@ -62,15 +84,7 @@ pub fn quadratic_hvp(
             "quadratic_hvp: the output must be a different buffer from v and the data",
         ));
     }
-    let p = QuadraticParams {
-        d: u32_of("dim", d)?,
-        batch: u32_of("batch", batch)?,
-        t_off: u32_of("offset", v.off)?,
-        t_bs: u32_of("stride", v.batch_stride)?,
-        g_off: u32_of("offset", out.off)?,
-        g_bs: u32_of("stride", out.batch_stride)?,
-        ..Default::default()
-    };
+    let p = params(d, batch, (v, out), 0)?;
     rec.dispatch(
         &QUADRATIC_HVP,
         &[],
@@ -114,16 +128,7 @@ pub fn quadratic(
             "quadratic: grad and loss must be different buffers",
         ));
     }
-    let p = QuadraticParams {
-        d: u32_of("dim", d)?,
-        batch: u32_of("batch", batch)?,
-        t_off: u32_of("offset", theta.off)?,
-        t_bs: u32_of("stride", theta.batch_stride)?,
-        g_off: u32_of("offset", grad.off)?,
-        g_bs: u32_of("stride", grad.batch_stride)?,
-        l_off: u32_of("offset", loss_off)?,
-        _pad: 0,
-    };
+    let p = params(d, batch, (theta, grad), loss_off)?;
     rec.dispatch(
         &QUADRATIC,
         &[],

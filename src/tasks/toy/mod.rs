@@ -8,7 +8,7 @@ pub mod reference;
 
 use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Task, TaskFamily, TaskRng};
 use crate::config::Config;
-use crate::gpu::{Gpu, Recorder};
+use crate::gpu::{Gpu, Kernel, Recorder};
 use crate::kernels::matmul::Activation;
 use crate::kernels::{check_region, u32_of, Batched};
 use crate::params::ParamLayout;
@@ -17,7 +17,7 @@ use crate::{Error, Result};
 crate::shader! {
     pub static SHADER = "toy.wgsl";
     pub struct ToyParams {
-        batch: u32, t_off: u32, t_bs: u32, g_off: u32, g_bs: u32, l_off: u32, h_off: u32, h_bs: u32,
+        batch: u32, t_off: u32, t_bs: u32, g_off: u32, g_bs: u32, o_off: u32, o_bs: u32, _pad: u32,
     }
     /// f and ∇f of every instance.
     pub TOY_LOSS_GRAD = toy_loss_grad(read theta, write grad, write loss);
@@ -63,27 +63,50 @@ impl ToyTask {
         })
     }
 
-    fn params(
+    /// Record `kernel` over every instance: θ and a second pair of floats per instance (the
+    /// gradient written, or v read) as `Batched`, and `out` (`out_len` floats per instance: the
+    /// loss, or ∇²f·v); the three are distinct buffers.
+    fn record(
         &self,
-        theta: Batched,
-        input: Batched,
-        out: (usize, usize),
-        l_off: usize,
-    ) -> Result<ToyParams> {
+        rec: &mut Recorder,
+        kernel: &'static Kernel,
+        (theta, second): (Batched, Batched),
+        (out, out_len): (Batched, usize),
+    ) -> Result<()> {
         let n = self.instances;
-        for (what, b) in [("toy θ", theta), ("toy input", input)] {
-            check_region(what, b.buf, b.off, &[(n, b.batch_stride), (2, 1)])?;
+        for (what, b, len) in [
+            ("toy θ", theta, 2),
+            ("toy input", second, 2),
+            ("toy output", out, out_len),
+        ] {
+            check_region(what, b.buf, b.off, &[(n, b.batch_stride), (len, 1)])?;
         }
-        Ok(ToyParams {
+        let ids = [theta.buf.id, second.buf.id, out.buf.id];
+        if ids[0] == ids[1] || ids[0] == ids[2] || ids[1] == ids[2] {
+            return Err(Error::invalid(format!(
+                "{}: θ, its second input or output and the output need buffers of their own",
+                kernel.entry
+            )));
+        }
+        let ((t_off, t_bs), (g_off, g_bs)) = (theta.offsets("θ")?, second.offsets("input")?);
+        let (o_off, o_bs) = out.offsets("output")?;
+        let p = ToyParams {
             batch: u32_of("instances", n)?,
-            t_off: u32_of("offset", theta.off)?,
-            t_bs: u32_of("stride", theta.batch_stride)?,
-            g_off: u32_of("offset", input.off)?,
-            g_bs: u32_of("stride", input.batch_stride)?,
-            l_off: u32_of("offset", l_off)?,
-            h_off: u32_of("offset", out.0)?,
-            h_bs: u32_of("stride", out.1)?,
-        })
+            t_off,
+            t_bs,
+            g_off,
+            g_bs,
+            o_off,
+            o_bs,
+            _pad: 0,
+        };
+        rec.dispatch(
+            kernel,
+            &[],
+            &[theta.buf, second.buf, out.buf],
+            &p,
+            (n as u64).div_ceil(64),
+        )
     }
 }
 
@@ -121,21 +144,12 @@ impl Task for ToyTask {
     }
 
     fn record_loss_grad(&self, rec: &mut Recorder, at: LossGrad) -> Result<()> {
-        let n = self.instances;
-        check_region("toy loss", at.loss.buf, at.loss.off, &[(n, 1)])?;
-        if at.grad.buf.id == at.loss.buf.id || at.grad.buf.id == at.theta.buf.id {
-            return Err(Error::invalid(
-                "toy: θ, the gradient and the losses need their own buffers",
-            ));
-        }
-        let p = self.params(at.theta, at.grad, (0, 0), at.loss.off)?;
-        rec.dispatch(
-            &TOY_LOSS_GRAD,
-            &[],
-            &[at.theta.buf, at.grad.buf, at.loss.buf],
-            &p,
-            (n as u64).div_ceil(64),
-        )
+        let loss = Batched {
+            buf: at.loss.buf,
+            off: at.loss.off,
+            batch_stride: 1,
+        };
+        self.record(rec, &TOY_LOSS_GRAD, (at.theta, at.grad), (loss, 1))
     }
 
     fn reference_loss_grad(
@@ -152,24 +166,7 @@ impl Task for ToyTask {
     }
 
     fn record_hvp(&self, rec: &mut Recorder, at: Hvp) -> Result<()> {
-        let n = self.instances;
-        check_region(
-            "toy hvp",
-            at.out.buf,
-            at.out.off,
-            &[(n, at.out.batch_stride), (2, 1)],
-        )?;
-        if at.out.buf.id == at.theta.buf.id || at.out.buf.id == at.v.buf.id {
-            return Err(Error::invalid("toy hvp: the output must not alias θ or v"));
-        }
-        let p = self.params(at.theta, at.v, (at.out.off, at.out.batch_stride), 0)?;
-        rec.dispatch(
-            &TOY_HVP,
-            &[],
-            &[at.theta.buf, at.v.buf, at.out.buf],
-            &p,
-            (n as u64).div_ceil(64),
-        )
+        self.record(rec, &TOY_HVP, (at.theta, at.v), (at.out, 2))
     }
 
     fn reference_hvp(

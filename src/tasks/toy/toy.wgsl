@@ -5,8 +5,8 @@
 //     H00 = 5/(x0² + 5)^{3/2} + sin²(x1)·e^{−5x0²}·(100x0² − 10)
 //     H01 = −10·x0·sin(2x1)·e^{−5x0²},   H11 = 2·cos(2x1)·e^{−5x0²}   (|·| has H = 0 off its kink)
 // One invocation per instance n < batch, x = theta[t_off + n·t_bs + (0, 1)]:
-// toy_loss_grad: loss[l_off + n] = f(x), grad[g_off + n·g_bs + (0, 1)] = ∇f(x)
-// toy_hvp:       hv[h_off + n·h_bs + (0, 1)] = ∇²f(x)·v, v = v[g_off + n·g_bs + (0, 1)]
+// toy_loss_grad: loss[o_off + n·o_bs] = f(x), grad[g_off + n·g_bs + (0, 1)] = ∇f(x)
+// toy_hvp:       hv[o_off + n·o_bs + (0, 1)] = ∇²f(x)·v, v = v[g_off + n·g_bs + (0, 1)]
 //
 // `p: Params` and the storage bindings are declared from src/tasks/toy/mod.rs.
 
@@ -23,7 +23,7 @@ fn toy_loss_grad(grid: Grid) {
     let r = sqrt(x.x * x.x + 5.0);
     let e = exp(-5.0 * x.x * x.x);
     let s = sin(x.y);
-    loss[p.l_off + n] = (r - sqrt(5.0)) + s * s * e + 0.25 * abs(x.y - 100.0);
+    loss[p.o_off + n * p.o_bs] = (r - sqrt(5.0)) + s * s * e + 0.25 * abs(x.y - 100.0);
     let b = p.g_off + n * p.g_bs;
     grad[b] = x.x / r - 10.0 * x.x * s * s * e;
     grad[b + 1u] = sin(2.0 * x.y) * e + 0.25 * sign(x.y - 100.0);
@@ -43,7 +43,7 @@ fn toy_hvp(grid: Grid) {
     let vb = p.g_off + n * p.g_bs;
     let v0 = v[vb];
     let v1 = v[vb + 1u];
-    let b = p.h_off + n * p.h_bs;
+    let b = p.o_off + n * p.o_bs;
     hv[b] = h00 * v0 + h01 * v1;
     hv[b + 1u] = h01 * v0 + h11 * v1;
 }
