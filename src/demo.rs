@@ -241,8 +241,7 @@ pub fn train_mlps_on(gpu: &Gpu, cfg: &DemoConfig, images: DemoImages) -> Result<
             b,
             n,
             (seed ^ 0x5eed, slot as u32),
-            View::new(&x, 0),
-            View::new(&y, 0),
+            (View::new(&x, 0), View::new(&y, 0)),
         )?;
         mlp.record_forward(rec, th, xs)?;
         mlp.record_loss(rec, ys, &test_losses, slot * n, false)
@@ -254,8 +253,7 @@ pub fn train_mlps_on(gpu: &Gpu, cfg: &DemoConfig, images: DemoImages) -> Result<
             b,
             n,
             (seed, t as u32),
-            View::new(&x, 0),
-            View::new(&y, 0),
+            (View::new(&x, 0), View::new(&y, 0)),
         )?;
         mlp.record_loss_grad(
             &mut rec,

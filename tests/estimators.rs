@@ -6,7 +6,9 @@
 mod common;
 
 use common::{f64s, rng, shared_gpu};
+use metalearn::data::ImageDataset;
 use metalearn::gpu::Recorder;
+use metalearn::kernels::matmul::Activation;
 use metalearn::meta::estimator::es::{key, Draw, Particles};
 use metalearn::meta::estimator::reference::noise;
 use metalearn::meta::estimator::reference::{estimate, EsResult, EsUnroll, ParticleState};
@@ -20,7 +22,8 @@ use metalearn::optim::lstm::Lstm;
 use metalearn::optim::mlp::MlpOpt;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
-use metalearn::tasks::{QuadraticTask, TaskRng};
+use metalearn::tasks::mlp::MlpSpec;
+use metalearn::tasks::{MlpTask, QuadraticTask, Task, TaskRng};
 use metalearn::Result;
 use rand::{Rng, SeedableRng};
 
@@ -35,6 +38,42 @@ fn trainer(
     trainer_lr(opt, estimator, episode, seed, 0.0)
 }
 
+/// The tasks of these tests: 3-d quadratics (θ0 set to a fixed point) or a small MLP
+/// classifier on random images (θ0 drawn), both with two instances.
+#[derive(Clone, Copy, Debug)]
+enum Family {
+    Quadratic,
+    Mlp,
+}
+
+fn task(family: Family, seed: u64) -> Result<Box<dyn Task>> {
+    let mut r = TaskRng::seed_from_u64(seed);
+    Ok(match family {
+        Family::Quadratic => Box::new(QuadraticTask::new(shared_gpu(), 3, 2, &mut r)?),
+        Family::Mlp => {
+            let images = |r: &mut TaskRng, count: usize| ImageDataset {
+                count,
+                width: 5,
+                height: 1,
+                pixels: (0..count * 5).map(|_| r.random()).collect(),
+                labels: (0..count).map(|_| r.random_range(0..3)).collect(),
+                classes: 3,
+            };
+            let (train, test) = (images(&mut r, 30), images(&mut r, 10));
+            let spec = MlpSpec::new(&[5, 4, 3], Activation::Tanh)?;
+            Box::new(MlpTask::new(
+                shared_gpu(),
+                &spec,
+                2,
+                4,
+                train,
+                test,
+                r.random(),
+            )?)
+        }
+    })
+}
+
 fn trainer_lr(
     opt: &Optimizer,
     estimator: Estimator,
@@ -42,11 +81,18 @@ fn trainer_lr(
     seed: u64,
     lr: f32,
 ) -> Result<MetaTrainer> {
-    let mut r = TaskRng::seed_from_u64(seed);
-    let task = QuadraticTask::new(shared_gpu(), 3, 2, &mut r)?;
+    trainer_of(Family::Quadratic, opt, estimator, (episode, seed, lr))
+}
+
+fn trainer_of(
+    family: Family,
+    opt: &Optimizer,
+    estimator: Estimator,
+    (episode, seed, lr): (usize, u64, f32),
+) -> Result<MetaTrainer> {
     let mut tr = MetaTrainer::new(
         shared_gpu().clone(),
-        Box::new(task),
+        task(family, seed)?,
         opt.clone(),
         MetaConfig {
             unroll: WEIGHTS.len() - 1,
@@ -68,7 +114,9 @@ fn trainer_lr(
             ..Default::default()
         },
     )?;
-    tr.set_theta0(&[0.5, -0.4, 0.3])?;
+    if let Family::Quadratic = family {
+        tr.set_theta0(&[0.5, -0.4, 0.3])?;
+    }
     Ok(tr)
 }
 
@@ -136,14 +184,32 @@ fn learned_and_hand() -> Vec<Optimizer> {
 #[test]
 fn es_and_pes_match_the_reference() -> Result<()> {
     let mut r = rng("es and pes");
+    for opt in learned_and_hand() {
+        check_family(Family::Quadratic, &opt, &mut r)?;
+    }
+    Ok(())
+}
+
+/// The same on an MLP classifier (every particle's instances gather their copy's batches), for
+/// the learned optimizers that act on any model.
+#[test]
+fn es_and_pes_on_an_mlp_task_match_the_reference() -> Result<()> {
+    let mut r = rng("es and pes mlp");
+    for opt in [Optimizer::new(Linear), Optimizer::new(MlpOpt::default())] {
+        check_family(Family::Mlp, &opt, &mut r)?;
+    }
+    Ok(())
+}
+
+fn check_family(family: Family, opt: &Optimizer, r: &mut TaskRng) -> Result<()> {
     let es = EsConfig {
         sigma: 0.05,
         pairs: 3,
     };
-    for opt in learned_and_hand() {
+    {
         for (estimator, episode) in [(Estimator::Es(es), 0), (Estimator::Pes(es), 9)] {
             let seed: u64 = r.random();
-            let mut tr = trainer(&opt, estimator, episode, seed)?;
+            let mut tr = trainer_of(family, opt, estimator, (episode, seed, 0.0))?;
             let (mut xi, mut states) = (Vec::new(), Vec::new());
             let unrolls = if episode == 0 { 2 } else { 4 };
             for k in 0..unrolls {
@@ -160,7 +226,7 @@ fn es_and_pes_match_the_reference() -> Result<()> {
                 let e = rel_err(&got, &want.grad);
                 assert!(
                     e < 1e-4,
-                    "{} {} unroll {k} (offset {offset}): estimate off by {e:.2e}\n got  {:?}\n want {:?}",
+                    "{family:?} {} {} unroll {k} (offset {offset}): estimate off by {e:.2e}\n got  {:?}\n want {:?}",
                     opt.name(),
                     estimator.name(),
                     &got[..got.len().min(6)],

@@ -27,3 +27,12 @@ fn phi_block_offset(off: u32, i: u32, block: u32, stride: u32) -> u32 {
     if (block == 0u) { return off; }
     return off + (i / block) * stride;
 }
+
+// The PCG output permutation of a 32-bit counter (mod 2³²): s = v·747796405 + 2891336453,
+// w = ((s >> ((s >> 28) + 4)) ^ s)·277803737, (w >> 22) ^ w — the counter hash of batch sampling
+// and of ES noise (`kernels::gather::pcg` on the CPU).
+fn pcg(v: u32) -> u32 {
+    let s = v * 747796405u + 2891336453u;
+    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+    return (w >> 22u) ^ w;
+}

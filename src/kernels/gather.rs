@@ -11,12 +11,14 @@ crate::shader! {
     pub static SHADER = "gather.wgsl";
     pub struct GatherParams {
         rows: u32, features: u32, batch: u32, count: u32, seed: u32, step: u32, x_off: u32, y_off: u32,
+        period: u32, _p0: u32, _p1: u32, _p2: u32,
     }
     /// The batch-gathering kernel.
     pub GATHER = gather(read images: u32, read labels: u32, write x, write y: u32);
 }
 
-/// The hash used to sample batches: the same function as `pcg` in the WGSL.
+/// The hash used to sample batches (and the noise of ES): the same function as `pcg` in the
+/// WGSL prelude.
 pub fn pcg(v: u32) -> u32 {
     let s = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
     let w = ((s >> ((s >> 28) + 4)) ^ s).wrapping_mul(277_803_737);
@@ -88,10 +90,27 @@ impl GpuDataset {
         rec: &mut Recorder,
         rows: usize,
         batch: usize,
-        (seed, step): (u32, u32),
-        x: View,
-        y: View,
+        seed_step: (u32, u32),
+        (x, y): (View, View),
     ) -> Result<()> {
+        self.record_batch_copies(rec, rows, (batch, batch), seed_step, (x, y))
+    }
+
+    /// [`GpuDataset::record_batch`] for `batch` instances that are copies of the first `period`:
+    /// instance n draws the rows of instance n mod `period`.
+    pub fn record_batch_copies(
+        &self,
+        rec: &mut Recorder,
+        rows: usize,
+        (batch, period): (usize, usize),
+        (seed, step): (u32, u32),
+        (x, y): (View, View),
+    ) -> Result<()> {
+        if period == 0 || batch % period != 0 {
+            return Err(Error::invalid(format!(
+                "{batch} instances are not copies of {period}"
+            )));
+        }
         let (View { buf: x, off: x_off }, View { buf: y, off: y_off }) = (x, y);
         check_region("gather x", x, x_off, &[(batch * rows * self.features, 1)])?;
         check_region("gather y", y, y_off, &[(batch * rows, 1)])?;
@@ -104,6 +123,8 @@ impl GpuDataset {
             step,
             x_off: u32_of("offset", x_off)?,
             y_off: u32_of("offset", y_off)?,
+            period: u32_of("distinct instances", period)?,
+            ..Default::default()
         };
         let total = (batch * rows * self.features) as u64;
         rec.dispatch(

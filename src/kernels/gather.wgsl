@@ -3,20 +3,14 @@
 // Images: `count` images of F = features bytes each, packed four per u32 (little-endian), pixel
 // value v ∈ 0..255 read as v · (1/255) (a correctly rounded product, so
 // exactly reproducible on the CPU). Labels: one u32 per image.
-// For instance n < batch and row b < rows, at inner step `step` with seed `seed`:
-//     idx = pcg(pcg(pcg(pcg(seed) ^ n) ^ step) ^ b) mod count           (counter-based: reproducible)
+// For instance n < batch and row b < rows, at inner step `step` with seed `seed` (instances that
+// are copies of the first `period` draw the rows of instance n mod period):
+//     idx = pcg(pcg(pcg(pcg(seed) ^ (n mod period)) ^ step) ^ b) mod count   (counter-based: reproducible)
 //     x[x_off + (n·rows + b)·F + f] = byte(idx·F + f) · (1/255)              for f < F
 //     y[y_off + n·rows + b]        = labels[idx]
-// with pcg(v): s = v·747796405 + 2891336453; w = ((s >> ((s >> 28) + 4)) ^ s)·277803737; (w >> 22) ^ w
-// (all mod 2³²). One thread per output element of x.
+// with pcg from the prelude. One thread per output element of x.
 //
 // `p: Params` and the storage bindings are declared from src/kernels/gather.rs.
-
-fn pcg(v: u32) -> u32 {
-    let s = v * 747796405u + 2891336453u;
-    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
-    return (w >> 22u) ^ w;
-}
 
 @compute @workgroup_size(256)
 fn gather(grid: Grid) {
@@ -26,7 +20,7 @@ fn gather(grid: Grid) {
     let n = t / per_inst;
     let b = (t % per_inst) / p.features;
     let f = t % p.features;
-    let idx = pcg(pcg(pcg(pcg(p.seed) ^ n) ^ p.step) ^ b) % p.count;
+    let idx = pcg(pcg(pcg(pcg(p.seed) ^ (n % p.period)) ^ p.step) ^ b) % p.count;
     let byte_index = idx * p.features + f;
     let word = images[byte_index / 4u];
     let v = (word >> (8u * (byte_index % 4u))) & 0xffu;

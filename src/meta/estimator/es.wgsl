@@ -1,7 +1,8 @@
 // Antithetic evolution strategies (ES) and persistent evolution strategies (PES) over the M
 // meta-parameters x = (φ, θ0) of one unroll, P pairs, R = 2P particles, perturbation scale σ.
 //
-// Noise of pair q and meta-parameter j, fresh for every unroll (k0, k1: the unroll's key):
+// Noise of pair q and meta-parameter j, fresh for every unroll (k0, k1: the unroll's key; pcg
+// from the prelude):
 //     h1 = pcg(k0 ^ pcg(k1 ^ pcg(q ^ pcg(j)))),  h2 = pcg(h1 ^ 0x9e3779b9)
 //     u1 = (⌊h1 / 2⁸⌋ + ½)/2²⁴,  u2 = ⌊h2 / 2⁸⌋/2²⁴,  z = √(−2 ln u1)·cos(2π u2)
 //     z = 0 where j is not learned in this unroll (φ: learn_phi; θ0: learn_theta, which is
@@ -20,12 +21,6 @@
 // es_keep (j < M, q < P, PES): xi[q·M + j] = ξ_qj
 //
 // `p: Params` and the storage bindings are declared from src/meta/estimator/es.rs.
-
-fn pcg(v: u32) -> u32 {
-    let s = v * 747796405u + 2891336453u;
-    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
-    return (w >> 22u) ^ w;
-}
 
 fn learned(j: u32) -> bool {
     if (j < p.phi_len) { return p.learn_phi != 0u; }

@@ -7,12 +7,7 @@ use crate::reference::meta::{LossGrad, Problem};
 use crate::tasks::BatchRef;
 use crate::{Error, Result};
 
-/// The hash of the noise (PCG output permutation), as the WGSL computes it.
-pub fn pcg(v: u32) -> u32 {
-    let s = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
-    let w = ((s >> ((s >> 28) + 4)) ^ s).wrapping_mul(277_803_737);
-    (w >> 22) ^ w
-}
+use crate::kernels::gather::pcg;
 
 /// z of pair `q` and meta-parameter `j` under `key` (before the learned-parameter mask).
 pub fn noise(key: [u32; 2], q: u32, j: u32) -> f64 {

@@ -19,7 +19,9 @@ const HELD_OUT_SALT: u32 = 0x68bc_21eb;
 /// Batches of B images per instance from a training and a held-out dataset, gathered on the GPU
 /// into `x` (`[N, B, F]` f32 pixels in [0, 1]) and `y` (`[N, B]` u32 labels).
 pub struct ImageBatches {
+    /// Instances: copies of the first `drawn`, which draw their own batches.
     instances: usize,
+    drawn: usize,
     batch: usize,
     train: (ImageDataset, GpuDataset),
     held_out: (ImageDataset, GpuDataset),
@@ -57,6 +59,7 @@ impl ImageBatches {
             x: gpu.buffer("task x", instances * batch * train.features())?,
             y: gpu.buffer("task y", instances * batch)?,
             instances,
+            drawn: instances,
             batch,
             train: (train, gt),
             held_out: (held_out, gh),
@@ -67,6 +70,26 @@ impl ImageBatches {
     /// Instances N.
     pub fn instances(&self) -> usize {
         self.instances
+    }
+
+    /// Run `copies` copies of the instances drawn (copy c of instance n is instance c·N + n, with
+    /// n's batches): the batch buffers grow to the copies.
+    pub fn set_copies(&mut self, gpu: &Gpu, copies: usize) -> Result<()> {
+        if copies == 0 {
+            return Err(Error::invalid(
+                "a task needs at least one copy of its instances",
+            ));
+        }
+        let n = self.drawn * copies;
+        self.x = gpu.buffer("task x", n * self.batch * self.features())?;
+        self.y = gpu.buffer("task y", n * self.batch)?;
+        self.instances = n;
+        Ok(())
+    }
+
+    /// Distinct instances (each copy's).
+    pub fn drawn(&self) -> usize {
+        self.drawn
     }
 
     /// Rows per batch B.
@@ -120,13 +143,12 @@ impl ImageBatches {
     /// [`ImageBatches::y`].
     pub fn record(&self, rec: &mut Recorder, batch: BatchRef) -> Result<()> {
         let (_, gds, seed, step) = self.source(batch);
-        gds.record_batch(
+        gds.record_batch_copies(
             rec,
             self.batch,
-            self.instances,
+            (self.instances, self.drawn),
             (seed, step),
-            View::new(&self.x, 0),
-            View::new(&self.y, 0),
+            (View::new(&self.x, 0), View::new(&self.y, 0)),
         )
     }
 
@@ -137,7 +159,8 @@ impl ImageBatches {
         let mut x = Vec::with_capacity(self.batch * f);
         let mut y = Vec::with_capacity(self.batch);
         for b in 0..self.batch {
-            let idx = sample_index(seed, n as u32, step, b as u32, ds.count as u32) as usize;
+            let n = (n % self.drawn) as u32;
+            let idx = sample_index(seed, n, step, b as u32, ds.count as u32) as usize;
             x.extend(
                 ds.pixels[idx * f..(idx + 1) * f]
                     .iter()

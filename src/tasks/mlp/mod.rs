@@ -264,7 +264,20 @@ impl Task for MlpTask {
     }
 
     fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
-        self.spec.init(rng, self.instances())
+        let drawn = self.data.drawn();
+        Ok(self.spec.init(rng, drawn)?.repeat(self.instances() / drawn))
+    }
+
+    /// Copies of the instances: the model's buffers and the batch buffers grow to them (the
+    /// Hessian-vector workspace is allocated again where it was).
+    fn set_copies(&mut self, gpu: &Gpu, copies: usize) -> Result<()> {
+        self.data.set_copies(gpu, copies)?;
+        let hvp = self.mlp.has_hvp();
+        self.mlp = GpuMlp::new(gpu, &self.spec, self.data.instances(), self.data.batch())?;
+        if hvp {
+            self.mlp.enable_hvp(gpu)?;
+        }
+        Ok(())
     }
 
     fn record_loss_grad(&self, rec: &mut Recorder, at: LossGrad) -> Result<()> {

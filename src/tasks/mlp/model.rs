@@ -82,6 +82,11 @@ impl GpuMlp {
         })
     }
 
+    /// Whether [`GpuMlp::enable_hvp`] has allocated its workspace.
+    pub fn has_hvp(&self) -> bool {
+        self.hvp.is_some()
+    }
+
     /// Allocate the buffers of [`GpuMlp::record_hvp`] (once; later calls do nothing).
     pub fn enable_hvp(&mut self, gpu: &Gpu) -> Result<()> {
         if self.hvp.is_some() {
