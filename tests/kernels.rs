@@ -605,39 +605,55 @@ fn gather_samples_the_counter_based_batch() -> Result<()> {
         classes: 10,
     };
     let gds = GpuDataset::upload(g, &ds)?;
-    let (rows, batch, seed, step) = (5usize, 3usize, r.random(), 9u32);
+    let (rows, seed, step) = (5usize, r.random(), 9u32);
     let f = ds.features();
-    let (gx, gy) = (
-        g.buffer("x", 4 + batch * rows * f)?,
-        g.buffer("y", 1 + batch * rows)?,
-    );
-    g.fill(&gx, f32::NAN)?;
-    let mut rec = Recorder::new(g);
-    gds.record_batch(
-        &mut rec,
-        rows,
-        batch,
-        (seed, step),
-        View::new(&gx, 4),
-        View::new(&gy, 1),
-    )?;
-    rec.submit()?;
-    let (x, y): (Vec<f32>, Vec<u32>) = (g.read(&gx)?, g.read(&gy)?);
-    for n in 0..batch {
-        for b in 0..rows {
-            let idx = sample_index(seed, n as u32, step, b as u32, count as u32) as usize;
-            assert_eq!(y[1 + n * rows + b], u32::from(ds.labels[idx]));
-            for j in 0..f {
-                let want = f32::from(ds.pixels[idx * f + j]) * (1.0 / 255.0);
-                assert_eq!(
-                    x[4 + (n * rows + b) * f + j],
-                    want,
-                    "instance {n} row {b} pixel {j}"
-                );
+    // Three distinct instances, then the same three copied twice more (ES particles).
+    for (batch, period) in [(3usize, 3usize), (9, 3)] {
+        let (gx, gy) = (
+            g.buffer("x", 4 + batch * rows * f)?,
+            g.buffer("y", 1 + batch * rows)?,
+        );
+        g.fill(&gx, f32::NAN)?;
+        let mut rec = Recorder::new(g);
+        let views = (View::new(&gx, 4), View::new(&gy, 1));
+        if batch == period {
+            gds.record_batch(&mut rec, rows, batch, (seed, step), views)?;
+        } else {
+            gds.record_batch_copies(&mut rec, rows, (batch, period), (seed, step), views)?;
+        }
+        rec.submit()?;
+        let (x, y): (Vec<f32>, Vec<u32>) = (g.read(&gx)?, g.read(&gy)?);
+        for n in 0..batch {
+            for b in 0..rows {
+                let drawn = (n % period) as u32;
+                let idx = sample_index(seed, drawn, step, b as u32, count as u32) as usize;
+                assert_eq!(y[1 + n * rows + b], u32::from(ds.labels[idx]));
+                for j in 0..f {
+                    let want = f32::from(ds.pixels[idx * f + j]) * (1.0 / 255.0);
+                    assert_eq!(
+                        x[4 + (n * rows + b) * f + j],
+                        want,
+                        "{batch} instances of {period}: instance {n} row {b} pixel {j}"
+                    );
+                }
             }
         }
+        assert!(x[..4].iter().all(|v| v.is_nan()));
     }
-    assert!(x[..4].iter().all(|v| v.is_nan()));
+    let e = gds
+        .record_batch_copies(
+            &mut Recorder::new(g),
+            rows,
+            (7, 3),
+            (seed, step),
+            (
+                View::new(&g.buffer("x", 7 * rows * f)?, 0),
+                View::new(&g.buffer("y", 7 * rows)?, 0),
+            ),
+        )
+        .expect_err("7 instances are not copies of 3")
+        .to_string();
+    assert!(e.contains("not copies of 3"), "{e}");
     Ok(())
 }
 
