@@ -5,10 +5,8 @@
 
 mod common;
 
-use common::{f64s, rng, shared_gpu};
-use metalearn::data::ImageDataset;
+use common::{f64s, rng, shared_gpu, theta0_of, with_reference, RefSetup};
 use metalearn::gpu::Recorder;
-use metalearn::kernels::matmul::Activation;
 use metalearn::meta::estimator::es::{key, Draw, Particles};
 use metalearn::meta::estimator::reference::noise;
 use metalearn::meta::estimator::reference::{estimate, EsResult, EsUnroll, ParticleState};
@@ -22,8 +20,7 @@ use metalearn::optim::lstm::Lstm;
 use metalearn::optim::mlp::MlpOpt;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
-use metalearn::tasks::mlp::MlpSpec;
-use metalearn::tasks::{MlpTask, QuadraticTask, Task, TaskRng};
+use metalearn::tasks::{QuadraticTask, Task, TaskRng};
 use metalearn::Result;
 use rand::{Rng, SeedableRng};
 
@@ -50,27 +47,7 @@ fn task(family: Family, seed: u64) -> Result<Box<dyn Task>> {
     let mut r = TaskRng::seed_from_u64(seed);
     Ok(match family {
         Family::Quadratic => Box::new(QuadraticTask::new(shared_gpu(), 3, 2, &mut r)?),
-        Family::Mlp => {
-            let images = |r: &mut TaskRng, count: usize| ImageDataset {
-                count,
-                width: 5,
-                height: 1,
-                pixels: (0..count * 5).map(|_| r.random()).collect(),
-                labels: (0..count).map(|_| r.random_range(0..3)).collect(),
-                classes: 3,
-            };
-            let (train, test) = (images(&mut r, 30), images(&mut r, 10));
-            let spec = MlpSpec::new(&[5, 4, 3], Activation::Tanh)?;
-            Box::new(MlpTask::new(
-                shared_gpu(),
-                &spec,
-                2,
-                4,
-                train,
-                test,
-                r.random(),
-            )?)
-        }
+        Family::Mlp => Box::new(common::small_classifier(&mut r)?),
     })
 }
 
@@ -131,42 +108,35 @@ fn reference_of(
     states: &[ParticleState],
 ) -> Result<EsResult> {
     let task = tr.task();
-    let copies = 2 * es.pairs;
-    let (n, p) = (task.instances() / copies, task.layout().size());
+    let n = task.instances() / (2 * es.pairs);
     let theta0 = f64s(&tr.theta0()?);
-    let init: Vec<f64> = (0..n).flat_map(|_| theta0.iter().copied()).collect();
-    let phi = f64s(&tr.phi()?);
+    let init = theta0_of(tr, n)?;
     let weights = f64s(tr.weights());
-    let loss_grad = |i: usize, th: &[f64], b| task.reference_loss_grad(i, th, b);
-    let opt = tr.optimizer().clone();
-    let base = reference::meta::Problem {
-        loss_grad: &loss_grad,
+    let setup = RefSetup {
         instances: n,
-        params: p,
-        opt: &opt,
-        phi: &phi,
         init: &init,
-        init_state: &[],
         offset,
-        segments: &task.layout().segments(),
         unroll: tr.config().unroll,
         weights: &weights,
         final_batch: tr.config().final_batch,
         mode: Mode::Truncated,
     };
-    estimate(
-        &EsUnroll {
-            base: &base,
-            theta0: &theta0,
-            sigma: f64::from(es.sigma),
-            pairs: es.pairs,
-            key: key(tr.config().seed, draw),
-            learn_phi: opt.is_learned(),
-            learn_theta: offset == 0,
-        },
-        xi,
-        states,
-    )
+    let learn_phi = tr.optimizer().is_learned();
+    with_reference(tr, setup, |base, _| {
+        estimate(
+            &EsUnroll {
+                base,
+                theta0: &theta0,
+                sigma: f64::from(es.sigma),
+                pairs: es.pairs,
+                key: key(tr.config().seed, draw),
+                learn_phi,
+                learn_theta: offset == 0,
+            },
+            xi,
+            states,
+        )
+    })
 }
 
 fn learned_and_hand() -> Vec<Optimizer> {
@@ -288,30 +258,19 @@ fn episode_gradient(tr: &MetaTrainer, episode: usize) -> Result<Vec<f64>> {
             weights[k * t + i] += f64::from(*w);
         }
     }
-    let theta0 = f64s(&tr.theta0()?);
-    let init: Vec<f64> = (0..n).flat_map(|_| theta0.iter().copied()).collect();
-    let phi = f64s(&tr.phi()?);
-    let opt = tr.optimizer().clone();
-    let loss_grad = |i: usize, th: &[f64], b| task.reference_loss_grad(i, th, b);
-    let hvp = |i: usize, th: &[f64], v: &[f64], b| task.reference_hvp(i, th, v, b);
-    let want = reference::meta::meta_gradient_with_hvp(
-        &reference::meta::Problem {
-            loss_grad: &loss_grad,
-            instances: n,
-            params: p,
-            opt: &opt,
-            phi: &phi,
-            init: &init,
-            init_state: &[],
-            offset: 0,
-            segments: &task.layout().segments(),
-            unroll: episode,
-            weights: &weights,
-            final_batch: FinalBatch::Train,
-            mode: Mode::SecondOrder,
-        },
-        Some(&hvp),
-    )?;
+    let init = theta0_of(tr, n)?;
+    let setup = RefSetup {
+        instances: n,
+        init: &init,
+        offset: 0,
+        unroll: episode,
+        weights: &weights,
+        final_batch: FinalBatch::Train,
+        mode: Mode::SecondOrder,
+    };
+    let want = with_reference(tr, setup, |problem, hvp| {
+        reference::meta::meta_gradient_with_hvp(problem, Some(hvp))
+    })?;
     let mut g = want.phi;
     g.extend((0..p).map(|j| (0..n).map(|i| want.theta0[i * p + j]).sum::<f64>()));
     Ok(g)

@@ -10,15 +10,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use common::{f64s, shared_gpu};
-use metalearn::data::ImageDataset;
-use metalearn::kernels::matmul::Activation;
 use metalearn::meta::{export_outer_step, FinalBatch, LossWeights, MetaConfig, MetaTrainer};
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
-use metalearn::tasks::mlp::MlpSpec;
-use metalearn::tasks::{BatchRef, MlpTask, QuadraticTask, Task, TaskRng};
+use metalearn::tasks::{BatchRef, QuadraticTask, Task, TaskRng};
 use metalearn::Result;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 const T: usize = 3;
 
@@ -28,25 +25,7 @@ fn task(mlp: bool, seed: u64) -> Result<Box<dyn Task>> {
     if !mlp {
         return Ok(Box::new(QuadraticTask::new(gpu, 3, 2, &mut r)?));
     }
-    let images = |r: &mut TaskRng, count: usize| ImageDataset {
-        count,
-        width: 6,
-        height: 1,
-        pixels: (0..count * 6).map(|_| r.random()).collect(),
-        labels: (0..count).map(|_| r.random_range(0..3)).collect(),
-        classes: 3,
-    };
-    let (train, test) = (images(&mut r, 40), images(&mut r, 20));
-    let spec = MlpSpec::new(&[6, 5, 3], Activation::Tanh)?;
-    Ok(Box::new(MlpTask::new(
-        gpu,
-        &spec,
-        2,
-        4,
-        train,
-        test,
-        r.random(),
-    )?))
+    Ok(Box::new(common::small_classifier(&mut r)?))
 }
 
 fn config(opt: &Optimizer, mlp: bool) -> MetaConfig {

@@ -4,8 +4,6 @@
 mod common;
 
 use common::{amplify_lstm, f64s, rng, shared_gpu};
-use metalearn::data::ImageDataset;
-use metalearn::kernels::matmul::Activation;
 use metalearn::meta::{
     FinalBatch, LossWeights, MetaConfig, MetaGradient, MetaTrainer, NonFinite, Schedule,
 };
@@ -15,9 +13,8 @@ use metalearn::optim::lstm::Lstm;
 use metalearn::optim::mlp::MlpOpt;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
-use metalearn::tasks::mlp::MlpSpec;
 use metalearn::tasks::TaskRng;
-use metalearn::tasks::{BatchRef, MlpTask, QuadraticTask, Task};
+use metalearn::tasks::{BatchRef, QuadraticTask, Task};
 use metalearn::Result;
 use rand::{Rng, SeedableRng};
 
@@ -34,19 +31,7 @@ fn task(family: Family, seed: u64) -> Result<Box<dyn Task>> {
     let mut r = TaskRng::seed_from_u64(seed);
     Ok(match family {
         Family::Quadratic => Box::new(QuadraticTask::new(gpu, 3, 2, &mut r)?),
-        Family::Mlp => {
-            let images = |r: &mut TaskRng, count: usize| ImageDataset {
-                count,
-                width: 6,
-                height: 1,
-                pixels: (0..count * 6).map(|_| r.random()).collect(),
-                labels: (0..count).map(|_| r.random_range(0..3)).collect(),
-                classes: 3,
-            };
-            let (train, test) = (images(&mut r, 40), images(&mut r, 20));
-            let spec = MlpSpec::new(&[6, 5, 3], Activation::Tanh)?;
-            Box::new(MlpTask::new(gpu, &spec, 2, 4, train, test, r.random())?)
-        }
+        Family::Mlp => Box::new(common::small_classifier(&mut r)?),
     })
 }
 

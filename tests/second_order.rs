@@ -5,8 +5,10 @@
 
 mod common;
 
-use common::{amplify_lstm, assert_close, f64s, gpu, gpus, rng, shared_gpu, uniform};
-use metalearn::data::ImageDataset;
+use common::{
+    amplify_lstm, assert_close, f64s, gpu, gpus, random_images, rng, shared_gpu, uniform,
+    with_reference, RefSetup,
+};
 use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::matmul::Activation;
 use metalearn::kernels::Batched;
@@ -35,22 +37,9 @@ fn small_sinusoids(hidden: &[usize], activation: Activation) -> SinusoidConfig {
     }
 }
 
-fn images(r: &mut TaskRng, count: usize, width: usize, classes: usize) -> ImageDataset {
-    ImageDataset {
-        count,
-        width,
-        height: 1,
-        pixels: (0..count * width).map(|_| r.random()).collect(),
-        labels: (0..count)
-            .map(|_| r.random_range(0..classes as u8))
-            .collect(),
-        classes,
-    }
-}
-
 fn mlp_task(g: &Gpu, spec: &MlpSpec, n: usize, batch: usize, r: &mut TaskRng) -> Result<MlpTask> {
     let (w, c) = (spec.inputs(), spec.classes());
-    let (train, test) = (images(r, 40, w, c), images(r, 20, w, c));
+    let (train, test) = (random_images(r, 40, w, c), random_images(r, 20, w, c));
     MlpTask::new(g, spec, n, batch, train, test, r.random())
 }
 
@@ -189,7 +178,6 @@ fn classifier_hvp_matches_reference() -> Result<()> {
 /// changes the derivative by a finite amount, so the problem is redrawn.
 fn check_meta(tr: &mut MetaTrainer) -> Result<Option<(MetaGradient, f64)>> {
     let got = tr.meta_gradient()?;
-    let phi = f64s(&tr.phi()?);
     let theta0 = f64s(&tr.theta0()?);
     let opt = tr.optimizer().clone();
     let mode = tr.config().mode;
@@ -207,26 +195,18 @@ fn check_meta(tr: &mut MetaTrainer) -> Result<Option<(MetaGradient, f64)>> {
         }
     };
     let weights = f64s(tr.weights());
-    let loss_grad = |i: usize, th: &[f64], b| task.reference_loss_grad(i, th, b);
-    let hvp = |i: usize, th: &[f64], v: &[f64], b| task.reference_hvp(i, th, v, b);
-    let want = reference::meta::meta_gradient_with_hvp(
-        &reference::meta::Problem {
-            loss_grad: &loss_grad,
-            instances: n,
-            params: p,
-            opt: &opt,
-            phi: &phi,
-            init: &init,
-            init_state: &[],
-            offset,
-            segments: &task.layout().segments(),
-            unroll: tr.config().unroll,
-            weights: &weights,
-            final_batch: tr.config().final_batch,
-            mode,
-        },
-        Some(&hvp),
-    )?;
+    let setup = RefSetup {
+        instances: n,
+        init: &init,
+        offset,
+        unroll: tr.config().unroll,
+        weights: &weights,
+        final_batch: tr.config().final_batch,
+        mode,
+    };
+    let want = with_reference(tr, setup, |problem, hvp| {
+        reference::meta::meta_gradient_with_hvp(problem, Some(hvp))
+    })?;
     let what = format!("{} {} {mode:?}", task.name(), opt.name());
     if want.kink_margin < 1e-6 {
         eprintln!("{what}: passes within {:.1e} of a kink", want.kink_margin);

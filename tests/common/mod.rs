@@ -122,3 +122,86 @@ pub fn amplify_lstm(tr: &mut metalearn::meta::MetaTrainer) -> metalearn::Result<
     }
     tr.set_phi(&phi)
 }
+
+/// `count` random single-row images of `width` pixels with labels below `classes`.
+pub fn random_images(
+    r: &mut TaskRng,
+    count: usize,
+    width: usize,
+    classes: usize,
+) -> metalearn::data::ImageDataset {
+    metalearn::data::ImageDataset {
+        count,
+        width,
+        height: 1,
+        pixels: (0..count * width).map(|_| r.random()).collect(),
+        labels: (0..count)
+            .map(|_| r.random_range(0..classes as u8))
+            .collect(),
+        classes,
+    }
+}
+
+/// The small MLP classifier of the meta-gradient tests: 6-5-3 tanh, 2 instances, batches of 4,
+/// on 40 random training and 20 held-out images.
+pub fn small_classifier(r: &mut TaskRng) -> metalearn::Result<metalearn::tasks::MlpTask> {
+    let (train, test) = (random_images(r, 40, 6, 3), random_images(r, 20, 6, 3));
+    let spec = metalearn::tasks::mlp::MlpSpec::new(
+        &[6, 5, 3],
+        metalearn::kernels::matmul::Activation::Tanh,
+    )?;
+    metalearn::tasks::MlpTask::new(shared_gpu(), &spec, 2, 4, train, test, r.random())
+}
+
+/// How [`with_reference`] sets up the f64 reference problem of a trainer: its first `instances`
+/// instances from `init` (N × P) at episode offset `offset`, over `unroll` steps with `weights`
+/// and `final_batch`, in `mode`.
+pub struct RefSetup<'a> {
+    pub instances: usize,
+    pub init: &'a [f64],
+    pub offset: usize,
+    pub unroll: usize,
+    pub weights: &'a [f64],
+    pub final_batch: metalearn::meta::FinalBatch,
+    pub mode: metalearn::optim::Mode,
+}
+
+/// `f(problem, hvp)` on the reference problem of `tr`'s task, optimizer and current φ as `s`
+/// says, with the task's Hessian-vector product.
+pub fn with_reference<R>(
+    tr: &metalearn::meta::MetaTrainer,
+    s: RefSetup,
+    f: impl FnOnce(
+        &metalearn::reference::meta::Problem,
+        &metalearn::reference::meta::LossHvp,
+    ) -> metalearn::Result<R>,
+) -> metalearn::Result<R> {
+    let task = tr.task();
+    let phi = f64s(&tr.phi()?);
+    let opt = tr.optimizer().clone();
+    let loss_grad = |i: usize, th: &[f64], b| task.reference_loss_grad(i, th, b);
+    let hvp = |i: usize, th: &[f64], v: &[f64], b| task.reference_hvp(i, th, v, b);
+    let segments = task.layout().segments();
+    let problem = metalearn::reference::meta::Problem {
+        loss_grad: &loss_grad,
+        instances: s.instances,
+        params: task.layout().size(),
+        opt: &opt,
+        phi: &phi,
+        init: s.init,
+        init_state: &[],
+        offset: s.offset,
+        segments: &segments,
+        unroll: s.unroll,
+        weights: s.weights,
+        final_batch: s.final_batch,
+        mode: s.mode,
+    };
+    f(&problem, &hvp)
+}
+
+/// The trainer's θ0 for each of `n` instances (N × P).
+pub fn theta0_of(tr: &metalearn::meta::MetaTrainer, n: usize) -> metalearn::Result<Vec<f64>> {
+    let theta0 = f64s(&tr.theta0()?);
+    Ok((0..n).flat_map(|_| theta0.iter().copied()).collect())
+}
