@@ -1,5 +1,5 @@
 //! Estimators of the meta-gradient: reverse mode through the unroll (`backprop`, the
-//! checkpointed meta-backward of [`super::unroll`], whose gradient paths `meta.mode` picks),
+//! checkpointed meta-backward of `src/meta/unroll.rs`, whose gradient paths `meta.mode` picks),
 //! antithetic evolution strategies (`es`) and persistent evolution strategies (`pes`, Vicol,
 //! Metz and Sohl-Dickstein 2021), both in [`es`] with their f64 reference in
 //! [`mod@reference`].
