@@ -7,6 +7,7 @@ mod common;
 
 use common::{f64s, rng, shared_gpu, theta0_of, with_reference, RefSetup};
 use metalearn::gpu::Recorder;
+use metalearn::kernels::matmul::Activation;
 use metalearn::meta::estimator::es::{key, Draw, Particles};
 use metalearn::meta::estimator::reference::noise;
 use metalearn::meta::estimator::reference::{estimate, EsResult, EsUnroll, ParticleState};
@@ -14,13 +15,13 @@ use metalearn::meta::{
     save, Checkpoint, EsConfig, Estimator, FinalBatch, LossWeights, MetaAdam, MetaConfig,
     MetaTrainer,
 };
-use metalearn::optim::hand::Momentum;
+use metalearn::optim::hand::{Momentum, Sgd};
 use metalearn::optim::linear::Linear;
 use metalearn::optim::lstm::Lstm;
 use metalearn::optim::mlp::MlpOpt;
 use metalearn::optim::{Mode, Optimizer};
 use metalearn::reference::{self, rel_err};
-use metalearn::tasks::{QuadraticTask, Task, TaskRng};
+use metalearn::tasks::{QuadraticTask, SinusoidConfig, SinusoidTask, Task, TaskRng};
 use metalearn::Result;
 use rand::{Rng, SeedableRng};
 
@@ -41,6 +42,7 @@ fn trainer(
 enum Family {
     Quadratic,
     Mlp,
+    Sinusoid,
 }
 
 fn task(family: Family, seed: u64) -> Result<Box<dyn Task>> {
@@ -48,6 +50,16 @@ fn task(family: Family, seed: u64) -> Result<Box<dyn Task>> {
     Ok(match family {
         Family::Quadratic => Box::new(QuadraticTask::new(shared_gpu(), 3, 2, &mut r)?),
         Family::Mlp => Box::new(common::small_classifier(&mut r)?),
+        Family::Sinusoid => {
+            let cfg = SinusoidConfig {
+                hidden: vec![6],
+                activation: Activation::Tanh,
+                shots: 4,
+                queries: 3,
+                ..Default::default()
+            };
+            Box::new(SinusoidTask::new(shared_gpu(), &cfg, 2, &mut r)?)
+        }
     })
 }
 
@@ -167,6 +179,20 @@ fn es_and_pes_on_an_mlp_task_match_the_reference() -> Result<()> {
     let mut r = rng("es and pes mlp");
     for opt in [Optimizer::new(Linear), Optimizer::new(MlpOpt::default())] {
         check_family(Family::Mlp, &opt, &mut r)?;
+    }
+    Ok(())
+}
+
+/// The same on sinusoid regression, learning the initialisation under SGD and momentum
+/// (ES-MAML: each particle's instances see their copy's wave and points).
+#[test]
+fn es_and_pes_on_sinusoids_match_the_reference() -> Result<()> {
+    let mut r = rng("es and pes sinusoid");
+    for opt in [
+        Optimizer::new(Sgd { lr: 0.05 }),
+        Optimizer::new(Momentum { lr: 0.05, mu: 0.9 }),
+    ] {
+        check_family(Family::Sinusoid, &opt, &mut r)?;
     }
     Ok(())
 }

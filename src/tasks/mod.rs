@@ -220,7 +220,7 @@ pub trait Task: Send + Sync {
     fn set_copies(&mut self, _gpu: &Gpu, _copies: usize) -> Result<()> {
         Err(Error::invalid(format!(
             "the task {} cannot run copies of its instances, which the evolution-strategies \
-             estimators need; use task.kind = quadratic, mlp, autoencoder or pes_toy, or \
+             estimators need; use task.kind = quadratic, mlp, autoencoder, sinusoid or pes_toy, or \
              meta.estimator = backprop",
             self.name()
         )))

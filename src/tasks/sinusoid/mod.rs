@@ -119,11 +119,28 @@ struct Waves {
     query_y: Vec<f32>,
 }
 
+impl Waves {
+    /// The first `drawn` instances' waves, `copies` times (copy c of instance n at c·drawn + n).
+    fn tiled(&self, drawn: usize, (k, q): (usize, usize), copies: usize) -> Self {
+        let tile = |v: &[f32], m: usize| v[..drawn * m].repeat(copies);
+        Self {
+            amplitude: tile(&self.amplitude, 1),
+            phase: tile(&self.phase, 1),
+            support_x: tile(&self.support_x, k),
+            support_y: tile(&self.support_y, k),
+            query_x: tile(&self.query_x, q),
+            query_y: tile(&self.query_y, q),
+        }
+    }
+}
+
 /// N sinusoid regression instances, each with its own MLP parameters.
 pub struct SinusoidTask {
     cfg: SinusoidConfig,
     spec: MlpSpec,
+    /// Instances: `instances / drawn` copies of the `drawn` ones.
     instances: usize,
+    drawn: usize,
     waves: Waves,
     /// `[support x | support y | query x | query y]`, instance-major within each part.
     data: GpuBuffer,
@@ -149,6 +166,7 @@ impl SinusoidTask {
             cfg: cfg.clone(),
             spec,
             instances,
+            drawn: instances,
             waves: Waves::default(),
         };
         task.resample(gpu, rng)?;
@@ -230,6 +248,16 @@ impl SinusoidTask {
         gpu.read(out)
     }
 
+    /// The points of every instance to the GPU.
+    fn upload(&self, gpu: &Gpu) -> Result<()> {
+        let w = &self.waves;
+        let mut all = Vec::with_capacity(self.data.len());
+        for part in [&w.support_x, &w.support_y, &w.query_x, &w.query_y] {
+            all.extend_from_slice(part);
+        }
+        gpu.write(&self.data, 0, &all)
+    }
+
     fn offsets(&self) -> [usize; 4] {
         let (n, k, q) = (self.instances, self.cfg.shots, self.cfg.queries);
         [0, n * k, 2 * n * k, 2 * n * k + n * q]
@@ -280,7 +308,7 @@ impl Task for SinusoidTask {
     }
 
     fn resample(&mut self, gpu: &Gpu, rng: &mut TaskRng) -> Result<()> {
-        let (n, k, q) = (self.instances, self.cfg.shots, self.cfg.queries);
+        let (n, k, q) = (self.drawn, self.cfg.shots, self.cfg.queries);
         let mut w = Waves::default();
         for _ in 0..n {
             let a = draw(rng, self.cfg.amplitude);
@@ -298,17 +326,36 @@ impl Task for SinusoidTask {
                 }
             }
         }
-        let mut all = Vec::with_capacity(self.data.len());
-        for part in [&w.support_x, &w.support_y, &w.query_x, &w.query_y] {
-            all.extend_from_slice(part);
-        }
-        gpu.write(&self.data, 0, &all)?;
-        self.waves = w;
-        Ok(())
+        self.waves = w.tiled(n, (k, q), self.instances / n);
+        self.upload(gpu)
     }
 
     fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
-        self.spec.init(rng, self.instances)
+        Ok(self
+            .spec
+            .init(rng, self.drawn)?
+            .repeat(self.instances / self.drawn))
+    }
+
+    /// Copies of the instances (each with its instance's wave and points): the data and the
+    /// models' buffers grow to them (Hessian-vector workspaces allocated again where they were).
+    fn set_copies(&mut self, gpu: &Gpu, copies: usize) -> Result<()> {
+        if copies == 0 {
+            return Err(Error::invalid(
+                "a task needs at least one copy of its instances",
+            ));
+        }
+        let (n, k, q) = (self.drawn * copies, self.cfg.shots, self.cfg.queries);
+        let hvp = self.support.has_hvp();
+        self.support = GpuMlp::new(gpu, &self.spec, n, k)?;
+        self.query = GpuMlp::new(gpu, &self.spec, n, q)?;
+        if hvp {
+            self.enable_hvp(gpu)?;
+        }
+        self.data = gpu.buffer("sinusoid data", 2 * n * (k + q))?;
+        self.waves = self.waves.tiled(self.drawn, (k, q), copies);
+        self.instances = n;
+        self.upload(gpu)
     }
 
     fn record_loss_grad(&self, rec: &mut Recorder, at: LossGrad) -> Result<()> {
