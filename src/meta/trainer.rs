@@ -79,10 +79,7 @@ impl MetaTrainer {
                 task.name()
             )));
         }
-        let copies = cfg.estimator.copies();
-        if copies > 1 {
-            task.set_copies(&gpu, copies)?;
-        }
+        copy_instances(&gpu, task.as_mut(), &cfg)?;
         let n = task.instances();
         let ws = opt.workspace(&gpu, task.layout(), n, cfg.mode == Mode::SecondOrder)?;
         let unroll = Unroll::new(&gpu, task.as_mut(), &opt, &cfg, ws.bytes())?;
@@ -161,10 +158,7 @@ impl MetaTrainer {
         if cfg.mode == Mode::SecondOrder {
             task.enable_hvp(gpu)?;
         }
-        let copies = cfg.estimator.copies();
-        if copies > 1 {
-            task.set_copies(gpu, copies)?;
-        }
+        copy_instances(gpu, task, cfg)?;
         let n = task.instances();
         let ws = opt.workspace(gpu, task.layout(), n, cfg.mode == Mode::SecondOrder)?;
         let size = Sizing::new(gpu, n, task.layout().size(), opt, cfg)?;
@@ -245,13 +239,18 @@ impl MetaTrainer {
         Ok(())
     }
 
+    /// PES: every pair's accumulated noise on the GPU.
+    fn noise(&self) -> Option<&GpuBuffer> {
+        self.unroll.particles().and_then(|p| p.noise())
+    }
+
     /// The state that changes during meta-training (read back from the GPU).
     pub fn state(&self) -> Result<TrainerState> {
         let carry = match (&self.carry, self.offset) {
             (Some(c), o) if o > 0 => Some(self.gpu.read(c)?),
             _ => None,
         };
-        let noise = match (self.unroll.particles().and_then(|p| p.noise()), self.offset) {
+        let noise = match (self.noise(), self.offset) {
             (Some(x), o) if o > 0 => Some(self.gpu.read(x)?),
             _ => None,
         };
@@ -308,10 +307,7 @@ impl MetaTrainer {
                     ))
                 }
             }
-            match (
-                self.unroll.particles().and_then(|p| p.noise()),
-                &state.noise,
-            ) {
+            match (self.noise(), &state.noise) {
                 (Some(x), Some(v)) => want("accumulated PES noise", v.len(), x.len())?,
                 (None, None) => {}
                 (Some(_), None) => {
@@ -351,10 +347,7 @@ impl MetaTrainer {
             if let (Some(c), Some(v)) = (&self.carry, &state.carry) {
                 self.gpu.write(c, 0, v)?;
             }
-            if let (Some(x), Some(v)) = (
-                self.unroll.particles().and_then(|p| p.noise()),
-                &state.noise,
-            ) {
+            if let (Some(x), Some(v)) = (self.noise(), &state.noise) {
                 self.gpu.write(x, 0, v)?;
             }
         }
@@ -516,5 +509,13 @@ impl MetaTrainer {
     /// Losses ℓ_t of every instance in the last outer step, (T + 1) × N.
     pub fn last_losses(&self) -> Result<Vec<f32>> {
         self.gpu.read(self.unroll.losses())
+    }
+}
+
+/// ES and PES run their particles as copies of the task's instances.
+fn copy_instances(gpu: &Gpu, task: &mut dyn Task, cfg: &MetaConfig) -> Result<()> {
+    match cfg.estimator.copies() {
+        1 => Ok(()),
+        copies => task.set_copies(gpu, copies),
     }
 }

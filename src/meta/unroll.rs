@@ -220,31 +220,12 @@ impl Unroll {
     /// and the meta-loss and squared gradient norm in `io.status`. ES and PES run the
     /// particles forward instead and estimate the meta-gradient from their losses.
     pub(crate) fn record(&self, rec: &mut Recorder, io: &Io) -> Result<()> {
+        let draw = Self::draw(io);
         if let Some(es) = &self.particles {
-            es.record_perturb(rec, io.meta_params, &Self::draw(io))?;
+            es.record_perturb(rec, io.meta_params, &draw)?;
         }
         self.record_initial_state(rec, io)?;
-        if let Some(es) = &self.particles {
-            for a in &self.plan.actions {
-                match *a {
-                    Action::Advance { step, from, to } => {
-                        self.record_advance(rec, io, step, from, to)?
-                    }
-                    Action::Final { slot } => self.record_final(rec, io, slot)?,
-                    Action::Reverse { .. } => {
-                        return Err(crate::Error::invalid("an ES unroll has no reverse steps"))
-                    }
-                }
-            }
-            es.record_estimate(
-                rec,
-                (&self.losses, &self.weights_buf),
-                &self.meta_grad,
-                &Self::draw(io),
-                io.carry_out,
-            )?;
-            return self.record_meta_loss_and_norm(rec, io);
-        }
+        // An ES plan (two slots, forward only) has no reverse steps.
         let mut reversed = false;
         for a in &self.plan.actions {
             match *a {
@@ -258,8 +239,13 @@ impl Unroll {
                 }
             }
         }
-        self.record_phi_bar(rec, io, reversed)?;
-        self.record_theta0_bar(rec, io)?;
+        if let Some(es) = &self.particles {
+            let losses = (&self.losses, &self.weights_buf);
+            es.record_estimate(rec, losses, &self.meta_grad, &draw, io.carry_out)?;
+        } else {
+            self.record_phi_bar(rec, io, reversed)?;
+            self.record_theta0_bar(rec, io)?;
+        }
         self.record_meta_loss_and_norm(rec, io)
     }
 

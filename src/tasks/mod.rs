@@ -199,6 +199,18 @@ pub struct Hvp<'a> {
 /// A named tensor of exported data: (name, shape, values).
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
+/// The instances of `copies` copies of `drawn` ones ([`Task::set_copies`]), or an error for no
+/// copy or an overflow.
+pub fn copied(drawn: usize, copies: usize) -> Result<usize> {
+    match drawn.checked_mul(copies) {
+        Some(n) if copies > 0 => Ok(n),
+        _ => Err(Error::invalid(format!(
+            "{copies} copies of {drawn} instances: a task needs at least one copy, and no more \
+             instances than the address space holds"
+        ))),
+    }
+}
+
 /// A family of tasks with N instances batched on the GPU.
 pub trait Task: Send + Sync {
     /// A short description.

@@ -8,7 +8,7 @@ use super::EsConfig;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::{check_region, u32_of};
 use crate::optim::PhiBlocks;
-use crate::{Error, Result};
+use crate::Result;
 
 crate::shader! {
     pub static SHADER = "es.wgsl";
@@ -75,7 +75,7 @@ impl Particles {
     }
 
     /// Buffers for 2·`cfg.pairs` particles of `instances` instances of `params` parameters
-    /// each, with `phi_len` floats of φ.
+    /// each, with `phi_len` floats of φ (`cfg` as `MetaConfig::validate` accepts it).
     pub fn new(
         gpu: &Gpu,
         (cfg, persistent): (EsConfig, bool),
@@ -83,12 +83,6 @@ impl Particles {
         params: usize,
         instances: usize,
     ) -> Result<Self> {
-        if cfg.pairs == 0 || !(cfg.sigma.is_finite() && cfg.sigma > 0.0) {
-            return Err(Error::invalid(format!(
-                "ES needs at least one pair and a positive σ (got {} pairs, σ = {})",
-                cfg.pairs, cfg.sigma
-            )));
-        }
         let m = phi_len + params;
         u32_of("particle meta-parameters", 2 * cfg.pairs * m)?;
         let f = Self::floats(&cfg, persistent, m);

@@ -75,12 +75,7 @@ impl ImageBatches {
     /// Run `copies` copies of the instances drawn (copy c of instance n is instance c·N + n, with
     /// n's batches): the batch buffers grow to the copies.
     pub fn set_copies(&mut self, gpu: &Gpu, copies: usize) -> Result<()> {
-        if copies == 0 {
-            return Err(Error::invalid(
-                "a task needs at least one copy of its instances",
-            ));
-        }
-        let n = self.drawn * copies;
+        let n = crate::tasks::copied(self.drawn, copies)?;
         self.x = gpu.buffer("task x", n * self.batch * self.features())?;
         self.y = gpu.buffer("task y", n * self.batch)?;
         self.instances = n;

@@ -104,20 +104,18 @@ impl Task for QuadraticTask {
     }
 
     fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
+        // The initial draws of the distinct instances (`init` reads only the counts).
         let drawn = Quadratics {
+            dim: self.q.dim,
             instances: self.q.instances / self.copies,
-            ..self.q.clone()
+            data: Vec::new(),
         };
         Ok(drawn.init(rng, self.init_std)?.repeat(self.copies))
     }
 
     fn set_copies(&mut self, gpu: &Gpu, copies: usize) -> Result<()> {
-        if copies == 0 {
-            return Err(crate::Error::invalid(
-                "a task needs at least one copy of its instances",
-            ));
-        }
         let drawn = self.q.instances / self.copies;
+        super::copied(drawn, copies)?;
         let d = self.q.dim;
         let base = Quadratics {
             dim: d,

@@ -340,12 +340,11 @@ impl Task for SinusoidTask {
     /// Copies of the instances (each with its instance's wave and points): the data and the
     /// models' buffers grow to them (Hessian-vector workspaces allocated again where they were).
     fn set_copies(&mut self, gpu: &Gpu, copies: usize) -> Result<()> {
-        if copies == 0 {
-            return Err(Error::invalid(
-                "a task needs at least one copy of its instances",
-            ));
-        }
-        let (n, k, q) = (self.drawn * copies, self.cfg.shots, self.cfg.queries);
+        let (n, k, q) = (
+            super::copied(self.drawn, copies)?,
+            self.cfg.shots,
+            self.cfg.queries,
+        );
         let hvp = self.support.has_hvp();
         self.support = GpuMlp::new(gpu, &self.spec, n, k)?;
         self.query = GpuMlp::new(gpu, &self.spec, n, q)?;

@@ -129,12 +129,7 @@ impl Task for ToyTask {
 
     /// Every instance is the same problem: copies are more instances.
     fn set_copies(&mut self, _gpu: &Gpu, copies: usize) -> Result<()> {
-        if copies == 0 {
-            return Err(Error::invalid(
-                "a task needs at least one copy of its instances",
-            ));
-        }
-        self.instances = self.drawn * copies;
+        self.instances = super::copied(self.drawn, copies)?;
         Ok(())
     }
 
