@@ -23,7 +23,7 @@ use crate::{Error, Result};
 
 mod lm;
 mod parse;
-pub use lm::{LmConfig, LmCorpus, LmTokens, LM_KIND};
+pub use lm::{DynamicGrid, LmConfig, LmCorpus, LmTokens, LEARNED_UPDATER, LM_KIND};
 
 /// The embedded default: the L2L coordinatewise LSTM on 10-d quadratics.
 pub const DEFAULT_CONFIG: &str = include_str!("../configs/l2l_quadratic.toml");

@@ -317,7 +317,7 @@ fn lm_training_learns_and_dynamic_evaluation_adapts() -> Result<()> {
     )?;
     let mut first = 0.0;
     let mut last = 0.0;
-    for k in 0..60 {
+    for k in 0..150 {
         let (t, y) = cycle(n, k);
         let l = tr.step(TokenChunk {
             tokens: &t,
@@ -344,11 +344,15 @@ fn lm_training_learns_and_dynamic_evaluation_adapts() -> Result<()> {
         targets: &rep_y,
         starts: &starts,
     };
-    let mut stat = DynamicEval::new(gpu.clone(), (&spec, &theta), (n, len), None)?;
-    let sgd = Optimizer::parse("sgd")?.with_lr(0.5);
-    let mut dynamic = DynamicEval::new(gpu, (&spec, &theta), (n, len), Some((sgd, &[])))?;
+    let all = ["all".to_string()];
+    let mut stat = DynamicEval::new(gpu.clone(), (&spec, &theta), (n, len), &all, None)?;
+    let sgd = metalearn::tasks::lm::Update::Sgd {
+        lr: 0.5,
+        decay: 0.0,
+    };
+    let mut dynamic = DynamicEval::new(gpu, (&spec, &theta), (n, len), &all, Some(sgd))?;
     let (mut s_last, mut d_last) = (0.0, 0.0);
-    for k in 0..8 {
+    for k in 0..16 {
         let s = stat.chunk(chunk)?;
         let d = dynamic.chunk(chunk)?;
         if k == 0 {
@@ -357,7 +361,7 @@ fn lm_training_learns_and_dynamic_evaluation_adapts() -> Result<()> {
         s_last = s.iter().sum::<f32>() / n as f32;
         d_last = d.iter().sum::<f32>() / n as f32;
     }
-    eprintln!("after 8 repetitions: static {s_last:.3}, dynamic {d_last:.3}");
+    eprintln!("after 16 repetitions: static {s_last:.3}, dynamic {d_last:.3}");
     assert!(
         d_last < 0.5 * s_last,
         "dynamic {d_last} not below static {s_last}"
@@ -382,8 +386,9 @@ fn token_losses_average_to_stream_losses_and_reset_restarts() -> Result<()> {
         targets: &y,
         starts: &starts,
     };
-    let mut ev = DynamicEval::new(gpu.clone(), (&spec, &theta), (n, len), None)?;
-    let mut by_stream = DynamicEval::new(gpu, (&spec, &theta), (n, len), None)?;
+    let lstm = ["lstm".to_string()];
+    let mut ev = DynamicEval::new(gpu.clone(), (&spec, &theta), (n, len), &lstm, None)?;
+    let mut by_stream = DynamicEval::new(gpu, (&spec, &theta), (n, len), &lstm, None)?;
     let tokens = ev.chunk_token_losses(chunk)?;
     let streams = by_stream.chunk(chunk)?;
     assert_eq!(tokens.len(), n * len);
@@ -401,5 +406,130 @@ fn token_losses_average_to_stream_losses_and_reset_restarts() -> Result<()> {
     );
     ev.reset_state()?;
     assert_eq!(ev.chunk_token_losses(chunk)?, tokens);
+    Ok(())
+}
+
+/// A split model: the tensors of the fast groups one block per instance, the others one shared
+/// block. Loss, state, the fast gradient of every instance and the shared gradient summed over
+/// the instances against the reference of each instance's joined parameters, for several
+/// splits (with and without the shared gradient), padded and poisoned blocks.
+#[test]
+fn lm_split_fast_and_shared_parts_match_reference() -> Result<()> {
+    use metalearn::tasks::lm::model::Parts;
+    let mut r = rng("lm_split_fast_and_shared_parts_match_reference");
+    let (spec, n, len) = (LmSpec::new(17, 4, 6, 2)?, 3, 5);
+    let layout = spec.layout()?;
+    let s = spec.state_len();
+    for (groups, shared_grad) in [
+        (&["lstm"][..], true),
+        (&["lstm"][..], false),
+        (&["lstm1"][..], false),
+        (&["emb", "lstm0.wh"][..], true),
+        (&["proj", "out.b"][..], true),
+        (&["lstm0.b"][..], false),
+    ] {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        for g in gpus() {
+            let lm = GpuLm::split(g, &spec, &groups, n, len)?;
+            let split = lm.parts().clone();
+            let (pf, ps) = (split.fast.size(), split.shared.size());
+            let (stride, off) = (pf + 2, 1);
+            let fast = uniform(&mut r, off + n * stride, -0.5, 0.5);
+            let shared = uniform(&mut r, ps + 1, -0.5, 0.5);
+            let state = uniform(&mut r, n * s, -0.8, 0.8);
+            let tokens = random_tokens(&mut r, n * len, spec.vocab);
+            let targets = random_tokens(&mut r, n * len, spec.vocab);
+            let starts: Vec<bool> = (0..n * len)
+                .map(|i| i % len == 3 * (i / len) % len)
+                .collect();
+            let (gf, gsh) = (
+                g.buffer_from("fast", &fast)?,
+                g.buffer_from("shared", &shared)?,
+            );
+            let gstate = g.buffer_from("state", &state)?;
+            let gnext = g.buffer("next state", n * s)?;
+            let gfg = g.buffer("fast grad", off + n * stride)?;
+            let gsg = g.buffer("shared grad", ps + 2)?;
+            let gloss = g.buffer("loss", n)?;
+            for b in [&gnext, &gfg, &gsg, &gloss] {
+                g.fill(b, f32::NAN)?;
+            }
+            lm.upload_chunk(g, &tokens, &targets, &starts)?;
+            let w = Parts {
+                fast: Some(Batched {
+                    buf: &gf,
+                    off,
+                    batch_stride: stride,
+                }),
+                shared: Some(Batched {
+                    buf: &gsh,
+                    off: 1,
+                    batch_stride: 0,
+                }),
+            };
+            let grads = Parts {
+                fast: Some(Batched {
+                    buf: &gfg,
+                    off,
+                    batch_stride: stride,
+                }),
+                shared: shared_grad.then_some(Batched {
+                    buf: &gsg,
+                    off: 1,
+                    batch_stride: 0,
+                }),
+            };
+            let mut rec = Recorder::new(g);
+            lm.record_parts(
+                &mut rec,
+                w,
+                (&gstate, &gnext),
+                Some(&grads),
+                View::new(&gloss, 0),
+            )?;
+            rec.submit()?;
+            let (fg, sg) = (g.read(&gfg)?, g.read(&gsg)?);
+            let (loss, next) = (g.read(&gloss)?, g.read(&gnext)?);
+            let mut want_shared = vec![0.0f64; ps];
+            for i in 0..n {
+                let mine = &fast[off + i * stride..off + i * stride + pf];
+                let full = split.join(mine, &shared[1..])?;
+                let st = f64s(&state[i * s..(i + 1) * s]);
+                let arrays = (&tokens[..], &targets[..], &starts[..]);
+                let want =
+                    stream_reference((&spec, &layout), (&f64s(&full), &st), arrays, (i, len))?;
+                let (wf, ws) = split.parts(&want.grad)?;
+                let what = format!("{groups:?} instance {i}");
+                assert_close(&format!("{what} loss"), &loss[i..i + 1], &[want.loss], 1e-5);
+                assert_close(
+                    &format!("{what} state"),
+                    &next[i * s..(i + 1) * s],
+                    &want.state,
+                    1e-5,
+                );
+                let got = &fg[off + i * stride..off + i * stride + pf];
+                assert_close(&format!("{what} fast grad"), got, &wf, 1e-4);
+                want_shared.iter_mut().zip(&ws).for_each(|(a, b)| *a += b);
+            }
+            let blocks: Vec<(usize, usize)> = (0..n).map(|i| (off + i * stride, pf)).collect();
+            assert_untouched("fast grad padding", &fg, &blocks);
+            if shared_grad {
+                assert_close(
+                    &format!("{groups:?} shared grad"),
+                    &sg[1..1 + ps],
+                    &want_shared,
+                    1e-4,
+                );
+                assert_untouched("shared grad padding", &sg, &[(1, ps)]);
+            } else {
+                assert_untouched("shared grad not asked for", &sg, &[]);
+            }
+        }
+    }
+    // Groups that name no tensor are refused by name.
+    let e = GpuLm::split(gpus()[0], &spec, &["lstm7".to_string()], n, len)
+        .expect_err("a group naming no tensor was accepted")
+        .to_string();
+    assert!(e.contains("'lstm7' names no tensor"), "{e}");
     Ok(())
 }

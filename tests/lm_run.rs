@@ -1,6 +1,6 @@
 //! Language-model runs (`task.kind = "lm"`) on a small generated corpus: training writes its
-//! metrics and a model file that verifies and round-trips; evaluation scores the three methods
-//! with their curves by position, and dynamic evaluation adapts to documents that repeat
+//! metrics and a model file that verifies and round-trips; evaluation scores every method
+//! (static, state reset, each dynamic updater with its grid tuned) with their curves by position, and dynamic evaluation adapts to documents that repeat
 //! themselves; bad corpora, tampered and corrupt files give errors naming the problem, and
 //! nothing saved is overwritten.
 
@@ -135,20 +135,52 @@ fn training_writes_metrics_and_a_model_that_verifies() {
 }
 
 #[test]
-fn evaluation_scores_three_methods_and_dynamic_adapts() {
+fn evaluation_scores_every_method_tunes_and_dynamic_adapts() {
     let gpu = common::shared_gpu();
     let d = temp_dir("eval");
     let corpus = repeated_corpus(&d);
     let out = d.join("run");
     train_lm(gpu, &tiny(&corpus, &out, &[]), &quiet()).unwrap();
     let model = LmModel::load(&out.join(LM_FILE)).unwrap();
+    // A learned optimizer from a one-step meta-training run on quadratics.
+    let meta = d.join("meta");
+    let meta_cfg = Config::default()
+        .with_overrides(&[
+            "task.instances=2".into(),
+            "task.dim=4".into(),
+            "optimizer.kind=lstm".into(),
+            "meta.unroll=3".into(),
+            "meta.episode=3".into(),
+            "meta.outer_steps=1".into(),
+            "output.checkpoint_every=1".into(),
+            format!("output.dir=\"{}\"", meta.display()),
+        ])
+        .unwrap();
+    run::train(gpu, &meta_cfg, &quiet()).unwrap();
     let cfg = model
         .config
-        .with_overrides(&["lm.dynamic_lr=0.5".into()])
+        .with_overrides(&[
+            "lm.dynamic={sgd={lr=[0.5]},rms={lr=[0.003,0.03],decay=[0.0,0.02]},adam={lr=[0.01],decay=[0.01]},learned={}}".into(),
+            format!("lm.learned=\"{}\"", meta.display()),
+            "lm.tune_chunks=4".into(),
+            "lm.rms_chunks=3".into(),
+            // Every tensor fast: the byte embedding adapts fastest to repeated words.
+            "lm.fast=[\"all\"]".into(),
+        ])
         .unwrap();
     let ev = evaluate_lm(gpu, &model, &cfg).unwrap();
-    let names: Vec<&str> = ev.scores.iter().map(|s| s.method.name()).collect();
-    assert_eq!(names, ["static", "dynamic", "static-reset"]);
+    let names: Vec<String> = ev.scores.iter().map(|s| s.method.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "static",
+            "static-reset",
+            "dynamic-adam",
+            "dynamic-learned",
+            "dynamic-rms",
+            "dynamic-sgd"
+        ]
+    );
     let tokens = (ev.chunks * ev.streams * ev.chunk) as u64;
     assert_eq!(ev.chunks, 12);
     for s in &ev.scores {
@@ -164,7 +196,8 @@ fn evaluation_scores_three_methods_and_dynamic_adapts() {
         assert!(s.curve.iter().all(|b| b.from <= 192), "{:?}", s.curve);
     }
     let score = |m: LmMethod| ev.scores.iter().find(|s| s.method == m).unwrap();
-    let (st, dy) = (score(LmMethod::Static), score(LmMethod::Dynamic));
+    let st = score(LmMethod::Static);
+    let dy = score(LmMethod::Dynamic("sgd".into()));
     eprint!("{}", ev.table());
     assert!(
         dy.loss < st.loss - 0.1,
@@ -172,15 +205,29 @@ fn evaluation_scores_three_methods_and_dynamic_adapts() {
         st.loss,
         dy.loss
     );
+    // The RMS grid was tuned on validation chunks: four points, the best one used.
+    let rms = score(LmMethod::Dynamic("rms".into()));
+    assert_eq!(rms.tuning.len(), 4);
+    let best = rms
+        .tuning
+        .iter()
+        .min_by(|a, b| a.valid_perplexity.total_cmp(&b.valid_perplexity))
+        .unwrap();
+    assert_eq!(rms.chosen, Some((best.lr, best.decay)));
+    assert!(dy.tuning.is_empty() && dy.chosen == Some((Some(0.5), 0.0)));
+    assert_eq!(
+        score(LmMethod::Dynamic("learned".into())).chosen,
+        Some((None, 0.0))
+    );
     // The same evaluation gives the same numbers.
     let again = evaluate_lm(gpu, &model, &cfg).unwrap();
     assert_eq!(again.scores, ev.scores);
-    // Files: a CSV row per method and bin, JSON with the curves.
+    // Files: a CSV row per method and bin, JSON with the curves and the tuning.
     let e = d.join("eval");
     ev.write(&e).unwrap();
     let csv = std::fs::read_to_string(e.join("lm_eval.csv")).unwrap();
     assert!(csv.starts_with("method,from,to,tokens,mean_loss,perplexity\n"));
-    for name in names {
+    for name in &names {
         assert!(
             csv.lines().any(|l| l.starts_with(&format!("{name},,,"))),
             "{csv}"
@@ -192,12 +239,27 @@ fn evaluation_scores_three_methods_and_dynamic_adapts() {
     }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(e.join("lm_eval.json")).unwrap()).unwrap();
-    assert_eq!(json["methods"].as_array().unwrap().len(), 3);
+    assert_eq!(json["methods"].as_array().unwrap().len(), 6);
+    assert_eq!(json["methods"][4]["tuning"].as_array().unwrap().len(), 4);
     assert_eq!(
-        json["methods"][1]["curve"].as_array().unwrap().len(),
+        json["methods"][5]["curve"].as_array().unwrap().len(),
         dy.curve.len()
     );
-    assert!(ev.table().contains("static-reset"));
+    assert!(ev.table().contains("static-reset") && ev.table().contains("tuned on 4"));
+    // A hand-designed run as lm.learned is refused by name.
+    let hand = d.join("hand");
+    let hand_cfg = meta_cfg
+        .with_overrides(&[
+            "optimizer.kind=adam".into(),
+            "meta.learn_init=true".into(),
+            format!("output.dir=\"{}\"", hand.display()),
+        ])
+        .unwrap();
+    run::train(gpu, &hand_cfg, &quiet()).unwrap();
+    let bad = cfg
+        .with_overrides(&[format!("lm.learned=\"{}\"", hand.display())])
+        .unwrap();
+    expect_err(evaluate_lm(gpu, &model, &bad), &["hand-designed", "adam"]);
 }
 
 fn expect_err(r: metalearn::Result<impl std::fmt::Debug>, needles: &[&str]) -> String {

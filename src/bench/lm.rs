@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use super::{io, median_seconds, skip_limit, BenchOptions, KernelRow, LmRow, Row};
 use crate::gpu::Gpu;
 use crate::optim::Optimizer;
-use crate::tasks::lm::{DynamicEval, LmSpec, StaticTrainer, TokenChunk};
+use crate::tasks::lm::{DynamicEval, LmSpec, StaticTrainer, TokenChunk, Update};
 use crate::Result;
 
 /// FLOPs of the forward pass of one token.
@@ -84,15 +84,21 @@ pub fn measure_lm(gpu: &Arc<Gpu>, case: &LmCase, repeats: usize) -> Result<LmMea
     timed?;
     let train_kernels = profiler.gpu_time_report();
     drop(tr);
-    let mut stat = DynamicEval::new(gpu.clone(), (&spec, &theta), (streams, len), None)?;
+    // Every tensor fast, as the peer's dynamic evaluation updates them all.
+    let all = ["all".to_string()];
+    let mut stat = DynamicEval::new(gpu.clone(), (&spec, &theta), (streams, len), &all, None)?;
     let eval = median_seconds(repeats, || stat.chunk(chunk).map(|_| ()))?;
     drop(stat);
-    let sgd = Optimizer::parse("sgd")?.with_lr(1e-3);
+    let sgd = Update::Sgd {
+        lr: 1e-3,
+        decay: 0.0,
+    };
     let mut dynamic = DynamicEval::new(
         gpu.clone(),
         (&spec, &theta),
         (streams, len),
-        Some((sgd, &[])),
+        &all,
+        Some(sgd),
     )?;
     let dyn_s = median_seconds(repeats, || dynamic.chunk(chunk).map(|_| ()))?;
     Ok(LmMeasurement {

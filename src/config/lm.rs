@@ -2,6 +2,8 @@
 //! eval` when `task.kind = "lm"` (ordinary LM training with Adam; meta-training on the language
 //! model is not there yet). `docs/config.md` documents every key.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{err, Config};
@@ -33,6 +35,48 @@ pub enum LmTokens {
     Bytes,
 }
 
+/// One updater's grid of dynamic evaluation (`[lm.dynamic] name = { lr = [...], decay = [...] }`):
+/// every (lr, decay) pair is scored on validation chunks and the best one on the test split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicGrid {
+    /// Learning rates (empty for the learned optimizer of `lm.learned`, which has none).
+    #[serde(default)]
+    pub lr: Vec<f32>,
+    /// Decay rates λ back to the static weights (default `[0]`).
+    #[serde(default = "no_decay")]
+    pub decay: Vec<f32>,
+}
+
+fn no_decay() -> Vec<f32> {
+    vec![0.0]
+}
+
+impl DynamicGrid {
+    /// The grid of one learning rate and no decay.
+    pub fn one(lr: f32) -> Self {
+        Self {
+            lr: vec![lr],
+            decay: no_decay(),
+        }
+    }
+
+    /// Every (lr, decay) pair, lr-major (lr `None` for a grid without learning rates).
+    pub fn points(&self) -> Vec<(Option<f32>, f32)> {
+        let lrs: Vec<Option<f32>> = if self.lr.is_empty() {
+            vec![None]
+        } else {
+            self.lr.iter().map(|&v| Some(v)).collect()
+        };
+        lrs.iter()
+            .flat_map(|&lr| self.decay.iter().map(move |&d| (lr, d)))
+            .collect()
+    }
+}
+
+/// The name in `[lm.dynamic]` of the learned optimizer read from `lm.learned`.
+pub const LEARNED_UPDATER: &str = "learned";
+
 /// `[lm]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,8 +107,22 @@ pub struct LmConfig {
     pub eval_every: usize,
     /// Chunks of the validation and test streams per evaluation.
     pub eval_chunks: usize,
-    /// SGD learning rate of dynamic evaluation.
-    pub dynamic_lr: f32,
+    /// Tensor groups of the fast weights, each stream's own copy in dynamic evaluation
+    /// (`emb`, `out.b`, `proj`, `lstm`, `lstm<l>`, `lstm<l>.wx|wh|b` or `all`).
+    pub fast: Vec<String>,
+    /// The updaters of dynamic evaluation by name — `sgd`, `rms` (Krause's RMS rule), any
+    /// hand-designed optimizer, or `learned` (the optimizer of `lm.learned`) — each with its
+    /// grid of learning rates and decay rates, tuned on the validation split.
+    pub dynamic: BTreeMap<String, DynamicGrid>,
+    /// Validation chunks scored per grid point when a grid has more than one point.
+    pub tune_chunks: usize,
+    /// Training chunks whose gradients give the RMS rule's statistics.
+    pub rms_chunks: usize,
+    /// ε of the RMS rule.
+    pub rms_eps: f32,
+    /// A meta-training run directory or checkpoint whose learned optimizer (and φ) is the
+    /// updater `learned`.
+    pub learned: Option<String>,
     /// Fractions of documents in train, valid and test (not used by wikitext, which keeps its
     /// files' split).
     pub split: [f64; 3],
@@ -86,7 +144,17 @@ impl Default for LmConfig {
             lr: 1e-3,
             eval_every: 0,
             eval_chunks: 50,
-            dynamic_lr: 0.01,
+            fast: vec!["lstm".to_string()],
+            dynamic: [
+                ("sgd".to_string(), DynamicGrid::one(0.01)),
+                ("rms".to_string(), DynamicGrid::one(1e-4)),
+            ]
+            .into_iter()
+            .collect(),
+            tune_chunks: 20,
+            rms_chunks: 20,
+            rms_eps: crate::tasks::lm::dynamic::RMS_EPS,
+            learned: None,
             split: [0.90, 0.05, 0.05],
         }
     }
@@ -163,15 +231,18 @@ impl Config {
                 "use fewer streams, shorter chunks or a smaller vocabulary",
             ));
         }
-        for (key, v) in [("lr", l.lr), ("dynamic_lr", l.dynamic_lr)] {
+        range("tune_chunks", l.tune_chunks, 1, MAX_SIZE)?;
+        range("rms_chunks", l.rms_chunks, 1, MAX_SIZE)?;
+        for (key, v) in [("lr", l.lr), ("rms_eps", l.rms_eps)] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(err(
                     origin,
                     format!("lm.{key} = {v} is not a positive number"),
-                    "use e.g. lr = 0.001, dynamic_lr = 0.01",
+                    "use e.g. lr = 0.001, rms_eps = 1e-5",
                 ));
             }
         }
+        self.validate_dynamic(origin)?;
         l.fractions().check().map_err(|_| {
             err(
                 origin,
@@ -199,6 +270,112 @@ impl Config {
         range("output.keep", self.output.keep, 1, 1 << 20)?;
         if self.output.dir.trim().is_empty() {
             return Err(err(origin, "output.dir is empty", "name a run directory"));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The checks of `lm.fast` and `[lm.dynamic]`.
+    fn validate_dynamic(&self, origin: &str) -> Result<()> {
+        let l = &self.lm;
+        if l.fast.is_empty() || l.fast.iter().any(|g| g.trim().is_empty()) {
+            return Err(err(
+                origin,
+                format!("lm.fast = {:?} names no tensor group", l.fast),
+                format!(
+                    "use e.g. fast = [\"lstm\"]; groups: {}",
+                    crate::tasks::lm::spec::FAST_GROUPS
+                ),
+            ));
+        }
+        if l.dynamic.len() > 64 {
+            return Err(err(
+                origin,
+                format!("[lm.dynamic] names {} updaters", l.dynamic.len()),
+                "evaluate at most 64 updaters in one run",
+            ));
+        }
+        for (name, grid) in &l.dynamic {
+            let key = format!("lm.dynamic.{name}");
+            let points = grid.lr.len().max(1) * grid.decay.len();
+            if grid.decay.is_empty() || points > 256 {
+                return Err(err(
+                    origin,
+                    format!("{key} is a grid of {points} points"),
+                    "give 1 to 256 (lr, decay) points, e.g. { lr = [0.01, 0.03], decay = [0.0] }",
+                ));
+            }
+            for &v in &grid.lr {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(err(
+                        origin,
+                        format!("{key}.lr holds {v}, not a positive number"),
+                        "use learning rates such as 0.01",
+                    ));
+                }
+            }
+            for &v in &grid.decay {
+                if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                    return Err(err(
+                        origin,
+                        format!("{key}.decay holds {v}, not a rate from 0 to 1"),
+                        "use decay rates such as 0.0 or 0.01",
+                    ));
+                }
+            }
+            let learned = name == LEARNED_UPDATER;
+            if learned {
+                if l.learned.is_none() {
+                    return Err(err(
+                        origin,
+                        format!("{key} needs lm.learned"),
+                        "set lm.learned to a meta-training run directory or checkpoint",
+                    ));
+                }
+                if !grid.lr.is_empty() {
+                    return Err(err(
+                        origin,
+                        format!("{key}.lr is set, but a learned optimizer has no learning rate"),
+                        "remove lr from the learned updater's grid (decay may stay)",
+                    ));
+                }
+                continue;
+            }
+            if grid.lr.is_empty() {
+                return Err(err(
+                    origin,
+                    format!("{key} has no learning rate"),
+                    format!("give {key} = {{ lr = [0.01] }}"),
+                ));
+            }
+            if name == "rms" || name == "sgd" {
+                continue;
+            }
+            match crate::optim::Optimizer::parse(name) {
+                Ok(o) if !o.is_learned() => {}
+                Ok(_) => {
+                    return Err(err(
+                        origin,
+                        format!("{key}: '{name}' is a learned optimizer; its φ comes from a meta-training run"),
+                        "set lm.learned to that run and name the updater 'learned'",
+                    ))
+                }
+                Err(_) => {
+                    return Err(err(
+                        origin,
+                        format!("{key}: '{name}' is not an updater"),
+                        "use sgd, rms, learned or a hand-designed optimizer (momentum, nag, rmsprop, adam)",
+                    ))
+                }
+            }
+        }
+        if matches!(&l.learned, Some(p) if p.trim().is_empty()) {
+            return Err(err(
+                origin,
+                "lm.learned is empty",
+                "name a meta-training run directory or checkpoint, or remove the key",
+            ));
         }
         Ok(())
     }
@@ -234,7 +411,19 @@ mod tests {
             ("lm.steps=0", "lm.steps"),
             ("lm.layers=0", "lm.layers"),
             ("lm.lr=0", "lm.lr"),
-            ("lm.dynamic_lr=-1", "lm.dynamic_lr"),
+            ("lm.rms_eps=-1", "lm.rms_eps"),
+            ("lm.fast=[]", "lm.fast"),
+            ("lm.tune_chunks=0", "lm.tune_chunks"),
+            ("lm.dynamic={sgd={lr=[-1.0]}}", "lm.dynamic.sgd.lr"),
+            (
+                "lm.dynamic={rms={lr=[0.1],decay=[2.0]}}",
+                "lm.dynamic.rms.decay",
+            ),
+            ("lm.dynamic={sgd={decay=[0.0]}}", "no learning rate"),
+            ("lm.dynamic={lstm={lr=[0.1]}}", "learned optimizer"),
+            ("lm.dynamic={books={lr=[0.1]}}", "not an updater"),
+            ("lm.dynamic={learned={decay=[0.0]}}", "needs lm.learned"),
+            ("lm.dynamic={sgd={lr=[0.1],rate=[1]}}", "unknown"),
             ("lm.split=[0.5, 0.5, 0.5]", "lm.split"),
             ("lm.corpus=dir", "needs lm.path"),
             ("lm.corpus=books", "corpus"),

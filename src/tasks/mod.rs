@@ -81,7 +81,11 @@ pub fn build_task(
 pub fn kernels() -> Vec<&'static Kernel> {
     let mut v: Vec<&'static Kernel> = Vec::new();
     let families = REGISTRY.iter().map(|f| (f.kernels)());
-    for ks in families.chain([lm::kernels::SHADER.kernels.to_vec()]) {
+    let lm_kernels = [
+        lm::kernels::SHADER.kernels.to_vec(),
+        lm::dynamic::SHADER.kernels.to_vec(),
+    ];
+    for ks in families.chain(lm_kernels) {
         for k in ks {
             if !v.iter().any(|x| std::ptr::eq(*x, k)) {
                 v.push(k);

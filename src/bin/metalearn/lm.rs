@@ -52,13 +52,13 @@ pub(crate) fn is_lm_run(path: &std::path::Path) -> bool {
     }
 }
 
-/// `metalearn eval` of a language-model run: static, dynamic and state-reset evaluation on
-/// the test split; a table on stdout, `lm_eval.csv` and `lm_eval.json` in the output directory.
+/// `metalearn eval` of a language-model run: static, state-reset and dynamic evaluation with
+/// every updater of `[lm.dynamic]` (tuned on the validation split) on the test split; a table on stdout, `lm_eval.csv` and `lm_eval.json` in the output directory.
 pub(crate) fn lm_eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
     use metalearn::run::lm::{evaluate_lm, LmModel};
     if !a.compare.is_empty() || a.steps.is_some() || a.instances.is_some() {
         return Err(Error::invalid(
-            "--compare, --steps and --instances are for meta-training runs; a language-model run takes --set lm.eval_chunks=K, --set lm.dynamic_lr=LR and --out",
+            "--compare, --steps and --instances are for meta-training runs; a language-model run takes --set lm.eval_chunks=K, --set 'lm.dynamic={sgd={lr=[0.01,0.03]}}' and --out",
         ));
     }
     let model = LmModel::load(&a.checkpoint)?;

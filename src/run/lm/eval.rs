@@ -1,6 +1,7 @@
-//! The evaluation of an LSTM language model on the test split ([`evaluate_lm`]): static,
-//! dynamic (SGD on every chunk's gradient) and static with the state reset before every chunk,
-//! each with its perplexity and its loss by position in the document.
+//! The evaluation of an LSTM language model on the test split ([`evaluate_lm`]): static, static
+//! with the state reset before every chunk, and dynamic with every updater of `[lm.dynamic]`
+//! (SGD, Krause's RMS rule, any hand-designed optimizer, a learned one), each tuned on the
+//! validation split, with its perplexity and its loss by position in the document.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,38 +9,38 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{chunks_of, read_data, token_chunk, LmModel, POSITION_BIN, TEST_SALT};
-use crate::config::{Config, LmConfig};
+use super::{
+    chunks_of, read_data, token_chunk, LmModel, POSITION_BIN, STATS_SALT, TEST_SALT, VALID_SALT,
+};
+use crate::config::{Config, LmConfig, LEARNED_UPDATER};
 use crate::data::text::ChunkArrays;
 use crate::gpu::Gpu;
 use crate::meta::write_atomically;
 use crate::optim::Optimizer;
-use crate::tasks::lm::{DynamicEval, LmSpec};
+use crate::tasks::lm::{DynamicEval, LmSpec, Update};
 use crate::{Error, Result};
 
 /// How a chunk's state and weights are handled in an evaluation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LmMethod {
     /// The trained weights, the state carried from chunk to chunk.
     Static,
-    /// Each stream's copy of the weights stepped by SGD at `lm.dynamic_lr` on every chunk's
-    /// gradient after scoring it (Krause et al. 2018, plain SGD).
-    Dynamic,
     /// The trained weights, the state zeroed before every chunk: the model sees at most one
     /// chunk of context.
     StaticReset,
+    /// Dynamic evaluation (Krause et al. 2018) with the updater of `[lm.dynamic]` this names:
+    /// each stream's copy of the fast weights stepped on every chunk's gradient after scoring
+    /// it, its (lr, decay) tuned on the validation split.
+    Dynamic(String),
 }
 
 impl LmMethod {
-    /// Every method, in table order.
-    pub const ALL: [LmMethod; 3] = [LmMethod::Static, LmMethod::Dynamic, LmMethod::StaticReset];
-
-    /// Its name in tables and files.
-    pub fn name(self) -> &'static str {
+    /// Its name in tables and files: `static`, `static-reset`, `dynamic-<updater>`.
+    pub fn name(&self) -> String {
         match self {
-            LmMethod::Static => "static",
-            LmMethod::Dynamic => "dynamic",
-            LmMethod::StaticReset => "static-reset",
+            LmMethod::Static => "static".into(),
+            LmMethod::StaticReset => "static-reset".into(),
+            LmMethod::Dynamic(u) => format!("dynamic-{u}"),
         }
     }
 }
@@ -55,11 +56,26 @@ pub struct PositionBin {
     pub mean_loss: f64,
 }
 
+/// One point of a dynamic updater's grid, scored on validation chunks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TunePoint {
+    /// Learning rate (`None` for a learned optimizer).
+    pub lr: Option<f32>,
+    /// Decay rate λ.
+    pub decay: f32,
+    /// Validation perplexity.
+    pub valid_perplexity: f64,
+}
+
 /// The result of one evaluation method.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LmScore {
     /// The method.
     pub method: LmMethod,
+    /// The updater's learning rate and decay used on the test split (dynamic methods).
+    pub chosen: Option<(Option<f32>, f32)>,
+    /// Every grid point scored on the validation split (empty when the grid has one point).
+    pub tuning: Vec<TunePoint>,
     /// Tokens scored.
     pub tokens: u64,
     /// Mean loss per token (nats).
@@ -72,28 +88,41 @@ pub struct LmScore {
     pub curve: Vec<PositionBin>,
 }
 
-/// Score `chunks` with `method` from a zero state.
+/// How one run of chunks treats the weights and the state.
+pub(super) enum Scoring {
+    /// Static weights, the state carried.
+    Static,
+    /// Static weights, the state zeroed before every chunk.
+    Reset,
+    /// The fast weights updated after every chunk.
+    Dynamic(Update),
+}
+
+/// Score `chunks` from a zero state; the fast weights are `lm.fast`'s groups.
 pub(super) fn score(
     gpu: &Arc<Gpu>,
     (spec, theta): (&LmSpec, &[f32]),
     (lm, chunks): (&LmConfig, &[ChunkArrays]),
+    how: Scoring,
     method: LmMethod,
 ) -> Result<LmScore> {
-    let updater = match method {
-        LmMethod::Dynamic => Some(Optimizer::parse("sgd")?.with_lr(lm.dynamic_lr)),
+    let reset = matches!(how, Scoring::Reset);
+    let update = match how {
+        Scoring::Dynamic(u) => Some(u),
         _ => None,
     };
     let mut ev = DynamicEval::new(
         gpu.clone(),
         (spec, theta),
         (lm.streams, lm.chunk),
-        updater.map(|o| (o, &[][..])),
+        &lm.fast,
+        update,
     )?;
     let mut sum = 0.0f64;
     let mut count = 0u64;
     let mut bins: BTreeMap<u32, (f64, u64)> = BTreeMap::new();
     for c in chunks {
-        if method == LmMethod::StaticReset {
+        if reset {
             ev.reset_state()?;
         }
         let losses = ev.chunk_token_losses(token_chunk(c))?;
@@ -109,6 +138,8 @@ pub(super) fn score(
     let loss = sum / count.max(1) as f64;
     Ok(LmScore {
         method,
+        chosen: None,
+        tuning: Vec::new(),
         tokens: count,
         loss,
         perplexity: loss.exp(),
@@ -121,6 +152,60 @@ pub(super) fn score(
             })
             .collect(),
     })
+}
+
+/// What the updaters of `[lm.dynamic]` are built from: the RMS rule's statistics and the
+/// learned optimizer of `lm.learned`, each loaded when an updater needs it.
+struct Updaters {
+    rms: Option<Vec<f32>>,
+    learned: Option<(Optimizer, Vec<f32>)>,
+}
+
+impl Updaters {
+    fn make(&self, lm: &LmConfig, name: &str, (lr, decay): (Option<f32>, f32)) -> Result<Update> {
+        let missing = |what: &str| Error::invalid(format!("the {what} of '{name}' was not loaded"));
+        Ok(match name {
+            "sgd" => Update::Sgd {
+                lr: lr.ok_or_else(|| missing("learning rate"))?,
+                decay,
+            },
+            "rms" => Update::Rms {
+                lr: lr.ok_or_else(|| missing("learning rate"))?,
+                decay,
+                eps: lm.rms_eps,
+                rms: self
+                    .rms
+                    .clone()
+                    .ok_or_else(|| missing("gradient statistics"))?,
+            },
+            LEARNED_UPDATER => {
+                let (opt, phi) = self.learned.clone().ok_or_else(|| missing("optimizer"))?;
+                Update::Optimizer { opt, phi, decay }
+            }
+            other => Update::Optimizer {
+                opt: Optimizer::parse(other)?.with_lr(lr.ok_or_else(|| missing("learning rate"))?),
+                phi: Vec::new(),
+                decay,
+            },
+        })
+    }
+}
+
+/// The learned optimizer and φ of the meta-training run or checkpoint `path`.
+fn load_learned(path: &Path) -> Result<(Optimizer, Vec<f32>)> {
+    let ckpt = crate::run::eval::load_checkpoint(path)?;
+    let saved = Config::from_toml(&ckpt.config, &path.display().to_string())?;
+    let opt = saved.optimizer()?;
+    if !opt.is_learned() {
+        return Err(Error::invalid(format!(
+            "lm.learned = {}: its optimizer '{}' is hand-designed; name a run of a learned optimizer, or evaluate '{}' under [lm.dynamic] with a learning rate",
+            path.display(),
+            opt.name(),
+            opt.name()
+        )));
+    }
+    opt.check_phi(ckpt.phi())?;
+    Ok((opt, ckpt.phi().to_vec()))
 }
 
 /// What [`evaluate_lm`] measured.
@@ -136,18 +221,24 @@ pub struct LmEvaluation {
     pub streams: usize,
     /// Tokens per chunk L.
     pub chunk: usize,
-    /// SGD learning rate of the dynamic method.
-    pub dynamic_lr: f32,
-    /// One score per method of [`LmMethod::ALL`].
+    /// The fast tensor groups of the dynamic methods.
+    pub fast: Vec<String>,
+    /// Fast weights per stream.
+    pub fast_weights: usize,
+    /// Validation chunks per tuning point.
+    pub tune_chunks: usize,
+    /// One score per method: static, static-reset, then every updater of `[lm.dynamic]`.
     pub scores: Vec<LmScore>,
 }
 
-/// Evaluate `model` on the test split of the corpus `cfg.lm` names, with every method of
-/// [`LmMethod::ALL`] over the same `lm.eval_chunks` chunks of N streams of the test documents
-/// (each method from a zero state). The model's sizes come from its own config; the data and
-/// evaluation keys (`lm.corpus`, `path`, `split`, `streams`, `chunk`, `eval_chunks`,
-/// `dynamic_lr`, `seed`) from `cfg`. The vocabulary built from the corpus's training split
-/// must be the model's.
+/// Evaluate `model` on the test split of the corpus `cfg.lm` names: static, with the state
+/// reset at every chunk, and dynamically with every updater of `[lm.dynamic]`, over the same
+/// `lm.eval_chunks` chunks of N streams of the test documents (each method from a zero state).
+/// An updater whose grid has more than one (lr, decay) point is tuned first on
+/// `lm.tune_chunks` chunks of the validation split (the lowest validation perplexity is used);
+/// the RMS rule's statistics come from `lm.rms_chunks` chunks of the training split. The
+/// model's sizes come from its own config; the data and evaluation keys from `cfg`. The
+/// vocabulary built from the corpus's training split must be the model's.
 pub fn evaluate_lm(gpu: &Arc<Gpu>, model: &LmModel, cfg: &Config) -> Result<LmEvaluation> {
     let lm = &cfg.lm;
     let mut data_lm = lm.clone();
@@ -156,22 +247,96 @@ pub fn evaluate_lm(gpu: &Arc<Gpu>, model: &LmModel, cfg: &Config) -> Result<LmEv
     let (splits, vocab) = read_data(&data_lm)?;
     vocab.check_matches(&model.vocab)?;
     let spec = model.spec()?;
+    let fast_weights = spec.split(&lm.fast)?.fast.size();
+    let theta = &model.theta[..];
     let chunks = chunks_of(
         &splits.test,
         &vocab,
         (lm, lm.eval_chunks, cfg.seed ^ TEST_SALT),
     )?;
-    let scores = LmMethod::ALL
-        .iter()
-        .map(|&m| score(gpu, (&spec, &model.theta), (lm, &chunks), m))
-        .collect::<Result<Vec<_>>>()?;
+    let mut scores = vec![
+        score(
+            gpu,
+            (&spec, theta),
+            (lm, &chunks),
+            Scoring::Static,
+            LmMethod::Static,
+        )?,
+        score(
+            gpu,
+            (&spec, theta),
+            (lm, &chunks),
+            Scoring::Reset,
+            LmMethod::StaticReset,
+        )?,
+    ];
+    let mut updaters = Updaters {
+        rms: None,
+        learned: None,
+    };
+    if lm.dynamic.contains_key("rms") {
+        let train = chunks_of(
+            &splits.train,
+            &vocab,
+            (lm, lm.rms_chunks, cfg.seed ^ STATS_SALT),
+        )?;
+        let mut ev = DynamicEval::new(
+            gpu.clone(),
+            (&spec, theta),
+            (lm.streams, lm.chunk),
+            &lm.fast,
+            None,
+        )?;
+        updaters.rms = Some(ev.gradient_rms(train.iter().map(token_chunk))?);
+    }
+    if lm.dynamic.contains_key(LEARNED_UPDATER) {
+        let path = lm.learned.as_deref().ok_or_else(|| {
+            Error::invalid("the updater 'learned' needs lm.learned (a meta-training run)")
+        })?;
+        updaters.learned = Some(load_learned(Path::new(path))?);
+    }
+    let tune = chunks_of(
+        &splits.valid,
+        &vocab,
+        (lm, lm.tune_chunks, cfg.seed ^ VALID_SALT),
+    )?;
+    for (name, grid) in &lm.dynamic {
+        let points = grid.points();
+        let mut tuning = Vec::new();
+        let mut best = points[0];
+        if points.len() > 1 {
+            let mut best_ppl = f64::INFINITY;
+            for &pt in &points {
+                let u = updaters.make(lm, name, pt)?;
+                let m = LmMethod::Dynamic(name.clone());
+                let s = score(gpu, (&spec, theta), (lm, &tune), Scoring::Dynamic(u), m)?;
+                // A diverged point (NaN) is never chosen.
+                if s.perplexity < best_ppl {
+                    (best, best_ppl) = (pt, s.perplexity);
+                }
+                tuning.push(TunePoint {
+                    lr: pt.0,
+                    decay: pt.1,
+                    valid_perplexity: s.perplexity,
+                });
+            }
+        }
+        let u = updaters.make(lm, name, best)?;
+        let m = LmMethod::Dynamic(name.clone());
+        let mut s = score(gpu, (&spec, theta), (lm, &chunks), Scoring::Dynamic(u), m)?;
+        s.chosen = Some(best);
+        s.tuning = tuning;
+        scores.push(s);
+    }
     Ok(LmEvaluation {
         step: model.step,
         documents: splits.test.len(),
         chunks: chunks.len(),
         streams: lm.streams,
         chunk: lm.chunk,
-        dynamic_lr: lm.dynamic_lr,
+        fast: lm.fast.clone(),
+        fast_weights,
+        tune_chunks: tune.len(),
         scores,
     })
 }
@@ -180,18 +345,49 @@ impl LmEvaluation {
     /// The table printed by `metalearn eval`: one line per method.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "test split: {} documents, {} chunks of {} streams × {} tokens; model after {} steps\n{:<14} {:>12} {:>12} {:>12}\n",
-            self.documents, self.chunks, self.streams, self.chunk, self.step,
-            "method", "tokens", "loss", "perplexity"
+            "test split: {} documents, {} chunks of {} streams × {} tokens; model after {} steps; fast weights {:?} ({} per stream)\n{:<18} {:>10} {:>10} {:>11} {:>10} {:>8}\n",
+            self.documents, self.chunks, self.streams, self.chunk, self.step, self.fast,
+            self.fast_weights, "method", "tokens", "loss", "perplexity", "lr", "decay"
         );
         for sc in &self.scores {
+            let (lr, decay) = match sc.chosen {
+                Some((lr, d)) => (
+                    lr.map_or("-".into(), |v| format!("{v:.3e}")),
+                    format!("{d}"),
+                ),
+                None => ("".into(), "".into()),
+            };
             s.push_str(&format!(
-                "{:<14} {:>12} {:>12.4} {:>12.3}\n",
+                "{:<18} {:>10} {:>10.4} {:>11.3} {:>10} {:>8}\n",
                 sc.method.name(),
                 sc.tokens,
                 sc.loss,
-                sc.perplexity
+                sc.perplexity,
+                lr,
+                decay
             ));
+        }
+        let tuned: Vec<&LmScore> = self
+            .scores
+            .iter()
+            .filter(|s| !s.tuning.is_empty())
+            .collect();
+        if !tuned.is_empty() {
+            s.push_str(&format!(
+                "tuned on {} validation chunks (validation perplexity per lr, decay):\n",
+                self.tune_chunks
+            ));
+            for sc in tuned {
+                let pts: Vec<String> = sc
+                    .tuning
+                    .iter()
+                    .map(|t| {
+                        let lr = t.lr.map_or("-".into(), |v| format!("{v:.1e}"));
+                        format!("{lr}/{}: {:.3}", t.decay, t.valid_perplexity)
+                    })
+                    .collect();
+                s.push_str(&format!("  {}: {}\n", sc.method.name(), pts.join(", ")));
+            }
         }
         s
     }
@@ -231,6 +427,13 @@ impl LmEvaluation {
             .map(|sc| {
                 json!({
                     "method": sc.method.name(),
+                    "lr": sc.chosen.and_then(|c| c.0),
+                    "decay": sc.chosen.map(|c| c.1),
+                    "tuning": sc.tuning.iter().map(|t| json!({
+                        "lr": t.lr,
+                        "decay": t.decay,
+                        "valid_perplexity": t.valid_perplexity,
+                    })).collect::<Vec<_>>(),
                     "tokens": sc.tokens,
                     "loss": sc.loss,
                     "perplexity": sc.perplexity,
@@ -244,14 +447,16 @@ impl LmEvaluation {
             })
             .collect();
         json!({
-            "format": "metalearn-lm-eval-1",
+            "format": "metalearn-lm-eval-2",
             "split": "test",
             "step": self.step,
             "documents": self.documents,
             "chunks": self.chunks,
             "streams": self.streams,
             "chunk": self.chunk,
-            "dynamic_lr": self.dynamic_lr,
+            "fast": self.fast,
+            "fast_weights": self.fast_weights,
+            "tune_chunks": self.tune_chunks,
             "position_bin": POSITION_BIN,
             "methods": methods,
         })

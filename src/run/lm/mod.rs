@@ -32,8 +32,8 @@ use crate::optim::Optimizer;
 use crate::tasks::lm::{LmSpec, StaticTrainer, TokenChunk};
 use crate::tasks::TaskRng;
 use crate::{Error, Result};
-use eval::score;
-pub use eval::{evaluate_lm, LmEvaluation, LmMethod, LmScore, PositionBin};
+pub use eval::{evaluate_lm, LmEvaluation, LmMethod, LmScore, PositionBin, TunePoint};
+use eval::{score, Scoring};
 
 /// The model file of an LM run directory.
 pub const LM_FILE: &str = "lm.safetensors";
@@ -47,6 +47,8 @@ pub const POSITION_BIN: u32 = 32;
 /// Seed salts of the validation and test streams (the training stream uses the seed itself).
 const VALID_SALT: u64 = 0x7661_6c69_6400_0001;
 const TEST_SALT: u64 = 0x7465_7374_0000_0001;
+/// Seed salt of the training chunks whose gradients give the RMS rule's statistics.
+const STATS_SALT: u64 = 0x7374_6174_7300_0001;
 
 /// A trained language model: its config, vocabulary, the steps it was trained for and its
 /// weights (one parameter block of [`LmSpec::layout`]).
@@ -380,7 +382,13 @@ pub fn train_lm(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<LmT
                     metrics: &mut crate::report::MetricsWriter|
      -> Result<f64> {
         let theta = tr.weights()?;
-        let s = score(gpu, (&spec, &theta), (lm, &valid), LmMethod::Static)?;
+        let s = score(
+            gpu,
+            (&spec, &theta),
+            (lm, &valid),
+            Scoring::Static,
+            LmMethod::Static,
+        )?;
         metrics.write(&json!({
             "step": step,
             "valid_loss": s.loss,

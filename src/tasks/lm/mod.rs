@@ -5,12 +5,14 @@
 //! evaluation on chunk streams ([`train`]). The task that reads documents through it joins the
 //! task registry with the document stream.
 
+pub mod dynamic;
 pub mod kernels;
 pub mod model;
 pub mod reference;
 pub mod spec;
 pub mod train;
 
-pub use model::GpuLm;
+pub use dynamic::Update;
+pub use model::{GpuLm, Parts};
 pub use spec::LmSpec;
 pub use train::{DynamicEval, StaticTrainer, TokenChunk};

@@ -9,7 +9,7 @@
 //! matrix products again.
 
 use super::kernels::{self, ChunkDims, LayerRef, LayerWork};
-use super::spec::{LmOffsets, LmSpec};
+use super::spec::{At, LmSpec, LmSplit, Part};
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::{matmul, Activation, Epilogue, MatDims, MatView};
 use crate::kernels::reduce::{reduce, Out, ReduceOp, Reduction, Strided};
@@ -23,8 +23,7 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct GpuLm {
     spec: LmSpec,
-    layout: ParamLayout,
-    offsets: LmOffsets,
+    split: LmSplit,
     dims: ChunkDims,
     regions: LayerWork,
     work: Vec<GpuBuffer>,
@@ -92,6 +91,35 @@ fn param(b: Batched<'_>, off: usize, cols: usize) -> MatView<'_> {
     }
 }
 
+/// A model's parameters, or their gradients, by part ([`Part`]): the fast block of every
+/// instance and the shared block (instance stride 0). A part that holds no tensor may be
+/// absent; in gradients, an absent part is not computed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Parts<'a> {
+    /// The fast blocks.
+    pub fast: Option<Batched<'a>>,
+    /// The shared block.
+    pub shared: Option<Batched<'a>>,
+}
+
+impl<'a> Parts<'a> {
+    /// Only fast blocks (the whole model, for [`GpuLm::new`]).
+    pub fn fast(b: Batched<'a>) -> Self {
+        Self {
+            fast: Some(b),
+            shared: None,
+        }
+    }
+
+    /// The blocks of `part`.
+    pub fn get(&self, part: Part) -> Option<Batched<'a>> {
+        match part {
+            Part::Fast => self.fast,
+            Part::Shared => self.shared,
+        }
+    }
+}
+
 /// Record `grad_n[off + c] = Σ_r x[n, r, c]` for the dense `[N, rows, cols]` tensor at
 /// `x.1` of `x.0` (a bias gradient from the gradient of its outputs).
 fn sum_rows(
@@ -121,15 +149,28 @@ fn sum_rows(
 }
 
 impl GpuLm {
-    /// The workspace of `instances` instances of `spec` reading chunks of `len` tokens.
+    /// The workspace of `instances` instances of `spec` reading chunks of `len` tokens, every
+    /// tensor in the fast part (each instance its own block of [`LmSpec::layout`], or one
+    /// block read by all at instance stride 0).
     pub fn new(gpu: &Gpu, spec: &LmSpec, instances: usize, len: usize) -> Result<Self> {
+        Self::split(gpu, spec, &["all".to_string()], instances, len)
+    }
+
+    /// As [`GpuLm::new`], with the tensors of the groups `fast` names fast and the others
+    /// shared ([`LmSpec::split`]).
+    pub fn split(
+        gpu: &Gpu,
+        spec: &LmSpec,
+        fast: &[String],
+        instances: usize,
+        len: usize,
+    ) -> Result<Self> {
         if instances == 0 || len == 0 {
             return Err(Error::invalid(
                 "a language model needs at least one instance and chunks of at least one token",
             ));
         }
-        let layout = spec.layout()?;
-        let offsets = spec.offsets(&layout)?;
+        let split = spec.split(fast)?;
         let dims = ChunkDims {
             batch: instances,
             len,
@@ -150,8 +191,7 @@ impl GpuLm {
         };
         Ok(Self {
             spec: *spec,
-            layout,
-            offsets,
+            split,
             dims,
             regions,
             work,
@@ -165,9 +205,14 @@ impl GpuLm {
         })
     }
 
-    /// The parameter layout of one instance.
+    /// The layout of one instance's fast block (with every tensor fast, [`LmSpec::layout`]).
     pub fn layout(&self) -> &ParamLayout {
-        &self.layout
+        &self.split.fast
+    }
+
+    /// The split of the parameters into fast and shared tensors.
+    pub fn parts(&self) -> &LmSplit {
+        &self.split
     }
 
     /// The model.
@@ -211,13 +256,65 @@ impl GpuLm {
         gpu.write(&self.chunk_flat, 0, &words)
     }
 
-    fn layer<'a>(&'a self, theta: Batched<'a>, l: usize) -> LayerRef<'a> {
-        LayerRef {
-            theta: (theta, self.layout.size()),
-            wh_off: self.offsets.wh[l],
+    /// Floats of one block of `part`.
+    fn part_len(&self, part: Part) -> usize {
+        match part {
+            Part::Fast => self.split.fast.size(),
+            Part::Shared => self.split.shared.size(),
+        }
+    }
+
+    /// The blocks of the part that holds the tensor at `at`.
+    fn src<'a>(&self, w: &Parts<'a>, at: At) -> Result<Batched<'a>> {
+        w.get(at.part).ok_or_else(|| {
+            Error::invalid(format!(
+                "lm: the {:?} part of the weights holds tensors but none was given",
+                at.part
+            ))
+        })
+    }
+
+    /// Check the parts given against the split: weights for each part that holds tensors, a
+    /// shared part at instance stride 0, and a gradient summed over the instances (stride 0)
+    /// only for weights they share.
+    fn check_parts(&self, w: &Parts, grad: Option<&Parts>) -> Result<()> {
+        for part in [Part::Fast, Part::Shared] {
+            let given = w.get(part);
+            if self.part_len(part) > 0 && given.is_none() {
+                return Err(Error::invalid(format!(
+                    "lm: the {part:?} part holds {} weights but none were given",
+                    self.part_len(part)
+                )));
+            }
+            let shared_ok = |b: Option<Batched>| b.is_none_or(|b| b.batch_stride == 0);
+            if part == Part::Shared
+                && !(shared_ok(given) && shared_ok(grad.and_then(|g| g.get(part))))
+            {
+                return Err(Error::invalid(
+                    "lm: shared weights and their gradient are one block for all instances \
+                     (instance stride 0)",
+                ));
+            }
+            if let (Some(g), Some(t)) = (grad.and_then(|g| g.get(part)), given) {
+                if g.batch_stride == 0 && t.batch_stride != 0 {
+                    return Err(Error::invalid(
+                        "lm: a gradient summed over the streams needs weights shared by them \
+                         (instance stride 0)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn layer<'a>(&'a self, w: &Parts<'a>, l: usize) -> Result<LayerRef<'a>> {
+        let wh = self.split.at.wh[l];
+        Ok(LayerRef {
+            theta: (self.src(w, wh)?, self.part_len(wh.part)),
+            wh_off: wh.off,
             work: (&self.work[l], self.regions),
             state: (2 * l * self.spec.hidden, self.spec.state_len()),
-        }
+        })
     }
 
     /// The top outputs u_t (projected when E ≠ H) as matrices of `rows` rows.
@@ -242,11 +339,8 @@ impl GpuLm {
         }
     }
 
-    /// Record the chunk's loss of every instance (`loss[loss.off + n]`) at `theta` from the
-    /// state in `states.0`, the state after the chunk into `states.1`, and, with `grad`, the
-    /// gradient of the loss into it (every storage of the block written). `theta` may have
-    /// instance stride 0 (one block of shared weights read by every instance); `grad` holds
-    /// one block per instance.
+    /// [`GpuLm::record_parts`] of a model whose tensors are all fast ([`GpuLm::new`]): `theta`
+    /// and `grad` each one block per instance, or one block for all at instance stride 0.
     pub fn record(
         &self,
         rec: &mut Recorder,
@@ -255,55 +349,88 @@ impl GpuLm {
         grad: Option<Batched>,
         loss: View,
     ) -> Result<()> {
-        let (d, o, s) = (&self.dims, &self.offsets, &self.spec);
+        self.record_parts(
+            rec,
+            Parts::fast(theta),
+            states,
+            grad.map(Parts::fast).as_ref(),
+            loss,
+        )
+    }
+
+    /// Record the chunk's loss of every instance (`loss[loss.off + n]`) at the weights `w`
+    /// from the state in `states.0`, the state after the chunk into `states.1`, and, with
+    /// `grad`, the gradient of the loss with respect to the parts it holds (every storage of
+    /// those blocks written; the products that only serve an absent part are not recorded).
+    /// A product whose weights every instance shares runs over all N·L rows at once; a
+    /// gradient block at instance stride 0 receives the sum over the instances.
+    pub fn record_parts(
+        &self,
+        rec: &mut Recorder,
+        w: Parts,
+        states: (&GpuBuffer, &GpuBuffer),
+        grad: Option<&Parts>,
+        loss: View,
+    ) -> Result<()> {
+        self.check_parts(&w, grad)?;
+        let (d, o, s) = (&self.dims, &self.split.at, &self.spec);
         let (n, l_n, h_n, e_n, v_n) = (d.batch, d.len, s.hidden, s.embed, s.vocab);
-        let block = self.layout.size();
-        // Weights shared by the streams: every product runs over all N·L rows at once.
-        let r = Rows::of(d, theta.batch_stride == 0);
-        let m = r.m;
-        kernels::embed(rec, d, (theta, block, o.emb), &self.chunk, &self.x0)?;
+        let rows = |shared: bool| Rows::of(d, shared);
+        let emb = self.src(&w, o.emb)?;
+        kernels::embed(
+            rec,
+            d,
+            (emb, self.part_len(o.emb.part), o.emb.off),
+            &self.chunk,
+            &self.x0,
+        )?;
         for l in 0..s.layers {
             let (x, x_off, width) = self.input(l);
+            let (wx, b) = (self.src(&w, o.wx[l])?, self.src(&w, o.b[l])?);
+            let r = rows(wx.batch_stride == 0 && b.batch_stride == 0);
             matmul(
                 rec,
-                MatDims::new(m, 4 * h_n, width, r.batch),
-                dense(x, x_off, m, width),
-                param(theta, o.wx[l], 4 * h_n),
-                dense(&self.work[l], self.regions.zx, m, 4 * h_n),
+                MatDims::new(r.m, 4 * h_n, width, r.batch),
+                dense(x, x_off, r.m, width),
+                param(wx, o.wx[l].off, 4 * h_n),
+                dense(&self.work[l], self.regions.zx, r.m, 4 * h_n),
                 Epilogue::BiasAct {
-                    buf: theta.buf,
-                    off: theta.off + o.b[l],
-                    batch_stride: theta.batch_stride,
+                    buf: b.buf,
+                    off: b.off + o.b[l].off,
+                    batch_stride: b.batch_stride,
                     act: Activation::Identity,
                 },
             )?;
-            let layer = self.layer(theta, l);
+            let layer = self.layer(&w, l)?;
             for t in 0..l_n {
                 kernels::step(rec, d, &layer, &self.chunk, states, t)?;
             }
         }
         let top = &self.work[s.layers - 1];
         if let (Some((u, _)), Some(p)) = (&self.proj_io, o.proj) {
+            let pw = self.src(&w, p)?;
+            let r = rows(pw.batch_stride == 0);
             matmul(
                 rec,
-                MatDims::new(m, e_n, h_n, r.batch),
-                dense(top, self.regions.h, m, h_n),
-                param(theta, p, e_n),
-                dense(u, 0, m, e_n),
+                MatDims::new(r.m, e_n, h_n, r.batch),
+                dense(top, self.regions.h, r.m, h_n),
+                param(pw, p.off, e_n),
+                dense(u, 0, r.m, e_n),
                 Epilogue::Store,
             )?;
         }
-        let u = self.u(m);
+        let out_b = self.src(&w, o.out_b)?;
+        let r = rows(emb.batch_stride == 0 && out_b.batch_stride == 0);
         matmul(
             rec,
-            MatDims::new(m, v_n, e_n, r.batch),
-            u,
-            param(theta, o.emb, e_n).t(),
-            dense(&self.logits, 0, m, v_n),
+            MatDims::new(r.m, v_n, e_n, r.batch),
+            self.u(r.m),
+            param(emb, o.emb.off, e_n).t(),
+            dense(&self.logits, 0, r.m, v_n),
             Epilogue::BiasAct {
-                buf: theta.buf,
-                off: theta.off + o.out_b,
-                batch_stride: theta.batch_stride,
+                buf: out_b.buf,
+                off: out_b.off + o.out_b.off,
+                batch_stride: out_b.batch_stride,
                 act: Activation::Identity,
             },
         )?;
@@ -325,7 +452,7 @@ impl GpuLm {
             loss,
         )?;
         match grad {
-            Some(g) => self.record_backward(rec, theta, g),
+            Some(g) => self.record_backward(rec, &w, g),
             None => Ok(()),
         }
     }
@@ -355,115 +482,158 @@ impl GpuLm {
         )
     }
 
-    fn record_backward(&self, rec: &mut Recorder, theta: Batched, grad: Batched) -> Result<()> {
-        let (d, o, s) = (&self.dims, &self.offsets, &self.spec);
+    fn record_backward(&self, rec: &mut Recorder, w: &Parts, g: &Parts) -> Result<()> {
+        let (d, o, s) = (&self.dims, &self.split.at, &self.spec);
         let (h_n, e_n, v_n) = (s.hidden, s.embed, s.vocab);
-        let block = self.layout.size();
-        // One gradient block for all streams (stride 0): every product sums over the N·L rows.
-        let joined = grad.batch_stride == 0;
-        if joined && theta.batch_stride != 0 {
-            return Err(Error::invalid(
-                "lm: a gradient summed over the streams needs weights shared by them (instance \
-                 stride 0)",
-            ));
+        let rows = |shared: bool| Rows::of(d, shared);
+        // The gradient block of the tensor at `at`, when its part is asked for.
+        let want = |at: At| g.get(at.part);
+        let needs_layer =
+            |l: usize| want(o.wx[l]).is_some() || want(o.wh[l]).is_some() || want(o.b[l]).is_some();
+        let emb_grad = want(o.emb);
+        // The lowest layer the backward pass must reach.
+        let lowest = if emb_grad.is_some() {
+            0
+        } else {
+            (0..s.layers).find(|&l| needs_layer(l)).unwrap_or(s.layers)
+        };
+        let dlogits = |m| dense(&self.dlogits, 0, m, v_n);
+        if let Some(gb) = want(o.out_b) {
+            let r = rows(gb.batch_stride == 0);
+            let gb = Batched {
+                off: gb.off + o.out_b.off,
+                ..gb
+            };
+            sum_rows(rec, (&self.dlogits, 0), (r.m, v_n, r.batch), gb, 0)?;
         }
-        let r = Rows::of(d, joined);
-        let (m, n) = (r.m, r.batch);
-        let u = self.u(m);
-        let dlogits = dense(&self.dlogits, 0, m, v_n);
-        sum_rows(rec, (&self.dlogits, 0), (m, v_n, n), grad, o.out_b)?;
         // The output's share of the tied embedding's gradient; the input's is added below.
-        matmul(
-            rec,
-            MatDims::new(v_n, e_n, m, n),
-            dlogits.t(),
-            u,
-            param(grad, o.emb, e_n),
-            Epilogue::Store,
-        )?;
+        if let Some(ge) = emb_grad {
+            let r = rows(ge.batch_stride == 0);
+            matmul(
+                rec,
+                MatDims::new(v_n, e_n, r.m, r.batch),
+                dlogits(r.m).t(),
+                self.u(r.m),
+                param(ge, o.emb.off, e_n),
+                Epilogue::Store,
+            )?;
+        }
+        let proj_grad = o.proj.and_then(|p| want(p).map(|gp| (p, gp)));
+        if lowest == s.layers && proj_grad.is_none() {
+            return Ok(());
+        }
+        let emb = self.src(w, o.emb)?;
+        let re = rows(emb.batch_stride == 0);
         let top = &self.work[s.layers - 1];
-        let top_dha = dense(top, self.regions.dha, m, h_n);
+        let top_dha = |m| dense(top, self.regions.dha, m, h_n);
         match (&self.proj_io, o.proj) {
             (Some((_, du)), Some(p)) => {
-                let du_v = dense(du, 0, m, e_n);
+                let du_v = |m| dense(du, 0, m, e_n);
                 matmul(
                     rec,
-                    MatDims::new(m, e_n, v_n, n),
-                    dlogits,
-                    param(theta, o.emb, e_n),
-                    du_v,
+                    MatDims::new(re.m, e_n, v_n, re.batch),
+                    dlogits(re.m),
+                    param(emb, o.emb.off, e_n),
+                    du_v(re.m),
                     Epilogue::Store,
                 )?;
+                if let Some((p, gp)) = proj_grad {
+                    let r = rows(gp.batch_stride == 0);
+                    matmul(
+                        rec,
+                        MatDims::new(h_n, e_n, r.m, r.batch),
+                        dense(top, self.regions.h, r.m, h_n).t(),
+                        du_v(r.m),
+                        param(gp, p.off, e_n),
+                        Epilogue::Store,
+                    )?;
+                }
+                let pw = self.src(w, p)?;
+                let r = rows(pw.batch_stride == 0);
                 matmul(
                     rec,
-                    MatDims::new(h_n, e_n, m, n),
-                    dense(top, self.regions.h, m, h_n).t(),
-                    du_v,
-                    param(grad, p, e_n),
-                    Epilogue::Store,
-                )?;
-                matmul(
-                    rec,
-                    MatDims::new(m, h_n, e_n, n),
-                    du_v,
-                    param(theta, p, e_n).t(),
-                    top_dha,
+                    MatDims::new(r.m, h_n, e_n, r.batch),
+                    du_v(r.m),
+                    param(pw, p.off, e_n).t(),
+                    top_dha(r.m),
                     Epilogue::Store,
                 )?;
             }
             _ => matmul(
                 rec,
-                MatDims::new(m, e_n, v_n, n),
-                dlogits,
-                param(theta, o.emb, e_n),
-                top_dha,
+                MatDims::new(re.m, e_n, v_n, re.batch),
+                dlogits(re.m),
+                param(emb, o.emb.off, e_n),
+                top_dha(re.m),
                 Epilogue::Store,
             )?,
         }
-        for l in (0..s.layers).rev() {
-            let layer = self.layer(theta, l);
+        for l in (lowest..s.layers).rev() {
+            let layer = self.layer(w, l)?;
             for t in (0..d.len).rev() {
                 kernels::step_back(rec, d, &layer, &self.chunk, t)?;
             }
             let work = &self.work[l];
-            let dz = dense(work, self.regions.dz, m, 4 * h_n);
+            let dz = |m| dense(work, self.regions.dz, m, 4 * h_n);
             let (x, x_off, width) = self.input(l);
-            matmul(
-                rec,
-                MatDims::new(width, 4 * h_n, m, n),
-                dense(x, x_off, m, width).t(),
-                dz,
-                param(grad, o.wx[l], 4 * h_n),
-                Epilogue::Store,
-            )?;
-            matmul(
-                rec,
-                MatDims::new(h_n, 4 * h_n, m, n),
-                dense(work, self.regions.hp, m, h_n).t(),
-                dz,
-                param(grad, o.wh[l], 4 * h_n),
-                Epilogue::Store,
-            )?;
-            sum_rows(rec, (work, self.regions.dz), (m, 4 * h_n, n), grad, o.b[l])?;
+            if let Some(gx) = want(o.wx[l]) {
+                let r = rows(gx.batch_stride == 0);
+                matmul(
+                    rec,
+                    MatDims::new(width, 4 * h_n, r.m, r.batch),
+                    dense(x, x_off, r.m, width).t(),
+                    dz(r.m),
+                    param(gx, o.wx[l].off, 4 * h_n),
+                    Epilogue::Store,
+                )?;
+            }
+            if let Some(gh) = want(o.wh[l]) {
+                let r = rows(gh.batch_stride == 0);
+                matmul(
+                    rec,
+                    MatDims::new(h_n, 4 * h_n, r.m, r.batch),
+                    dense(work, self.regions.hp, r.m, h_n).t(),
+                    dz(r.m),
+                    param(gh, o.wh[l].off, 4 * h_n),
+                    Epilogue::Store,
+                )?;
+            }
+            if let Some(gb) = want(o.b[l]) {
+                let r = rows(gb.batch_stride == 0);
+                let gb = Batched {
+                    off: gb.off + o.b[l].off,
+                    ..gb
+                };
+                sum_rows(rec, (work, self.regions.dz), (r.m, 4 * h_n, r.batch), gb, 0)?;
+            }
+            if l == lowest && emb_grad.is_none() {
+                continue;
+            }
+            let wx = self.src(w, o.wx[l])?;
+            let r = rows(wx.batch_stride == 0);
             let below = if l == 0 {
-                dense(&self.dx0, 0, m, e_n)
+                dense(&self.dx0, 0, r.m, e_n)
             } else {
-                dense(&self.work[l - 1], self.regions.dha, m, h_n)
+                dense(&self.work[l - 1], self.regions.dha, r.m, h_n)
             };
             matmul(
                 rec,
-                MatDims::new(m, width, 4 * h_n, n),
-                dz,
-                param(theta, o.wx[l], 4 * h_n).t(),
+                MatDims::new(r.m, width, 4 * h_n, r.batch),
+                dz(r.m),
+                param(wx, o.wx[l].off, 4 * h_n).t(),
                 below,
                 Epilogue::Store,
             )?;
         }
-        let (dims, chunk) = if joined {
-            (flat(d), &self.chunk_flat)
-        } else {
-            (*d, &self.chunk)
-        };
-        kernels::embed_grad(rec, &dims, &self.dx0, chunk, (grad, block, o.emb), true)
+        if let Some(ge) = emb_grad {
+            let (dims, chunk) = if ge.batch_stride == 0 {
+                (flat(d), &self.chunk_flat)
+            } else {
+                (*d, &self.chunk)
+            };
+            let block = self.part_len(o.emb.part);
+            kernels::embed_grad(rec, &dims, &self.dx0, chunk, (ge, block, o.emb.off), true)?;
+        }
+        Ok(())
     }
 }

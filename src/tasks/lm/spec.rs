@@ -27,21 +27,122 @@ use rand::Rng;
 use crate::params::ParamLayout;
 use crate::{Error, Result};
 
-/// Offsets of the named tensors in a parameter block of [`LmSpec::layout`].
+/// Where the named tensors of the model lie: offsets in a parameter block of
+/// [`LmSpec::layout`] (`T = usize`), or their part and offset in a split model ([`At`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LmOffsets {
+pub struct LmOffsets<T = usize> {
     /// `emb` (and its tie `out.w`).
-    pub emb: usize,
+    pub emb: T,
     /// `lstm{l}.wx` of every layer.
-    pub wx: Vec<usize>,
+    pub wx: Vec<T>,
     /// `lstm{l}.wh` of every layer.
-    pub wh: Vec<usize>,
+    pub wh: Vec<T>,
     /// `lstm{l}.b` of every layer.
-    pub b: Vec<usize>,
+    pub b: Vec<T>,
     /// `proj`, when E ≠ H.
-    pub proj: Option<usize>,
+    pub proj: Option<T>,
     /// `out.b`.
-    pub out_b: usize,
+    pub out_b: T,
+}
+
+/// The two parts of a split model's parameters ([`LmSplit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// "Fast" weights: one copy per instance (updated while a document is read).
+    Fast,
+    /// "Static" weights: one copy shared by every instance.
+    Shared,
+}
+
+/// A tensor's place in a split model: its part and its offset in that part's block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct At {
+    /// The part.
+    pub part: Part,
+    /// Offset in the part's block.
+    pub off: usize,
+}
+
+/// The model's parameters split into fast tensors (one block per instance) and shared ones
+/// (one block for all), from a list of tensor groups ([`LmSpec::split`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LmSplit {
+    /// The layout of one instance's fast block.
+    pub fast: ParamLayout,
+    /// The layout of the shared block.
+    pub shared: ParamLayout,
+    /// Where each tensor lies.
+    pub at: LmOffsets<At>,
+    full: ParamLayout,
+}
+
+/// The tensor groups [`LmSpec::split`] accepts, as a hint.
+pub const FAST_GROUPS: &str = "'all', 'emb' (the embedding and its tied output weight), \
+     'out.b', 'proj', 'lstm' (every layer), 'lstm<l>' (layer l) or 'lstm<l>.wx|wh|b' (one tensor)";
+
+/// True when tensor `name` belongs to group `g` (see [`FAST_GROUPS`]).
+fn in_group(name: &str, g: &str) -> bool {
+    g == "all"
+        || name == g
+        || name.starts_with(&format!("{g}."))
+        || (g == "lstm" && name.starts_with("lstm"))
+}
+
+impl LmSplit {
+    /// The fast and shared blocks of a full parameter block of [`LmSpec::layout`].
+    pub fn parts<T: Copy + Default>(&self, full: &[T]) -> Result<(Vec<T>, Vec<T>)> {
+        if full.len() != self.full.size() {
+            return Err(Error::invalid(format!(
+                "lm split: a parameter block has {} values, {} were given",
+                self.full.size(),
+                full.len()
+            )));
+        }
+        let mut fast = vec![T::default(); self.fast.size()];
+        let mut shared = vec![T::default(); self.shared.size()];
+        for e in self.full.entries().iter().filter(|e| e.owns_storage()) {
+            let (dst, to) = self.place(&e.name, &mut fast, &mut shared)?;
+            dst[to..to + e.len()].copy_from_slice(&full[e.offset..e.offset + e.len()]);
+        }
+        Ok((fast, shared))
+    }
+
+    /// The full parameter block of a fast and a shared block (the inverse of
+    /// [`LmSplit::parts`]).
+    pub fn join<T: Copy + Default>(&self, fast: &[T], shared: &[T]) -> Result<Vec<T>> {
+        if fast.len() != self.fast.size() || shared.len() != self.shared.size() {
+            return Err(Error::invalid(format!(
+                "lm split: blocks of {} fast and {} shared values, {} and {} were given",
+                self.fast.size(),
+                self.shared.size(),
+                fast.len(),
+                shared.len()
+            )));
+        }
+        let mut full = vec![T::default(); self.full.size()];
+        for e in self.full.entries().iter().filter(|e| e.owns_storage()) {
+            let (layout, src) = if self.fast.get(&e.name).is_some() {
+                (&self.fast, fast)
+            } else {
+                (&self.shared, shared)
+            };
+            let from = layout.require(&e.name)?.offset;
+            full[e.offset..e.offset + e.len()].copy_from_slice(&src[from..from + e.len()]);
+        }
+        Ok(full)
+    }
+
+    fn place<'b, T>(
+        &self,
+        name: &str,
+        fast: &'b mut [T],
+        shared: &'b mut [T],
+    ) -> Result<(&'b mut [T], usize)> {
+        match self.fast.get(name) {
+            Some(e) => Ok((fast, e.offset)),
+            None => Ok((shared, self.shared.require(name)?.offset)),
+        }
+    }
 }
 
 /// Sizes of the model.
@@ -116,8 +217,12 @@ impl LmSpec {
 
     /// Where each tensor of `layout` (this spec's [`LmSpec::layout`]) starts.
     pub fn offsets(&self, layout: &ParamLayout) -> Result<LmOffsets> {
-        let at = |name: &str| layout.require(name).map(|e| e.offset);
-        let per = |what: &str| -> Result<Vec<usize>> {
+        self.offsets_by(|name| layout.require(name).map(|e| e.offset))
+    }
+
+    /// The table of every named tensor's place, `at(name)` each.
+    fn offsets_by<T>(&self, at: impl Fn(&str) -> Result<T>) -> Result<LmOffsets<T>> {
+        let per = |what: &str| -> Result<Vec<T>> {
             (0..self.layers)
                 .map(|l| at(&format!("lstm{l}.{what}")))
                 .collect()
@@ -133,6 +238,61 @@ impl LmSpec {
                 None
             },
             out_b: at("out.b")?,
+        })
+    }
+
+    /// The model split into fast tensors, those of the groups `fast` names (see
+    /// [`FAST_GROUPS`]; the tied output weight goes with `emb`), and shared ones. Every group
+    /// must name a tensor of this model.
+    pub fn split(&self, fast: &[String]) -> Result<LmSplit> {
+        let full = self.layout()?;
+        for g in fast {
+            if !full
+                .entries()
+                .iter()
+                .any(|e| e.owns_storage() && in_group(&e.name, g))
+            {
+                return Err(Error::invalid(format!(
+                    "'{g}' names no tensor of this model ({} layer(s), {}); use {FAST_GROUPS}",
+                    self.layers,
+                    if self.has_projection() {
+                        "with a projection"
+                    } else {
+                        "no projection: E = H"
+                    }
+                )));
+            }
+        }
+        let is_fast = |name: &str| fast.iter().any(|g| in_group(name, g));
+        let (mut fl, mut sl) = (ParamLayout::new(), ParamLayout::new());
+        for e in full.entries() {
+            match e.tied_to {
+                None => {
+                    let to = if is_fast(&e.name) { &mut fl } else { &mut sl };
+                    to.add(&e.name, &e.shape)?;
+                }
+                Some(t) => {
+                    let target = &full.entries()[t].name;
+                    let to = if is_fast(target) { &mut fl } else { &mut sl };
+                    to.tie(&e.name, target, e.transposed)?;
+                }
+            }
+        }
+        let at = self.offsets_by(|name| match fl.get(name) {
+            Some(e) => Ok(At {
+                part: Part::Fast,
+                off: e.offset,
+            }),
+            None => sl.require(name).map(|e| At {
+                part: Part::Shared,
+                off: e.offset,
+            }),
+        })?;
+        Ok(LmSplit {
+            fast: fl,
+            shared: sl,
+            at,
+            full,
         })
     }
 

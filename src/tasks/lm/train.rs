@@ -5,15 +5,18 @@
 //!   from chunk to chunk; the gradient is the mean over the N streams, and any optimizer of
 //!   [`crate::optim`] (Adam by default) applies it.
 //! - [`DynamicEval`]: dynamic evaluation (Krause et al. 2018): each of N streams has its own
-//!   fast copy of the weights, starting at the static ones; every chunk is scored with the
-//!   weights *before* it is learned from, then the updater (SGD, or any optimizer — a learned
-//!   one with its φ) steps the fast weights on that chunk's gradient.
+//!   copy of the fast weights (the tensor groups it is given; the others are shared and fixed),
+//!   starting at the static ones; every chunk is scored with the weights *before* it is learned
+//!   from, then the [`Update`] (SGD or Krause's RMS rule with decay back to the static weights,
+//!   or any optimizer — a learned one with its φ) steps the fast weights on that chunk's
+//!   gradient.
 //!
 //! Both read chunks as [`TokenChunk`]s: `[N, L]` tokens, targets and document starts.
 
 use std::sync::Arc;
 
-use super::model::GpuLm;
+use super::dynamic::{record_update, Update, UpdateArgs};
+use super::model::{GpuLm, Parts};
 use super::spec::LmSpec;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::vec;
@@ -178,82 +181,224 @@ pub struct DynamicEval {
     gpu: Arc<Gpu>,
     lm: GpuLm,
     fast: GpuBuffer,
+    shared: Option<GpuBuffer>,
+    statics: GpuBuffer,
     grads: GpuBuffer,
     losses: GpuBuffer,
     token_losses: GpuBuffer,
     states: States,
+    updater: Option<Updater>,
+}
+
+/// An [`Update`] ready to record: its optimizer run or its RMS factors on the GPU.
+struct Updater {
+    update: Update,
     run: Option<OptimizerRun>,
+    scales: Option<GpuBuffer>,
 }
 
 impl DynamicEval {
-    /// Evaluate `streams` streams of chunks of `len` tokens, each from its own copy of the
-    /// static weights `theta`, updated after every chunk by `updater` (an optimizer and its
-    /// φ; `None`: static evaluation, the weights never change).
+    /// Evaluate `streams` streams of chunks of `len` tokens from the static weights `theta`
+    /// (one block of [`LmSpec::layout`]). The tensors of the groups `fast` names
+    /// ([`LmSpec::split`]) are each stream's own copy, stepped by `update` after every chunk
+    /// (`None`: static evaluation, the weights never change); the others are read from one
+    /// shared copy and never change.
     pub fn new(
         gpu: Arc<Gpu>,
         (spec, theta): (&LmSpec, &[f32]),
         (streams, len): (usize, usize),
-        updater: Option<(Optimizer, &[f32])>,
+        fast: &[String],
+        update: Option<Update>,
     ) -> Result<Self> {
-        let lm = model_for(&gpu, spec, theta, (streams, len))?;
-        let layout = lm.layout().clone();
+        if fast.is_empty() {
+            return Err(Error::invalid(
+                "dynamic evaluation needs fast weights: name at least one tensor group (e.g. \
+                 'lstm')",
+            ));
+        }
+        let lm = GpuLm::split(&gpu, spec, fast, streams, len)?;
+        let split = lm.parts().clone();
+        let (theta_fast, theta_shared) = split.parts(theta)?;
+        let pf = split.fast.size();
         let mut states = States::new(&gpu, streams * spec.state_len())?;
         states.zero(&gpu)?;
-        let run = match updater {
-            Some((opt, phi)) => Some(OptimizerRun::new(
-                gpu.clone(),
-                opt,
-                phi,
-                layout.clone(),
-                streams,
-            )?),
+        let updater = match update {
             None => None,
+            Some(update) => {
+                update.check()?;
+                let (run, scales) = match &update {
+                    Update::Optimizer { opt, phi, .. } => (
+                        Some(OptimizerRun::new(
+                            gpu.clone(),
+                            opt.clone(),
+                            phi,
+                            split.fast.clone(),
+                            streams,
+                        )?),
+                        None,
+                    ),
+                    Update::Rms {
+                        rms, eps, decay, ..
+                    } => {
+                        if rms.len() != pf {
+                            return Err(Error::invalid(format!(
+                                "dynamic evaluation: a gradient RMS of {} values for {pf} fast \
+                                 weights; gather it with the same fast groups",
+                                rms.len()
+                            )));
+                        }
+                        let scales = super::dynamic::rms_scales(rms, *eps, *decay);
+                        (None, Some(gpu.buffer_from("lm rms factors", &scales)?))
+                    }
+                    Update::Sgd { .. } => (None, None),
+                };
+                Some(Updater {
+                    update,
+                    run,
+                    scales,
+                })
+            }
         };
         Ok(Self {
-            fast: gpu.buffer_from("lm fast weights", &theta.repeat(streams))?,
-            grads: gpu.buffer("lm gradients", streams * layout.size())?,
+            fast: gpu.buffer_from("lm fast weights", &theta_fast.repeat(streams))?,
+            shared: if theta_shared.is_empty() {
+                None
+            } else {
+                Some(gpu.buffer_from("lm shared weights", &theta_shared)?)
+            },
+            statics: gpu.buffer_from("lm static fast weights", &theta_fast)?,
+            grads: gpu.buffer("lm gradients", streams * pf)?,
             losses: gpu.buffer("lm losses", streams)?,
             token_losses: gpu.buffer("lm token losses", streams * len)?,
             states,
-            run,
+            updater,
             lm,
             gpu,
         })
     }
 
+    /// The model (its split: [`GpuLm::parts`]).
+    pub fn model(&self) -> &GpuLm {
+        &self.lm
+    }
+
     /// Score `chunk` with the current weights (the loss of each stream, read back), then, with
-    /// an updater, step each stream's weights on the chunk's gradient.
+    /// an update, step each stream's fast weights on the chunk's gradient.
     pub fn chunk(&mut self, chunk: TokenChunk) -> Result<Vec<f32>> {
-        self.run_chunk(chunk, false)?;
+        self.run_chunk(chunk, false, self.updater.is_some())?;
         self.gpu.read(&self.losses)
     }
 
     /// As [`DynamicEval::chunk`], but returns the loss of every token, `[N, L]` (scored with
     /// the weights before the update).
     pub fn chunk_token_losses(&mut self, chunk: TokenChunk) -> Result<Vec<f32>> {
-        self.run_chunk(chunk, true)?;
+        self.run_chunk(chunk, true, self.updater.is_some())?;
         self.gpu.read(&self.token_losses)
     }
 
-    fn run_chunk(&mut self, chunk: TokenChunk, per_token: bool) -> Result<()> {
-        let p = self.lm.layout().size();
+    /// The root mean square of every fast coordinate's gradient over the streams and chunks
+    /// of `chunks`, read at the current weights (which do not change) with the state carried:
+    /// the statistics of Krause's RMS rule, gathered on training data.
+    pub fn gradient_rms<'c>(
+        &mut self,
+        chunks: impl IntoIterator<Item = TokenChunk<'c>>,
+    ) -> Result<Vec<f32>> {
+        use crate::kernels::reduce::{reduce, Out, ReduceOp, Reduction, Strided};
+        let (n, pf) = (self.lm.instances(), self.lm.layout().size());
+        let acc = self.gpu.buffer("lm gradient squares", pf)?;
+        let mut count = 0usize;
+        for chunk in chunks {
+            let updater = self.updater.take();
+            let run = self.run_chunk(chunk, false, true);
+            self.updater = updater;
+            run?;
+            let mut rec = Recorder::new(&self.gpu);
+            let mut r = Reduction::new(ReduceOp::SumSquares, n, pf, 1);
+            r.accumulate = count > 0;
+            reduce(
+                &mut rec,
+                r,
+                Strided {
+                    buf: &self.grads,
+                    off: 0,
+                    batch_stride: 0,
+                    row_stride: pf,
+                    col_stride: 1,
+                },
+                Out {
+                    buf: &acc,
+                    off: 0,
+                    batch_stride: 0,
+                    col_stride: 1,
+                },
+            )?;
+            rec.submit()?;
+            count += n;
+        }
+        if count == 0 {
+            return Err(Error::invalid(
+                "gradient statistics need at least one chunk",
+            ));
+        }
+        let sums: Vec<f32> = self.gpu.read(&acc)?;
+        Ok(sums
+            .iter()
+            .map(|&v| (f64::from(v) / count as f64).sqrt() as f32)
+            .collect())
+    }
+
+    fn run_chunk(&mut self, chunk: TokenChunk, per_token: bool, with_grad: bool) -> Result<()> {
+        let (n, pf) = (self.lm.instances(), self.lm.layout().size());
         self.lm
             .upload_chunk(&self.gpu, chunk.tokens, chunk.targets, chunk.starts)?;
         let mut rec = Recorder::new(&self.gpu);
-        let grad = self.run.as_ref().map(|_| Batched::dense(&self.grads, p));
-        self.lm.record(
+        let one = |buf| Batched {
+            buf,
+            off: 0,
+            batch_stride: 0,
+        };
+        let weights = Parts {
+            fast: Some(Batched::dense(&self.fast, pf)),
+            shared: self.shared.as_ref().map(one),
+        };
+        let grads = Parts::fast(Batched::dense(&self.grads, pf));
+        self.lm.record_parts(
             &mut rec,
-            Batched::dense(&self.fast, p),
+            weights,
             self.states.pair(),
-            grad,
+            with_grad.then_some(&grads),
             View::new(&self.losses, 0),
         )?;
         if per_token {
             self.lm
                 .record_token_losses(&mut rec, View::new(&self.token_losses, 0))?;
         }
-        if let Some(run) = &mut self.run {
-            run.step(&mut rec, &self.fast, &self.grads)?;
+        if let Some(u) = &mut self.updater {
+            let args = UpdateArgs {
+                theta: Batched::dense(&self.fast, pf),
+                grad: Batched::dense(&self.grads, pf),
+                statics: (&self.statics, 0),
+                scales: u.scales.as_ref(),
+                batch: n,
+                count: pf,
+            };
+            let decay = u.update.decay();
+            match (&u.update, &mut u.run) {
+                (Update::Sgd { lr, .. } | Update::Rms { lr, .. }, _) => {
+                    record_update(&mut rec, &args, *lr, decay)?
+                }
+                (Update::Optimizer { .. }, Some(run)) => {
+                    run.step(&mut rec, &self.fast, &self.grads)?;
+                    if decay > 0.0 {
+                        record_update(&mut rec, &args, 0.0, decay)?;
+                    }
+                }
+                (Update::Optimizer { .. }, None) => {
+                    return Err(Error::invalid(
+                        "dynamic evaluation: the optimizer is not set up",
+                    ))
+                }
+            }
         }
         rec.submit()?;
         self.states.swap();
@@ -265,7 +410,7 @@ impl DynamicEval {
         self.states.zero(&self.gpu)
     }
 
-    /// The fast weights of every stream (read back), N blocks.
+    /// The fast weights of every stream (read back), N blocks of the fast layout.
     pub fn weights(&self) -> Result<Vec<f32>> {
         self.gpu.read(&self.fast)
     }
