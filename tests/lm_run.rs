@@ -246,6 +246,40 @@ fn evaluation_scores_every_method_tunes_and_dynamic_adapts() {
         dy.curve.len()
     );
     assert!(ev.table().contains("static-reset") && ev.table().contains("tuned on 4"));
+    // Runs of several seeds compared: the same evaluation twice has no spread, and the gain of
+    // a method by bin is static's loss minus its own.
+    let e2 = d.join("eval2");
+    again.write(&e2).unwrap();
+    let seeds = metalearn::run::lm::LmSeeds::read(&[e.clone(), e2]).unwrap();
+    assert_eq!(seeds.methods.len(), 6);
+    let sgd = seeds
+        .methods
+        .iter()
+        .find(|m| m.method == "dynamic-sgd")
+        .unwrap();
+    let gain = seeds.gain(sgd).unwrap();
+    assert_eq!(gain.mean.len(), st.curve.len().min(dy.curve.len()));
+    for (b, g) in gain.mean.iter().enumerate() {
+        let want = st.curve[b].mean_loss - dy.curve[b].mean_loss;
+        assert!(
+            (g - want).abs() < 1e-12 && gain.std[b] == 0.0,
+            "bin {b}: {g} vs {want}"
+        );
+    }
+    assert!(
+        seeds.table().contains("| dynamic-sgd |"),
+        "{}",
+        seeds.table()
+    );
+    let sd = d.join("seeds");
+    seeds.write(&sd).unwrap();
+    for f in ["lm_seeds.md", "lm_seeds.json", "lm_gain.csv", "lm_gain.svg"] {
+        assert!(sd.join(f).exists(), "{f}");
+    }
+    expect_err(
+        metalearn::run::lm::LmSeeds::read(&[e.clone(), d.join("nothing")]),
+        &["lm_eval.json", "cannot be read"],
+    );
     // A hand-designed run as lm.learned is refused by name.
     let hand = d.join("hand");
     let hand_cfg = meta_cfg

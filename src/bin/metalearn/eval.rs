@@ -6,10 +6,13 @@ use std::sync::Arc;
 use metalearn::gpu::Gpu;
 use metalearn::{Error, Result};
 
-use super::lm::{is_lm_run, lm_eval_cmd};
+use super::lm::{is_lm_eval, is_lm_run, lm_eval_cmd, lm_seeds_cmd};
 use super::EvalArgs;
 
 pub(crate) fn eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {
+    if is_lm_eval(&a.checkpoint) {
+        return lm_seeds_cmd(a);
+    }
     if is_lm_run(&a.checkpoint) {
         return lm_eval_cmd(open, a);
     }

@@ -52,6 +52,43 @@ pub(crate) fn is_lm_run(path: &std::path::Path) -> bool {
     }
 }
 
+/// True when `path` is a directory written by `metalearn eval` of a language-model run.
+pub(crate) fn is_lm_eval(path: &std::path::Path) -> bool {
+    path.join(metalearn::run::lm::LM_EVAL_JSON).exists()
+}
+
+/// `metalearn eval DIR --compare DIR…` of LM evaluation directories (one per seed): each
+/// method's perplexity as mean ± std and the per-position gain over static evaluation, in
+/// `lm_seeds.md`, `lm_seeds.json`, `lm_gain.csv` and `lm_gain.svg` of `--out` (default: the
+/// first directory).
+pub(crate) fn lm_seeds_cmd(a: EvalArgs) -> Result<()> {
+    use metalearn::run::lm::LmSeeds;
+    if a.config.is_some() || !a.set.is_empty() || a.steps.is_some() || a.instances.is_some() {
+        return Err(Error::invalid(
+            "LM evaluation directories are compared as they are: only --compare and --out apply",
+        ));
+    }
+    let mut dirs = vec![a.checkpoint.clone()];
+    dirs.extend(a.compare.iter().cloned());
+    if let Some(d) = dirs.iter().find(|d| !is_lm_eval(d)) {
+        return Err(Error::invalid(format!(
+            "{} holds no {}: compare directories written by metalearn eval of language-model runs",
+            d.display(),
+            metalearn::run::lm::LM_EVAL_JSON
+        )));
+    }
+    let seeds = LmSeeds::read(&dirs)?;
+    print!("{}", seeds.table());
+    let out = a.out.clone().unwrap_or_else(|| a.checkpoint.clone());
+    seeds.write(&out)?;
+    println!(
+        "per-position gain over static: {} and {}",
+        out.join("lm_gain.csv").display(),
+        out.join("lm_gain.svg").display()
+    );
+    Ok(())
+}
+
 /// `metalearn eval` of a language-model run: static, state-reset and dynamic evaluation with
 /// every updater of `[lm.dynamic]` (tuned on the validation split) on the test split; a table on stdout, `lm_eval.csv` and `lm_eval.json` in the output directory.
 pub(crate) fn lm_eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> Result<()> {

@@ -20,6 +20,7 @@ use serde_json::json;
 use super::TrainOptions;
 
 mod eval;
+mod seeds;
 use crate::config::{Config, LmConfig, LmCorpus, LmTokens, LM_KIND};
 use crate::data::text::{
     read_linux_doc, read_text_dir, read_wikitext, split_documents, ChunkArrays, DocumentStream,
@@ -34,6 +35,7 @@ use crate::tasks::TaskRng;
 use crate::{Error, Result};
 pub use eval::{evaluate_lm, LmEvaluation, LmMethod, LmScore, PositionBin, TunePoint};
 use eval::{score, Scoring};
+pub use seeds::{LmSeeds, MethodSeeds, LM_EVAL_JSON};
 
 /// The model file of an LM run directory.
 pub const LM_FILE: &str = "lm.safetensors";
