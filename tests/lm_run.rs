@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use metalearn::config::Config;
 use metalearn::data::text::{Document, Vocab, WordOptions};
-use metalearn::run::lm::{evaluate_lm, train_lm, LmMethod, LmModel, LM_FILE, POSITION_BIN};
+use metalearn::run::lm::{
+    evaluate_lm, train_lm, LmMethod, LmModel, LM_CHECKPOINT, LM_FILE, POSITION_BIN,
+};
 use metalearn::run::{self, TrainOptions};
 use metalearn::Error;
 
@@ -296,6 +298,80 @@ fn evaluation_scores_every_method_tunes_and_dynamic_adapts() {
     expect_err(evaluate_lm(gpu, &model, &bad), &["hand-designed", "adam"]);
 }
 
+/// A run stopped after k steps (its checkpoint written) and resumed ends with the same model
+/// and the same metrics as the uninterrupted run; resuming with another training setting, with
+/// nothing left, or without a checkpoint is refused by name, and an unfinished run is not
+/// started over without --resume.
+#[test]
+fn a_resumed_lm_run_is_bit_identical() {
+    let gpu = common::shared_gpu();
+    let d = temp_dir("resume");
+    let corpus = repeated_corpus(&d);
+    let full = d.join("full");
+    train_lm(gpu, &tiny(&corpus, &full, &[]), &quiet()).unwrap();
+    let out = d.join("parts");
+    let cfg = tiny(&corpus, &out, &["output.checkpoint_every=10"]);
+    let mut stop = quiet();
+    stop.stop_after = Some(25);
+    let s = train_lm(gpu, &cfg, &stop).unwrap();
+    assert!(!s.finished && s.steps == 25 && s.file == out.join(LM_CHECKPOINT));
+    assert!(!out.join(LM_FILE).exists());
+    expect_err(train_lm(gpu, &cfg, &quiet()), &["unfinished", "--resume"]);
+    let resume = TrainOptions {
+        resume: true,
+        ..quiet()
+    };
+    let other = tiny(&corpus, &out, &["lm.lr=0.03"]);
+    expect_err(train_lm(gpu, &other, &resume), &["another config", "lm.lr"]);
+    let short = tiny(&corpus, &out, &["lm.steps=20"]);
+    expect_err(
+        train_lm(gpu, &short, &resume),
+        &["nothing is left", "lm.steps"],
+    );
+    let s = train_lm(gpu, &cfg, &resume).unwrap();
+    assert!(s.finished && s.steps == 40 && s.losses.len() == 15);
+    // The configs differ in output.dir and output.checkpoint_every only: the same weights.
+    let (a, b) = (LmModel::load(&out).unwrap(), LmModel::load(&full).unwrap());
+    assert_eq!((a.step, &a.theta), (b.step, &b.theta));
+    assert!(
+        !out.join(LM_CHECKPOINT).exists(),
+        "the model supersedes the checkpoint"
+    );
+    let strip = |p: &Path| -> Vec<serde_json::Value> {
+        read_metrics(p)
+            .into_iter()
+            .map(|mut v| {
+                let o = v.as_object_mut().unwrap();
+                o.remove("tokens_per_s");
+                o.remove("seconds");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&out.join("metrics.jsonl")),
+        strip(&full.join("metrics.jsonl"))
+    );
+    // No checkpoint to resume.
+    let fresh = tiny(&corpus, &d.join("fresh"), &[]);
+    expect_err(train_lm(gpu, &fresh, &resume), &["no LM checkpoint"]);
+    // A corrupt checkpoint is named.
+    let broken = d.join("broken");
+    let cfg_b = tiny(&corpus, &broken, &[]);
+    let mut two = quiet();
+    two.stop_after = Some(2);
+    train_lm(gpu, &cfg_b, &two).unwrap();
+    let ck = broken.join(LM_CHECKPOINT);
+    let mut bytes = std::fs::read(&ck).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0x10;
+    std::fs::write(&ck, &bytes).unwrap();
+    expect_err(
+        train_lm(gpu, &cfg_b, &resume),
+        &["checksum mismatch", LM_CHECKPOINT],
+    );
+}
+
 fn expect_err(r: metalearn::Result<impl std::fmt::Debug>, needles: &[&str]) -> String {
     let e = r.expect_err("an error");
     let s = e.to_string();
@@ -353,7 +429,10 @@ fn bad_inputs_are_named_and_nothing_is_overwritten() {
         resume: true,
         ..quiet()
     };
-    expect_err(train_lm(gpu, &cfg, &resume), &["not supported yet"]);
+    expect_err(
+        train_lm(gpu, &cfg, &resume),
+        &["already holds a trained language model"],
+    );
     assert_eq!(std::fs::read(&file).unwrap(), saved);
     assert_eq!(std::fs::read(out.join("metrics.jsonl")).unwrap(), metrics);
     // A vocabulary that is not the corpus's (checksum recomputed: a well-formed file).

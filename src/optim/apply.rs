@@ -188,6 +188,23 @@ impl OptimizerRun {
         self.gpu.read_range(&self.slots[self.cur], self.count, len)
     }
 
+    /// Continue from `state` ([`state`](Self::state) of a run of the same optimizer and sizes)
+    /// after `steps` steps.
+    pub fn set_state(&mut self, state: &[f32], steps: usize) -> Result<()> {
+        let len = self.count * self.opt.state_len();
+        if state.len() != len {
+            return Err(Error::invalid(format!(
+                "optimizer run: a state of {} values, this run's is {len}",
+                state.len()
+            )));
+        }
+        if len > 0 {
+            self.gpu.write(&self.slots[self.cur], self.count, state)?;
+        }
+        self.t = steps;
+        Ok(())
+    }
+
     /// Record one step: `params` ← step(`params`, `grads`), both N · P floats on this run's
     /// device. Nothing runs until the recording is submitted; submit it before the next step,
     /// [`state`](Self::state) or [`step_host`](Self::step_host).

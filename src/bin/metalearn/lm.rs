@@ -24,7 +24,7 @@ pub(crate) fn lm_train_cmd(
         resume: a.resume,
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after: None,
-        stop: None,
+        stop: Some(metalearn::run::stop_on_signals()?),
     };
     let s = metalearn::run::lm::train_lm(gpu, cfg, &opts)?;
     let last = s.losses.last().copied().unwrap_or(f64::NAN);
@@ -34,6 +34,9 @@ pub(crate) fn lm_train_cmd(
         s.steps, s.seconds
     );
     println!("model: {}", s.file.display());
+    if !s.finished {
+        println!("(stopped early: that is the run's checkpoint; continue with --resume)");
+    }
     println!(
         "metrics: {}/metrics.jsonl; evaluate with: metalearn eval {}",
         cfg.output.dir, cfg.output.dir

@@ -2,40 +2,32 @@
 //! training with Adam on a document stream of the training split ([`train_lm`], what
 //! `metalearn train` runs for such a config), the model file `lm.safetensors` of the run
 //! directory ([`LmModel`]), and the evaluation of `metalearn eval` on the test split
-//! ([`evaluate_lm`]): static, dynamic (SGD on every chunk's gradient) and static with the state
-//! reset before every chunk, each with its perplexity and its loss by position in the document.
+//! ([`evaluate_lm`]): static, static with the state reset before every chunk and dynamic with
+//! every updater of `[lm.dynamic]`, each with its perplexity and its loss by position in the
+//! document; several seeds' evaluations side by side ([`LmSeeds`]).
 //!
 //! A run directory is never overwritten: a directory that holds `lm.safetensors` or
-//! meta-training checkpoints is refused. Resuming an LM run is not there yet.
+//! meta-training checkpoints is refused; an unfinished run ([`LM_CHECKPOINT`]) continues only
+//! with `--resume`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
-
-use rand::SeedableRng;
-use safetensors::{Dtype, SafeTensors};
-use serde_json::json;
-
-use super::TrainOptions;
 
 mod eval;
+mod file;
+mod resume;
 mod seeds;
-use crate::config::{Config, LmConfig, LmCorpus, LmTokens, LM_KIND};
+mod train;
+use crate::config::{Config, LmConfig, LmCorpus, LmTokens};
 use crate::data::text::{
     read_linux_doc, read_text_dir, read_wikitext, split_documents, ChunkArrays, DocumentStream,
     Splits, Vocab, WordOptions,
 };
-use crate::gpu::Gpu;
-use crate::meta::save::{fnv1a, metadata_checksum, FNV_OFFSET};
-use crate::meta::{tensor_file, write_atomically, RunDir};
-use crate::optim::Optimizer;
-use crate::tasks::lm::{LmSpec, StaticTrainer, TokenChunk};
-use crate::tasks::TaskRng;
+use crate::tasks::lm::{LmSpec, TokenChunk};
 use crate::{Error, Result};
 pub use eval::{evaluate_lm, LmEvaluation, LmMethod, LmScore, PositionBin, TunePoint};
-use eval::{score, Scoring};
+pub use resume::{LmCheckpoint, LM_CHECKPOINT, LM_CHECKPOINT_FORMAT};
 pub use seeds::{LmSeeds, MethodSeeds, LM_EVAL_JSON};
+pub use train::{train_lm, LmTrainSummary};
 
 /// The model file of an LM run directory.
 pub const LM_FILE: &str = "lm.safetensors";
@@ -76,110 +68,55 @@ impl LmModel {
     /// `vocab` (the vocabulary's text form) and `checksum` (FNV-1a 64 of the tensor bytes, then
     /// of every other metadata entry as `key NUL value NUL` in key order).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let bytes = bytemuck::cast_slice::<f32, u8>(&self.theta);
-        let mut meta: BTreeMap<String, String> = [
-            ("format", LM_FORMAT.to_string()),
-            ("step", self.step.to_string()),
-            ("config", self.config.to_toml()?),
-            ("vocab", self.vocab.to_text()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let checksum = metadata_checksum(fnv1a(FNV_OFFSET, bytes), &meta);
-        meta.insert("checksum".into(), format!("{checksum:016x}"));
-        let shape = [self.theta.len()];
-        tensor_file::serialize(&[("theta", &shape, &self.theta)], &meta)
+        file::to_bytes(
+            LM_FORMAT,
+            (&self.config, &self.vocab, self.step),
+            &[],
+            &[("theta", &self.theta)],
+        )
     }
 
     /// Parse [`LM_FILE`] bytes; `path` names the file in errors. Checks the format, the
     /// checksum, the config, the vocabulary and the weights' length against both.
     pub fn from_bytes(data: &[u8], path: &Path) -> Result<LmModel> {
+        let hint = "the file is truncated or corrupt, or not a metalearn language model; train \
+                    it again with metalearn train into a new run directory";
+        let mut f = file::from_bytes(data, path, (LM_FORMAT, &["theta"]), hint)?;
+        let model = LmModel {
+            theta: f.tensors.remove("theta").unwrap_or_default(),
+            config: f.config,
+            vocab: f.vocab,
+            step: f.step,
+        };
+        model.check(path, hint)?;
+        Ok(model)
+    }
+
+    /// The weights against the config and the vocabulary.
+    fn check(&self, path: &Path, hint: &str) -> Result<()> {
         let bad = |problem: String| Error::Checkpoint {
             path: path.to_path_buf(),
             problem,
-            hint: "the file is truncated or corrupt, or not a metalearn language model; train \
-                   it again with metalearn train into a new run directory"
-                .into(),
+            hint: hint.into(),
         };
-        let st = SafeTensors::deserialize(data)
-            .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
-        let meta = tensor_file::read_metadata(data, &bad)?;
-        let meta = &meta;
-        let get = |k: &str| tensor_file::required(meta, k, &bad);
-        let format = get("format")?;
-        if format != LM_FORMAT {
-            return Err(bad(format!("format '{format}', expected '{LM_FORMAT}'")));
-        }
-        let names = st.names();
-        if names.len() != 1 {
-            return Err(bad(format!(
-                "{} tensors, expected the one tensor 'theta'",
-                names.len()
-            )));
-        }
-        let t = st
-            .tensor("theta")
-            .map_err(|e| bad(format!("tensor 'theta': {e}")))?;
-        if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
-            return Err(bad(format!(
-                "tensor 'theta' is {:?} of shape {:?}, expected a flat F32 tensor",
-                t.dtype(),
-                t.shape()
-            )));
-        }
-        let checksum = metadata_checksum(fnv1a(FNV_OFFSET, t.data()), meta);
-        let want = get("checksum")?;
-        if *want != format!("{checksum:016x}") {
-            return Err(bad(format!(
-                "checksum mismatch (stored {want}, computed {checksum:016x}): the weights or the metadata are corrupt"
-            )));
-        }
-        let theta: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let step_text = get("step")?;
-        let step = step_text.parse().map_err(|_| {
-            bad(format!(
-                "metadata 'step' = '{step_text}' is not a whole number"
-            ))
-        })?;
-        let config =
-            Config::from_toml(get("config")?, &format!("{} (its config)", path.display()))?;
-        if config.task.kind != LM_KIND {
-            return Err(bad(format!(
-                "its config has task.kind = '{}', not '{LM_KIND}'",
-                config.task.kind
-            )));
-        }
-        let vocab = Vocab::parse(get("vocab")?)
-            .map_err(|e| bad(format!("its vocabulary does not parse: {e}")))?;
-        let model = LmModel {
-            config,
-            vocab,
-            step,
-            theta,
-        };
-        let want_bytes = matches!(model.config.lm.tokens, LmTokens::Bytes);
-        let is_bytes = matches!(model.vocab.kind(), crate::data::text::VocabKind::Byte);
+        let want_bytes = matches!(self.config.lm.tokens, LmTokens::Bytes);
+        let is_bytes = matches!(self.vocab.kind(), crate::data::text::VocabKind::Byte);
         if want_bytes != is_bytes {
             return Err(bad(format!(
                 "its config says lm.tokens = '{:?}', its vocabulary is a {}",
-                model.config.lm.tokens,
-                model.vocab.describe()
+                self.config.lm.tokens,
+                self.vocab.describe()
             )
             .to_lowercase()));
         }
-        let p = model.spec()?.layout()?.size();
-        if model.theta.len() != p {
+        let p = self.spec()?.layout()?.size();
+        if self.theta.len() != p {
             return Err(bad(format!(
                 "{} weights, the model of its config and vocabulary has {p}",
-                model.theta.len()
+                self.theta.len()
             )));
         }
-        Ok(model)
+        Ok(())
     }
 
     /// Read [`LM_FILE`], or the one in a run directory.
@@ -280,164 +217,4 @@ fn token_chunk(a: &ChunkArrays) -> TokenChunk<'_> {
         targets: &a.targets,
         starts: &a.starts,
     }
-}
-
-/// What [`train_lm`] did.
-#[derive(Clone, Debug)]
-pub struct LmTrainSummary {
-    /// Steps taken.
-    pub steps: usize,
-    /// Mean training loss of every step.
-    pub losses: Vec<f64>,
-    /// (step, validation perplexity) of every evaluation.
-    pub valid: Vec<(usize, f64)>,
-    /// The model file written.
-    pub file: PathBuf,
-    /// Seconds of training (evaluations included).
-    pub seconds: f64,
-}
-
-/// Train the language model `cfg.lm` describes: read and split the corpus, build the
-/// vocabulary on the training split, run `lm.steps` Adam steps on N streams of training
-/// documents, validate every `lm.eval_every` steps and at the end, and write `config.toml`,
-/// `metrics.jsonl` and [`LM_FILE`] into the run directory `cfg.output.dir`. Refuses a directory
-/// that already holds a model or meta-training checkpoints, and `opts.resume` (not there yet
-/// for LM runs); `opts.stop_after` ends the run early (the model is written as trained so far).
-pub fn train_lm(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<LmTrainSummary> {
-    if cfg.task.kind != LM_KIND {
-        return Err(Error::invalid(format!(
-            "train_lm needs task.kind = \"{LM_KIND}\", got '{}'; use run::train",
-            cfg.task.kind
-        )));
-    }
-    let dir = RunDir::create(Path::new(&cfg.output.dir), cfg.output.keep)?;
-    let file = dir.path().join(LM_FILE);
-    if opts.resume {
-        return Err(Error::invalid(format!(
-            "resuming a language-model run is not supported yet; train into a new run directory with --out (run directory {})",
-            dir.path().display()
-        )));
-    }
-    if file.exists() {
-        return Err(Error::invalid(format!(
-            "the run directory {} already holds a trained language model ({}); choose another directory with --out, or remove the file to train again",
-            dir.path().display(),
-            file.display()
-        )));
-    }
-    if let Some((_, p)) = dir.checkpoints()?.last() {
-        return Err(Error::invalid(format!(
-            "the run directory {} holds meta-training checkpoints (newest {}); choose another directory with --out",
-            dir.path().display(),
-            p.display()
-        )));
-    }
-    let lm = &cfg.lm;
-    let (splits, vocab) = read_data(lm)?;
-    let spec = spec_of(lm, &vocab)?;
-    let layout = spec.layout()?;
-    eprintln!(
-        "language model: V = {}, E = {}, H = {}, {} layer(s), {} parameters; {} streams × {} tokens per step",
-        spec.vocab,
-        spec.embed,
-        spec.hidden,
-        spec.layers,
-        layout.size(),
-        lm.streams,
-        lm.chunk
-    );
-    let mut rng = TaskRng::seed_from_u64(cfg.seed);
-    let theta0 = spec.init(&mut rng, 1)?;
-    let mut train =
-        DocumentStream::from_documents(&splits.train, &vocab, lm.streams, lm.chunk, cfg.seed)?;
-    let valid = chunks_of(
-        &splits.valid,
-        &vocab,
-        (lm, lm.eval_chunks, cfg.seed ^ VALID_SALT),
-    )?;
-    let adam = Optimizer::parse("adam")?.with_lr(lm.lr);
-    let mut tr = StaticTrainer::new(
-        gpu.clone(),
-        (&spec, &theta0),
-        (lm.streams, lm.chunk),
-        (adam, &[]),
-    )?;
-    let config_path = dir.path().join("config.toml");
-    write_atomically(&config_path, cfg.to_toml()?.as_bytes())?;
-    let metrics_path = dir.path().join("metrics.jsonl");
-    // A run that stopped before writing its model left lines that are about to be recomputed.
-    write_atomically(&metrics_path, b"")?;
-    let mut metrics = crate::report::MetricsWriter::open(&metrics_path)?;
-    let end = opts.stop_after.map_or(lm.steps, |k| k.min(lm.steps));
-    let bar = crate::progress::ProgressBar::new(opts.progress, lm.steps as u64, 0)?;
-    let tokens_per_step = (lm.streams * lm.chunk) as f64;
-    let t0 = Instant::now();
-    let mut summary = LmTrainSummary {
-        steps: 0,
-        losses: Vec::with_capacity(end),
-        valid: Vec::new(),
-        file: file.clone(),
-        seconds: 0.0,
-    };
-    let validate = |tr: &StaticTrainer,
-                    step: usize,
-                    metrics: &mut crate::report::MetricsWriter|
-     -> Result<f64> {
-        let theta = tr.weights()?;
-        let s = score(
-            gpu,
-            (&spec, &theta),
-            (lm, &valid),
-            Scoring::Static,
-            LmMethod::Static,
-        )?;
-        metrics.write(&json!({
-            "step": step,
-            "valid_loss": s.loss,
-            "valid_perplexity": s.perplexity,
-        }))?;
-        Ok(s.perplexity)
-    };
-    for step in 1..=end {
-        let chunk = train.next_chunk().arrays();
-        let loss = tr.step(token_chunk(&chunk))?;
-        summary.losses.push(loss);
-        let seconds = t0.elapsed().as_secs_f64();
-        metrics.write(&json!({
-            "step": step,
-            "loss": loss,
-            "perplexity": loss.exp(),
-            "tokens_per_s": step as f64 * tokens_per_step / seconds.max(1e-9),
-            "seconds": seconds,
-        }))?;
-        if let Some(b) = &bar {
-            b.set_position(step as u64);
-            b.set_message(format!("loss {loss:.4}"));
-        }
-        if !loss.is_finite() {
-            return Err(Error::invalid(format!(
-                "the training loss is {loss} at step {step}; lower lm.lr (now {})",
-                lm.lr
-            )));
-        }
-        if lm.eval_every > 0 && step % lm.eval_every == 0 && step < end {
-            let ppl = validate(&tr, step, &mut metrics)?;
-            summary.valid.push((step, ppl));
-        }
-    }
-    let ppl = validate(&tr, end, &mut metrics)?;
-    summary.valid.push((end, ppl));
-    if let Some(b) = bar {
-        b.finish();
-    }
-    let model = LmModel {
-        config: cfg.clone(),
-        vocab,
-        step: end,
-        theta: tr.weights()?,
-    };
-    write_atomically(&file, &model.to_bytes()?)?;
-    summary.steps = end;
-    summary.seconds = t0.elapsed().as_secs_f64();
-    Ok(summary)
 }

@@ -92,6 +92,21 @@ fn mean(v: &[f32]) -> f64 {
     v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len().max(1) as f64
 }
 
+/// What [`StaticTrainer::snapshot`] reads back and [`StaticTrainer::restore`] writes: the
+/// weights, the optimizer's state (`state_len × P` floats) and steps, and the state every
+/// stream carries into its next chunk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainerSnapshot {
+    /// The weights.
+    pub theta: Vec<f32>,
+    /// The optimizer's state.
+    pub opt_state: Vec<f32>,
+    /// Optimizer steps taken.
+    pub opt_steps: usize,
+    /// The carried state of every stream.
+    pub lm_state: Vec<f32>,
+}
+
 /// LM training of shared weights on N streams; see the [module documentation](self).
 pub struct StaticTrainer {
     gpu: Arc<Gpu>,
@@ -173,6 +188,34 @@ impl StaticTrainer {
     /// The current weights (read back).
     pub fn weights(&self) -> Result<Vec<f32>> {
         self.gpu.read(&self.theta)
+    }
+
+    /// Everything the next step depends on (read back).
+    pub fn snapshot(&self) -> Result<TrainerSnapshot> {
+        Ok(TrainerSnapshot {
+            theta: self.weights()?,
+            opt_state: self.run.state()?,
+            opt_steps: self.run.steps_taken(),
+            lm_state: self.gpu.read(self.states.pair().0)?,
+        })
+    }
+
+    /// Continue from `s` (a [`StaticTrainer::snapshot`] of a trainer of the same model, streams
+    /// and optimizer).
+    pub fn restore(&mut self, s: &TrainerSnapshot) -> Result<()> {
+        let want = self.states.bufs[0].len();
+        if s.theta.len() != self.lm.layout().size() || s.lm_state.len() != want {
+            return Err(Error::invalid(format!(
+                "lm trainer: a snapshot of {} weights and {} state values, this trainer has {} and {want}",
+                s.theta.len(),
+                s.lm_state.len(),
+                self.lm.layout().size()
+            )));
+        }
+        self.run.set_state(&s.opt_state, s.opt_steps)?;
+        self.gpu.write(&self.theta, 0, &s.theta)?;
+        self.states.cur = 0;
+        self.gpu.write(&self.states.bufs[0], 0, &s.lm_state)
     }
 }
 
