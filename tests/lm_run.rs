@@ -229,6 +229,8 @@ fn evaluation_scores_every_method_tunes_and_dynamic_adapts() {
     ev.write(&e).unwrap();
     let csv = std::fs::read_to_string(e.join("lm_eval.csv")).unwrap();
     assert!(csv.starts_with("method,from,to,tokens,mean_loss,perplexity\n"));
+    let svg = std::fs::read_to_string(e.join("lm_eval.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("dynamic-rms"));
     for name in &names {
         assert!(
             csv.lines().any(|l| l.starts_with(&format!("{name},,,"))),

@@ -462,12 +462,36 @@ impl LmEvaluation {
         })
     }
 
-    /// Write `lm_eval.csv` and `lm_eval.json` into `dir` (created if absent), atomically.
+    /// Write `lm_eval.csv`, `lm_eval.json` and the curves' plot `lm_eval.svg` (with the `cli`
+    /// feature) into `dir` (created if absent), atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         write_atomically(&dir.join("lm_eval.csv"), self.csv().as_bytes())?;
         let json = serde_json::to_string_pretty(&self.json())
             .map_err(|e| Error::invalid(format!("lm_eval.json cannot be written: {e}")))?;
-        write_atomically(&dir.join("lm_eval.json"), json.as_bytes())
+        write_atomically(&dir.join("lm_eval.json"), json.as_bytes())?;
+        // The curves over the bins every method has, one line per method.
+        let bins = self.scores.iter().map(|s| s.curve.len()).min().unwrap_or(0);
+        let curves: Vec<(String, Vec<f64>)> = self
+            .scores
+            .iter()
+            .map(|s| {
+                let c = s.curve.iter().take(bins).map(|b| b.mean_loss).collect();
+                (s.method.name(), c)
+            })
+            .collect();
+        if bins == 0 {
+            return Ok(());
+        }
+        match crate::report::plot_svg(
+            dir.join("lm_eval.svg"),
+            &format!("mean loss by position in the document (bins of {POSITION_BIN} tokens)"),
+            "nats per token",
+            &curves,
+            false,
+        ) {
+            Err(Error::MissingFeature { .. }) => Ok(()),
+            other => other,
+        }
     }
 }
