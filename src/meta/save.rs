@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 
 use super::tensor_file::{self, F32Tensor};
 
@@ -208,27 +208,8 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
         .map_err(|e| bad(format!("not a readable safetensors file ({e})")))?;
     let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
     names.sort();
-    let mut checksum = FNV_OFFSET;
-    let mut tensors: HashMap<String, Vec<f32>> = HashMap::new();
-    for name in &names {
-        let t = st
-            .tensor(name)
-            .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
-        if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
-            return Err(bad(format!(
-                "tensor '{name}' is {:?} of shape {:?}, expected a flat F32 tensor",
-                t.dtype(),
-                t.shape()
-            )));
-        }
-        checksum = fnv1a(checksum, t.data());
-        let v: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        tensors.insert(name.clone(), v);
-    }
+    let (values, mut checksum) = tensor_file::read_flat(&st, &names, &bad)?;
+    let mut tensors: HashMap<String, Vec<f32>> = names.iter().cloned().zip(values).collect();
     if version > 1 {
         checksum = metadata_checksum(checksum, meta);
     }

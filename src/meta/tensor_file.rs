@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use safetensors::SafeTensors;
+use safetensors::{Dtype, SafeTensors};
 
 use crate::{Error, Result};
 
@@ -74,6 +74,37 @@ pub fn required<'m>(
 ) -> Result<&'m String> {
     meta.get(k)
         .ok_or_else(|| bad(format!("metadata key '{k}' is missing")))
+}
+
+/// The flat F32 tensors `names` of `st`, in that order, and the FNV-1a 64 hash of their bytes
+/// in that order (from the offset basis); `bad` words the error of a missing or malformed one.
+pub fn read_flat(
+    st: &SafeTensors,
+    names: &[String],
+    bad: &impl Fn(String) -> Error,
+) -> Result<(Vec<Vec<f32>>, u64)> {
+    let mut hash = crate::meta::save::FNV_OFFSET;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let t = st
+            .tensor(name)
+            .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
+        if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
+            return Err(bad(format!(
+                "tensor '{name}' is {:?} of shape {:?}, expected a flat F32 tensor",
+                t.dtype(),
+                t.shape()
+            )));
+        }
+        hash = crate::meta::save::fnv1a(hash, t.data());
+        out.push(
+            t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
+    }
+    Ok((out, hash))
 }
 
 #[cfg(test)]

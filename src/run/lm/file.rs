@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 
 use crate::config::{Config, LM_KIND};
 use crate::data::text::Vocab;
@@ -86,27 +86,8 @@ pub(super) fn from_bytes(
     if have != want {
         return Err(bad(format!("tensors {have:?}, expected {want:?}")));
     }
-    let mut tensors = BTreeMap::new();
-    let mut hash = FNV_OFFSET;
-    for name in &want {
-        let t = st
-            .tensor(name)
-            .map_err(|e| bad(format!("tensor '{name}': {e}")))?;
-        if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
-            return Err(bad(format!(
-                "tensor '{name}' is {:?} of shape {:?}, expected a flat F32 tensor",
-                t.dtype(),
-                t.shape()
-            )));
-        }
-        hash = fnv1a(hash, t.data());
-        let values: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        tensors.insert(name.clone(), values);
-    }
+    let (values, hash) = tensor_file::read_flat(&st, &want, &bad)?;
+    let tensors: BTreeMap<String, Vec<f32>> = want.iter().cloned().zip(values).collect();
     let checksum = metadata_checksum(hash, &meta);
     let stored = get("checksum")?;
     if *stored != format!("{checksum:016x}") {

@@ -500,11 +500,13 @@ impl GpuLm {
         let dlogits = |m| dense(&self.dlogits, 0, m, v_n);
         if let Some(gb) = want(o.out_b) {
             let r = rows(gb.batch_stride == 0);
-            let gb = Batched {
-                off: gb.off + o.out_b.off,
-                ..gb
-            };
-            sum_rows(rec, (&self.dlogits, 0), (r.m, v_n, r.batch), gb, 0)?;
+            sum_rows(
+                rec,
+                (&self.dlogits, 0),
+                (r.m, v_n, r.batch),
+                gb,
+                o.out_b.off,
+            )?;
         }
         // The output's share of the tied embedding's gradient; the input's is added below.
         if let Some(ge) = emb_grad {
@@ -576,35 +578,28 @@ impl GpuLm {
             let work = &self.work[l];
             let dz = |m| dense(work, self.regions.dz, m, 4 * h_n);
             let (x, x_off, width) = self.input(l);
-            if let Some(gx) = want(o.wx[l]) {
-                let r = rows(gx.batch_stride == 0);
-                matmul(
-                    rec,
-                    MatDims::new(width, 4 * h_n, r.m, r.batch),
-                    dense(x, x_off, r.m, width).t(),
-                    dz(r.m),
-                    param(gx, o.wx[l].off, 4 * h_n),
-                    Epilogue::Store,
-                )?;
-            }
-            if let Some(gh) = want(o.wh[l]) {
-                let r = rows(gh.batch_stride == 0);
-                matmul(
-                    rec,
-                    MatDims::new(h_n, 4 * h_n, r.m, r.batch),
-                    dense(work, self.regions.hp, r.m, h_n).t(),
-                    dz(r.m),
-                    param(gh, o.wh[l].off, 4 * h_n),
-                    Epilogue::Store,
-                )?;
+            // The weight gradients X·dZ and H_prev·dZ of the chunk.
+            let inputs = [
+                (o.wx[l], (x, x_off, width)),
+                (o.wh[l], (work, self.regions.hp, h_n)),
+            ];
+            for (at, (src, src_off, w)) in inputs {
+                if let Some(g) = want(at) {
+                    let r = rows(g.batch_stride == 0);
+                    matmul(
+                        rec,
+                        MatDims::new(w, 4 * h_n, r.m, r.batch),
+                        dense(src, src_off, r.m, w).t(),
+                        dz(r.m),
+                        param(g, at.off, 4 * h_n),
+                        Epilogue::Store,
+                    )?;
+                }
             }
             if let Some(gb) = want(o.b[l]) {
                 let r = rows(gb.batch_stride == 0);
-                let gb = Batched {
-                    off: gb.off + o.b[l].off,
-                    ..gb
-                };
-                sum_rows(rec, (work, self.regions.dz), (r.m, 4 * h_n, r.batch), gb, 0)?;
+                let dims = (r.m, 4 * h_n, r.batch);
+                sum_rows(rec, (work, self.regions.dz), dims, gb, o.b[l].off)?;
             }
             if l == lowest && emb_grad.is_none() {
                 continue;
