@@ -528,47 +528,41 @@ impl GpuLm {
         let re = rows(emb.batch_stride == 0);
         let top = &self.work[s.layers - 1];
         let top_dha = |m| dense(top, self.regions.dha, m, h_n);
-        match (&self.proj_io, o.proj) {
-            (Some((_, du)), Some(p)) => {
-                let du_v = |m| dense(du, 0, m, e_n);
+        // ∂ℓ/∂u = dS·E: the gradient of the top layer's outputs, or of the projected ones.
+        let du = |m| match &self.proj_io {
+            Some((_, du)) => dense(du, 0, m, e_n),
+            None => top_dha(m),
+        };
+        matmul(
+            rec,
+            MatDims::new(re.m, e_n, v_n, re.batch),
+            dlogits(re.m),
+            param(emb, o.emb.off, e_n),
+            du(re.m),
+            Epilogue::Store,
+        )?;
+        if let Some(p) = o.proj {
+            if let Some((p, gp)) = proj_grad {
+                let r = rows(gp.batch_stride == 0);
                 matmul(
                     rec,
-                    MatDims::new(re.m, e_n, v_n, re.batch),
-                    dlogits(re.m),
-                    param(emb, o.emb.off, e_n),
-                    du_v(re.m),
-                    Epilogue::Store,
-                )?;
-                if let Some((p, gp)) = proj_grad {
-                    let r = rows(gp.batch_stride == 0);
-                    matmul(
-                        rec,
-                        MatDims::new(h_n, e_n, r.m, r.batch),
-                        dense(top, self.regions.h, r.m, h_n).t(),
-                        du_v(r.m),
-                        param(gp, p.off, e_n),
-                        Epilogue::Store,
-                    )?;
-                }
-                let pw = self.src(w, p)?;
-                let r = rows(pw.batch_stride == 0);
-                matmul(
-                    rec,
-                    MatDims::new(r.m, h_n, e_n, r.batch),
-                    du_v(r.m),
-                    param(pw, p.off, e_n).t(),
-                    top_dha(r.m),
+                    MatDims::new(h_n, e_n, r.m, r.batch),
+                    dense(top, self.regions.h, r.m, h_n).t(),
+                    du(r.m),
+                    param(gp, p.off, e_n),
                     Epilogue::Store,
                 )?;
             }
-            _ => matmul(
+            let pw = self.src(w, p)?;
+            let r = rows(pw.batch_stride == 0);
+            matmul(
                 rec,
-                MatDims::new(re.m, e_n, v_n, re.batch),
-                dlogits(re.m),
-                param(emb, o.emb.off, e_n),
-                top_dha(re.m),
+                MatDims::new(r.m, h_n, e_n, r.batch),
+                du(r.m),
+                param(pw, p.off, e_n).t(),
+                top_dha(r.m),
                 Epilogue::Store,
-            )?,
+            )?;
         }
         for l in (lowest..s.layers).rev() {
             let layer = self.layer(w, l)?;
