@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use metalearn::config::Config;
 use metalearn::data::text::{Document, Vocab, WordOptions};
 use metalearn::run::lm::{
-    evaluate_lm, train_lm, LmMethod, LmModel, LM_CHECKPOINT, LM_FILE, POSITION_BIN,
+    evaluate_lm, train_lm, LmCheckpoint, LmMethod, LmModel, LM_CHECKPOINT, LM_FILE, POSITION_BIN,
 };
 use metalearn::run::{self, TrainOptions};
 use metalearn::Error;
@@ -354,6 +354,34 @@ fn a_resumed_lm_run_is_bit_identical() {
         strip(&out.join("metrics.jsonl")),
         strip(&full.join("metrics.jsonl"))
     );
+    // A stop request (what SIGINT/SIGTERM set): the step in progress finishes, a checkpoint is
+    // written, the error names --resume, and the resumed run ends with the same weights.
+    let stopped = d.join("stopped");
+    let cfg_s = tiny(&corpus, &stopped, &[]);
+    let flag = run::StopFlag::new();
+    flag.set();
+    let opts = TrainOptions {
+        stop: Some(flag),
+        ..quiet()
+    };
+    match train_lm(gpu, &cfg_s, &opts) {
+        Err(Error::Interrupted { step, saved, hint }) => {
+            assert_eq!(step, 1);
+            assert!(
+                saved.contains(LM_CHECKPOINT) && hint.contains("--resume"),
+                "{saved} {hint}"
+            );
+        }
+        other => panic!("expected an interrupted run, got {other:?}"),
+    }
+    assert_eq!(
+        LmCheckpoint::load(&stopped.join(LM_CHECKPOINT))
+            .unwrap()
+            .step,
+        1
+    );
+    train_lm(gpu, &cfg_s, &resume).unwrap();
+    assert_eq!(LmModel::load(&stopped).unwrap().theta, b.theta);
     // No checkpoint to resume.
     let fresh = tiny(&corpus, &d.join("fresh"), &[]);
     expect_err(train_lm(gpu, &fresh, &resume), &["no LM checkpoint"]);
