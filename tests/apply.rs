@@ -13,6 +13,7 @@ use metalearn::gpu::Recorder;
 use metalearn::kernels::vec::View;
 use metalearn::kernels::Batched;
 use metalearn::meta::evaluate;
+use metalearn::optim::gated::Gated;
 use metalearn::optim::hand::{Adam, Sgd};
 use metalearn::optim::lstm::Lstm;
 use metalearn::optim::mlp::MlpOpt;
@@ -31,6 +32,7 @@ fn optimizers() -> Vec<Optimizer> {
         }),
         Optimizer::new(Lstm::default()),
         Optimizer::new(MlpOpt::default()),
+        Optimizer::new(Gated::default()),
     ]
 }
 

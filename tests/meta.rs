@@ -7,6 +7,7 @@ use common::{amplify_lstm, f64s, rng, shared_gpu};
 use metalearn::meta::{
     FinalBatch, LossWeights, MetaConfig, MetaGradient, MetaTrainer, NonFinite, Schedule,
 };
+use metalearn::optim::gated::Gated;
 use metalearn::optim::hand::{Adam, Momentum, Nag, RmsProp, Sgd};
 use metalearn::optim::linear::Linear;
 use metalearn::optim::lstm::Lstm;
@@ -78,6 +79,7 @@ fn optimizers() -> Vec<Optimizer> {
             exp_mult: 0.5,
             step_mult: 0.05,
         }),
+        Optimizer::new(Gated::default()),
         Optimizer::new(Momentum { lr: 0.02, mu: 0.9 }),
         Optimizer::new(Nag { lr: 0.02, mu: 0.9 }),
         Optimizer::new(RmsProp {

@@ -13,6 +13,7 @@ use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::matmul::Activation;
 use metalearn::kernels::Batched;
 use metalearn::meta::{FinalBatch, LossWeights, MetaConfig, MetaGradient, MetaTrainer, Schedule};
+use metalearn::optim::gated::{Gated, GatedConfig};
 use metalearn::optim::hand::{Adam, Momentum, Nag, RmsProp, Sgd};
 use metalearn::optim::linear::Linear;
 use metalearn::optim::lstm::Lstm;
@@ -378,6 +379,14 @@ fn every_optimizer_second_order_matches_reference() -> Result<()> {
             step_mult: 0.05,
         }),
         Optimizer::new(LrSchedule { horizon: 5.0 }),
+        // As for the LSTM: a small p keeps the log feature steep, larger proposals.
+        Optimizer::new(Gated {
+            cfg: GatedConfig {
+                p: 2.0,
+                out_scale: 0.5,
+                ..Default::default()
+            },
+        }),
     ] {
         let first: u64 = r.random();
         let mut posed = false;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use rand::RngCore;
 
 pub mod apply;
+pub mod gated;
 pub mod hand;
 pub mod linear;
 pub mod lstm;
@@ -48,6 +49,7 @@ pub const REGISTRY: &[(&str, MakeOptimizer)] = &[
     ("mlp", || mlp::MlpOpt::default().into()),
     ("schedule", || schedule::Schedule::default().into()),
     ("linear", || linear::Linear.into()),
+    ("gated", || gated::Gated::default().into()),
 ];
 
 /// The kernels of every registered family (checked against the WGSL by a naga test).

@@ -273,7 +273,7 @@ pub fn lstm_features(cfg: &LstmConfig, g: f64) -> [f64; 2] {
 }
 
 /// Derivatives of the two features with respect to `g` (0 where the feature is clamped).
-fn lstm_feature_grads(cfg: &LstmConfig, g: f64) -> [f64; 2] {
+pub fn lstm_feature_grads(cfg: &LstmConfig, g: f64) -> [f64; 2] {
     let inside = |r: f64| r > -1.0 && r < 1.0;
     let r1 = (g.abs() + cfg.eps).ln() / cfg.p;
     let d1 = if inside(r1) {
