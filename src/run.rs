@@ -532,7 +532,7 @@ fn refuse_orphan_metrics(dir: &RunDir, metrics: &Path, unreadable: Option<Error>
 
 /// Keep only the metrics lines of outer steps up to `step` (those after it were written by a
 /// run that stopped before its next checkpoint and are about to be recomputed).
-fn drop_metrics_after(path: &Path, step: usize) -> Result<()> {
+pub(crate) fn drop_metrics_after(path: &Path, step: usize) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(());
     };

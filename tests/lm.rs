@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{assert_close, assert_untouched, f64s, gpus, rng, uniform};
+use common::{assert_close, assert_untouched, f64s, gpus, random_tokens, rng, uniform};
 use metalearn::gpu::{Gpu, Recorder};
 use metalearn::kernels::vec::View;
 use metalearn::kernels::Batched;
@@ -16,11 +16,6 @@ use metalearn::tasks::lm::{GpuLm, LmSpec};
 use metalearn::tasks::TaskRng;
 use metalearn::Result;
 use rand::Rng;
-
-/// `count` random tokens of a vocabulary of `v`.
-fn random_tokens(r: &mut TaskRng, count: usize, v: usize) -> Vec<u32> {
-    (0..count).map(|_| r.random_range(0..v as u32)).collect()
-}
 
 /// The f64 reference of stream `i` of a `[N, len]` chunk at parameters `theta` from `state`.
 fn stream_reference(

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_close, assert_untouched, f64s, rng, uniform};
+use common::{assert_close, assert_untouched, f64s, random_tokens, rng, uniform};
 use metalearn::gpu::Recorder;
 use metalearn::kernels::Batched;
 use metalearn::optim::Optimizer;
@@ -15,7 +15,6 @@ use metalearn::tasks::lm::reference::{self, Chunk};
 use metalearn::tasks::lm::{DynamicEval, LmSpec, TokenChunk, Update};
 use metalearn::tasks::TaskRng;
 use metalearn::Result;
-use rand::Rng;
 
 /// The shader's equation in f64 for one instance.
 fn formula(
@@ -126,10 +125,6 @@ fn rms_factors_are_the_inverse_rms_and_the_capped_relative_rms() {
     assert_eq!(s[6], 2.0);
     // No decay: no cap.
     assert!((rms_scales(&rms, 1e-3, 0.0)[6] - 3.0).abs() < 1e-6);
-}
-
-fn random_tokens(r: &mut TaskRng, count: usize, v: usize) -> Vec<u32> {
-    (0..count).map(|_| r.random_range(0..v as u32)).collect()
 }
 
 /// `k` chunks of N streams: tokens, targets, starts.

@@ -67,6 +67,11 @@ pub fn rng(test: &str) -> TaskRng {
     TaskRng::seed_from_u64(seed)
 }
 
+/// `count` random tokens of a vocabulary of `v`.
+pub fn random_tokens(r: &mut TaskRng, count: usize, v: usize) -> Vec<u32> {
+    (0..count).map(|_| r.random_range(0..v as u32)).collect()
+}
+
 /// `n` uniform values in [lo, hi).
 pub fn uniform(rng: &mut TaskRng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(lo..hi)).collect()

@@ -38,22 +38,6 @@ pub struct LmTrainSummary {
     pub seconds: f64,
 }
 
-/// Keep the lines of `metrics.jsonl` up to `step` (a resumed run recomputes the rest).
-fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s as usize <= step)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    write_atomically(path, kept.as_bytes())
-}
-
 /// The checkpoint of `dir` to resume, checked against `cfg`: the same training, steps left.
 fn checkpoint_to_resume(dir: &RunDir, cfg: &Config) -> Result<LmCheckpoint> {
     let path = dir.path().join(LM_CHECKPOINT);
@@ -169,7 +153,7 @@ pub fn train_lm(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<LmT
             for _ in 0..ck.step {
                 train.next_chunk();
             }
-            truncate_metrics(&metrics_path, ck.step)?;
+            crate::run::drop_metrics_after(&metrics_path, ck.step)?;
             eprintln!(
                 "resuming {} at step {} of {}",
                 dir.path().display(),

@@ -233,11 +233,27 @@ pub struct DynamicEval {
     updater: Option<Updater>,
 }
 
-/// An [`Update`] ready to record: its optimizer run or its RMS factors on the GPU.
-struct Updater {
-    update: Update,
-    run: Option<OptimizerRun>,
-    scales: Option<GpuBuffer>,
+/// What one chunk of [`DynamicEval`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// The streams' losses, then the update.
+    Losses,
+    /// Also every token's loss.
+    TokenLosses,
+    /// The gradient at the current weights, no update.
+    Gradient,
+}
+
+/// An [`Update`] ready to record.
+enum Updater {
+    /// The SGD or RMS rule of `dynamic.wgsl` (the RMS rule's factors on the GPU).
+    Rule {
+        lr: f32,
+        decay: f32,
+        scales: Option<GpuBuffer>,
+    },
+    /// An optimizer's step, then the decay.
+    Run { run: Box<OptimizerRun>, decay: f32 },
 }
 
 impl DynamicEval {
@@ -269,19 +285,22 @@ impl DynamicEval {
             None => None,
             Some(update) => {
                 update.check()?;
-                let (run, scales) = match &update {
-                    Update::Optimizer { opt, phi, .. } => (
-                        Some(OptimizerRun::new(
+                Some(match update {
+                    Update::Optimizer { opt, phi, decay } => Updater::Run {
+                        run: Box::new(OptimizerRun::new(
                             gpu.clone(),
-                            opt.clone(),
-                            phi,
+                            opt,
+                            &phi,
                             split.fast.clone(),
                             streams,
                         )?),
-                        None,
-                    ),
+                        decay,
+                    },
                     Update::Rms {
-                        rms, eps, decay, ..
+                        lr,
+                        decay,
+                        eps,
+                        rms,
                     } => {
                         if rms.len() != pf {
                             return Err(Error::invalid(format!(
@@ -290,15 +309,18 @@ impl DynamicEval {
                                 rms.len()
                             )));
                         }
-                        let scales = super::dynamic::rms_scales(rms, *eps, *decay);
-                        (None, Some(gpu.buffer_from("lm rms factors", &scales)?))
+                        let scales = super::dynamic::rms_scales(&rms, eps, decay);
+                        Updater::Rule {
+                            lr,
+                            decay,
+                            scales: Some(gpu.buffer_from("lm rms factors", &scales)?),
+                        }
                     }
-                    Update::Sgd { .. } => (None, None),
-                };
-                Some(Updater {
-                    update,
-                    run,
-                    scales,
+                    Update::Sgd { lr, decay } => Updater::Rule {
+                        lr,
+                        decay,
+                        scales: None,
+                    },
                 })
             }
         };
@@ -328,14 +350,14 @@ impl DynamicEval {
     /// Score `chunk` with the current weights (the loss of each stream, read back), then, with
     /// an update, step each stream's fast weights on the chunk's gradient.
     pub fn chunk(&mut self, chunk: TokenChunk) -> Result<Vec<f32>> {
-        self.run_chunk(chunk, false, self.updater.is_some())?;
+        self.run_chunk(chunk, false)?;
         self.gpu.read(&self.losses)
     }
 
     /// As [`DynamicEval::chunk`], but returns the loss of every token, `[N, L]` (scored with
     /// the weights before the update).
     pub fn chunk_token_losses(&mut self, chunk: TokenChunk) -> Result<Vec<f32>> {
-        self.run_chunk(chunk, true, self.updater.is_some())?;
+        self.run_chunk(chunk, true)?;
         self.gpu.read(&self.token_losses)
     }
 
@@ -350,12 +372,10 @@ impl DynamicEval {
         let (n, pf) = (self.lm.instances(), self.lm.layout().size());
         let acc = self.gpu.buffer("lm gradient squares", pf)?;
         let mut count = 0usize;
+        let gpu = self.gpu.clone();
         for chunk in chunks {
-            let updater = self.updater.take();
-            let run = self.run_chunk(chunk, false, true);
-            self.updater = updater;
-            run?;
-            let mut rec = Recorder::new(&self.gpu);
+            let mut rec = Recorder::new(&gpu);
+            self.record_chunk(&mut rec, chunk, Pass::Gradient)?;
             let mut r = Reduction::new(ReduceOp::SumSquares, n, pf, 1);
             r.accumulate = count > 0;
             reduce(
@@ -376,6 +396,7 @@ impl DynamicEval {
                 },
             )?;
             rec.submit()?;
+            self.states.swap();
             count += n;
         }
         if count == 0 {
@@ -390,11 +411,27 @@ impl DynamicEval {
             .collect())
     }
 
-    fn run_chunk(&mut self, chunk: TokenChunk, per_token: bool, with_grad: bool) -> Result<()> {
+    /// Score `chunk` (per token with `per_token`), then step the fast weights with the update,
+    /// in one submission; the state carried.
+    fn run_chunk(&mut self, chunk: TokenChunk, per_token: bool) -> Result<()> {
+        let gpu = self.gpu.clone();
+        let mut rec = Recorder::new(&gpu);
+        let pass = if per_token {
+            Pass::TokenLosses
+        } else {
+            Pass::Losses
+        };
+        self.record_chunk(&mut rec, chunk, pass)?;
+        rec.submit()?;
+        self.states.swap();
+        Ok(())
+    }
+
+    /// Record one chunk's `pass` (the caller submits and then swaps the states).
+    fn record_chunk(&mut self, rec: &mut Recorder, chunk: TokenChunk, pass: Pass) -> Result<()> {
         let (n, pf) = (self.lm.instances(), self.lm.layout().size());
         self.lm
             .upload_chunk(&self.gpu, chunk.tokens, chunk.targets, chunk.starts)?;
-        let mut rec = Recorder::new(&self.gpu);
         let one = |buf| Batched {
             buf,
             off: 0,
@@ -405,46 +442,43 @@ impl DynamicEval {
             shared: self.shared.as_ref().map(one),
         };
         let grads = Parts::fast(Batched::dense(&self.grads, pf));
+        // The update is skipped when gathering gradients at fixed weights.
+        let updater = match pass {
+            Pass::Gradient => None,
+            _ => self.updater.as_mut(),
+        };
+        let with_grad = pass == Pass::Gradient || updater.is_some();
         self.lm.record_parts(
-            &mut rec,
+            rec,
             weights,
             self.states.pair(),
             with_grad.then_some(&grads),
             View::new(&self.losses, 0),
         )?;
-        if per_token {
+        if pass == Pass::TokenLosses {
             self.lm
-                .record_token_losses(&mut rec, View::new(&self.token_losses, 0))?;
+                .record_token_losses(rec, View::new(&self.token_losses, 0))?;
         }
-        if let Some(u) = &mut self.updater {
-            let args = UpdateArgs {
-                theta: Batched::dense(&self.fast, pf),
-                grad: Batched::dense(&self.grads, pf),
-                statics: (&self.statics, 0),
-                scales: u.scales.as_ref(),
-                batch: n,
-                count: pf,
-            };
-            let decay = u.update.decay();
-            match (&u.update, &mut u.run) {
-                (Update::Sgd { lr, .. } | Update::Rms { lr, .. }, _) => {
-                    record_update(&mut rec, &args, *lr, decay)?
-                }
-                (Update::Optimizer { .. }, Some(run)) => {
-                    run.step(&mut rec, &self.fast, &self.grads)?;
-                    if decay > 0.0 {
-                        record_update(&mut rec, &args, 0.0, decay)?;
-                    }
-                }
-                (Update::Optimizer { .. }, None) => {
-                    return Err(Error::invalid(
-                        "dynamic evaluation: the optimizer is not set up",
-                    ))
+        let args = |scales| UpdateArgs {
+            theta: Batched::dense(&self.fast, pf),
+            grad: Batched::dense(&self.grads, pf),
+            statics: (&self.statics, 0),
+            scales,
+            batch: n,
+            count: pf,
+        };
+        match updater {
+            None => {}
+            Some(Updater::Rule { lr, decay, scales }) => {
+                record_update(rec, &args(scales.as_ref()), *lr, *decay)?
+            }
+            Some(Updater::Run { run, decay }) => {
+                run.step(rec, &self.fast, &self.grads)?;
+                if *decay > 0.0 {
+                    record_update(rec, &args(None), 0.0, *decay)?;
                 }
             }
         }
-        rec.submit()?;
-        self.states.swap();
         Ok(())
     }
 
