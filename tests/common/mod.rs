@@ -161,6 +161,7 @@ pub fn small_classifier(r: &mut TaskRng) -> metalearn::Result<metalearn::tasks::
 /// How [`with_reference`] sets up the f64 reference problem of a trainer: its first `instances`
 /// instances from `init` (N × P) at episode offset `offset`, over `unroll` steps with `weights`
 /// and `final_batch`, in `mode`.
+#[derive(Clone, Copy)]
 pub struct RefSetup<'a> {
     pub instances: usize,
     pub init: &'a [f64],

@@ -6,7 +6,7 @@
 //   z = A·x                         A: 4×5, φ row-major (rows f, i, ũ, h)
 //   f = σ(z0)  i = σ(z1)  ũ = out_scale·tanh(z2)  h' = tanh(z3)
 //   D' = f·D + i·ũ                  (W' = W_s + f·(W − W_s) + i·ũ)
-//   u = D' − D,  θ' = θ + u
+//   u = D' − D = i·ũ − (1 − f)·D,  θ' = θ + u
 //
 // f = 1 keeps (COPY) the medium-term memory, f = 0 flushes it back to the static weights, i
 // writes the proposal (UPDATE). State per coordinate: D and h (2 floats), φ shared by every
@@ -18,7 +18,7 @@
 // gated_vjp:   reverse of one step, in place: ū = θ̄ (adjoint of θ'), s̄ = (D̄', h̄'):
 //     a = D̄' + ū;  z̄ = (a·D·f(1−f), a·ũ·i(1−i), a·i·out_scale·(1 − tanh² z2), h̄'·(1 − h'²))
 //     φ̄ += z̄ xᵀ;  x̄ = Aᵀ z̄
-//     D̄ = a·f − ū + x̄2/d_scale,  h̄ = x̄3,  θ̄ = ū + w·g (θ enters only through the identity)
+//     D̄ = f·D̄' − (1 − f)·ū + x̄2/d_scale (= a·f − ū),  h̄ = x̄3,  θ̄ = ū + w·g (θ enters only through the identity)
 //     second order (so = 1): ḡ = x̄0·∂x1/∂g + x̄1·∂x2/∂g (0 where a feature is clamped).
 //   φ̄ is reduced deterministically: `groups` workgroups each stride over coordinates
 //   (i = wg·256 + l, then + groups·256), sum in registers, reduce by a fixed tree, one component
@@ -38,10 +38,12 @@ struct Fwd {
     x: array<f32, 5>,
     z: array<f32, 4>,
     f: f32,
+    omf: f32,
     ig: f32,
     ut: f32,
     h: f32,
     d: f32,
+    u: f32,
 }
 
 fn forward(o: u32, gi: f32, d: f32, h: f32) -> Fwd {
@@ -57,10 +59,14 @@ fn forward(o: u32, gi: f32, d: f32, h: f32) -> Fwd {
         r.z[k] = s;
     }
     r.f = sigm(r.z[0]);
+    // 1 − f from its own sigmoid: with f near 1 (keeping), 1 − f in f32 would lose digits.
+    r.omf = sigm(-r.z[0]);
     r.ig = sigm(r.z[1]);
     r.ut = p.out_scale * tanh(clamp(r.z[2], -15.0, 15.0));
     r.h = tanh(clamp(r.z[3], -15.0, 15.0));
     r.d = r.f * d + r.ig * r.ut;
+    // u = i·ũ − (1 − f)·D directly, not D' − D (which cancels where D is large).
+    r.u = r.ig * r.ut - r.omf * d;
     return r;
 }
 
@@ -71,7 +77,7 @@ fn gated_step(grid: Grid) {
     if (i >= c) { return; }
     let d = slot_in[c + i];
     let r = forward(phi_block_offset(p.phi_off, i, p.phi_block, p.phi_stride), g[i], d, slot_in[2u * c + i]);
-    slot_out[i] = slot_in[i] + (r.d - d);
+    slot_out[i] = slot_in[i] + r.u;
     slot_out[c + i] = r.d;
     slot_out[2u * c + i] = r.h;
 }
@@ -83,6 +89,7 @@ struct Rev {
     xb: array<f32, 5>,
     a: f32,
     f: f32,
+    omf: f32,
 }
 
 fn reverse(i: u32) -> Rev {
@@ -92,9 +99,10 @@ fn reverse(i: u32) -> Rev {
     var v: Rev;
     v.x = r.x;
     v.f = r.f;
+    v.omf = r.omf;
     v.a = sbar[i] + tbar[i];
     let th2 = tanh(clamp(r.z[2], -15.0, 15.0));
-    v.zb[0] = v.a * d * r.f * (1.0 - r.f);
+    v.zb[0] = v.a * d * r.f * r.omf;
     v.zb[1] = v.a * r.ut * r.ig * (1.0 - r.ig);
     v.zb[2] = v.a * r.ig * p.out_scale * (1.0 - th2 * th2);
     v.zb[3] = sbar[c + i] * (1.0 - r.h * r.h);
@@ -119,7 +127,8 @@ fn vjp_groups(wg: u32, li: u32) {
         }
         let ub = tbar[i];
         tbar[i] = ub + p.w * g[i];
-        sbar[i] = v.a * v.f - ub + v.xb[2] / p.d_scale;
+        // a·f − ū = f·D̄' − (1 − f)·ū, written so that it does not cancel where f is near 1.
+        sbar[i] = v.f * sbar[i] - v.omf * ub + v.xb[2] / p.d_scale;
         sbar[c + i] = v.xb[3];
     }
     for (var k = 0u; k < ROWS * FEATS; k++) {
