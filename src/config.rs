@@ -46,6 +46,39 @@ pub struct Config {
     pub output: OutputConfig,
     /// The language model of `task.kind = "lm"`.
     pub lm: LmConfig,
+    /// How the run spreads over processes.
+    pub dist: DistConfig,
+}
+
+/// `[dist]`: data-parallel meta-training across processes (see docs/distributed.md; the
+/// devices of one process are chosen with `metalearn train --adapters`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistConfig {
+    /// `local`: this process only; `mpi`: one rank of an `mpirun` job (the `mpi` feature).
+    pub backend: DistBackend,
+    /// Seconds a rank waits for the others in one exchange before it ends the job with an
+    /// error (a rank died or hangs).
+    pub timeout_s: f64,
+}
+
+impl Default for DistConfig {
+    fn default() -> Self {
+        Self {
+            backend: DistBackend::Local,
+            timeout_s: 600.0,
+        }
+    }
+}
+
+/// `dist.backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DistBackend {
+    /// One process.
+    Local,
+    /// The ranks of an MPI job split the instances.
+    Mpi,
 }
 
 /// Image data sources.
@@ -257,6 +290,14 @@ fn err(origin: &str, problem: impl Into<String>, hint: impl Into<String>) -> Err
 impl Config {
     /// Check every value's range and the combinations the engine rejects.
     pub fn validate(&self, origin: &str) -> Result<()> {
+        let t = self.dist.timeout_s;
+        if !(t.is_finite() && t > 0.0) {
+            return Err(err(
+                origin,
+                format!("dist.timeout_s = {t} is not a positive number of seconds"),
+                "use e.g. dist.timeout_s = 600 (longer than an outer step and an evaluation)",
+            ));
+        }
         if self.task.kind == LM_KIND {
             return self.validate_lm(origin);
         }

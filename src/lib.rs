@@ -10,6 +10,7 @@ pub use error::{Error, Result};
 
 pub mod config;
 pub mod data;
+pub mod dist;
 pub mod gpu;
 pub mod kernels;
 pub mod meta;

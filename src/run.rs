@@ -20,8 +20,10 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::dist::{Collective, DataParallel};
 use crate::gpu::Gpu;
-use crate::meta::{evaluate_with_held_out, Checkpoint, MetaTrainer, RunDir};
+use crate::meta::{evaluate_with_held_out, Checkpoint, MetaTrainer, RunDir, RunLock, TrainerState};
+use crate::optim::Optimizer;
 pub use crate::tasks::{build_task, Sample};
 use crate::tasks::{Stream, Task};
 use crate::{Error, Result};
@@ -39,6 +41,9 @@ pub struct TrainOptions {
     /// When set (by [`stop_on_signals`]'s handler, or by the caller), stop after the current
     /// outer step, write a checkpoint and return [`Error::Interrupted`].
     pub stop: Option<StopFlag>,
+    /// Further devices that meta-train with the one passed to [`train`]: the instances of every
+    /// outer step are split over all of them ([`crate::dist::DataParallel`]). Empty: one device.
+    pub devices: Vec<Arc<Gpu>>,
 }
 
 /// What [`train`] did.
@@ -59,10 +64,14 @@ pub struct TrainSummary {
 
 /// The checkpoint of a trainer.
 pub fn checkpoint_of(tr: &MetaTrainer, cfg: &Config) -> Result<Checkpoint> {
+    checkpoint_with(tr.state()?, tr.optimizer(), cfg)
+}
+
+fn checkpoint_with(state: TrainerState, opt: &Optimizer, cfg: &Config) -> Result<Checkpoint> {
     Ok(Checkpoint {
-        state: tr.state()?,
-        phi_len: tr.optimizer().phi_len(),
-        optimizer: tr.optimizer().name().to_string(),
+        state,
+        phi_len: opt.phi_len(),
+        optimizer: opt.name().to_string(),
         config: cfg.to_toml()?,
         format: crate::meta::save::FORMAT_VERSION,
     })
@@ -70,13 +79,14 @@ pub fn checkpoint_of(tr: &MetaTrainer, cfg: &Config) -> Result<Checkpoint> {
 
 /// Keys a resumed run may change: how long it runs, evaluation and output.
 /// `c` without the keys a resumed run may change (`meta.outer_steps`, `meta.max_skipped`,
-/// `[eval]`, `[output]`): two configs describe the same training when these agree.
+/// `[eval]`, `[output]`, `[dist]`): two configs describe the same training when these agree.
 pub(crate) fn training_part(c: &Config) -> Config {
     let mut c = c.clone();
     c.meta.outer_steps = 0;
     c.meta.max_skipped = 0;
     c.eval = Default::default();
     c.output = Default::default();
+    c.dist = Default::default();
     c
 }
 
@@ -157,15 +167,38 @@ fn differences_text(d: &[(String, String, String)]) -> String {
 /// again: a failed run leaves nothing behind.
 pub fn train(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     if cfg.task.kind == crate::config::LM_KIND {
+        if !opts.devices.is_empty() {
+            return Err(Error::invalid(
+                "the language-model trainer (task.kind = \"lm\") runs on one device; pass one adapter",
+            ));
+        }
         return train_lm_summary(gpu, cfg, opts);
     }
+    let net = collective(cfg)?;
+    let root = net.as_ref().is_none_or(|n| n.rank() == 0);
     let path = Path::new(&cfg.output.dir);
     let fresh = !path.exists();
-    let r = train_meta(gpu, cfg, opts);
-    if r.is_err() && fresh {
+    let r = train_meta(gpu, cfg, opts, net);
+    if r.is_err() && fresh && root {
         remove_if_nothing_saved(path);
     }
     r
+}
+
+/// The processes of the run (`dist.backend`): none besides this one, or MPI's ranks.
+fn collective(cfg: &Config) -> Result<Option<Box<dyn Collective>>> {
+    match cfg.dist.backend {
+        crate::config::DistBackend::Local => Ok(None),
+        #[cfg(feature = "mpi")]
+        crate::config::DistBackend::Mpi => {
+            let timeout = std::time::Duration::from_secs_f64(cfg.dist.timeout_s);
+            Ok(Some(Box::new(crate::dist::mpi::Mpi::init(timeout)?)))
+        }
+        #[cfg(not(feature = "mpi"))]
+        crate::config::DistBackend::Mpi => Err(Error::invalid(
+            "dist.backend = \"mpi\" needs metalearn built with MPI: `cargo build --release --features mpi` (Debian: apt-get install libopenmpi-dev openmpi-bin libclang-dev), then run it under mpirun",
+        )),
+    }
 }
 
 /// What `metalearn train --dry-run` reports.
@@ -214,7 +247,17 @@ fn remove_if_nothing_saved(dir: &Path) {
     }
 }
 
-fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
+/// What rank 0 (or the only process) opens before meta-training: the run directory, its lock,
+/// the checkpoints it holds, the metrics file and the checkpoint to resume from.
+struct Prepared {
+    dir: RunDir,
+    lock: RunLock,
+    existing: Vec<(usize, PathBuf)>,
+    metrics_path: PathBuf,
+    resume_from: Option<Checkpoint>,
+}
+
+fn prepare(cfg: &Config, opts: &TrainOptions) -> Result<Prepared> {
     let dir = RunDir::create(Path::new(&cfg.output.dir), cfg.output.keep)?;
     let lock = dir.lock()?;
     if let Some(pid) = lock.stale() {
@@ -291,22 +334,60 @@ fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<Train
             );
         }
     }
-    let task = build_task(gpu, cfg, Sample::Train, cfg.task.instances)?;
-    let opt = cfg.optimizer()?;
-    let mut tr = MetaTrainer::new(gpu.clone(), task, opt, cfg.meta_config()?)?;
     if let Some(ck) = &resume_from {
-        if ck.optimizer != tr.optimizer().name() {
+        let name = cfg.optimizer()?.name().to_string();
+        if ck.optimizer != name {
             return Err(Error::Checkpoint {
                 path: dir.path().into(),
                 problem: format!(
-                    "holds optimizer '{}', the config asks for '{}'",
-                    ck.optimizer,
-                    tr.optimizer().name()
+                    "holds optimizer '{}', the config asks for '{name}'",
+                    ck.optimizer
                 ),
                 hint: "use the run's own config or another run directory".into(),
             });
         }
-        tr.restore(&ck.state)?;
+    }
+    Ok(Prepared {
+        dir,
+        lock,
+        existing,
+        metrics_path,
+        resume_from,
+    })
+}
+
+fn train_meta(
+    gpu: &Arc<Gpu>,
+    cfg: &Config,
+    opts: &TrainOptions,
+    net: Option<Box<dyn Collective>>,
+) -> Result<TrainSummary> {
+    // Rank 0 opens the run directory and the checkpoint; the other ranks receive its outcome.
+    let root = net.as_ref().is_none_or(|n| n.rank() == 0);
+    let prepared = if root { Some(prepare(cfg, opts)) } else { None };
+    let resume_from = match &net {
+        None => None,
+        Some(n) => share_resume(n.as_ref(), prepared.as_ref())?,
+    };
+    let Prepared {
+        dir,
+        lock,
+        existing,
+        metrics_path,
+        resume_from: own,
+    } = match prepared {
+        Some(p) => p?,
+        None => return train_peer(gpu, cfg, opts, net, resume_from),
+    };
+    let resume_from = own;
+    let opt = cfg.optimizer()?;
+    let mut gpus = vec![gpu.clone()];
+    gpus.extend(opts.devices.iter().cloned());
+    let build = |g: &Arc<Gpu>, n: usize| build_task(g, cfg, Sample::Train, n);
+    let meta = cfg.meta_config()?;
+    let mut dp = DataParallel::new_ranked(&gpus, cfg.task.instances, &build, opt, meta, net)?;
+    if let Some(ck) = &resume_from {
+        dp.restore(&ck.state)?;
     }
     std::fs::write(dir.path().join("config.toml"), cfg.to_toml()?)
         .map_err(|e| Error::io(dir.path().join("config.toml"), e))?;
@@ -315,7 +396,7 @@ fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<Train
     }
     let mut metrics = crate::report::MetricsWriter::open(&metrics_path)?;
     let total = cfg.meta.outer_steps;
-    let start = tr.steps_taken();
+    let start = dp.first().steps_taken();
     let end = match opts.stop_after {
         Some(k) => total.min(start + k),
         None => total,
@@ -345,7 +426,7 @@ fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<Train
     let mut last_save = Instant::now();
     let mut pending = false;
     for _ in start..end {
-        let r = tr.step()?;
+        let r = dp.step()?;
         summary.meta_losses.push(r.meta_loss);
         summary.skipped += usize::from(r.skipped.is_some());
         let step = r.step;
@@ -385,7 +466,8 @@ fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<Train
         }
         if let Some((h, init)) = &held {
             if step % cfg.eval.every == 0 {
-                let init = initial_params(&tr, h.as_ref(), init)?;
+                let tr = dp.first();
+                let init = initial_params(tr, h.as_ref(), init)?;
                 let (c, q) = evaluate_with_held_out(
                     gpu,
                     h.as_ref(),
@@ -409,8 +491,11 @@ fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<Train
         // checkpoint and write the pending one after the next good update.
         let good = streak == 0 || max_skipped == 0;
         let interrupted = opts.stop.as_ref().is_some_and(StopFlag::is_set);
+        // The other ranks save and stop with rank 0.
+        agree(&dp, good && (pending || interrupted), interrupted)?;
         if good && (pending || interrupted) {
-            summary.checkpoint = Some(dir.save(&checkpoint_of(&tr, cfg)?)?);
+            summary.checkpoint =
+                Some(dir.save(&checkpoint_with(dp.state()?, dp.first().optimizer(), cfg)?)?);
             last_save = Instant::now();
             pending = false;
         }
@@ -438,22 +523,145 @@ fn train_meta(gpu: &Arc<Gpu>, cfg: &Config, opts: &TrainOptions) -> Result<Train
             });
         }
     }
-    summary.steps = tr.steps_taken();
+    summary.steps = dp.first().steps_taken();
     summary.seconds = t0.elapsed().as_secs_f64();
+    let mut last_save = false;
     if summary.steps > start || existing.is_empty() {
-        let last = dir.checkpoint_path(summary.steps);
         if streak > 0 && max_skipped > 0 {
             note(&format!(
                 "the last {streak} meta-updates were skipped: no checkpoint written after them"
             ));
-        } else if !last.exists() {
-            summary.checkpoint = Some(dir.save(&checkpoint_of(&tr, cfg)?)?);
+        } else {
+            last_save = !dir.checkpoint_path(summary.steps).exists();
         }
+    }
+    agree(&dp, last_save, false)?;
+    if last_save {
+        summary.checkpoint =
+            Some(dir.save(&checkpoint_with(dp.state()?, dp.first().optimizer(), cfg)?)?);
     }
     if let Some(b) = bar {
         b.finish();
     }
     drop(lock);
+    Ok(summary)
+}
+
+/// Rank 0's decision to save a checkpoint now (every rank takes part in the state's exchange)
+/// and to stop, on every rank; without other ranks, `(save, stop)` itself.
+fn agree(dp: &DataParallel, save: bool, stop: bool) -> Result<(bool, bool)> {
+    let Some(n) = dp.collective() else {
+        return Ok((save, stop));
+    };
+    let mut b = vec![u8::from(save), u8::from(stop)];
+    n.broadcast(&mut b)?;
+    Ok((b.first() == Some(&1), b.get(1) == Some(&1)))
+}
+
+/// Rank 0's outcome of [`prepare`] on every rank: the checkpoint to resume from, or the error
+/// that stopped rank 0 (every rank returns it).
+fn share_resume(
+    n: &dyn Collective,
+    prepared: Option<&Result<Prepared>>,
+) -> Result<Option<Checkpoint>> {
+    let mut msg = match prepared {
+        Some(Ok(p)) => match &p.resume_from {
+            Some(ck) => [vec![1u8], crate::meta::save::to_bytes(ck)?].concat(),
+            None => vec![2],
+        },
+        Some(Err(e)) => [vec![0u8], e.to_string().into_bytes()].concat(),
+        None => Vec::new(),
+    };
+    n.broadcast(&mut msg)?;
+    match msg.split_first() {
+        Some((1, ck)) => Ok(Some(crate::meta::save::from_bytes(
+            ck,
+            Path::new("rank 0's checkpoint"),
+        )?)),
+        Some((2, _)) => Ok(None),
+        Some((0, e)) if prepared.is_none() => Err(Error::invalid(format!(
+            "rank 0 stopped: {}",
+            String::from_utf8_lossy(e)
+        ))),
+        Some((0, _)) => Ok(None),
+        _ => Err(Error::invalid(
+            "rank 0 sent no answer about the run directory",
+        )),
+    }
+}
+
+/// A rank other than 0: the same outer steps, exchanges and decisions, no files.
+fn train_peer(
+    gpu: &Arc<Gpu>,
+    cfg: &Config,
+    opts: &TrainOptions,
+    net: Option<Box<dyn Collective>>,
+    resume_from: Option<Checkpoint>,
+) -> Result<TrainSummary> {
+    let mut gpus = vec![gpu.clone()];
+    gpus.extend(opts.devices.iter().cloned());
+    let build = |g: &Arc<Gpu>, n: usize| build_task(g, cfg, Sample::Train, n);
+    let (opt, meta) = (cfg.optimizer()?, cfg.meta_config()?);
+    let mut dp = DataParallel::new_ranked(&gpus, cfg.task.instances, &build, opt, meta, net)?;
+    if let Some(ck) = &resume_from {
+        dp.restore(&ck.state)?;
+    }
+    let start = dp.first().steps_taken();
+    let end = match opts.stop_after {
+        Some(k) => cfg.meta.outer_steps.min(start + k),
+        None => cfg.meta.outer_steps,
+    };
+    let t0 = Instant::now();
+    let mut summary = TrainSummary {
+        steps: start,
+        meta_losses: Vec::new(),
+        skipped: 0,
+        checkpoint: None,
+        seconds: 0.0,
+    };
+    let max_skipped = cfg.meta.max_skipped;
+    let mut streak = 0usize;
+    for _ in start..end {
+        let r = dp.step()?;
+        summary.meta_losses.push(r.meta_loss);
+        summary.skipped += usize::from(r.skipped.is_some());
+        let step = r.step;
+        match &r.skipped {
+            Some(s) => {
+                streak += 1;
+                if max_skipped > 0 && streak >= max_skipped {
+                    return Err(Error::Diverged {
+                        skipped: streak,
+                        first: step + 1 - streak,
+                        last: step,
+                        cause: s.describe(),
+                        hint: "see rank 0's output".into(),
+                    });
+                }
+            }
+            None => streak = 0,
+        }
+        let (save, stop) = agree(&dp, false, false)?;
+        if save {
+            dp.state()?;
+        }
+        if stop && step < end {
+            return Err(Error::Interrupted {
+                step,
+                saved: "rank 0 writes the checkpoints".into(),
+                hint: format!(
+                    "continue with `mpirun … metalearn train --resume --out {}` and the same options",
+                    cfg.output.dir
+                ),
+            });
+        }
+    }
+    let (save, _) = agree(&dp, false, false)?;
+    if save {
+        dp.state()?;
+    }
+    summary.steps = dp.first().steps_taken();
+    summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
 }
 

@@ -607,8 +607,9 @@ fn gather_samples_the_counter_based_batch() -> Result<()> {
     let gds = GpuDataset::upload(g, &ds)?;
     let (rows, seed, step) = (5usize, r.random(), 9u32);
     let f = ds.features();
-    // Three distinct instances, then the same three copied twice more (ES particles).
-    for (batch, period) in [(3usize, 3usize), (9, 3)] {
+    // Three distinct instances, then the same three copied twice more (ES particles), then
+    // three copies of the shard of instances 5..8 of a larger set.
+    for (batch, period, first) in [(3usize, 3usize, 0usize), (9, 3, 0), (9, 3, 5)] {
         let (gx, gy) = (
             g.buffer("x", 4 + batch * rows * f)?,
             g.buffer("y", 1 + batch * rows)?,
@@ -619,13 +620,14 @@ fn gather_samples_the_counter_based_batch() -> Result<()> {
         if batch == period {
             gds.record_batch(&mut rec, rows, batch, (seed, step), views)?;
         } else {
-            gds.record_batch_copies(&mut rec, rows, (batch, period), (seed, step), views)?;
+            let shape = (batch, period, first);
+            gds.record_batch_copies(&mut rec, rows, shape, (seed, step), views)?;
         }
         rec.submit()?;
         let (x, y): (Vec<f32>, Vec<u32>) = (g.read(&gx)?, g.read(&gy)?);
         for n in 0..batch {
             for b in 0..rows {
-                let drawn = (n % period) as u32;
+                let drawn = (first + n % period) as u32;
                 let idx = sample_index(seed, drawn, step, b as u32, count as u32) as usize;
                 assert_eq!(y[1 + n * rows + b], u32::from(ds.labels[idx]));
                 for j in 0..f {
@@ -633,7 +635,7 @@ fn gather_samples_the_counter_based_batch() -> Result<()> {
                     assert_eq!(
                         x[4 + (n * rows + b) * f + j],
                         want,
-                        "{batch} instances of {period}: instance {n} row {b} pixel {j}"
+                        "{batch} instances of {period} from {first}: instance {n} row {b} pixel {j}"
                     );
                 }
             }
@@ -644,7 +646,7 @@ fn gather_samples_the_counter_based_batch() -> Result<()> {
         .record_batch_copies(
             &mut Recorder::new(g),
             rows,
-            (7, 3),
+            (7, 3, 0),
             (seed, step),
             (
                 View::new(&g.buffer("x", 7 * rows * f)?, 0),

@@ -194,6 +194,99 @@ pub fn parse_backends(s: &str) -> Result<wgpu::Backends> {
     Ok(b)
 }
 
+fn backends_of(opts: &GpuOptions) -> Result<wgpu::Backends> {
+    Ok(match opts.backends {
+        Some(b) => b,
+        None => match std::env::var(ENV_BACKEND) {
+            Ok(s) if !s.trim().is_empty() => parse_backends(&s)?,
+            _ => native_backends(),
+        },
+    })
+}
+
+/// Every compute-capable adapter of `backends`, best first (see [`adapter_rank`]), and a
+/// description of every adapter found.
+async fn compute_adapters(backends: wgpu::Backends) -> (Vec<wgpu::Adapter>, Vec<String>) {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapters = instance.enumerate_adapters(backends).await;
+    let found: Vec<String> = adapters
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({:?})", i.name, i.backend)
+        })
+        .collect();
+    let mut all: Vec<wgpu::Adapter> = adapters
+        .into_iter()
+        .filter(|a| {
+            a.get_downlevel_capabilities()
+                .flags
+                .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+        })
+        .collect();
+    all.sort_by_key(|a| adapter_rank(&a.get_info()));
+    (all, found)
+}
+
+/// The adapters `selection` names (see [`Gpu::open_many`]) out of `all`.
+fn select_adapters(all: &[wgpu::Adapter], selection: &str) -> Result<Vec<wgpu::Adapter>> {
+    let listed = || {
+        all.iter()
+            .enumerate()
+            .map(|(k, a)| {
+                let i = a.get_info();
+                format!("{k}: {} ({:?})", i.name, i.backend)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sel = selection.trim();
+    if all.is_empty() {
+        return Err(Error::NoAdapter {
+            reason: "no compute-capable adapter".into(),
+            hint: "install a GPU driver with Vulkan support, or Mesa's software drivers \
+                   (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers libvulkan1`)"
+                .into(),
+        });
+    }
+    if sel.eq_ignore_ascii_case("all") {
+        return Ok(all.to_vec());
+    }
+    let items: Vec<&str> = sel.split(',').map(str::trim).collect();
+    if items.iter().any(|s| s.is_empty()) {
+        return Err(Error::invalid(format!(
+            "--adapters '{selection}' has an empty entry; write all, indices (0,2) or names (the adapters: {})",
+            listed()
+        )));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let a = match item.parse::<usize>() {
+            Ok(k) => all.get(k).ok_or_else(|| {
+                Error::invalid(format!(
+                    "--adapters: there is no adapter {k} (the adapters: {})",
+                    listed()
+                ))
+            })?,
+            Err(_) => {
+                let f = item.to_ascii_lowercase();
+                all.iter()
+                    .find(|a| a.get_info().name.to_ascii_lowercase().contains(&f))
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "--adapters: no adapter's name contains '{item}' (the adapters: {})",
+                            listed()
+                        ))
+                    })?
+            }
+        };
+        out.push(a.clone());
+    }
+    Ok(out)
+}
+
 impl Gpu {
     /// Open the best adapter (see [`adapter_rank`]), blocking.
     pub fn new(opts: &GpuOptions) -> Result<Self> {
@@ -202,37 +295,16 @@ impl Gpu {
 
     /// Open the best adapter (see [`adapter_rank`]).
     pub async fn new_async(opts: &GpuOptions) -> Result<Self> {
-        let backends = match opts.backends {
-            Some(b) => b,
-            None => match std::env::var(ENV_BACKEND) {
-                Ok(s) if !s.trim().is_empty() => parse_backends(&s)?,
-                _ => native_backends(),
-            },
-        };
+        let backends = backends_of(opts)?;
         let name_filter = match &opts.adapter_name {
             Some(n) => Some(n.clone()),
             None => std::env::var(ENV_ADAPTER_NAME)
                 .ok()
                 .filter(|s| !s.trim().is_empty()),
         };
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
-        desc.backends = backends;
-        let instance = wgpu::Instance::new(desc);
-        let adapters = instance.enumerate_adapters(backends).await;
-        let found: Vec<String> = adapters
-            .iter()
-            .map(|a| {
-                let i = a.get_info();
-                format!("{} ({:?})", i.name, i.backend)
-            })
-            .collect();
-        let mut candidates: Vec<wgpu::Adapter> = adapters
+        let (all, found) = compute_adapters(backends).await;
+        let candidates: Vec<wgpu::Adapter> = all
             .into_iter()
-            .filter(|a| {
-                a.get_downlevel_capabilities()
-                    .flags
-                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-            })
             .filter(|a| match &name_filter {
                 Some(f) => a
                     .get_info()
@@ -242,7 +314,6 @@ impl Gpu {
                 None => true,
             })
             .collect();
-        candidates.sort_by_key(|a| adapter_rank(&a.get_info()));
         let Some(adapter) = candidates.into_iter().next() else {
             let reason = match (&name_filter, found.is_empty()) {
                 (_, true) => format!("no adapter found on backends {backends:?}"),
@@ -264,6 +335,37 @@ impl Gpu {
             });
         };
         Self::from_adapter(adapter, opts).await
+    }
+
+    /// Open one device per entry of `selection` (`--adapters`): `all` (every compute-capable
+    /// adapter), indices into [`Gpu::adapters`]' list (`0,2`; an index may repeat: two devices
+    /// on one adapter), or case-insensitive substrings of adapter names (`h200,a100`), blocking.
+    /// The backends are those of `opts` (else `WGPU_BACKEND`, else every native one).
+    pub fn open_many(opts: &GpuOptions, selection: &str) -> Result<Vec<Gpu>> {
+        pollster::block_on(async {
+            let (all, _) = compute_adapters(backends_of(opts)?).await;
+            let picked = select_adapters(&all, selection)?;
+            let mut out = Vec::with_capacity(picked.len());
+            for a in picked {
+                out.push(Self::from_adapter(a, opts).await?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// The compute-capable adapters of `opts`' backends, best first (the indices of
+    /// [`Gpu::open_many`]): name and backend of each.
+    pub fn adapters(opts: &GpuOptions) -> Result<Vec<String>> {
+        pollster::block_on(async {
+            let (all, _) = compute_adapters(backends_of(opts)?).await;
+            Ok(all
+                .iter()
+                .map(|a| {
+                    let i = a.get_info();
+                    format!("{} ({:?})", i.name, i.backend)
+                })
+                .collect())
+        })
     }
 
     /// Open a device on the given adapter with the adapter's own limits.

@@ -11,7 +11,7 @@ crate::shader! {
     pub static SHADER = "gather.wgsl";
     pub struct GatherParams {
         rows: u32, features: u32, batch: u32, count: u32, seed: u32, step: u32, x_off: u32, y_off: u32,
-        period: u32, _p0: u32, _p1: u32, _p2: u32,
+        period: u32, first: u32, _p1: u32, _p2: u32,
     }
     /// The batch-gathering kernel.
     pub GATHER = gather(read images: u32, read labels: u32, write x, write y: u32);
@@ -93,16 +93,17 @@ impl GpuDataset {
         seed_step: (u32, u32),
         (x, y): (View, View),
     ) -> Result<()> {
-        self.record_batch_copies(rec, rows, (batch, batch), seed_step, (x, y))
+        self.record_batch_copies(rec, rows, (batch, batch, 0), seed_step, (x, y))
     }
 
-    /// [`GpuDataset::record_batch`] for `batch` instances that are copies of the first `period`:
-    /// instance n draws the rows of instance n mod `period`.
+    /// [`GpuDataset::record_batch`] for `batch` instances that are copies of the first `period`,
+    /// which are instances `first..first + period` of a larger set (a shard, see
+    /// [`crate::tasks::Shard`]): instance n draws the rows of instance first + n mod `period`.
     pub fn record_batch_copies(
         &self,
         rec: &mut Recorder,
         rows: usize,
-        (batch, period): (usize, usize),
+        (batch, period, first): (usize, usize, usize),
         (seed, step): (u32, u32),
         (x, y): (View, View),
     ) -> Result<()> {
@@ -124,6 +125,7 @@ impl GpuDataset {
             x_off: u32_of("offset", x_off)?,
             y_off: u32_of("offset", y_off)?,
             period: u32_of("distinct instances", period)?,
+            first: u32_of("first instance", first)?,
             ..Default::default()
         };
         let total = (batch * rows * self.features) as u64;

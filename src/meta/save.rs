@@ -8,7 +8,9 @@
 //!   pair's accumulated perturbation);
 //! - metadata: `format`, `step`, `episodes`, `offset`, `rng_pos` and `episode_rng_pos` (the
 //!   positions of the run's ChaCha12 generator now and where the current episode was drawn: with
-//!   the seed, the whole random state), `optimizer`, `config` (the run's TOML),
+//!   the seed, the whole random state), `optimizer`, `config` (the run's TOML), for a run over
+//!   several devices in the middle of an episode `shards` (each device's instances, whose
+//!   carried states `carry` holds one after the other),
 //!   and `checksum`: FNV-1a 64 over every tensor's bytes in name order, then over every other
 //!   metadata entry as `key NUL value NUL` in key order — everything that is restored. (Files
 //!   of format 2, the same layout from before the random streams were split, and of format 1,
@@ -161,6 +163,10 @@ pub fn to_bytes(ck: &Checkpoint) -> Result<Vec<u8>> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    if !s.shards.is_empty() {
+        let list: Vec<String> = s.shards.iter().map(usize::to_string).collect();
+        meta.insert("shards".into(), list.join(","));
+    }
     let checksum = if tag == FORMAT_1 {
         checksum
     } else {
@@ -253,6 +259,18 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
     let to_usize = |k: &str| -> Result<usize> {
         usize::try_from(num(k)?).map_err(|_| bad(format!("metadata '{k}' is too large")))
     };
+    let shards = match meta.get("shards") {
+        None => Vec::new(),
+        Some(v) => v
+            .split(',')
+            .map(|x| x.parse::<usize>().ok().filter(|&n| n > 0))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| {
+                bad(format!(
+                    "metadata 'shards' = '{v}' is not a list of instance counts"
+                ))
+            })?,
+    };
     Ok(Checkpoint {
         state: TrainerState {
             step: to_usize("step")?,
@@ -264,6 +282,7 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
             moments,
             carry,
             noise,
+            shards,
         },
         phi_len,
         optimizer: get("optimizer")?.clone(),
@@ -570,6 +589,7 @@ mod tests {
                 moments: r(18),
                 carry: carry.then(|| r(12)),
                 noise: carry.then(|| r(6)),
+                shards: if carry { vec![5, 7] } else { Vec::new() },
             },
             phi_len: 4,
             optimizer: "linear".into(),

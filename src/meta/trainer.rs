@@ -59,6 +59,10 @@ pub struct TrainerState {
     pub carry: Option<Vec<f32>>,
     /// PES: every pair's accumulated noise in the current episode (when `offset > 0`).
     pub noise: Option<Vec<f32>>,
+    /// Data-parallel runs ([`crate::dist::DataParallel`]) in the middle of an episode: the
+    /// instances of each device, whose carried states `carry` holds one after the other; empty
+    /// for one device.
+    pub shards: Vec<usize>,
 }
 
 impl MetaTrainer {
@@ -264,6 +268,7 @@ impl MetaTrainer {
             moments: self.gpu.read(&self.moments)?,
             carry,
             noise,
+            shards: Vec::new(),
         })
     }
 
@@ -292,6 +297,13 @@ impl MetaTrainer {
         )?;
         let t = self.cfg.unroll;
         let mid_episode = state.offset > 0;
+        if mid_episode && !state.shards.is_empty() {
+            return Err(Error::invalid(format!(
+                "the state was saved in the middle of an episode by {} devices (instances {:?}); resume it on as many devices, or from a checkpoint at an episode's start",
+                state.shards.len(),
+                state.shards
+            )));
+        }
         if mid_episode {
             if state.offset % t != 0 || state.offset >= self.cfg.episode || state.episodes == 0 {
                 return Err(Error::invalid(format!(
@@ -463,13 +475,84 @@ impl MetaTrainer {
     fn submit_outer_step(&mut self) -> Result<usize> {
         let started = self.offset;
         self.record_outer_step()?.submit()?;
+        self.advance();
+        Ok(started)
+    }
+
+    /// Where the next unroll starts once an outer step has been submitted.
+    fn advance(&mut self) {
         let t = self.cfg.unroll;
         self.offset = if self.carry.is_some() && self.offset + t < self.cfg.episode {
             self.offset + t
         } else {
             0
         };
-        Ok(started)
+    }
+
+    /// Data-parallel, first half of an outer step: draw the episode's instances where one
+    /// starts, record and submit the unroll and its reverse (the meta-gradient of this
+    /// trainer's instances, no update). Returns the episode offset the unroll starts at.
+    pub(crate) fn submit_gradient(&mut self) -> Result<usize> {
+        if self.offset == 0 {
+            self.resample()?;
+        }
+        self.step += 1;
+        let mut rec = Recorder::new(&self.gpu);
+        self.record_meta_gradient(&mut rec, true)?;
+        rec.submit()?;
+        Ok(self.offset)
+    }
+
+    /// The meta-gradient (φ̄ then θ̄0) and meta-loss [`MetaTrainer::submit_gradient`] left.
+    pub(crate) fn read_gradient(&self) -> Result<(Vec<f32>, f32)> {
+        let st: Vec<f32> = self.gpu.read(&self.status)?;
+        Ok((self.gpu.read(self.unroll.meta_grad())?, st[status::LOSS]))
+    }
+
+    /// Data-parallel, second half: put the meta-gradient and meta-loss of every instance (summed
+    /// over the devices) in place of this trainer's, take its norm and apply the meta-update
+    /// (`update`) or leave the meta-parameters as they are (a device that receives them from
+    /// the one that updates). The episode moves on either way.
+    pub(crate) fn submit_update(&mut self, grad: &[f32], loss: f32, update: bool) -> Result<()> {
+        if update {
+            self.gpu.write(self.unroll.meta_grad(), 0, grad)?;
+            self.gpu.write(&self.status, status::LOSS, &[loss])?;
+            let mut rec = Recorder::new(&self.gpu);
+            self.unroll.record_grad_norm(&mut rec, &self.io(true))?;
+            meta_optim::meta_adam(
+                &mut rec,
+                MetaAdamBuffers {
+                    grad: self.unroll.meta_grad(),
+                    params: &self.meta_params,
+                    moments: &self.moments,
+                    status: &self.status,
+                },
+                self.opt.phi_len() + self.unroll.params(),
+                self.step,
+                &self.cfg.meta_opt,
+            )?;
+            rec.submit()?;
+        }
+        self.advance();
+        Ok(())
+    }
+
+    /// Data-parallel: the status slots of the last update and the meta-parameters (φ then θ0).
+    pub(crate) fn read_update(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((
+            self.gpu.read(&self.status)?,
+            self.gpu.read(&self.meta_params)?,
+        ))
+    }
+
+    /// Data-parallel: take the meta-parameters the updating device computed.
+    pub(crate) fn write_meta_params(&mut self, meta_params: &[f32]) -> Result<()> {
+        self.gpu.write(&self.meta_params, 0, meta_params)
+    }
+
+    /// Data-parallel: the step report from status slots (read back from the updating device).
+    pub(crate) fn report_status(&self, st: &[f32], offset: usize) -> Result<StepReport> {
+        self.report(st, offset)
     }
 
     /// Inner steps already taken in the current episode (where the next unroll starts).

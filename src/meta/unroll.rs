@@ -511,7 +511,7 @@ impl Unroll {
     }
 
     /// ‖meta-gradient‖² into the status slot [`status::GRAD_NORM2`].
-    fn record_grad_norm(&self, rec: &mut Recorder, io: &Io) -> Result<()> {
+    pub(super) fn record_grad_norm(&self, rec: &mut Recorder, io: &Io) -> Result<()> {
         reduce(
             rec,
             Reduction {

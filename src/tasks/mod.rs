@@ -215,6 +215,81 @@ pub fn copied(drawn: usize, copies: usize) -> Result<usize> {
     }
 }
 
+/// Instances `first..first + count` of a set of `total`: the part of one set of task instances
+/// that one device (or one MPI rank) holds in data-parallel meta-training ([`Task::set_shard`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// Index of the shard's first instance in the whole set.
+    pub first: usize,
+    /// Instances in the shard.
+    pub count: usize,
+    /// Instances in the whole set.
+    pub total: usize,
+}
+
+impl Shard {
+    /// The whole set of `n` instances as one shard.
+    pub fn whole(n: usize) -> Self {
+        Self {
+            first: 0,
+            count: n,
+            total: n,
+        }
+    }
+
+    /// `total` instances split into `parts` consecutive shards as even as possible (the first
+    /// `total mod parts` shards hold one more); an error for no part or more parts than
+    /// instances.
+    pub fn split(total: usize, parts: usize) -> Result<Vec<Self>> {
+        if parts == 0 || parts > total {
+            return Err(Error::invalid(format!(
+                "{total} instances cannot be split over {parts} devices: every device needs at \
+                 least one instance; use more instances (meta.instances) or fewer devices"
+            )));
+        }
+        let (base, extra) = (total / parts, total % parts);
+        let mut first = 0;
+        Ok((0..parts)
+            .map(|r| {
+                let count = base + usize::from(r < extra);
+                let s = Self {
+                    first,
+                    count,
+                    total,
+                };
+                first += count;
+                s
+            })
+            .collect())
+    }
+
+    /// The shard's rows of `all` (the whole set's values, `per` per instance).
+    pub fn keep<T: Clone>(&self, all: &[T], per: usize) -> Vec<T> {
+        all[self.first * per..(self.first + self.count) * per].to_vec()
+    }
+
+    /// Whether the shard is the whole set.
+    pub fn is_whole(&self) -> bool {
+        self.count == self.total
+    }
+
+    /// An error unless `drawn` (the task's distinct instances) is the shard's count and the
+    /// shard lies inside its set.
+    pub fn check(&self, task: &str, drawn: usize) -> Result<()> {
+        if self.count != drawn || self.count == 0 || self.first + self.count > self.total {
+            return Err(Error::invalid(format!(
+                "the shard of instances {}..{} of {} does not fit the task {task} with {drawn} \
+                 distinct instances: build the task with the shard's count of instances, before \
+                 any copies",
+                self.first,
+                self.first + self.count,
+                self.total
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A family of tasks with N instances batched on the GPU.
 pub trait Task: Send + Sync {
     /// A short description.
@@ -238,6 +313,20 @@ pub trait Task: Send + Sync {
             "the task {} cannot run copies of its instances, which the evolution-strategies \
              estimators need; use task.kind = quadratic, mlp, autoencoder, sinusoid or pes_toy, or \
              meta.estimator = backprop",
+            self.name()
+        )))
+    }
+
+    /// Hold the instances of `shard` (data-parallel meta-training, see [`crate::dist`]): the
+    /// task was built with `shard.count` instances and no copies; afterwards every draw
+    /// ([`Task::resample`], [`Task::init_params`]) and every batch is that of the whole set of
+    /// `shard.total` instances, of which only the shard's are kept, so the shards of one set
+    /// hold exactly the instances a task of `shard.total` would. Families that cannot return an
+    /// error naming the family.
+    fn set_shard(&mut self, _gpu: &Gpu, _shard: Shard) -> Result<()> {
+        Err(Error::invalid(format!(
+            "the task {} cannot split its instances across devices; use task.kind = quadratic, \
+             mlp, autoencoder, sinusoid or pes_toy, or one device",
             self.name()
         )))
     }

@@ -25,6 +25,7 @@ pub(crate) fn lm_train_cmd(
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after: None,
         stop: Some(metalearn::run::stop_on_signals()?),
+        devices: Vec::new(),
     };
     let s = metalearn::run::lm::train_lm(gpu, cfg, &opts)?;
     let last = s.losses.last().copied().unwrap_or(f64::NAN);

@@ -39,7 +39,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the chosen adapter, its backend, limits and features.
-    Info,
+    Info {
+        /// List every compute-capable adapter, best first, with the indices `train --adapters`
+        /// takes.
+        #[arg(long)]
+        adapters: bool,
+    },
     /// Meta-train the L2L LSTM optimizer on quadratics; compare with tuned SGD, NAG, RMSprop and Adam (the
     /// default job).
     #[command(allow_negative_numbers = true)]
@@ -260,6 +265,12 @@ struct TrainArgs {
     /// Check the run and print the GPU memory it will hold; write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Meta-train on several adapters at once, the instances of every outer step split over
+    /// them: `all`, indices into `metalearn info --adapters`' list (`0,2`; `0,0` opens two
+    /// devices on adapter 0) or parts of adapter names (`h200,a100`). Default: one adapter
+    /// (--adapter).
+    #[arg(long, value_name = "all|0,2|NAME,…")]
+    adapters: Option<String>,
 }
 
 /// Options of `metalearn eval`.
@@ -293,7 +304,11 @@ struct EvalArgs {
     log_y: bool,
 }
 
-fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
+fn train_cmd(
+    open: impl Fn() -> Result<Arc<Gpu>>,
+    open_many: impl Fn(&str) -> Result<Vec<Arc<Gpu>>>,
+    a: TrainArgs,
+) -> Result<()> {
     use metalearn::config::Config;
     let base = match &a.config {
         Some(p) => Config::from_file(p)?,
@@ -313,7 +328,34 @@ fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
         set.push(format!("seed={v}"));
     }
     let cfg = base.with_overrides(&set)?;
-    let gpu = open()?;
+    let mpi = cfg.dist.backend == metalearn::config::DistBackend::Mpi;
+    let (gpu, devices) = match &a.adapters {
+        None => (open()?, Vec::new()),
+        // Under MPI each rank takes one of the adapters, by its rank on the host.
+        Some(sel) if mpi => {
+            let mut all = open_many(sel)?;
+            let k = metalearn::dist::local_rank_from_env().unwrap_or(0) % all.len().max(1);
+            if all.is_empty() {
+                return Err(metalearn::Error::invalid(format!(
+                    "--adapters '{sel}' names no adapter"
+                )));
+            }
+            (all.swap_remove(k), Vec::new())
+        }
+        Some(sel) => {
+            let mut all = open_many(sel)?.into_iter();
+            let first = all.next().ok_or_else(|| {
+                metalearn::Error::invalid(format!("--adapters '{sel}' names no adapter"))
+            })?;
+            (first, all.collect())
+        }
+    };
+    if a.dry_run && !devices.is_empty() {
+        return Err(metalearn::Error::invalid(
+            "train --dry-run estimates one device's memory: run it with --adapter (each device of \
+             --adapters holds its share of the instances)",
+        ));
+    }
     if a.dry_run {
         let d = metalearn::run::dry_run(&gpu, &cfg)?;
         print!(
@@ -323,15 +365,25 @@ fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
         return Ok(());
     }
     if cfg.task.kind == metalearn::config::LM_KIND {
+        if !devices.is_empty() {
+            return Err(metalearn::Error::invalid(
+                "the language-model trainer (task.kind = \"lm\") runs on one device; use --adapter",
+            ));
+        }
         return lm_train_cmd(&gpu, &cfg, &a);
     }
-    let info = &gpu.props().info;
+    let names: Vec<String> = std::iter::once(&gpu)
+        .chain(&devices)
+        .map(|g| {
+            let i = &g.props().info;
+            format!("{} ({:?})", i.name, i.backend)
+        })
+        .collect();
     println!(
-        "meta-training {} with the '{}' optimizer on {} ({:?}); run directory {}",
+        "meta-training {} with the '{}' optimizer on {}; run directory {}",
         format!("{:?}", cfg.task.kind).to_lowercase(),
         cfg.optimizer.kind,
-        info.name,
-        info.backend,
+        names.join(" + "),
         cfg.output.dir
     );
     let opts = metalearn::run::TrainOptions {
@@ -339,6 +391,7 @@ fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after: None,
         stop: Some(metalearn::run::stop_on_signals()?),
+        devices,
     };
     let s = metalearn::run::train(&gpu, &cfg, &opts)?;
     match s.meta_losses.last() {
@@ -357,10 +410,12 @@ fn train_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: TrainArgs) -> Result<()> {
     if let Some(c) = &s.checkpoint {
         println!("checkpoint: {}", c.display());
     }
-    println!(
-        "metrics: {}/metrics.jsonl; evaluate with: metalearn eval {}",
-        cfg.output.dir, cfg.output.dir
-    );
+    if !mpi || metalearn::dist::local_rank_from_env().is_none() || s.checkpoint.is_some() {
+        println!(
+            "metrics: {}/metrics.jsonl; evaluate with: metalearn eval {}",
+            cfg.output.dir, cfg.output.dir
+        );
+    }
     Ok(())
 }
 
@@ -404,9 +459,27 @@ fn run(cli: Cli) -> Result<()> {
         command,
     } = cli;
     let open = || open_gpu(&backend, &adapter).map(Arc::new);
+    let options = || -> Result<GpuOptions> {
+        Ok(GpuOptions {
+            backends: backend.as_deref().map(parse_backends).transpose()?,
+            ..Default::default()
+        })
+    };
+    let open_many = |sel: &str| -> Result<Vec<Arc<Gpu>>> {
+        Ok(Gpu::open_many(&options()?, sel)?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    };
     // Options, configs and checkpoints are checked before a GPU is opened.
     match command {
-        Some(Command::Train(a)) => return train_cmd(open, a),
+        Some(Command::Info { adapters: true }) => {
+            for (k, a) in Gpu::adapters(&options()?)?.iter().enumerate() {
+                println!("{k}: {a}");
+            }
+            return Ok(());
+        }
+        Some(Command::Train(a)) => return train_cmd(open, open_many, a),
         Some(Command::Eval(a)) => return eval_cmd(open, a),
         Some(Command::Bench(a)) => return bench(open, a),
         Some(Command::Export(a)) => return export(open, a),
@@ -414,7 +487,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     let gpu = open()?;
     match command {
-        Some(Command::Info) => {
+        Some(Command::Info { .. }) => {
             print!("{}", gpu.props().describe());
             Ok(())
         }

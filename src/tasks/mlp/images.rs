@@ -10,7 +10,7 @@ use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::gather::{sample_index, GpuDataset};
 use crate::kernels::vec::View;
 use crate::kernels::Batched;
-use crate::tasks::{BatchRef, TaskRng};
+use crate::tasks::{BatchRef, Shard, TaskRng};
 use crate::{Error, Result};
 
 /// Salt of the held-out batch stream.
@@ -22,6 +22,8 @@ pub struct ImageBatches {
     /// Instances: copies of the first `drawn`, which draw their own batches.
     instances: usize,
     drawn: usize,
+    /// Where the drawn instances lie in the whole set (their batch streams are its).
+    shard: Shard,
     batch: usize,
     train: (ImageDataset, GpuDataset),
     held_out: (ImageDataset, GpuDataset),
@@ -60,6 +62,7 @@ impl ImageBatches {
             y: gpu.buffer("task y", instances * batch)?,
             instances,
             drawn: instances,
+            shard: Shard::whole(instances),
             batch,
             train: (train, gt),
             held_out: (held_out, gh),
@@ -80,6 +83,24 @@ impl ImageBatches {
         self.y = gpu.buffer("task y", n * self.batch)?;
         self.instances = n;
         Ok(())
+    }
+
+    /// Hold the shard `shard` of a larger set: instance n draws the batches of instance
+    /// `shard.first + n` of the set (before any copies).
+    pub fn set_shard(&mut self, task: &str, shard: Shard) -> Result<()> {
+        shard.check(task, self.drawn)?;
+        if self.instances != self.drawn {
+            return Err(Error::invalid(
+                "set the shard of image batches before their copies",
+            ));
+        }
+        self.shard = shard;
+        Ok(())
+    }
+
+    /// The shard of the whole set the instances are.
+    pub fn shard(&self) -> Shard {
+        self.shard
     }
 
     /// Distinct instances (each copy's).
@@ -141,7 +162,7 @@ impl ImageBatches {
         gds.record_batch_copies(
             rec,
             self.batch,
-            (self.instances, self.drawn),
+            (self.instances, self.drawn, self.shard.first),
             (seed, step),
             (View::new(&self.x, 0), View::new(&self.y, 0)),
         )
@@ -154,7 +175,7 @@ impl ImageBatches {
         let mut x = Vec::with_capacity(self.batch * f);
         let mut y = Vec::with_capacity(self.batch);
         for b in 0..self.batch {
-            let n = (n % self.drawn) as u32;
+            let n = (self.shard.first + n % self.drawn) as u32;
             let idx = sample_index(seed, n, step, b as u32, ds.count as u32) as usize;
             x.extend(
                 ds.pixels[idx * f..(idx + 1) * f]

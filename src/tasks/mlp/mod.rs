@@ -26,7 +26,7 @@ pub use images::ImageBatches;
 pub use model::GpuMlp;
 pub use spec::{Loss, MlpSpec};
 
-use super::{BatchRef, Hvp, LossGrad, NamedTensor, Task, TaskRng};
+use super::{BatchRef, Hvp, LossGrad, NamedTensor, Shard, Task, TaskRng};
 use crate::data::ImageDataset;
 use crate::gpu::{Gpu, Kernel, Recorder};
 use crate::kernels::Batched;
@@ -264,8 +264,15 @@ impl Task for MlpTask {
     }
 
     fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
-        let drawn = self.data.drawn();
-        Ok(self.spec.init(rng, drawn)?.repeat(self.instances() / drawn))
+        let (drawn, shard) = (self.data.drawn(), self.data.shard());
+        let all = self.spec.init(rng, shard.total)?;
+        let kept = shard.keep(&all, self.mlp.layout().size());
+        Ok(kept.repeat(self.instances() / drawn))
+    }
+
+    fn set_shard(&mut self, _gpu: &Gpu, shard: Shard) -> Result<()> {
+        let name = self.name();
+        self.data.set_shard(&name, shard)
     }
 
     /// Copies of the instances: the model's buffers and the batch buffers grow to them (the

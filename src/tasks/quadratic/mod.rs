@@ -10,7 +10,9 @@ pub mod reference;
 
 pub use model::{GpuQuadratic, Quadratics, DEFAULT_DIM};
 
-use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Stream, Task, TaskFamily, TaskRng};
+use super::{
+    BatchRef, Hvp, LossGrad, NamedTensor, Sample, Shard, Stream, Task, TaskFamily, TaskRng,
+};
 use crate::config::Config;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::Activation;
@@ -54,6 +56,7 @@ pub struct QuadraticTask {
     /// The instances as the GPU holds them (`copies` copies of the drawn ones).
     q: Quadratics,
     copies: usize,
+    shard: Shard,
     gpu_q: GpuQuadratic,
     layout: ParamLayout,
     init_std: f32,
@@ -67,6 +70,7 @@ impl QuadraticTask {
         layout.add("theta", &[dim])?;
         Ok(Self {
             gpu_q: GpuQuadratic::upload(gpu, &q)?,
+            shard: Shard::whole(instances),
             q,
             copies: 1,
             layout,
@@ -98,19 +102,32 @@ impl Task for QuadraticTask {
     }
 
     fn resample(&mut self, gpu: &Gpu, rng: &mut TaskRng) -> Result<()> {
-        let drawn = self.q.instances / self.copies;
-        self.q = Quadratics::sample(rng, self.q.dim, drawn)?.tiled(self.copies);
+        let (d, sh) = (self.q.dim, self.shard);
+        let all = Quadratics::sample(rng, d, sh.total)?;
+        let drawn = Quadratics {
+            dim: d,
+            instances: sh.count,
+            data: sh.keep(&all.data, d * d + d),
+        };
+        self.q = drawn.tiled(self.copies);
         gpu.write(self.data_buffer(), 0, &self.q.data)
     }
 
     fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
-        // The initial draws of the distinct instances (`init` reads only the counts).
-        let drawn = Quadratics {
+        // The initial draws of the whole set (`init` reads only the counts), the shard's kept.
+        let all = Quadratics {
             dim: self.q.dim,
-            instances: self.q.instances / self.copies,
+            instances: self.shard.total,
             data: Vec::new(),
         };
-        Ok(drawn.init(rng, self.init_std)?.repeat(self.copies))
+        let drawn = self.shard.keep(&all.init(rng, self.init_std)?, self.q.dim);
+        Ok(drawn.repeat(self.copies))
+    }
+
+    fn set_shard(&mut self, _gpu: &Gpu, shard: Shard) -> Result<()> {
+        shard.check(&self.name(), self.q.instances / self.copies)?;
+        self.shard = shard;
+        Ok(())
     }
 
     fn set_copies(&mut self, gpu: &Gpu, copies: usize) -> Result<()> {

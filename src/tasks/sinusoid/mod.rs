@@ -11,7 +11,9 @@ pub mod reference;
 use rand::Rng;
 
 use super::mlp::{GpuMlp, Loss, MlpSpec};
-use super::{BatchRef, Hvp, LossGrad, NamedTensor, Sample, Stream, Task, TaskFamily, TaskRng};
+use super::{
+    BatchRef, Hvp, LossGrad, NamedTensor, Sample, Shard, Stream, Task, TaskFamily, TaskRng,
+};
 use crate::config::Config;
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::matmul::Activation;
@@ -141,6 +143,8 @@ pub struct SinusoidTask {
     /// Instances: `instances / drawn` copies of the `drawn` ones.
     instances: usize,
     drawn: usize,
+    /// Where the drawn instances lie in the whole set ([`Task::set_shard`]).
+    shard: Shard,
     waves: Waves,
     /// `[support x | support y | query x | query y]`, instance-major within each part.
     data: GpuBuffer,
@@ -167,6 +171,7 @@ impl SinusoidTask {
             spec,
             instances,
             drawn: instances,
+            shard: Shard::whole(instances),
             waves: Waves::default(),
         };
         task.resample(gpu, rng)?;
@@ -309,20 +314,27 @@ impl Task for SinusoidTask {
 
     fn resample(&mut self, gpu: &Gpu, rng: &mut TaskRng) -> Result<()> {
         let (n, k, q) = (self.drawn, self.cfg.shots, self.cfg.queries);
+        let sh = self.shard;
         let mut w = Waves::default();
-        for _ in 0..n {
+        // Every instance of the whole set is drawn; the shard's are kept.
+        for i in 0..sh.total {
+            let keep = (sh.first..sh.first + sh.count).contains(&i);
             let a = draw(rng, self.cfg.amplitude);
             let ph = draw(rng, self.cfg.phase);
-            w.amplitude.push(a);
-            w.phase.push(ph);
+            if keep {
+                w.amplitude.push(a);
+                w.phase.push(ph);
+            }
             for (m, xs, ys) in [
                 (k, &mut w.support_x, &mut w.support_y),
                 (q, &mut w.query_x, &mut w.query_y),
             ] {
                 for _ in 0..m {
                     let x = draw(rng, self.cfg.x_range);
-                    xs.push(x);
-                    ys.push(reference::wave(a, ph, x) as f32);
+                    if keep {
+                        xs.push(x);
+                        ys.push(reference::wave(a, ph, x) as f32);
+                    }
                 }
             }
         }
@@ -331,10 +343,17 @@ impl Task for SinusoidTask {
     }
 
     fn init_params(&self, rng: &mut TaskRng) -> Result<Vec<f32>> {
+        let all = self.spec.init(rng, self.shard.total)?;
         Ok(self
-            .spec
-            .init(rng, self.drawn)?
+            .shard
+            .keep(&all, self.support.layout().size())
             .repeat(self.instances / self.drawn))
+    }
+
+    fn set_shard(&mut self, _gpu: &Gpu, shard: Shard) -> Result<()> {
+        shard.check(&self.name(), self.drawn)?;
+        self.shard = shard;
+        Ok(())
     }
 
     /// Copies of the instances (each with its instance's wave and points): the data and the

@@ -133,6 +133,11 @@ impl Task for ToyTask {
         Ok(())
     }
 
+    /// Every instance is the same problem: a shard is its count of them.
+    fn set_shard(&mut self, _gpu: &Gpu, shard: super::Shard) -> Result<()> {
+        shard.check(&self.name(), self.drawn)
+    }
+
     /// x = (1, 1) for every instance (the paper's start; nothing is drawn).
     fn init_params(&self, _rng: &mut TaskRng) -> Result<Vec<f32>> {
         Ok(vec![1.0; 2 * self.instances])

@@ -1,0 +1,362 @@
+//! Data-parallel meta-training over several devices of one process.
+//!
+//! The N instances of an outer step are split into consecutive shards, one per device
+//! ([`Shard::split`]); every device holds a [`MetaTrainer`] whose task keeps its shard of the
+//! whole set's draws ([`Task::set_shard`]), so the devices together meta-train on exactly the
+//! instances one device of N would. One outer step:
+//!
+//! 1. every device records and submits its unroll and reverse (no waits in between: the
+//!    devices run at once);
+//! 2. each device's meta-gradient g_r (φ̄ then θ̄0, the mean over its n_r instances) and
+//!    meta-loss M_r are read back and summed on the host in device order, in f64:
+//!    g = Σ_r (n_r / N)·g_r, M = Σ_r (n_r / N)·M_r — the mean over all N instances;
+//! 3. the first device takes g and M, computes ‖g‖² and applies the meta-update (clipping, the
+//!    non-finite guard, Adam); the new φ and θ0 are read back and written to every other device.
+//!
+//! The first device alone holds the meta-optimizer's moments, so every device continues from
+//! the same meta-parameters bit for bit, whatever its hardware. With one device the outer step
+//! is [`MetaTrainer::step`] itself. Against one device of N instances the meta-gradient differs
+//! only by the order of the sums over instances (each shard's in its own reductions, then the
+//! host's weighted sum): a few units of f32 rounding, not bit for bit.
+//!
+//! Across processes (MPI ranks, [`Collective`]) each process runs this over its own devices;
+//! the shards are those of all the ranks' devices in rank order, every rank's f64 sum is
+//! gathered at rank 0 and added there in rank order, rank 0 updates and broadcasts the
+//! meta-parameters and the status. With one device per rank that is the arithmetic of one
+//! process with as many devices, bit for bit.
+
+#[cfg(feature = "mpi")]
+pub mod mpi;
+
+use std::sync::Arc;
+
+use crate::gpu::Gpu;
+use crate::meta::{MetaConfig, MetaTrainer, StepReport, TrainerState};
+use crate::optim::Optimizer;
+use crate::tasks::{Shard, Task};
+use crate::{Error, Result};
+
+/// The rank of this process among the MPI processes of its host, from the launcher's
+/// environment (OpenMPI, MPICH, PMI), without initialising MPI: which of the host's adapters a
+/// rank takes.
+pub fn local_rank_from_env() -> Option<usize> {
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "PMI_LOCAL_RANK",
+    ]
+    .iter()
+    .find_map(|k| std::env::var(k).ok()?.parse().ok())
+}
+
+/// Builds a task of `count` instances on a device: `(gpu, count)`.
+pub type BuildTask<'a> = dyn Fn(&Arc<Gpu>, usize) -> Result<Box<dyn Task>> + 'a;
+
+/// Data exchanged between the processes of one run, rank 0 the root. Every rank calls the
+/// same operations in the same order; an operation that does not complete within the
+/// implementation's timeout ends the run with an error naming it (a rank died or hangs).
+pub trait Collective {
+    /// This process's rank.
+    fn rank(&self) -> usize;
+    /// Processes.
+    fn size(&self) -> usize;
+    /// Every rank's `bytes` in rank order at the root; `None` on the other ranks.
+    fn gather(&self, bytes: &[u8]) -> Result<Option<Vec<Vec<u8>>>>;
+    /// The root's `bytes` on every rank (the others' are replaced).
+    fn broadcast(&self, bytes: &mut Vec<u8>) -> Result<()>;
+}
+
+/// Meta-training of one set of instances split over several devices (and processes).
+pub struct DataParallel {
+    replicas: Vec<MetaTrainer>,
+    shards: Vec<Shard>,
+    /// Instances of every device of every rank, in rank then device order.
+    counts: Vec<usize>,
+    net: Option<Box<dyn Collective>>,
+}
+
+fn f64_bytes(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn bytes_f64(b: &[u8]) -> Vec<f64> {
+    b.chunks_exact(8)
+        .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect()
+}
+
+fn bytes_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+impl DataParallel {
+    /// Split `instances` over `gpus` (in order; a device may appear twice) and build a trainer
+    /// on each: `task(gpu, count)` builds a task of `count` instances on `gpu` (its draws are
+    /// replaced by the shard's, see [`Task::set_shard`]). φ and θ0 start as the first device's
+    /// (those of one device of `instances`).
+    pub fn new(
+        gpus: &[Arc<Gpu>],
+        instances: usize,
+        task: &BuildTask,
+        opt: Optimizer,
+        cfg: MetaConfig,
+    ) -> Result<Self> {
+        Self::new_ranked(gpus, instances, task, opt, cfg, None)
+    }
+
+    /// [`DataParallel::new`] for one rank of several processes: `instances` are split over the
+    /// devices of every rank (each rank passes as many), this rank's `gpus` take their shards.
+    /// Every rank calls it at once; φ and θ0 start as rank 0's first device's.
+    pub fn new_ranked(
+        gpus: &[Arc<Gpu>],
+        instances: usize,
+        task: &BuildTask,
+        opt: Optimizer,
+        cfg: MetaConfig,
+        net: Option<Box<dyn Collective>>,
+    ) -> Result<Self> {
+        if gpus.is_empty() {
+            return Err(Error::invalid(
+                "data-parallel meta-training needs at least one device",
+            ));
+        }
+        let (rank, size) = net.as_ref().map_or((0, 1), |n| (n.rank(), n.size()));
+        // Every rank must hold as many devices: each learns the others' count.
+        if let Some(n) = &net {
+            let mine = (gpus.len() as u64).to_le_bytes().to_vec();
+            let mut all = n.gather(&mine)?.map(|v| v.concat()).unwrap_or_default();
+            n.broadcast(&mut all)?;
+            let counts: Vec<u64> = all
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect();
+            if counts.iter().any(|&c| c != gpus.len() as u64) {
+                return Err(Error::invalid(format!(
+                    "the ranks hold {counts:?} devices each; every rank must hold as many (the same --adapters on every rank)"
+                )));
+            }
+        }
+        let local = gpus.len();
+        if local * size > 1 && cfg.estimator.copies() > 1 {
+            return Err(Error::invalid(format!(
+                "meta.estimator = {} cannot be split across devices yet (its particles' noise is \
+                 drawn per device); use meta.estimator = \"backprop\" or one device",
+                cfg.estimator.name()
+            )));
+        }
+        let all = Shard::split(instances, local * size)?;
+        let counts = all.iter().map(|s| s.count).collect();
+        let shards = all[rank * local..(rank + 1) * local].to_vec();
+        let mut replicas = Vec::with_capacity(local);
+        for (gpu, sh) in gpus.iter().zip(&shards) {
+            let mut t = task(gpu, sh.count)?;
+            if t.instances() != sh.count {
+                return Err(Error::invalid(format!(
+                    "the task built for a shard of {} instances has {}",
+                    sh.count,
+                    t.instances()
+                )));
+            }
+            if !sh.is_whole() {
+                t.set_shard(gpu, *sh)?;
+            }
+            replicas.push(MetaTrainer::new(gpu.clone(), t, opt.clone(), cfg.clone())?);
+        }
+        let mut dp = Self {
+            replicas,
+            shards,
+            counts,
+            net,
+        };
+        let mut start = f32_bytes(&dp.replicas[0].state()?.meta_params);
+        if let Some(n) = &dp.net {
+            n.broadcast(&mut start)?;
+        }
+        let start = bytes_f32(&start);
+        let from = usize::from(dp.is_root());
+        for t in &mut dp.replicas[from..] {
+            t.write_meta_params(&start)?;
+        }
+        Ok(dp)
+    }
+
+    /// Whether this process is rank 0 (or the only one): the one that updates, writes metrics
+    /// and checkpoints.
+    pub fn is_root(&self) -> bool {
+        self.net.as_ref().is_none_or(|n| n.rank() == 0)
+    }
+
+    /// The collective of a run over several processes.
+    pub fn collective(&self) -> Option<&dyn Collective> {
+        self.net.as_deref()
+    }
+
+    /// Devices (trainers) of this process, in shard order.
+    pub fn devices(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// The shards of this process's devices.
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    /// The first device's trainer: φ, θ0, the optimizer, the configuration and the step count
+    /// are every device's.
+    pub fn first(&self) -> &MetaTrainer {
+        &self.replicas[0]
+    }
+
+    /// The trainer of device `r`.
+    pub fn trainer(&self, r: usize) -> Option<&MetaTrainer> {
+        self.replicas.get(r)
+    }
+
+    /// Set φ on every device.
+    pub fn set_phi(&mut self, phi: &[f32]) -> Result<()> {
+        self.replicas.iter_mut().try_for_each(|t| t.set_phi(phi))
+    }
+
+    /// Set θ0 on every device.
+    pub fn set_theta0(&mut self, theta0: &[f32]) -> Result<()> {
+        self.replicas
+            .iter_mut()
+            .try_for_each(|t| t.set_theta0(theta0))
+    }
+
+    /// One outer step over every device (see the module's description), blocking until the
+    /// update is read back. With one device in one process, [`MetaTrainer::step`].
+    pub fn step(&mut self) -> Result<StepReport> {
+        if self.replicas.len() == 1 && self.net.is_none() {
+            return self.replicas[0].step();
+        }
+        self.step_exchanging()
+    }
+
+    /// The outer step of several devices (submit every unroll, sum the meta-gradients on the
+    /// host, update on the first device, send the meta-parameters to the others), also with one
+    /// device, where it gives [`MetaTrainer::step`]'s update bit for bit.
+    pub fn step_exchanging(&mut self) -> Result<StepReport> {
+        let mut offset = 0;
+        for t in &mut self.replicas {
+            offset = t.submit_gradient()?;
+        }
+        // This process's weighted sum, the meta-loss last.
+        let mut sum: Vec<f64> = Vec::new();
+        for (t, sh) in self.replicas.iter().zip(&self.shards) {
+            let (mut g, l) = t.read_gradient()?;
+            g.push(l);
+            let w = sh.count as f64 / sh.total as f64;
+            if sum.is_empty() {
+                sum = vec![0.0; g.len()];
+            }
+            for (s, v) in sum.iter_mut().zip(&g) {
+                *s += w * f64::from(*v);
+            }
+        }
+        let total = match &self.net {
+            None => Some(sum),
+            Some(n) => n.gather(&f64_bytes(&sum))?.map(|parts| {
+                let mut t = vec![0.0f64; sum.len()];
+                for part in parts {
+                    for (a, b) in t.iter_mut().zip(bytes_f64(&part)) {
+                        *a += b;
+                    }
+                }
+                t
+            }),
+        };
+        // The root updates on its first device; the status and the new meta-parameters go to
+        // every other device.
+        let mut update = Vec::new();
+        let mut grad_loss: Option<(Vec<f32>, f32)> = None;
+        if let Some(total) = total {
+            let loss = total.last().copied().unwrap_or(f64::NAN) as f32;
+            let grad: Vec<f32> = total[..total.len().saturating_sub(1)]
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            self.replicas[0].submit_update(&grad, loss, true)?;
+            let (status, meta_params) = self.replicas[0].read_update()?;
+            update = f32_bytes(&[status, meta_params].concat());
+            grad_loss = Some((grad, loss));
+        }
+        if let Some(n) = &self.net {
+            n.broadcast(&mut update)?;
+        }
+        let update = bytes_f32(&update);
+        let len = crate::meta::meta_optim::status::LEN.min(update.len());
+        let (status, meta_params) = update.split_at(len);
+        let from = usize::from(grad_loss.is_some());
+        for t in &mut self.replicas[from..] {
+            t.submit_update(&[], 0.0, false)?;
+            t.write_meta_params(meta_params)?;
+        }
+        self.replicas[0].report_status(status, offset)
+    }
+
+    /// The state to continue from: the first device's, with every device's carried state in
+    /// shard order (of every rank, at rank 0) in the middle of an episode, and the shards'
+    /// counts in [`TrainerState::shards`]. Every rank calls it at once; only rank 0's is whole.
+    pub fn state(&self) -> Result<TrainerState> {
+        let mut st = self.replicas[0].state()?;
+        if self.counts.len() == 1 || st.offset == 0 {
+            return Ok(st);
+        }
+        // Several devices run backprop only (no PES noise to carry).
+        let mut carry = Vec::new();
+        for t in &self.replicas {
+            carry.extend(t.state()?.carry.unwrap_or_default());
+        }
+        if let Some(n) = &self.net {
+            if let Some(parts) = n.gather(&f32_bytes(&carry))? {
+                carry = parts.iter().flat_map(|p| bytes_f32(p)).collect();
+            }
+        }
+        st.carry = Some(carry);
+        st.shards = self.counts.clone();
+        Ok(st)
+    }
+
+    /// Continue from `state` ([`DataParallel::state`] or [`MetaTrainer::state`] of the same
+    /// task, optimizer and config). In the middle of an episode it must have been saved by as
+    /// many devices holding the same shards.
+    pub fn restore(&mut self, state: &TrainerState) -> Result<()> {
+        if state.offset == 0 || self.counts.len() == 1 {
+            return self.replicas.iter_mut().try_for_each(|t| t.restore(state));
+        }
+        if state.shards != self.counts {
+            return Err(Error::invalid(format!(
+                "the state was saved in the middle of an episode by {} with instances {:?}; this run splits them {:?}: resume on the same devices, or from a checkpoint at an episode's start",
+                match state.shards.len() {
+                    0 => "one device".to_string(),
+                    k => format!("{k} devices"),
+                },
+                state.shards,
+                self.counts
+            )));
+        }
+        let carry = state.carry.as_deref().unwrap_or_default();
+        let total: usize = self.counts.iter().sum();
+        if total == 0 || carry.len() % total != 0 {
+            return Err(Error::invalid(format!(
+                "the saved carried state has {} values, not a whole number per instance of {total}",
+                carry.len()
+            )));
+        }
+        let per = carry.len() / total;
+        for (t, sh) in self.replicas.iter_mut().zip(&self.shards) {
+            let mut part = state.clone();
+            part.shards = Vec::new();
+            part.carry = Some(carry[sh.first * per..(sh.first + sh.count) * per].to_vec());
+            t.restore(&part)?;
+        }
+        Ok(())
+    }
+}

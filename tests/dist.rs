@@ -1,0 +1,292 @@
+//! Data-parallel meta-training over several devices of one process: the shards of a set of
+//! instances are its instances, the summed meta-gradient is one device's, the exchanging step
+//! on one device is the trainer's bit for bit, and a run resumes on its devices.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{rng, shared_gpu};
+use metalearn::dist::DataParallel;
+use metalearn::gpu::{Gpu, GpuOptions};
+use metalearn::kernels::matmul::Activation;
+use metalearn::meta::{EsConfig, Estimator, LossWeights, MetaConfig, MetaTrainer};
+use metalearn::optim::lstm::Lstm;
+use metalearn::optim::{Mode, Optimizer};
+use metalearn::reference::rel_err;
+use metalearn::tasks::mlp::MlpSpec;
+use metalearn::tasks::{
+    BatchRef, MlpTask, Objective, QuadraticTask, Sample, Shard, SinusoidConfig, SinusoidTask,
+    Stream, Task, TaskRng,
+};
+use metalearn::Result;
+use rand::{Rng, SeedableRng};
+
+type Build = dyn Fn(&Arc<Gpu>, usize) -> Result<Box<dyn Task>>;
+
+/// A second device on the test adapter (its own queue and buffers).
+fn second_gpu() -> Arc<Gpu> {
+    static GPU: std::sync::OnceLock<Arc<Gpu>> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| Arc::new(Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("{e}"))))
+        .clone()
+}
+
+fn quadratics(seed: u64) -> Box<Build> {
+    Box::new(move |g, n| {
+        let mut r = TaskRng::seed_from_u64(seed);
+        Ok(Box::new(QuadraticTask::new(g, 3, n, &mut r)?) as Box<dyn Task>)
+    })
+}
+
+fn sinusoids(seed: u64) -> Box<Build> {
+    Box::new(move |g, n| {
+        let cfg = SinusoidConfig {
+            hidden: vec![6],
+            activation: Activation::Tanh,
+            shots: 4,
+            queries: 3,
+            ..Default::default()
+        };
+        let mut r = TaskRng::seed_from_u64(seed);
+        Ok(Box::new(SinusoidTask::new(g, &cfg, n, &mut r)?) as Box<dyn Task>)
+    })
+}
+
+fn classifiers(seed: u64) -> Box<Build> {
+    Box::new(move |g, n| {
+        let spec = MlpSpec::new(&[9, 5, 10], Activation::Relu)?;
+        let task = MlpTask::synthetic(g, (&spec, Objective::Classify), (n, 4), (40, 20), seed)?;
+        Ok(Box::new(task) as Box<dyn Task>)
+    })
+}
+
+fn lstm() -> Optimizer {
+    Optimizer::new(Lstm {
+        p: 2.0,
+        out_scale: 0.5,
+        ..Default::default()
+    })
+}
+
+fn config(seed: u64, episode: usize) -> MetaConfig {
+    MetaConfig {
+        unroll: 3,
+        episode,
+        weights: LossWeights::Uniform,
+        learn_optimizer: true,
+        learn_init: true,
+        seed,
+        ..Default::default()
+    }
+}
+
+/// The whole set's draws, shard by shard: every task family's data and initial θ of a shard
+/// are the rows of a task of all the instances.
+#[test]
+fn the_shards_of_a_set_hold_its_instances() -> Result<()> {
+    let mut r = rng("shards hold the instances");
+    let g = shared_gpu();
+    for (name, build) in [
+        ("quadratic", quadratics(r.random())),
+        ("sinusoid", sinusoids(r.random())),
+        ("classifier", classifiers(r.random())),
+    ] {
+        let (total, seed): (usize, u64) = (7, r.random());
+        let mut whole = build(g, total)?;
+        whole.resample(g, &mut TaskRng::seed_from_u64(seed))?;
+        let init = whole.init_params(&mut Stream::Init(3).rng(seed, Sample::Train))?;
+        let p = whole.layout().size();
+        let batch = BatchRef::Train(2);
+        let want = whole.export_batch(batch)?;
+        for sh in Shard::split(total, 3)? {
+            let mut part = build(g, sh.count)?;
+            part.set_shard(g, sh)?;
+            part.resample(g, &mut TaskRng::seed_from_u64(seed))?;
+            let got = part.export_batch(batch)?;
+            for ((n, shape, w), (_, _, v)) in want.iter().zip(&got) {
+                let per = shape[1..].iter().product::<usize>();
+                assert_eq!(v, &sh.keep(w, per), "{name} {n} of {sh:?}");
+            }
+            let init_part = part.init_params(&mut Stream::Init(3).rng(seed, Sample::Train))?;
+            assert_eq!(init_part, sh.keep(&init, p), "{name} initial θ of {sh:?}");
+        }
+        // A shard that does not fit the task is refused.
+        let mut part = build(g, 2)?;
+        let e = part
+            .set_shard(
+                g,
+                Shard {
+                    first: 6,
+                    count: 2,
+                    total,
+                },
+            )
+            .expect_err("a shard past the set was accepted")
+            .to_string();
+        assert!(e.contains("does not fit"), "{e}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_split_is_even_and_covers_the_set() -> Result<()> {
+    let s = Shard::split(7, 3)?;
+    let counts: Vec<usize> = s.iter().map(|s| s.count).collect();
+    assert_eq!(counts, [3, 2, 2]);
+    assert_eq!(s.iter().map(|s| s.first).collect::<Vec<_>>(), [0, 3, 5]);
+    assert!(s.iter().all(|s| s.total == 7));
+    for (t, k) in [(3, 4), (5, 0)] {
+        let e = Shard::split(t, k)
+            .expect_err("an impossible split")
+            .to_string();
+        assert!(e.contains("at least one instance"), "{e}");
+    }
+    Ok(())
+}
+
+/// The exchanging outer step (gradients read back, summed on the host, the update applied and
+/// sent back) on one device gives the fused trainer's run bit for bit, across episodes.
+#[test]
+fn exchanging_on_one_device_is_the_trainer_bit_for_bit() -> Result<()> {
+    let seed: u64 = rng("exchanging on one device").random();
+    let g = shared_gpu();
+    let build = quadratics(seed);
+    let mut one = MetaTrainer::new(g.clone(), build(g, 4)?, lstm(), config(seed, 6))?;
+    let mut dp = DataParallel::new(std::slice::from_ref(g), 4, &*build, lstm(), config(seed, 6))?;
+    for step in 0..4 {
+        let (a, b) = (one.step()?, dp.step_exchanging()?);
+        assert_eq!(a, b, "outer step {step}");
+        assert_eq!(one.state()?, dp.state()?, "state after outer step {step}");
+    }
+    Ok(())
+}
+
+/// Two devices (shards of 3 and 2 of 5 instances) against one device of all 5, for every
+/// family and in truncated and second-order mode: the same meta-loss and meta-gradient up to
+/// the order of the sums, and after three outer steps the same φ and θ0 up to the same.
+#[test]
+fn two_devices_meta_train_as_one_device_of_all_instances() -> Result<()> {
+    let mut r = rng("two devices as one");
+    let gpus = [shared_gpu().clone(), second_gpu()];
+    for (name, build, mode) in [
+        ("quadratic", quadratics(r.random()), Mode::SecondOrder),
+        ("sinusoid", sinusoids(r.random()), Mode::Truncated),
+        ("classifier", classifiers(r.random()), Mode::Truncated),
+    ] {
+        let seed: u64 = r.random();
+        let cfg = MetaConfig {
+            mode,
+            ..config(seed, 6)
+        };
+        let g = &gpus[0];
+        let mut one = MetaTrainer::new(g.clone(), build(g, 5)?, lstm(), cfg.clone())?;
+        let mut dp = DataParallel::new(&gpus, 5, &*build, lstm(), cfg)?;
+        assert_eq!(dp.devices(), 2);
+        assert_eq!(one.phi()?, dp.first().phi()?, "{name}: φ at the start");
+        assert_eq!(
+            one.theta0()?,
+            dp.first().theta0()?,
+            "{name}: θ0 at the start"
+        );
+        for step in 1..=3 {
+            let (a, b) = (one.step()?, dp.step()?);
+            let what = format!("{name} outer step {step}");
+            assert!(
+                a.skipped.is_none() && b.skipped.is_none(),
+                "{what}: skipped"
+            );
+            let e = rel_err(&[f64::from(b.meta_loss)], &[f64::from(a.meta_loss)]);
+            assert!(
+                e < 1e-5,
+                "{what}: meta-loss {} vs {} ({e:.1e})",
+                b.meta_loss,
+                a.meta_loss
+            );
+            let (ga, gb) = (one.last_meta_gradient()?, dp.first().last_meta_gradient()?);
+            let e = rel_err(&f64s(&gb), &f64s(&ga));
+            assert!(e < 1e-5, "{what}: meta-gradient relative error {e:.1e}");
+            let e = rel_err(&f64s(&dp.first().phi()?), &f64s(&one.phi()?));
+            assert!(e < 1e-4, "{what}: φ relative error {e:.1e}");
+            // Every device holds the first one's meta-parameters bit for bit.
+            let other = dp.trainer(1).map(|t| t.phi()).transpose()?;
+            assert_eq!(other, Some(dp.first().phi()?), "{what}: φ of device 1");
+            let other = dp.trainer(1).map(|t| t.theta0()).transpose()?;
+            assert_eq!(other, Some(dp.first().theta0()?), "{what}: θ0 of device 1");
+        }
+    }
+    Ok(())
+}
+
+/// A state saved in the middle of an episode by two devices continues bit for bit on two
+/// devices; one device, or another split, refuses it by name.
+#[test]
+fn a_data_parallel_run_resumes_mid_episode() -> Result<()> {
+    let seed: u64 = rng("data-parallel resume").random();
+    let gpus = [shared_gpu().clone(), second_gpu()];
+    let build = quadratics(seed);
+    let mut a = DataParallel::new(&gpus, 5, &*build, lstm(), config(seed, 9))?;
+    a.step()?;
+    let st = a.state()?;
+    assert_eq!(st.offset, 3);
+    assert_eq!(st.shards, [3, 2]);
+    let mut b = DataParallel::new(&gpus, 5, &*build, lstm(), config(seed, 9))?;
+    b.restore(&st)?;
+    for step in 0..3 {
+        assert_eq!(a.step()?, b.step()?, "outer step {step} after the restore");
+    }
+    assert_eq!(a.state()?, b.state()?);
+    let mut one = MetaTrainer::new(
+        gpus[0].clone(),
+        build(&gpus[0], 5)?,
+        lstm(),
+        config(seed, 9),
+    )?;
+    let e = one
+        .restore(&st)
+        .expect_err("one device took a two-device carry")
+        .to_string();
+    assert!(e.contains("2 devices"), "{e}");
+    let three = [gpus[0].clone(), gpus[1].clone(), gpus[0].clone()];
+    let mut c = DataParallel::new(&three, 5, &*build, lstm(), config(seed, 9))?;
+    let e = c
+        .restore(&st)
+        .expect_err("another split took the carry")
+        .to_string();
+    assert!(e.contains("[3, 2]") && e.contains("[2, 2, 1]"), "{e}");
+    Ok(())
+}
+
+/// Settings a split cannot run are refused by name.
+#[test]
+fn impossible_splits_are_refused() -> Result<()> {
+    let seed: u64 = rng("impossible splits").random();
+    let gpus = [shared_gpu().clone(), second_gpu()];
+    let build = quadratics(seed);
+    let e = DataParallel::new(&gpus, 1, &*build, lstm(), config(seed, 3))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("1 instances cannot be split over 2 devices"),
+        "{e}"
+    );
+    let es = MetaConfig {
+        estimator: Estimator::Es(EsConfig::default()),
+        ..config(seed, 3)
+    };
+    let e = DataParallel::new(&gpus, 4, &*build, lstm(), es)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("cannot be split across devices"), "{e}");
+    let e = DataParallel::new(&[], 4, &*build, lstm(), config(seed, 3))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("at least one device"), "{e}");
+    Ok(())
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
