@@ -397,19 +397,9 @@ fn train_meta(
     let mut metrics = crate::report::MetricsWriter::open(&metrics_path)?;
     let total = cfg.meta.outer_steps;
     let start = dp.first().steps_taken();
-    let end = match opts.stop_after {
-        Some(k) => total.min(start + k),
-        None => total,
-    };
+    let (end, mut summary) = span(cfg, opts, start);
     let bar = crate::progress::ProgressBar::new(opts.progress, total as u64, start as u64)?;
     let t0 = Instant::now();
-    let mut summary = TrainSummary {
-        steps: start,
-        meta_losses: Vec::new(),
-        skipped: 0,
-        checkpoint: None,
-        seconds: 0.0,
-    };
     let held = if cfg.eval.every > 0 {
         let h = build_task(gpu, cfg, Sample::HeldOut, cfg.eval.instances)?;
         let init = h.init_params(&mut Stream::Init(0).rng(cfg.seed, Sample::HeldOut))?;
@@ -547,6 +537,21 @@ fn train_meta(
     Ok(summary)
 }
 
+/// The last outer step this invocation takes from `start` (`opts.stop_after` of them at most)
+/// and its summary so far.
+fn span(cfg: &Config, opts: &TrainOptions, start: usize) -> (usize, TrainSummary) {
+    let total = cfg.meta.outer_steps;
+    let end = opts.stop_after.map_or(total, |k| total.min(start + k));
+    let summary = TrainSummary {
+        steps: start,
+        meta_losses: Vec::new(),
+        skipped: 0,
+        checkpoint: None,
+        seconds: 0.0,
+    };
+    (end, summary)
+}
+
 /// Rank 0's decision to save a checkpoint now (every rank takes part in the state's exchange)
 /// and to stop, on every rank; without other ranks, `(save, stop)` itself.
 fn agree(dp: &DataParallel, save: bool, stop: bool) -> Result<(bool, bool)> {
@@ -607,18 +612,8 @@ fn train_peer(
         dp.restore(&ck.state)?;
     }
     let start = dp.first().steps_taken();
-    let end = match opts.stop_after {
-        Some(k) => cfg.meta.outer_steps.min(start + k),
-        None => cfg.meta.outer_steps,
-    };
+    let (end, mut summary) = span(cfg, opts, start);
     let t0 = Instant::now();
-    let mut summary = TrainSummary {
-        steps: start,
-        meta_losses: Vec::new(),
-        skipped: 0,
-        checkpoint: None,
-        seconds: 0.0,
-    };
     let max_skipped = cfg.meta.max_skipped;
     let mut streak = 0usize;
     for _ in start..end {

@@ -16,6 +16,26 @@ use metalearn::tasks::lm::{DynamicEval, LmSpec, TokenChunk, Update};
 use metalearn::tasks::TaskRng;
 use metalearn::Result;
 
+/// The three terms of the shader's equation in f64 for each coordinate of one instance: θ,
+/// the decay step and the gradient step.
+fn terms(
+    t: &[f64],
+    g: &[f64],
+    s: &[f64],
+    scales: Option<&[f64]>,
+    lr: f64,
+    decay: f64,
+) -> Vec<[f64; 3]> {
+    let p = t.len();
+    (0..p)
+        .map(|i| {
+            let (pre, rate) = scales.map_or((1.0, 1.0), |sc| (sc[i], sc[p + i]));
+            let g = if lr != 0.0 { lr * pre * g[i] } else { 0.0 };
+            [t[i], decay * rate * (s[i] - t[i]), -g]
+        })
+        .collect()
+}
+
 /// The shader's equation in f64 for one instance.
 fn formula(
     t: &[f64],
@@ -25,32 +45,9 @@ fn formula(
     lr: f64,
     decay: f64,
 ) -> Vec<f64> {
-    let p = t.len();
-    (0..p)
-        .map(|i| {
-            let (pre, rate) = scales.map_or((1.0, 1.0), |sc| (sc[i], sc[p + i]));
-            let g = if lr != 0.0 { lr * pre * g[i] } else { 0.0 };
-            t[i] + decay * rate * (s[i] - t[i]) - g
-        })
-        .collect()
-}
-
-/// The size of each coordinate's terms in [`formula`]: |θ| + |decay·rate·(θs − θ)| +
-/// |lr·pre·g|.
-fn formula_terms(
-    t: &[f64],
-    g: &[f64],
-    s: &[f64],
-    scales: Option<&[f64]>,
-    lr: f64,
-    decay: f64,
-) -> Vec<f64> {
-    let p = t.len();
-    (0..p)
-        .map(|i| {
-            let (pre, rate) = scales.map_or((1.0, 1.0), |sc| (sc[i], sc[p + i]));
-            t[i].abs() + (decay * rate * (s[i] - t[i])).abs() + (lr * pre * g[i]).abs()
-        })
+    terms(t, g, s, scales, lr, decay)
+        .iter()
+        .map(|[a, b, c]| a + b + c)
         .collect()
 }
 
@@ -104,7 +101,7 @@ fn dynamic_update_kernel_matches_its_formula() -> Result<()> {
             let sc = f64s(&scales);
             for i in 0..n {
                 let at = off + i * stride;
-                let want = formula(
+                let parts = terms(
                     &f64s(&theta[at..at + p]),
                     &f64s(&grad[1 + i * p..1 + (i + 1) * p]),
                     &f64s(&statics[4..4 + p]),
@@ -113,16 +110,12 @@ fn dynamic_update_kernel_matches_its_formula() -> Result<()> {
                     f64::from(decay),
                 );
                 // θ + step may cancel: each coordinate is held to a few f32 roundings of its
-                // terms' sizes (θ, the decay step, the gradient step), not of the result's.
-                let t = f64s(&theta[at..at + p]);
-                let size = formula_terms(
-                    &t,
-                    &f64s(&grad[1 + i * p..1 + (i + 1) * p]),
-                    &f64s(&statics[4..4 + p]),
-                    scaled.then_some(&sc[..]),
-                    f64::from(lr),
-                    f64::from(decay),
-                );
+                // terms' sizes, not of the result's.
+                let want: Vec<f64> = parts.iter().map(|[a, b, c]| a + b + c).collect();
+                let size: Vec<f64> = parts
+                    .iter()
+                    .map(|v| v.iter().map(|x| x.abs()).sum())
+                    .collect();
                 for (k, ((&a, &b), &m)) in got[at..at + p].iter().zip(&want).zip(&size).enumerate()
                 {
                     let e = (f64::from(a) - b).abs();

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::expect_err;
+
 use std::path::{Path, PathBuf};
 
 use metalearn::config::Config;
@@ -400,15 +402,6 @@ fn a_resumed_lm_run_is_bit_identical() {
         train_lm(gpu, &cfg_b, &resume),
         &["checksum mismatch", LM_CHECKPOINT],
     );
-}
-
-fn expect_err(r: metalearn::Result<impl std::fmt::Debug>, needles: &[&str]) -> String {
-    let e = r.expect_err("an error");
-    let s = e.to_string();
-    for n in needles {
-        assert!(s.contains(n), "'{n}' not in: {s}");
-    }
-    s
 }
 
 #[test]

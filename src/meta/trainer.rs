@@ -399,8 +399,14 @@ impl MetaTrainer {
         self.step += 1;
         let mut rec = Recorder::new(&self.gpu);
         self.record_meta_gradient(&mut rec, true)?;
+        self.record_meta_update(&mut rec)?;
+        Ok(rec)
+    }
+
+    /// The Adam meta-update of step `self.step` from the meta-gradient in the unroll's buffer.
+    fn record_meta_update(&self, rec: &mut Recorder) -> Result<()> {
         meta_optim::meta_adam(
-            &mut rec,
+            rec,
             MetaAdamBuffers {
                 grad: self.unroll.meta_grad(),
                 params: &self.meta_params,
@@ -410,8 +416,7 @@ impl MetaTrainer {
             self.opt.phi_len() + self.unroll.params(),
             self.step,
             &self.cfg.meta_opt,
-        )?;
-        Ok(rec)
+        )
     }
 
     /// The report of the outer step just taken from its status word; after a skip, the losses
@@ -519,18 +524,7 @@ impl MetaTrainer {
             self.gpu.write(&self.status, status::LOSS, &[loss])?;
             let mut rec = Recorder::new(&self.gpu);
             self.unroll.record_grad_norm(&mut rec, &self.io(true))?;
-            meta_optim::meta_adam(
-                &mut rec,
-                MetaAdamBuffers {
-                    grad: self.unroll.meta_grad(),
-                    params: &self.meta_params,
-                    moments: &self.moments,
-                    status: &self.status,
-                },
-                self.opt.phi_len() + self.unroll.params(),
-                self.step,
-                &self.cfg.meta_opt,
-            )?;
+            self.record_meta_update(&mut rec)?;
             rec.submit()?;
         }
         self.advance();

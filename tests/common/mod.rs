@@ -82,6 +82,18 @@ pub fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
+/// The error of `r`, which must be one, after checking that it names every one of `needles`.
+pub fn expect_err<T>(r: metalearn::Result<T>, needles: &[&str]) -> String {
+    let s = match r {
+        Ok(_) => panic!("accepted where an error naming {needles:?} was expected"),
+        Err(e) => e.to_string(),
+    };
+    for n in needles {
+        assert!(s.contains(n), "'{n}' not in: {s}");
+    }
+    s
+}
+
 /// Assert that `got` (f32 from the GPU) matches `want` (f64 reference) within relative error `tol`
 /// (max abs difference over max abs reference); any NaN or infinity fails.
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
