@@ -23,7 +23,7 @@ use crate::{Error, Result};
 
 mod lm;
 mod parse;
-pub use lm::{DynamicGrid, LmConfig, LmCorpus, LmTokens, LEARNED_UPDATER, LM_KIND};
+pub use lm::{DynamicGrid, LmConfig, LmCorpus, LmTokens, DYNLM_KIND, LEARNED_UPDATER, LM_KIND};
 
 /// The embedded default: the L2L coordinatewise LSTM on 10-d quadratics.
 pub const DEFAULT_CONFIG: &str = include_str!("../configs/l2l_quadratic.toml");
@@ -327,6 +327,9 @@ impl Config {
         })?;
         if let Some((problem, hint)) = (family.check)(t) {
             return Err(err(origin, problem, hint));
+        }
+        if t.kind == DYNLM_KIND {
+            self.validate_lm_model(origin, t.instances)?;
         }
         if let Some(h) = &t.hidden {
             for &w in h {

@@ -1,6 +1,7 @@
 //! `[lm]`: the LSTM language model trained and evaluated by `metalearn train` and `metalearn
-//! eval` when `task.kind = "lm"` (ordinary LM training with Adam; meta-training on the language
-//! model is not there yet). `docs/config.md` documents every key.
+//! eval` when `task.kind = "lm"` (ordinary LM training with Adam), and the model and corpus of
+//! the dynamical language model meta-trained when `task.kind = "dynlm"`. `docs/config.md`
+//! documents every key.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,10 @@ use crate::Result;
 
 /// The `task.kind` that selects the language model of `[lm]`.
 pub const LM_KIND: &str = "lm";
+
+/// The `task.kind` of meta-training on the language model of `[lm]`: the dynamical language
+/// model ([`crate::tasks::lm::meta`]).
+pub const DYNLM_KIND: &str = "dynlm";
 
 /// Where the documents come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +131,10 @@ pub struct LmConfig {
     /// Fractions of documents in train, valid and test (not used by wikitext, which keeps its
     /// files' split).
     pub split: [f64; 3],
+    /// Meta-training (`task.kind = "dynlm"`): an LM run directory or `lm.safetensors` whose
+    /// trained weights are the static weights W_s (and whose vocabulary the task reads); unset,
+    /// the static weights are drawn from the seed.
+    pub static_model: Option<String>,
 }
 
 impl Default for LmConfig {
@@ -156,6 +165,7 @@ impl Default for LmConfig {
             rms_eps: crate::tasks::lm::dynamic::RMS_EPS,
             learned: None,
             split: [0.90, 0.05, 0.05],
+            static_model: None,
         }
     }
 }
@@ -192,9 +202,9 @@ impl LmConfig {
 }
 
 impl Config {
-    /// The checks of a `task.kind = "lm"` config: `[lm]` in range, `[output]` usable. The
-    /// sections of meta-training (`[optimizer]`, `[meta]`, `[eval]`) are not read by LM runs.
-    pub(crate) fn validate_lm(&self, origin: &str) -> Result<()> {
+    /// The checks of `[lm]`'s corpus and model shared by LM runs and dynamical-LM
+    /// meta-training (`task.kind = "dynlm"`), for `streams` documents read side by side.
+    pub(crate) fn validate_lm_model(&self, origin: &str, streams: usize) -> Result<()> {
         let range = |key: &str, v: usize, lo: usize, hi: usize| {
             if v < lo || v > hi {
                 Err(err(
@@ -212,37 +222,21 @@ impl Config {
         range("hidden", l.hidden, 1, 1 << 14)?;
         range("layers", l.layers, 1, 64)?;
         range("chunk", l.chunk, 1, 1 << 16)?;
-        range("streams", l.streams, 1, 1 << 16)?;
-        range("steps", l.steps, 1, 1 << 40)?;
-        range("eval_chunks", l.eval_chunks, 1, MAX_SIZE)?;
-        let logits = l
-            .streams
+        let logits = streams
             .saturating_mul(l.chunk)
             .saturating_mul(l.vocab_len());
         if logits > MAX_LOGITS {
             return Err(err(
                 origin,
                 format!(
-                    "lm.streams × lm.chunk × vocabulary = {} × {} × {} = {logits} logits per chunk, beyond the {MAX_LOGITS} (2 GiB) any adapter can bind",
-                    l.streams,
+                    "streams × lm.chunk × vocabulary = {} × {} × {} = {logits} logits per chunk, beyond the {MAX_LOGITS} (2 GiB) any adapter can bind",
+                    streams,
                     l.chunk,
                     l.vocab_len()
                 ),
                 "use fewer streams, shorter chunks or a smaller vocabulary",
             ));
         }
-        range("tune_chunks", l.tune_chunks, 1, MAX_SIZE)?;
-        range("rms_chunks", l.rms_chunks, 1, MAX_SIZE)?;
-        for (key, v) in [("lr", l.lr), ("rms_eps", l.rms_eps)] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(err(
-                    origin,
-                    format!("lm.{key} = {v} is not a positive number"),
-                    "use e.g. lr = 0.001, rms_eps = 1e-5",
-                ));
-            }
-        }
-        self.validate_dynamic(origin)?;
         l.fractions().check().map_err(|_| {
             err(
                 origin,
@@ -267,6 +261,50 @@ impl Config {
                 "name the corpus directory, or remove lm.path for linux-doc's default",
             ));
         }
+        if self.lm.fast.is_empty() || self.lm.fast.iter().any(|g| g.trim().is_empty()) {
+            return Err(err(
+                origin,
+                format!("lm.fast = {:?} names no tensor group", self.lm.fast),
+                format!(
+                    "use e.g. fast = [\"lstm\"]; groups: {}",
+                    crate::tasks::lm::spec::FAST_GROUPS
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checks of a `task.kind = "lm"` config: `[lm]` in range, `[output]` usable. The
+    /// sections of meta-training (`[optimizer]`, `[meta]`, `[eval]`) are not read by LM runs.
+    pub(crate) fn validate_lm(&self, origin: &str) -> Result<()> {
+        self.validate_lm_model(origin, self.lm.streams)?;
+        let range = |key: &str, v: usize, lo: usize, hi: usize| {
+            if v < lo || v > hi {
+                Err(err(
+                    origin,
+                    format!("lm.{key} = {v} is out of range"),
+                    format!("use a value from {lo} to {hi}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let l = &self.lm;
+        range("streams", l.streams, 1, 1 << 16)?;
+        range("steps", l.steps, 1, 1 << 40)?;
+        range("eval_chunks", l.eval_chunks, 1, MAX_SIZE)?;
+        range("tune_chunks", l.tune_chunks, 1, MAX_SIZE)?;
+        range("rms_chunks", l.rms_chunks, 1, MAX_SIZE)?;
+        for (key, v) in [("lr", l.lr), ("rms_eps", l.rms_eps)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(err(
+                    origin,
+                    format!("lm.{key} = {v} is not a positive number"),
+                    "use e.g. lr = 0.001, rms_eps = 1e-5",
+                ));
+            }
+        }
+        self.validate_dynamic(origin)?;
         range("output.keep", self.output.keep, 1, 1 << 20)?;
         if self.output.dir.trim().is_empty() {
             return Err(err(origin, "output.dir is empty", "name a run directory"));
@@ -276,19 +314,9 @@ impl Config {
 }
 
 impl Config {
-    /// The checks of `lm.fast` and `[lm.dynamic]`.
+    /// The checks of `[lm.dynamic]` (`lm.fast` is checked with the model).
     fn validate_dynamic(&self, origin: &str) -> Result<()> {
         let l = &self.lm;
-        if l.fast.is_empty() || l.fast.iter().any(|g| g.trim().is_empty()) {
-            return Err(err(
-                origin,
-                format!("lm.fast = {:?} names no tensor group", l.fast),
-                format!(
-                    "use e.g. fast = [\"lstm\"]; groups: {}",
-                    crate::tasks::lm::spec::FAST_GROUPS
-                ),
-            ));
-        }
         if l.dynamic.len() > 64 {
             return Err(err(
                 origin,

@@ -310,16 +310,21 @@ impl DataParallel {
             return Ok(st);
         }
         // Several devices run backprop only (no PES noise to carry).
-        let mut carry = Vec::new();
+        let (mut carry, mut task) = (Vec::new(), Vec::new());
         for t in &self.replicas {
-            carry.extend(t.state()?.carry.unwrap_or_default());
+            let s = t.state()?;
+            carry.extend(s.carry.unwrap_or_default());
+            task.extend(s.task_state.unwrap_or_default());
         }
         if let Some(n) = &self.net {
-            if let Some(parts) = n.gather(&f32_bytes(&carry))? {
-                carry = parts.iter().flat_map(|p| bytes_f32(p)).collect();
+            for v in [&mut carry, &mut task] {
+                if let Some(parts) = n.gather(&f32_bytes(v))? {
+                    *v = parts.iter().flat_map(|p| bytes_f32(p)).collect();
+                }
             }
         }
         st.carry = Some(carry);
+        st.task_state = (!task.is_empty()).then_some(task);
         st.shards = self.counts.clone();
         Ok(st)
     }
@@ -342,19 +347,31 @@ impl DataParallel {
                 self.counts
             )));
         }
-        let carry = state.carry.as_deref().unwrap_or_default();
         let total: usize = self.counts.iter().sum();
-        if total == 0 || carry.len() % total != 0 {
-            return Err(Error::invalid(format!(
-                "the saved carried state has {} values, not a whole number per instance of {total}",
-                carry.len()
-            )));
-        }
-        let per = carry.len() / total;
+        // Each instance's rows of a state saved for all of them.
+        let per_instance = |what: &str, v: &[f32]| {
+            if total == 0 || v.len() % total != 0 {
+                return Err(Error::invalid(format!(
+                    "the saved {what} has {} values, not a whole number per instance of {total}",
+                    v.len()
+                )));
+            }
+            Ok(v.len() / total)
+        };
+        let carry = state.carry.as_deref().unwrap_or_default();
+        let per = per_instance("carried state", carry)?;
+        let task = state.task_state.as_deref();
+        let per_task = match task {
+            Some(v) => per_instance("task state", v)?,
+            None => 0,
+        };
         for (t, sh) in self.replicas.iter_mut().zip(&self.shards) {
+            let rows =
+                |v: &[f32], per: usize| v[sh.first * per..(sh.first + sh.count) * per].to_vec();
             let mut part = state.clone();
             part.shards = Vec::new();
-            part.carry = Some(carry[sh.first * per..(sh.first + sh.count) * per].to_vec());
+            part.carry = Some(rows(carry, per));
+            part.task_state = task.map(|v| rows(v, per_task));
             t.restore(&part)?;
         }
         Ok(())

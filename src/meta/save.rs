@@ -132,6 +132,9 @@ fn tensors_of(ck: &Checkpoint) -> Result<Vec<(String, Vec<f32>)>> {
     if let Some(c) = &s.carry {
         t.push(("carry".to_string(), c.clone()));
     }
+    if let Some(x) = &s.task_state {
+        t.push(("task_state".to_string(), x.clone()));
+    }
     if let Some(x) = &s.noise {
         t.push(("pes_noise".to_string(), x.clone()));
     }
@@ -236,6 +239,7 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
     let phi = tensors.remove("phi").unwrap_or_default();
     let carry = tensors.remove("carry");
     let noise = tensors.remove("pes_noise");
+    let task_state = tensors.remove("task_state");
     let mut unknown: Vec<&String> = tensors.keys().collect();
     unknown.sort();
     if let Some(name) = unknown.first() {
@@ -282,6 +286,7 @@ pub fn from_bytes(data: &[u8], path: &Path) -> Result<Checkpoint> {
             moments,
             carry,
             noise,
+            task_state,
             shards,
         },
         phi_len,
@@ -589,6 +594,7 @@ mod tests {
                 moments: r(18),
                 carry: carry.then(|| r(12)),
                 noise: carry.then(|| r(6)),
+                task_state: carry.then(|| r(8)),
                 shards: if carry { vec![5, 7] } else { Vec::new() },
             },
             phi_len: 4,

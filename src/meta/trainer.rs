@@ -59,6 +59,9 @@ pub struct TrainerState {
     pub carry: Option<Vec<f32>>,
     /// PES: every pair's accumulated noise in the current episode (when `offset > 0`).
     pub noise: Option<Vec<f32>>,
+    /// The task's carried state before the episode's next step ([`Task::carried_len`] per
+    /// instance; when `offset > 0` and the task carries one).
+    pub task_state: Option<Vec<f32>>,
     /// Data-parallel runs ([`crate::dist::DataParallel`]) in the middle of an episode: the
     /// instances of each device, whose carried states `carry` holds one after the other; empty
     /// for one device.
@@ -258,6 +261,11 @@ impl MetaTrainer {
             (Some(x), o) if o > 0 => Some(self.gpu.read(x)?),
             _ => None,
         };
+        let task_state = if self.offset > 0 && self.task.carried_len() > 0 {
+            Some(self.task.carried_state(&self.gpu, self.offset)?)
+        } else {
+            None
+        };
         Ok(TrainerState {
             step: self.step,
             episodes: self.episodes,
@@ -268,6 +276,7 @@ impl MetaTrainer {
             moments: self.gpu.read(&self.moments)?,
             carry,
             noise,
+            task_state,
             shards: Vec::new(),
         })
     }
@@ -361,6 +370,17 @@ impl MetaTrainer {
             }
             if let (Some(x), Some(v)) = (self.noise(), &state.noise) {
                 self.gpu.write(x, 0, v)?;
+            }
+            match (&state.task_state, self.task.carried_len()) {
+                (None, 0) => {}
+                (Some(v), _) => self.task.set_carried_state(&self.gpu, state.offset, v)?,
+                (None, _) => {
+                    return Err(Error::invalid(format!(
+                        "the state is in the middle of an episode of {}, which carries state \
+                         from step to step, but holds none: it was saved by another task",
+                        self.task.name()
+                    )))
+                }
             }
         }
         self.rng.set_word_pos(state.rng_pos);

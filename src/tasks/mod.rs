@@ -28,6 +28,7 @@ pub static REGISTRY: &[&TaskFamily] = &[
     &sinusoid::FAMILY,
     &mlp::AUTOENCODER,
     &toy::FAMILY,
+    &lm::meta::FAMILY,
 ];
 
 /// Builds `instances` instances of a family as a config describes it, from a draw.
@@ -329,6 +330,37 @@ pub trait Task: Send + Sync {
              mlp, autoencoder, sinusoid or pes_toy, or one device",
             self.name()
         )))
+    }
+
+    /// Floats per instance of the state the task carries from one inner step to the next
+    /// that is not a parameter: a language model's hidden state, which chunk k leaves for
+    /// chunk k + 1. It enters step k's loss as an input detached from the meta-gradient
+    /// (truncated BPTT), is kept for every step of the episode (so a recomputed step reads and
+    /// writes exactly what it did the first time) and is saved with checkpoints taken in the
+    /// middle of an episode. 0 for none.
+    fn carried_len(&self) -> usize {
+        0
+    }
+
+    /// The carried state of every instance before episode step `step` (N × [`Task::carried_len`],
+    /// read back); empty for a task that carries none.
+    fn carried_state(&self, _gpu: &Gpu, _step: usize) -> Result<Vec<f32>> {
+        Ok(Vec::new())
+    }
+
+    /// Set the carried state before episode step `step` (continuing an episode from a
+    /// checkpoint, after [`Task::resample`] redrew it).
+    fn set_carried_state(&mut self, _gpu: &Gpu, _step: usize, values: &[f32]) -> Result<()> {
+        if values.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "the task {} carries no state from step to step, but {} values were given: the \
+                 checkpoint belongs to another task",
+                self.name(),
+                values.len()
+            )))
+        }
     }
 
     /// Initial parameters of every instance, `N × P`, drawn from the family's distribution.

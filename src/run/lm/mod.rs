@@ -201,6 +201,20 @@ fn read_data(lm: &LmConfig) -> Result<(Splits, Vocab)> {
     Ok((splits, vocab))
 }
 
+/// The corpus of `[lm]` split (its directory for messages) and the vocabulary the model reads:
+/// `vocab`, or the one `[lm]` builds on the training split. Used by the dynamical-LM task.
+pub(crate) fn read_corpus_splits(
+    lm: &LmConfig,
+    vocab: Option<Vocab>,
+) -> Result<(Splits, PathBuf, Vocab)> {
+    let (splits, dir) = read_splits(lm)?;
+    let vocab = match vocab {
+        Some(v) => v,
+        None => build_vocab(lm, &splits)?,
+    };
+    Ok((splits, dir, vocab))
+}
+
 /// `count` chunks of a stream of `docs` (N streams of L tokens from `lm`).
 fn chunks_of(
     docs: &[crate::data::text::Document],

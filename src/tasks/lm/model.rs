@@ -250,10 +250,48 @@ impl GpuLm {
         targets: &[u32],
         starts: &[bool],
     ) -> Result<()> {
-        let words = kernels::chunk_words(&self.dims, tokens, targets, starts)?;
-        gpu.write(&self.chunk, 0, &words)?;
-        let words = kernels::chunk_words(&flat(&self.dims), tokens, targets, starts)?;
-        gpu.write(&self.chunk_flat, 0, &words)
+        let words = self.chunk_block(tokens, targets, starts)?;
+        let (a, b) = words.split_at(self.dims.chunk_len());
+        gpu.write(&self.chunk, 0, a)?;
+        gpu.write(&self.chunk_flat, 0, b)
+    }
+
+    /// The words of one chunk as the model reads it ([`GpuLm::chunk_block_len`] of them): the
+    /// chunk as N streams, then as one stream of N·L tokens; see [`GpuLm::upload_chunk`].
+    pub fn chunk_block(
+        &self,
+        tokens: &[u32],
+        targets: &[u32],
+        starts: &[bool],
+    ) -> Result<Vec<u32>> {
+        let mut words = kernels::chunk_words(&self.dims, tokens, targets, starts)?;
+        words.extend(kernels::chunk_words(
+            &flat(&self.dims),
+            tokens,
+            targets,
+            starts,
+        )?);
+        Ok(words)
+    }
+
+    /// Words of one [`GpuLm::chunk_block`].
+    pub fn chunk_block_len(&self) -> usize {
+        self.dims.chunk_len() + flat(&self.dims).chunk_len()
+    }
+
+    /// Record copies of the chunk block at `src[off..]` (words of [`GpuLm::chunk_block`],
+    /// stored on the GPU) into the chunk the following records read: a chunk chosen inside a
+    /// recording, where [`GpuLm::upload_chunk`]'s queued write would land before every dispatch.
+    pub fn record_chunk_from(&self, rec: &mut Recorder, src: &GpuBuffer, off: usize) -> Result<()> {
+        let a = self.dims.chunk_len();
+        rec.copy(src, off, &self.chunk, 0, a)?;
+        rec.copy(
+            src,
+            off + a,
+            &self.chunk_flat,
+            0,
+            flat(&self.dims).chunk_len(),
+        )
     }
 
     /// Floats of one block of `part`.
