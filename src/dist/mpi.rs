@@ -88,6 +88,14 @@ impl Collective for Mpi {
     fn gather(&self, bytes: &[u8]) -> Result<Option<Vec<Vec<u8>>>> {
         let root = self.world.process_at_rank(0 as Rank);
         let n = bytes.len() as u64;
+        // An empty slice's pointer is dangling (1 for bytes), which Open MPI reads as
+        // MPI_IN_PLACE: every buffer handed to MPI points into real storage.
+        let anchor = [0u8; 1];
+        let bytes = if bytes.is_empty() {
+            &anchor[..0]
+        } else {
+            bytes
+        };
         if self.rank() != 0 {
             scope(|sc| self.wait(root.immediate_gather_into(sc, &n), "gathering sizes"));
             scope(|sc| {
@@ -115,9 +123,9 @@ impl Collective for Mpi {
             displs.push(count(at)?);
             at += c as usize;
         }
-        let mut buf = vec![0u8; at];
+        let mut buf = vec![0u8; at + 1];
         {
-            let mut part = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);
+            let mut part = PartitionMut::new(&mut buf[..at], &counts[..], &displs[..]);
             scope(|sc| {
                 self.wait(
                     root.immediate_gather_varcount_into_root(sc, bytes, &mut part),
@@ -145,6 +153,10 @@ impl Collective for Mpi {
         });
         count(n as usize)?;
         bytes.resize(n as usize, 0);
+        if n == 0 {
+            // Every rank knows the size: nothing to send (and no dangling pointer for MPI).
+            return Ok(());
+        }
         scope(|sc| {
             self.wait(
                 root.immediate_broadcast_into(sc, &mut bytes[..]),
