@@ -127,6 +127,9 @@ pub struct OptimizerConfig {
     pub kind: String,
     /// Learning rate of a hand-designed optimizer (its default when absent).
     pub lr: Option<f32>,
+    /// Largest step of a learned optimizer's proposal, per coordinate (`gated`: out_scale, the
+    /// family's default when absent).
+    pub step_scale: Option<f32>,
 }
 
 /// `[meta]`.
@@ -223,6 +226,7 @@ impl Default for OptimizerConfig {
         Self {
             kind: "lstm".into(),
             lr: None,
+            step_scale: None,
         }
     }
 }
@@ -445,6 +449,19 @@ impl Config {
             }
             o = o.with_lr(lr);
         }
+        if let Some(scale) = self.optimizer.step_scale {
+            if !(scale.is_finite() && scale > 0.0 && scale <= 1.0) {
+                return Err(Error::invalid(format!(
+                    "optimizer.step_scale = {scale} is out of range; use a number in (0, 1]"
+                )));
+            }
+            o = o.with_step_scale(scale).ok_or_else(|| {
+                Error::invalid(format!(
+                    "optimizer.step_scale is set but '{}' has no step scale (only gated has one); remove optimizer.step_scale",
+                    o.name()
+                ))
+            })?;
+        }
         // A learned schedule spans the run's episodes (one unroll when there are none).
         let episode = if self.meta.episode > 0 {
             self.meta.episode
@@ -585,6 +602,52 @@ mod tests {
         assert!(
             e.contains("meta.estimator = 'evolution' is unknown; use one of backprop, es, pes"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn step_scale_sets_the_gated_proposal_and_is_refused_elsewhere() {
+        let c = Config::default()
+            .with_overrides(&[
+                "optimizer.kind=gated".into(),
+                "optimizer.step_scale=0.0005".into(),
+            ])
+            .unwrap();
+        let hyper = c.optimizer().unwrap().hyper();
+        assert!(
+            hyper.contains(&("out_scale", format!("{:e}", f64::from(5e-4f32)))),
+            "{hyper:?}"
+        );
+        assert_ne!(
+            c.optimizer().unwrap(),
+            Config::default()
+                .with_overrides(&["optimizer.kind=gated".into()])
+                .unwrap()
+                .optimizer()
+                .unwrap()
+        );
+        for (set, want) in [
+            ("optimizer.step_scale=0", "out of range"),
+            ("optimizer.step_scale=2", "out of range"),
+            ("optimizer.step_scale=nan", "out of range"),
+        ] {
+            let e = c.with_overrides(&[set.into()]).map(|c| c.optimizer());
+            let msg = match e {
+                Ok(Ok(_)) => panic!("{set} was accepted"),
+                Ok(Err(e)) | Err(e) => e.to_string(),
+            };
+            assert!(msg.contains(want), "{set}: {msg}");
+        }
+        let e = Config::default()
+            .with_overrides(&["optimizer.step_scale=0.001".into()])
+            .map(|c| c.optimizer());
+        let msg = match e {
+            Ok(Ok(_)) => panic!("step_scale with lstm was accepted"),
+            Ok(Err(e)) | Err(e) => e.to_string(),
+        };
+        assert!(
+            msg.contains("'lstm' has no step scale (only gated has one)"),
+            "{msg}"
         );
     }
 

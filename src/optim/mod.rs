@@ -242,6 +242,12 @@ pub trait Family: Reference + Any + Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The same optimizer whose proposal steps at most `scale` per coordinate, for families
+    /// that have such a scale.
+    fn with_step_scale(&self, _scale: f32) -> Option<Optimizer> {
+        None
+    }
+
     /// True when [`Family::record_vjp`] gives ḡ, the adjoint of the gradient input, so that
     /// second-order mode is available.
     fn supports_second_order(&self) -> bool {
@@ -347,6 +353,12 @@ impl Optimizer {
     /// returned unchanged).
     pub fn with_lr(&self, lr: f32) -> Self {
         self.0.with_lr(lr).unwrap_or_else(|| self.clone())
+    }
+
+    /// The same optimizer with the largest proposal `scale` ([`Family::with_step_scale`]);
+    /// `None` for a family without one.
+    pub fn with_step_scale(&self, scale: f32) -> Option<Self> {
+        self.0.with_step_scale(scale)
     }
 
     /// The optimizer for episodes of `steps` inner steps ([`Family::for_episode`]; itself

@@ -7,7 +7,9 @@
 use rand::{Rng, RngCore};
 
 use super::reference::{per_coordinate_step, per_coordinate_vjp, CoordVjp};
-use super::{groups_of, Family, Mode, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs};
+use super::{
+    groups_of, Family, Mode, Optimizer, RefStep, RefVjp, RefVjpOut, Reference, StepArgs, VjpArgs,
+};
 use crate::gpu::{Gpu, Kernel, Recorder};
 use crate::kernels::{check_region, u32_of};
 use crate::{Error, Result};
@@ -108,6 +110,17 @@ impl Family for Gated {
             ("d_scale", format!("{:e}", c.d_scale)),
             ("out_scale", format!("{:e}", c.out_scale)),
         ]
+    }
+    fn with_step_scale(&self, scale: f32) -> Option<Optimizer> {
+        Some(
+            Self {
+                cfg: GatedConfig {
+                    out_scale: f64::from(scale),
+                    ..self.cfg
+                },
+            }
+            .into(),
+        )
     }
     fn supports_second_order(&self) -> bool {
         true
