@@ -4,13 +4,14 @@
 //! - tensors `phi` (φ of the learned optimizer, absent when it has none), `theta0` (the learned
 //!   initialisation, or the initial draw when it is not learned), `meta_adam.m`, `meta_adam.v`
 //!   (the meta-optimizer's moments) and, in the middle of an episode, `carry` (θ and optimizer
-//!   state of every instance, carried to the next unroll) and with PES `pes_noise` (every
-//!   pair's accumulated perturbation);
+//!   state of every instance, carried to the next unroll), `task_state` (the state a task
+//!   carries from step to step, e.g. the LSTM state of every `dynlm` document, at the start of
+//!   the next unroll) and with PES `pes_noise` (every pair's accumulated perturbation);
 //! - metadata: `format`, `step`, `episodes`, `offset`, `rng_pos` and `episode_rng_pos` (the
 //!   positions of the run's ChaCha12 generator now and where the current episode was drawn: with
 //!   the seed, the whole random state), `optimizer`, `config` (the run's TOML), for a run over
 //!   several devices in the middle of an episode `shards` (each device's instances, whose
-//!   carried states `carry` holds one after the other),
+//!   carried states `carry` and `task_state` hold one after the other),
 //!   and `checksum`: FNV-1a 64 over every tensor's bytes in name order, then over every other
 //!   metadata entry as `key NUL value NUL` in key order — everything that is restored. (Files
 //!   of format 2, the same layout from before the random streams were split, and of format 1,
