@@ -291,6 +291,19 @@ fn err(origin: &str, problem: impl Into<String>, hint: impl Into<String>) -> Err
     }
 }
 
+/// `key = v` must lie in lo ..= hi.
+fn check_range(origin: &str, key: &str, v: usize, lo: usize, hi: usize) -> Result<()> {
+    if v < lo || v > hi {
+        Err(err(
+            origin,
+            format!("{key} = {v} is out of range"),
+            format!("use a value from {lo} to {hi}"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 impl Config {
     /// Check every value's range and the combinations the engine rejects.
     pub fn validate(&self, origin: &str) -> Result<()> {
@@ -305,17 +318,7 @@ impl Config {
         if self.task.kind == LM_KIND {
             return self.validate_lm(origin);
         }
-        let range = |key: &str, v: usize, lo: usize, hi: usize| {
-            if v < lo || v > hi {
-                Err(err(
-                    origin,
-                    format!("{key} = {v} is out of range"),
-                    format!("use a value from {lo} to {hi}"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
+        let range = |key: &str, v, lo, hi| check_range(origin, key, v, lo, hi);
         let t = &self.task;
         range("task.instances", t.instances, 1, MAX_INSTANCES)?;
         range("task.dim", t.dim, 1, 1 << 16)?;

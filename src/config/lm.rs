@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{err, Config};
+use super::{check_range, err, Config};
 use crate::data::text::{SplitFractions, LINUX_DOC_DIR};
 use crate::Result;
 
@@ -205,17 +205,7 @@ impl Config {
     /// The checks of `[lm]`'s corpus and model shared by LM runs and dynamical-LM
     /// meta-training (`task.kind = "dynlm"`), for `streams` documents read side by side.
     pub(crate) fn validate_lm_model(&self, origin: &str, streams: usize) -> Result<()> {
-        let range = |key: &str, v: usize, lo: usize, hi: usize| {
-            if v < lo || v > hi {
-                Err(err(
-                    origin,
-                    format!("lm.{key} = {v} is out of range"),
-                    format!("use a value from {lo} to {hi}"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
+        let range = |key: &str, v, lo, hi| check_range(origin, &format!("lm.{key}"), v, lo, hi);
         let l = &self.lm;
         range("vocab", l.vocab, 2, MAX_SIZE)?;
         range("embed", l.embed, 1, 1 << 14)?;
@@ -278,17 +268,7 @@ impl Config {
     /// sections of meta-training (`[optimizer]`, `[meta]`, `[eval]`) are not read by LM runs.
     pub(crate) fn validate_lm(&self, origin: &str) -> Result<()> {
         self.validate_lm_model(origin, self.lm.streams)?;
-        let range = |key: &str, v: usize, lo: usize, hi: usize| {
-            if v < lo || v > hi {
-                Err(err(
-                    origin,
-                    format!("lm.{key} = {v} is out of range"),
-                    format!("use a value from {lo} to {hi}"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
+        let range = |key: &str, v, lo, hi| check_range(origin, &format!("lm.{key}"), v, lo, hi);
         let l = &self.lm;
         range("streams", l.streams, 1, 1 << 16)?;
         range("steps", l.steps, 1, 1 << 40)?;
@@ -305,7 +285,7 @@ impl Config {
             }
         }
         self.validate_dynamic(origin)?;
-        range("output.keep", self.output.keep, 1, 1 << 20)?;
+        check_range(origin, "output.keep", self.output.keep, 1, 1 << 20)?;
         if self.output.dir.trim().is_empty() {
             return Err(err(origin, "output.dir is empty", "name a run directory"));
         }
