@@ -252,6 +252,69 @@ fn evaluation_scores_every_method_tunes_and_dynamic_adapts() {
         dy.curve.len()
     );
     assert!(ev.table().contains("static-reset") && ev.table().contains("tuned on 4"));
+    // The first stream token by token: its positions count up inside a document and restart
+    // at 0 at a new one; every method has a loss for each of its tokens, in the JSON too.
+    assert_eq!(ev.first_stream.len(), ev.chunks * ev.chunk);
+    for w in ev.first_stream.windows(2) {
+        assert!(w[1].0 == w[0].0 + 1 || w[1].0 == 0, "{:?}", w);
+    }
+    assert!(ev.first_stream.iter().all(|t| t.1.chars().count() == 1));
+    let positions: Vec<u64> = json["first_stream_positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        positions,
+        ev.first_stream
+            .iter()
+            .map(|t| u64::from(t.0))
+            .collect::<Vec<_>>()
+    );
+    for (k, sc) in ev.scores.iter().enumerate() {
+        assert_eq!(sc.first_stream.len(), ev.first_stream.len());
+        // Written as the shortest decimal of each f32: read back to the same f32.
+        let saved: Vec<f32> = json["methods"][k]["first_stream_losses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(saved, sc.first_stream, "{}", sc.method.name());
+    }
+    // The token page: one section per dynamic method, each token classed by the sign of
+    // static's loss minus the method's, a rule at every new document.
+    let html = std::fs::read_to_string(e.join("lm_tokens.html")).unwrap();
+    let sections: Vec<&str> = html.split("<h2>").skip(1).collect();
+    let dynamic: Vec<&metalearn::run::lm::LmScore> = ev
+        .scores
+        .iter()
+        .filter(|s| matches!(s.method, LmMethod::Dynamic(_)))
+        .collect();
+    assert_eq!(sections.len(), dynamic.len());
+    let starts = ev.first_stream.iter().filter(|t| t.0 == 0).count();
+    for (sec, sc) in sections.iter().zip(&dynamic) {
+        assert!(sec.starts_with(&sc.method.name()), "{sec}");
+        let count = |class: &str| sec.matches(&format!("<span class=\"{class}\"")).count();
+        let signs = |keep: fn(f32, f32) -> bool| {
+            st.first_stream
+                .iter()
+                .zip(&sc.first_stream)
+                .filter(|(&a, &b)| keep(a, b))
+                .count()
+        };
+        assert_eq!(count("c"), signs(|a, b| a > b), "{}", sc.method.name());
+        assert_eq!(count("d"), signs(|a, b| a < b), "{}", sc.method.name());
+        assert_eq!(count("e"), signs(|a, b| a == b), "{}", sc.method.name());
+        assert_eq!(sec.matches("<hr>").count(), starts);
+    }
+    // The adapted SGD run finds more tokens cheaper than dearer.
+    let sgd_sec = sections[dynamic.iter().position(|s| s.method == dy.method).unwrap()];
+    assert!(
+        sgd_sec.matches("class=\"c\"").count() > sgd_sec.matches("class=\"d\"").count(),
+        "{sgd_sec}"
+    );
     // Runs of several seeds compared: the same evaluation twice has no spread, and the gain of
     // a method by bin is static's loss minus its own.
     let e2 = d.join("eval2");

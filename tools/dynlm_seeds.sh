@@ -40,7 +40,7 @@ wait
 dirs=()
 for s in $seeds; do
     mkdir -p "$out/s$s"
-    cp "$runs/dyn-s$s/metrics.jsonl" "$runs/dyn-s$s/config.toml" "$runs"/eval-s$s/lm_eval.* "$out/s$s/"
+    cp "$runs/dyn-s$s/metrics.jsonl" "$runs/dyn-s$s/config.toml" "$runs"/eval-s$s/lm_eval.* "$runs/eval-s$s/lm_tokens.html" "$out/s$s/"
     dirs+=("$out/s$s")
 done
 cp "$runs/static/metrics.jsonl" "$out/static-metrics.jsonl"

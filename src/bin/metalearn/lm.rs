@@ -114,9 +114,10 @@ pub(crate) fn lm_eval_cmd(open: impl Fn() -> Result<Arc<Gpu>>, a: EvalArgs) -> R
     print!("{}", ev.table());
     ev.write(&out)?;
     println!(
-        "curves by position: {} and {}",
+        "curves by position: {} and {}; token by token: {}",
         out.join("lm_eval.csv").display(),
-        out.join("lm_eval.json").display()
+        out.join("lm_eval.json").display(),
+        out.join("lm_tokens.html").display()
     );
     Ok(())
 }

@@ -86,6 +86,8 @@ pub struct LmScore {
     /// end-of-document marker before it, predicting its first token), in bins of
     /// [`POSITION_BIN`]; bins with no token are left out.
     pub curve: Vec<PositionBin>,
+    /// The loss of every scored token of the first stream, in reading order (chunk by chunk).
+    pub first_stream: Vec<f32>,
 }
 
 /// How one run of chunks treats the weights and the state.
@@ -121,11 +123,13 @@ pub(super) fn score(
     let mut sum = 0.0f64;
     let mut count = 0u64;
     let mut bins: BTreeMap<u32, (f64, u64)> = BTreeMap::new();
+    let mut first_stream = Vec::with_capacity(chunks.len() * lm.chunk);
     for c in chunks {
         if reset {
             ev.reset_state()?;
         }
         let losses = ev.chunk_token_losses(token_chunk(c))?;
+        first_stream.extend(losses.iter().take(lm.chunk));
         for (&l, &p) in losses.iter().zip(&c.positions) {
             let l = f64::from(l);
             sum += l;
@@ -151,6 +155,7 @@ pub(super) fn score(
                 mean_loss: s / n as f64,
             })
             .collect(),
+        first_stream,
     })
 }
 
@@ -229,6 +234,9 @@ pub struct LmEvaluation {
     pub tune_chunks: usize,
     /// One score per method: static, static-reset, then every updater of `[lm.dynamic]`.
     pub scores: Vec<LmScore>,
+    /// The tokens the first stream predicts, in reading order: the position of the input in
+    /// its document (0 at the start of a document) and the text of the target token.
+    pub first_stream: Vec<(u32, String)>,
 }
 
 /// Evaluate `model` on the test split of the corpus `cfg.lm` names: static, with the state
@@ -338,6 +346,16 @@ pub fn evaluate_lm(gpu: &Arc<Gpu>, model: &LmModel, cfg: &Config) -> Result<LmEv
         fast_weights,
         tune_chunks: tune.len(),
         scores,
+        first_stream: chunks
+            .iter()
+            .flat_map(|c| {
+                let l = lm.chunk;
+                c.positions[..l]
+                    .iter()
+                    .zip(&c.targets[..l])
+                    .map(|(&p, &t)| (p, vocab.decode(&[t])))
+            })
+            .collect(),
     })
 }
 
@@ -443,6 +461,7 @@ impl LmEvaluation {
                         "tokens": b.tokens,
                         "mean_loss": b.mean_loss,
                     })).collect::<Vec<_>>(),
+                    "first_stream_losses": sc.first_stream,
                 })
             })
             .collect();
@@ -458,15 +477,76 @@ impl LmEvaluation {
             "fast_weights": self.fast_weights,
             "tune_chunks": self.tune_chunks,
             "position_bin": POSITION_BIN,
+            "first_stream_positions": self.first_stream.iter().map(|t| t.0).collect::<Vec<_>>(),
+            "first_stream_tokens": self.first_stream.iter().map(|t| &t.1).collect::<Vec<_>>(),
             "methods": methods,
         })
     }
 
-    /// Write `lm_eval.csv`, `lm_eval.json` and the curves' plot `lm_eval.svg` (with the `cli`
-    /// feature) into `dir` (created if absent), atomically.
+    /// `lm_tokens.html`: the first stream's text once per dynamic method, each token coloured
+    /// by d = (static's loss − the method's loss) on it: blue where the method finds it cheaper
+    /// (d > 0), red where dearer, the colour's strength min(|d|, 2)/2; the title of a token
+    /// gives both losses. A rule marks where a new document begins. Classes `c` (cheaper),
+    /// `d` (dearer) and `e` (equal) say the sign.
+    pub fn tokens_html(&self) -> String {
+        let esc = |t: &str| {
+            t.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let mut s = String::from(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>loss by token</title>\n<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.7}span{padding:0 1px;border-radius:2px}hr{border:0;border-top:2px solid #888}</style></head><body>\n",
+        );
+        s.push_str(&format!(
+            "<h1>Loss by token: static minus method</h1>\n<p>The first of {} test streams, {} tokens; blue: the method predicts the token better than the static model, red: worse (full colour at 2 nats). Hover a token for both losses.</p>\n",
+            self.streams,
+            self.first_stream.len()
+        ));
+        let Some(stat) = self.scores.iter().find(|sc| sc.method == LmMethod::Static) else {
+            return s + "</body></html>\n";
+        };
+        for sc in &self.scores {
+            if !matches!(sc.method, LmMethod::Dynamic(_)) {
+                continue;
+            }
+            s.push_str(&format!(
+                "<h2>{} (test perplexity {:.2}; static {:.2})</h2>\n<p>",
+                esc(&sc.method.name()),
+                sc.perplexity,
+                stat.perplexity
+            ));
+            let tokens = self.first_stream.iter().zip(&stat.first_stream);
+            for (((pos, text), &ls), &lm) in tokens.zip(&sc.first_stream) {
+                if *pos == 0 {
+                    s.push_str("</p><hr><p>");
+                }
+                let d = f64::from(ls) - f64::from(lm);
+                let a = (d.abs().min(2.0) / 2.0 * 0.8 * 1000.0).round() / 1000.0;
+                let (class, rgb) = if d > 0.0 {
+                    ("c", "40,90,230")
+                } else if d < 0.0 {
+                    ("d", "220,40,40")
+                } else {
+                    ("e", "0,0,0")
+                };
+                s.push_str(&format!(
+                    "<span class=\"{class}\" style=\"background:rgba({rgb},{a})\" title=\"static {ls:.3}, {} {lm:.3}\">{}</span> ",
+                    esc(&sc.method.name()),
+                    esc(text)
+                ));
+            }
+            s.push_str("</p>\n");
+        }
+        s + "</body></html>\n"
+    }
+
+    /// Write `lm_eval.csv`, `lm_eval.json`, `lm_tokens.html` and the curves' plot
+    /// `lm_eval.svg` (with the `cli` feature) into `dir` (created if absent), atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         write_atomically(&dir.join("lm_eval.csv"), self.csv().as_bytes())?;
+        write_atomically(&dir.join("lm_tokens.html"), self.tokens_html().as_bytes())?;
         let json = serde_json::to_string_pretty(&self.json())
             .map_err(|e| Error::invalid(format!("lm_eval.json cannot be written: {e}")))?;
         write_atomically(&dir.join("lm_eval.json"), json.as_bytes())?;
