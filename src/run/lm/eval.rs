@@ -237,6 +237,8 @@ pub struct LmEvaluation {
     /// The tokens the first stream predicts, in reading order: the position of the input in
     /// its document (0 at the start of a document) and the text of the target token.
     pub first_stream: Vec<(u32, String)>,
+    /// True when the tokens are words (shown with a space between them), false for bytes.
+    pub word_tokens: bool,
 }
 
 /// Evaluate `model` on the test split of the corpus `cfg.lm` names: static, with the state
@@ -346,6 +348,7 @@ pub fn evaluate_lm(gpu: &Arc<Gpu>, model: &LmModel, cfg: &Config) -> Result<LmEv
         fast_weights,
         tune_chunks: tune.len(),
         scores,
+        word_tokens: model.config.lm.tokens == crate::config::LmTokens::Words,
         first_stream: chunks
             .iter()
             .flat_map(|c| {
@@ -495,8 +498,15 @@ impl LmEvaluation {
                 .replace('>', "&gt;")
                 .replace('"', "&quot;")
         };
-        let mut s = String::from(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>loss by token</title>\n<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.7}span{padding:0 1px;border-radius:2px}hr{border:0;border-top:2px solid #888}</style></head><body>\n",
+        // Words are shown with a space between them; bytes as they are, spaces and line
+        // breaks included.
+        let (sep, wrap) = if self.word_tokens {
+            (" ", "normal")
+        } else {
+            ("", "pre-wrap")
+        };
+        let mut s = format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>loss by token</title>\n<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.7}}p{{white-space:{wrap}}}span{{border-radius:2px}}hr{{border:0;border-top:2px solid #888}}</style></head><body>\n",
         );
         s.push_str(&format!(
             "<h1>Loss by token: static minus method</h1>\n<p>The first of {} test streams, {} tokens; blue: the method predicts the token better than the static model, red: worse (full colour at 2 nats). Hover a token for both losses.</p>\n",
@@ -531,7 +541,7 @@ impl LmEvaluation {
                     ("e", "0,0,0")
                 };
                 s.push_str(&format!(
-                    "<span class=\"{class}\" style=\"background:rgba({rgb},{a})\" title=\"static {ls:.3}, {} {lm:.3}\">{}</span> ",
+                    "<span class=\"{class}\" style=\"background:rgba({rgb},{a})\" title=\"static {ls:.3}, {} {lm:.3}\">{}</span>{sep}",
                     esc(&sc.method.name()),
                     esc(text)
                 ));
