@@ -629,25 +629,23 @@ mod tests {
                 .optimizer()
                 .unwrap()
         );
-        for (set, want) in [
-            ("optimizer.step_scale=0", "out of range"),
-            ("optimizer.step_scale=2", "out of range"),
-            ("optimizer.step_scale=nan", "out of range"),
-        ] {
-            let e = c.with_overrides(&[set.into()]).map(|c| c.optimizer());
-            let msg = match e {
-                Ok(Ok(_)) => panic!("{set} was accepted"),
-                Ok(Err(e)) | Err(e) => e.to_string(),
-            };
-            assert!(msg.contains(want), "{set}: {msg}");
-        }
-        let e = Config::default()
-            .with_overrides(&["optimizer.step_scale=0.001".into()])
-            .map(|c| c.optimizer());
-        let msg = match e {
-            Ok(Ok(_)) => panic!("step_scale with lstm was accepted"),
-            Ok(Err(e)) | Err(e) => e.to_string(),
+        // The message of `set` on `base`, refused when overridden or when the optimizer is built.
+        let refused = |base: &Config, set: &str| match base
+            .with_overrides(&[set.into()])
+            .and_then(|c| c.optimizer())
+        {
+            Ok(_) => panic!("{set} was accepted"),
+            Err(e) => e.to_string(),
         };
+        for set in [
+            "optimizer.step_scale=0",
+            "optimizer.step_scale=2",
+            "optimizer.step_scale=nan",
+        ] {
+            let msg = refused(&c, set);
+            assert!(msg.contains("out of range"), "{set}: {msg}");
+        }
+        let msg = refused(&Config::default(), "optimizer.step_scale=0.001");
         assert!(
             msg.contains("'lstm' has no step scale (only gated has one)"),
             "{msg}"

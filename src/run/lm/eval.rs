@@ -520,11 +520,10 @@ impl LmEvaluation {
             if !matches!(sc.method, LmMethod::Dynamic(_)) {
                 continue;
             }
+            let name = esc(&sc.method.name());
             s.push_str(&format!(
-                "<h2>{} (test perplexity {:.2}; static {:.2})</h2>\n<p>",
-                esc(&sc.method.name()),
-                sc.perplexity,
-                stat.perplexity
+                "<h2>{name} (test perplexity {:.2}; static {:.2})</h2>\n<p>",
+                sc.perplexity, stat.perplexity
             ));
             let tokens = self.first_stream.iter().zip(&stat.first_stream);
             for (((pos, text), &ls), &lm) in tokens.zip(&sc.first_stream) {
@@ -541,8 +540,7 @@ impl LmEvaluation {
                     ("e", "0,0,0")
                 };
                 s.push_str(&format!(
-                    "<span class=\"{class}\" style=\"background:rgba({rgb},{a})\" title=\"static {ls:.3}, {} {lm:.3}\">{}</span>{sep}",
-                    esc(&sc.method.name()),
+                    "<span class=\"{class}\" style=\"background:rgba({rgb},{a})\" title=\"static {ls:.3}, {name} {lm:.3}\">{}</span>{sep}",
                     esc(text)
                 ));
             }
