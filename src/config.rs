@@ -154,6 +154,9 @@ pub struct MetaSection {
     pub schedule: String,
     /// A budget for checkpoint slots in MiB (replaces `schedule` by Revolve with as many slots as fit).
     pub memory_budget_mib: Option<f64>,
+    /// Chunks of the instances on each device, meta-trained one trainer each and their
+    /// meta-gradients summed (0: as few as make every buffer fit the adapter's limits).
+    pub chunks: usize,
     /// Meta-loss weights: uniform (mean loss after each update), last (loss after the last
     /// update) or initial (loss at θ0 only: joint pre-training of the initialisation).
     pub weights: String,
@@ -243,6 +246,7 @@ impl Default for MetaSection {
             mode: "truncated".into(),
             schedule: "store-all".into(),
             memory_budget_mib: None,
+            chunks: 0,
             weights: "uniform".into(),
             final_batch: "train".into(),
             learn_optimizer: true,
@@ -367,6 +371,8 @@ impl Config {
         let m = &self.meta;
         range("meta.unroll", m.unroll, 1, MAX_STEPS)?;
         range("meta.outer_steps", m.outer_steps, 0, 1 << 40)?;
+        // Every chunk needs an instance; 0 picks the count.
+        range("meta.chunks", m.chunks, 0, self.task.instances)?;
         if !(m.lr.is_finite() && m.lr > 0.0) {
             return Err(err(
                 origin,
@@ -524,6 +530,7 @@ impl Config {
             memory_budget: m
                 .memory_budget_mib
                 .map(|b| (b * 1024.0 * 1024.0).round() as u64),
+            chunks: m.chunks,
             weights,
             final_batch,
             learn_optimizer: m.learn_optimizer,

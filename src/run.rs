@@ -219,9 +219,9 @@ pub fn dry_run(gpu: &Arc<Gpu>, cfg: &Config) -> Result<DryRun> {
             "train --dry-run estimates meta-training runs; the language-model trainer (task.kind = \"lm\") has no estimate yet: run it without --dry-run",
         ));
     }
-    let mut task = build_task(gpu, cfg, Sample::Train, cfg.task.instances)?;
+    let build = |g: &Arc<Gpu>, n: usize| build_task(g, cfg, Sample::Train, n);
     let (opt, meta) = (cfg.optimizer()?, cfg.meta_config()?);
-    let memory = MetaTrainer::estimate(gpu, task.as_mut(), &opt, &meta)?;
+    let memory = crate::dist::estimate(gpu, cfg.task.instances, &build, &opt, &meta)?;
     Ok(DryRun {
         memory,
         available: gpu.memory_available(),
@@ -386,6 +386,16 @@ fn train_meta(
     let build = |g: &Arc<Gpu>, n: usize| build_task(g, cfg, Sample::Train, n);
     let meta = cfg.meta_config()?;
     let mut dp = DataParallel::new_ranked(&gpus, cfg.task.instances, &build, opt, meta, net)?;
+    if dp.devices() > gpus.len() {
+        let m = dp.memory();
+        eprintln!(
+            "the instances run in {} chunks per device, one trainer each (largest checkpoint slot {}; meta.chunks = {}); {} of GPU memory in all",
+            dp.devices() / gpus.len(),
+            crate::report::bytes_text(m.slot_bytes),
+            cfg.meta.chunks,
+            crate::report::bytes_text(m.total())
+        );
+    }
     if let Some(ck) = &resume_from {
         dp.restore(&ck.state)?;
     }

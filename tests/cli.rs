@@ -169,6 +169,8 @@ fn every_numeric_flag_refuses_zero_negative_nan_and_huge_values() {
         "task.instances=-1",
         "task.instances=0",
         "meta.unroll=0",
+        "meta.chunks=-1",
+        "meta.chunks=100000",
         "meta.outer_steps=-5",
         "task.dim=0",
         "task.dim=99999999999999999999999",
@@ -304,18 +306,15 @@ fn dry_run_prints_the_memory_and_writes_nothing() {
         );
         assert!(!out.exists(), "a refused run left {out_s}");
     }
-    // One buffer beyond the adapter's limits is named.
+    // One buffer beyond the adapter's limits is named where the instances are held in one
+    // chunk; by default they are split until every buffer fits, and then the memory is named.
+    let long = ["train", "--dry-run", "--set", "meta.unroll=1048576"];
+    let long = [&long[..], &["--set", "meta.episode=0"]].concat();
     expect_error(
-        &[
-            "train",
-            "--dry-run",
-            "--set",
-            "meta.unroll=1048576",
-            "--set",
-            "meta.episode=0",
-        ],
+        &[&long[..], &["--set", "meta.chunks=1"]].concat(),
         &["buffer 'losses'", "shorter unroll"],
     );
+    expect_error(&long, &["memory the run's GPU buffers need"]);
 }
 
 /// Wording and artefacts: `--compare A B`, a resume that changes `meta.outer_steps` says so, a
@@ -455,4 +454,58 @@ fn eval_over_seeds_reports_mean_and_spread() {
     assert!(std::fs::read_to_string(out.join("curves.svg"))
         .unwrap()
         .contains("<polygon"));
+}
+
+/// On a device whose buffers are capped (METALEARN_MAX_BUFFER_MIB) below one checkpoint slot of
+/// every instance, the dry run and the run split the instances into chunks and say so; one
+/// chunk forced names the buffer and the limit; a bad cap is named.
+#[test]
+fn instances_beyond_the_buffer_limit_run_in_chunks() {
+    let d = temp("chunks");
+    let run = |env: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_metalearn"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .env("METALEARN_MAX_BUFFER_MIB", env)
+            .output()
+            .expect("the metalearn binary runs");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
+    };
+    let cfg = [
+        "--config",
+        "configs/l2l_quadratic.toml",
+        "--instances",
+        "256",
+    ];
+    let mut dry = vec!["train", "--dry-run"];
+    dry.extend(cfg);
+    let (code, stdout, err) = run("1", &dry);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("4 chunks of the instances"), "{stdout}");
+    let out = d.join("run");
+    let mut train = vec!["train", "--out", out.to_str().unwrap()];
+    train.extend(cfg);
+    train.extend(["--set", "meta.outer_steps=2"]);
+    let (code, stdout, err) = run("1", &train);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(err.contains("in 4 chunks per device"), "{err}");
+    let forced_dir = d.join("forced");
+    let mut forced = vec!["train", "--out", forced_dir.to_str().unwrap()];
+    forced.extend(cfg);
+    forced.extend(["--set", "meta.chunks=1"]);
+    let (code, _, err) = run("1", &forced);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("buffer '") && err.contains("max_buffer_size"),
+        "{err}"
+    );
+    assert!(!forced_dir.exists(), "a refused run left its directory");
+    let (code, _, err) = run("lots", &dry);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("METALEARN_MAX_BUFFER_MIB"), "{err}");
 }

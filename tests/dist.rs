@@ -10,6 +10,7 @@ use common::{expect_err, f64s, rng, shared_gpu};
 use metalearn::dist::DataParallel;
 use metalearn::gpu::{Gpu, GpuOptions};
 use metalearn::kernels::matmul::Activation;
+use metalearn::meta::eval::Shards;
 use metalearn::meta::{EsConfig, Estimator, LossWeights, MetaConfig, MetaTrainer};
 use metalearn::optim::lstm::Lstm;
 use metalearn::optim::{Mode, Optimizer};
@@ -261,5 +262,202 @@ fn impossible_splits_are_refused() -> Result<()> {
         DataParallel::new(&[], 4, &*build, lstm(), config(seed, 3)),
         &["at least one device"],
     );
+    Ok(())
+}
+
+/// The test adapter opened with buffers of at most `bytes` (a smaller card's limits).
+fn capped_gpu(bytes: u64) -> Result<Arc<Gpu>> {
+    let first = shared_gpu().props();
+    Ok(Arc::new(Gpu::new(&GpuOptions {
+        adapter_name: Some(first.info.name.clone()),
+        backends: Some(first.info.backend.into()),
+        max_buffer_bytes: Some(bytes),
+        ..Default::default()
+    })?))
+}
+
+/// Chunks of the instances on one device (meta.chunks = 3) meta-train as one trainer of all of
+/// them, up to the order of the sums, for every family; each chunk holds a third of the slot.
+#[test]
+fn chunks_on_one_device_meta_train_as_one_trainer() -> Result<()> {
+    let mut r = rng("chunks on one device");
+    let g = shared_gpu();
+    for (name, build) in [
+        ("quadratic", quadratics(r.random())),
+        ("sinusoid", sinusoids(r.random())),
+        ("classifier", classifiers(r.random())),
+    ] {
+        let seed: u64 = r.random();
+        let cfg = config(seed, 6);
+        let mut one = MetaTrainer::new(g.clone(), build(g, 7)?, lstm(), cfg.clone())?;
+        let chunked = MetaConfig { chunks: 3, ..cfg };
+        let mut dp = DataParallel::new(std::slice::from_ref(g), 7, &*build, lstm(), chunked)?;
+        assert_eq!(dp.devices(), 3, "{name}");
+        let counts: Vec<usize> = dp.shards().iter().map(|s| s.count).collect();
+        assert_eq!(counts, [3, 2, 2], "{name}");
+        let (m, whole) = (dp.memory(), one.memory());
+        assert_eq!(m.chunks, 3, "{name}");
+        assert!(
+            m.slot_bytes * 2 <= whole.slot_bytes,
+            "{name}: {m:?} vs {whole:?}"
+        );
+        for step in 1..=3 {
+            let (a, b) = (one.step()?, dp.step()?);
+            let what = format!("{name} outer step {step}");
+            assert!(a.skipped.is_none() && b.skipped.is_none(), "{what}");
+            let (ga, gb) = (one.last_meta_gradient()?, dp.first().last_meta_gradient()?);
+            let e = rel_err(&f64s(&gb), &f64s(&ga));
+            assert!(e < 1e-5, "{what}: meta-gradient relative error {e:.1e}");
+            let e = rel_err(&f64s(&dp.first().phi()?), &f64s(&one.phi()?));
+            assert!(e < 1e-4, "{what}: φ relative error {e:.1e}");
+            for k in 1..3 {
+                let other = dp.trainer(k).map(|t| t.phi()).transpose()?;
+                assert_eq!(other, Some(dp.first().phi()?), "{what}: φ of chunk {k}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// On a device whose buffers are too small for one checkpoint slot of every instance, the
+/// default (meta.chunks = 0) splits them into as few chunks as fit, the estimate is the
+/// chunks' memory, a memory budget is shared among the chunks, and the run meta-trains as one
+/// trainer of all instances on a larger device; one chunk fewer forced is refused naming the limit.
+#[test]
+fn chunks_are_chosen_to_fit_the_buffer_limits() -> Result<()> {
+    let seed: u64 = rng("chunks fit the limits").random();
+    let g = shared_gpu();
+    let build = quadratics(seed);
+    let n = 256;
+    let cfg = config(seed, 6);
+    let mut one = MetaTrainer::new(g.clone(), build(g, n)?, lstm(), cfg.clone())?;
+    let slot = one.memory().slot_bytes;
+    let cap = slot * 3 / 5;
+    let small = capped_gpu(cap)?;
+    let mut dp = DataParallel::new(
+        std::slice::from_ref(&small),
+        n,
+        &*build,
+        lstm(),
+        cfg.clone(),
+    )?;
+    let k = dp.devices();
+    assert!(k >= 2, "a slot of {slot} bytes in buffers of {cap}");
+    let m = dp.memory();
+    assert_eq!(m.chunks, k);
+    assert!(m.slot_bytes <= cap, "{m:?}");
+    assert_eq!(
+        m,
+        metalearn::dist::estimate(&small, n, &*build, &lstm(), &cfg)?
+    );
+    for step in 1..=2 {
+        dp.step()?;
+        one.step()?;
+        let e = rel_err(&f64s(&dp.first().phi()?), &f64s(&one.phi()?));
+        assert!(e < 1e-4, "outer step {step}: φ relative error {e:.1e}");
+    }
+    // The fewest that fit: one chunk fewer is refused naming the buffer, one chunk names the slot.
+    for (chunks, what) in [(1, "checkpoint slot"), (k - 1, "max_buffer_size")] {
+        let forced = MetaConfig {
+            chunks,
+            ..cfg.clone()
+        };
+        expect_err(
+            DataParallel::new(std::slice::from_ref(&small), n, &*build, lstm(), forced),
+            &[what, "max_buffer_size"],
+        );
+    }
+    // A budget of 8 slots of all instances is shared among the chunks: each plans several of its
+    // own smaller slots and all of them together stay within it.
+    let budget = MetaConfig {
+        memory_budget: Some(slot * 8),
+        ..cfg
+    };
+    let dp = DataParallel::new(std::slice::from_ref(&small), n, &*build, lstm(), budget)?;
+    for c in 0..k {
+        let plan = dp.trainer(c).map(|t| t.plan().slots);
+        assert!(plan.is_some_and(|s| s >= 2), "chunk {c}: {plan:?}");
+    }
+    assert!(dp.memory().checkpoints <= slot * 8, "{:?}", dp.memory());
+    Ok(())
+}
+
+/// A set evaluated as shards ([`Shards`]) is the set evaluated as one task: the same initial
+/// parameters and, bit for bit, the same training and held-out curves and tuned learning rate,
+/// whether in one shard or three, and one shard is the plain evaluation of a task so drawn.
+#[test]
+fn shards_evaluate_as_one_set() -> Result<()> {
+    let mut r = rng("evaluation shards");
+    let g = shared_gpu();
+    let n = 7;
+    let opt = lstm();
+    let phi = opt.init_phi(&mut r);
+    for (name, build) in [
+        ("quadratic", quadratics(r.random())),
+        ("sinusoid", sinusoids(r.random())),
+        ("classifier", classifiers(r.random())),
+    ] {
+        let (draw, init_seed): (u64, u64) = (r.random(), r.random());
+        let sets = [1, 3].map(|k| {
+            Shards::build(
+                g,
+                (n, k),
+                None,
+                |count| build(g, count),
+                || TaskRng::seed_from_u64(draw),
+            )
+        });
+        let [one, three] = sets;
+        let (one, three) = (one?, three?);
+        assert_eq!((one.len(), three.len(), three.instances()), (1, 3, n));
+        let init = one.init_params(|| TaskRng::seed_from_u64(init_seed))?;
+        assert_eq!(
+            three.init_params(|| TaskRng::seed_from_u64(init_seed))?,
+            init,
+            "{name}: initial parameters"
+        );
+        let held = name == "sinusoid";
+        let (a, ha) = one.evaluate_with_held_out(g, &opt, &phi, &init, 4, held)?;
+        let (b, hb) = three.evaluate_with_held_out(g, &opt, &phi, &init, 4, held)?;
+        assert_eq!((a.instances, b.instances), (n, n), "{name}");
+        assert_eq!(a.losses, b.losses, "{name}: training curves");
+        assert_eq!(ha.is_some(), held, "{name}");
+        assert_eq!(
+            ha.map(|c| c.losses),
+            hb.map(|c| c.losses),
+            "{name}: held-out curves"
+        );
+        // One shard is a task of every instance drawn from the instance stream.
+        let mut plain = build(g, n)?;
+        plain.resample(g, &mut TaskRng::seed_from_u64(draw))?;
+        let c = metalearn::meta::eval::evaluate(g, plain.as_ref(), &opt, &phi, &init, 4)?;
+        assert_eq!(
+            c.losses, a.losses,
+            "{name}: one shard and a plain evaluation"
+        );
+        let sgd = |lr| Optimizer::from(metalearn::optim::hand::Sgd { lr });
+        let grid = metalearn::meta::eval::log_grid(1e-3, 1e-1, 3);
+        let (lr1, t1) = one.tune_learning_rate(g, sgd, &grid, &init, 3)?;
+        let (lr3, t3) = three.tune_learning_rate(g, sgd, &grid, &init, 3)?;
+        assert_eq!((lr1, &t1.losses), (lr3, &t3.losses), "{name}: tuning");
+        expect_err(
+            three.evaluate_with_held_out(g, &opt, &phi, &init[1..], 4, held),
+            &["initial values", "N·P"],
+        );
+    }
+    Ok(())
+}
+
+/// The fewest evaluation shards whose slots fit one buffer of the device.
+#[test]
+fn evaluation_shards_fit_the_buffer_limits() -> Result<()> {
+    let floats = 1000;
+    let small = capped_gpu(floats as u64 * 4 * 10)?;
+    assert_eq!(Shards::needed(&small, 10, floats), 1);
+    assert_eq!(Shards::needed(&small, 11, floats), 2);
+    assert_eq!(Shards::needed(&small, 25, floats), 3);
+    assert_eq!(Shards::needed(shared_gpu(), 25, floats), 1);
+    // Not even one instance fits: one per shard; the evaluation then names the buffer.
+    assert_eq!(Shards::needed(&small, 4, floats * 20), 4);
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Data-parallel meta-training over several devices of one process.
+//! Data-parallel meta-training over several devices of one process, and over chunks of the
+//! instances on one device.
 //!
 //! The N instances of an outer step are split into consecutive shards, one per device
 //! ([`Shard::split`]); every device holds a [`MetaTrainer`] whose task keeps its shard of the
@@ -19,6 +20,13 @@
 //! only by the order of the sums over instances (each shard's in its own reductions, then the
 //! host's weighted sum): a few units of f32 rounding, not bit for bit.
 //!
+//! Chunks (`meta.chunks`, [`MetaConfig::chunks`]): each device's share is split again into K
+//! consecutive shards, each meta-trained by a trainer of its own on that device, exactly as if
+//! the device appeared K times; K = 0 picks the fewest chunks that make every buffer of a
+//! chunk's unroll fit the adapter's buffer-size limits (so a checkpoint slot larger than one
+//! buffer is no refusal), the same on every rank (the largest any rank needs). A memory budget
+//! is shared among a device's chunks.
+//!
 //! Across processes (MPI ranks, [`Collective`]) each process runs this over its own devices;
 //! the shards are those of all the ranks' devices in rank order, every rank's f64 sum is
 //! gathered at rank 0 and added there in rank order, rank 0 updates and broadcasts the
@@ -31,7 +39,7 @@ pub mod mpi;
 use std::sync::Arc;
 
 use crate::gpu::Gpu;
-use crate::meta::{MetaConfig, MetaTrainer, StepReport, TrainerState};
+use crate::meta::{MemoryReport, MetaConfig, MetaTrainer, StepReport, TrainerState};
 use crate::optim::Optimizer;
 use crate::tasks::{Shard, Task};
 use crate::{Error, Result};
@@ -95,6 +103,98 @@ fn bytes_f32(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// Every rank's `v`, in rank order, on every rank.
+fn every_rank(n: &dyn Collective, v: u64) -> Result<Vec<u64>> {
+    let mut all = n
+        .gather(&v.to_le_bytes())?
+        .map(|v| v.concat())
+        .unwrap_or_default();
+    n.broadcast(&mut all)?;
+    Ok(all
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
+}
+
+/// The largest of every rank's `k` (this process's alone without a collective).
+fn agree_max(net: Option<&dyn Collective>, k: usize) -> Result<usize> {
+    Ok(match net {
+        None => k,
+        Some(n) => every_rank(n, k as u64)?
+            .into_iter()
+            .fold(k, |a, b| a.max(b as usize)),
+    })
+}
+
+/// A task built for a shard, kept for reuse.
+type Probe = Option<(Shard, Box<dyn Task>)>;
+
+/// The chunks of each device's share (`cfg.chunks`, or when 0 the fewest that make every buffer
+/// fit, agreed by every rank), and the task of `first` (the first shard of this rank without
+/// chunks) when it was built to learn the size of an instance: kept for reuse when one chunk is
+/// enough.
+fn choose_chunks(
+    gpu: &Arc<Gpu>,
+    first: Shard,
+    task: &BuildTask,
+    opt: &Optimizer,
+    cfg: &MetaConfig,
+    net: Option<&dyn Collective>,
+) -> Result<(usize, Probe)> {
+    // ES and PES draw their particles' noise per trainer: one chunk.
+    if cfg.chunks > 0 || cfg.estimator.copies() > 1 {
+        return Ok((cfg.chunks.max(1), None));
+    }
+    let t = task(gpu, first.count)?;
+    let k = crate::meta::chunks_needed(gpu, first.count, t.layout().size(), opt, cfg)?;
+    Ok((agree_max(net, k)?, Some((first, t))))
+}
+
+/// The task of shard `sh` on `gpu`: `probe` when it was built for it, else a new one.
+fn shard_task(
+    gpu: &Arc<Gpu>,
+    sh: Shard,
+    task: &BuildTask,
+    probe: &mut Probe,
+) -> Result<Box<dyn Task>> {
+    let mut t = match probe.take() {
+        Some((p, t)) if p == sh => t,
+        _ => task(gpu, sh.count)?,
+    };
+    if t.instances() != sh.count {
+        return Err(Error::invalid(format!(
+            "the task built for a shard of {} instances has {}",
+            sh.count,
+            t.instances()
+        )));
+    }
+    if !sh.is_whole() {
+        t.set_shard(gpu, sh)?;
+    }
+    Ok(t)
+}
+
+/// The GPU memory that meta-training `instances` of `task` on `gpu` will hold, in as many
+/// chunks as [`DataParallel`] would split them into ([`MetaTrainer::estimate`] of each chunk,
+/// summed), and an error naming the limit when a chunk cannot fit.
+pub fn estimate(
+    gpu: &Arc<Gpu>,
+    instances: usize,
+    task: &BuildTask,
+    opt: &Optimizer,
+    cfg: &MetaConfig,
+) -> Result<MemoryReport> {
+    let (chunks, mut probe) = choose_chunks(gpu, Shard::whole(instances), task, opt, cfg, None)?;
+    let mut part = cfg.clone();
+    part.memory_budget = cfg.memory_budget.map(|b| b / chunks as u64);
+    let mut parts = Vec::with_capacity(chunks);
+    for sh in Shard::split(instances, chunks)? {
+        let mut t = shard_task(gpu, sh, task, &mut probe)?;
+        parts.push(MetaTrainer::estimate(gpu, t.as_mut(), opt, &part)?);
+    }
+    MemoryReport::sum(&parts).ok_or_else(|| Error::invalid("no instance to meta-train"))
+}
+
 impl DataParallel {
     /// Split `instances` over `gpus` (in order; a device may appear twice) and build a trainer
     /// on each: `task(gpu, count)` builds a task of `count` instances on `gpu` (its draws are
@@ -129,13 +229,7 @@ impl DataParallel {
         let (rank, size) = net.as_ref().map_or((0, 1), |n| (n.rank(), n.size()));
         // Every rank must hold as many devices: each learns the others' count.
         if let Some(n) = &net {
-            let mine = (gpus.len() as u64).to_le_bytes().to_vec();
-            let mut all = n.gather(&mine)?.map(|v| v.concat()).unwrap_or_default();
-            n.broadcast(&mut all)?;
-            let counts: Vec<u64> = all
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect();
+            let counts = every_rank(n.as_ref(), gpus.len() as u64)?;
             if counts.iter().any(|&c| c != gpus.len() as u64) {
                 return Err(Error::invalid(format!(
                     "the ranks hold {counts:?} devices each; every rank must hold as many (the same --adapters on every rank)"
@@ -143,30 +237,28 @@ impl DataParallel {
             }
         }
         let local = gpus.len();
-        if local * size > 1 && cfg.estimator.copies() > 1 {
+        let split = |chunks: usize| Shard::split(instances, local * size * chunks);
+        let first = split(1)?[rank * local];
+        let (chunks, mut probe) = choose_chunks(&gpus[0], first, task, &opt, &cfg, net.as_deref())?;
+        if local * size * chunks > 1 && cfg.estimator.copies() > 1 {
             return Err(Error::invalid(format!(
-                "meta.estimator = {} cannot be split across devices yet (its particles' noise is \
-                 drawn per device); use meta.estimator = \"backprop\" or one device",
+                "meta.estimator = {} cannot be split across devices or chunks yet (its \
+                 particles' noise is drawn per device); use meta.estimator = \"backprop\", one \
+                 device and meta.chunks = 1",
                 cfg.estimator.name()
             )));
         }
-        let all = Shard::split(instances, local * size)?;
+        let all = split(chunks)?;
         let counts = all.iter().map(|s| s.count).collect();
-        let shards = all[rank * local..(rank + 1) * local].to_vec();
-        let mut replicas = Vec::with_capacity(local);
-        for (gpu, sh) in gpus.iter().zip(&shards) {
-            let mut t = task(gpu, sh.count)?;
-            if t.instances() != sh.count {
-                return Err(Error::invalid(format!(
-                    "the task built for a shard of {} instances has {}",
-                    sh.count,
-                    t.instances()
-                )));
-            }
-            if !sh.is_whole() {
-                t.set_shard(gpu, *sh)?;
-            }
-            replicas.push(MetaTrainer::new(gpu.clone(), t, opt.clone(), cfg.clone())?);
+        let per_rank = local * chunks;
+        let shards = all[rank * per_rank..(rank + 1) * per_rank].to_vec();
+        let mut part = cfg.clone();
+        part.memory_budget = cfg.memory_budget.map(|b| b / chunks as u64);
+        let mut replicas = Vec::with_capacity(per_rank);
+        for (j, sh) in shards.iter().enumerate() {
+            let gpu = &gpus[j / chunks];
+            let t = shard_task(gpu, *sh, task, &mut probe)?;
+            replicas.push(MetaTrainer::new(gpu.clone(), t, opt.clone(), part.clone())?);
         }
         let mut dp = Self {
             replicas,
@@ -197,12 +289,18 @@ impl DataParallel {
         self.net.as_deref()
     }
 
-    /// Devices (trainers) of this process, in shard order.
+    /// Trainers of this process (a device's chunks count one each), in shard order.
     pub fn devices(&self) -> usize {
         self.replicas.len()
     }
 
-    /// The shards of this process's devices.
+    /// The GPU memory of this process's trainers together ([`MemoryReport::sum`]).
+    pub fn memory(&self) -> MemoryReport {
+        let parts: Vec<MemoryReport> = self.replicas.iter().map(MetaTrainer::memory).collect();
+        MemoryReport::sum(&parts).unwrap_or_else(|| self.replicas[0].memory())
+    }
+
+    /// The shards of this process's trainers.
     pub fn shards(&self) -> &[Shard] {
         &self.shards
     }

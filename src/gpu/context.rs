@@ -21,6 +21,26 @@ pub struct GpuOptions {
     /// Stage matrix-product tiles in workgroup memory. `None`: yes on hardware adapters, no on
     /// CPU adapters (where workgroup memory is ordinary cache and barriers are costly).
     pub staged_tiles: Option<bool>,
+    /// Open the device with buffers (and storage bindings) of at most this many bytes, below
+    /// the adapter's own limits: a smaller GPU's limits on a larger one (tests of chunking, a
+    /// run sized for another card). `None`: read `METALEARN_MAX_BUFFER_MIB`, else the adapter's.
+    pub max_buffer_bytes: Option<u64>,
+}
+
+/// The buffer-size cap of `opts`, else of `METALEARN_MAX_BUFFER_MIB` (MiB, at least 1).
+fn max_buffer_bytes(opts: &GpuOptions) -> Result<Option<u64>> {
+    if let Some(b) = opts.max_buffer_bytes {
+        return Ok(Some(b));
+    }
+    let Ok(v) = std::env::var("METALEARN_MAX_BUFFER_MIB") else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u64>() {
+        Ok(mib) if mib >= 1 => Ok(Some(mib.saturating_mul(1 << 20))),
+        _ => Err(Error::invalid(format!(
+            "METALEARN_MAX_BUFFER_MIB = '{v}' is not a whole number of MiB ≥ 1; unset it for the adapter's own limits"
+        ))),
+    }
 }
 
 /// What metalearn knows about the open device: read once at start-up.
@@ -28,7 +48,8 @@ pub struct GpuOptions {
 pub struct DeviceProps {
     /// Adapter description (name, backend, driver, device type).
     pub info: wgpu::AdapterInfo,
-    /// The limits the device was opened with (the adapter's own).
+    /// The limits the device was opened with (the adapter's own, buffer sizes capped by
+    /// [`GpuOptions::max_buffer_bytes`]).
     pub limits: wgpu::Limits,
     /// Features enabled on the device.
     pub features: wgpu::Features,
@@ -377,7 +398,13 @@ impl Gpu {
             | wgpu::Features::SUBGROUP
             | wgpu::Features::SHADER_F16;
         let features = adapter.features() & wanted;
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = max_buffer_bytes(opts)? {
+            let cap = cap & !3;
+            limits.max_buffer_size = limits.max_buffer_size.min(cap);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("metalearn"),

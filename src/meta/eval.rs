@@ -5,7 +5,7 @@ use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::kernels::vec::{self, View};
 use crate::kernels::Batched;
 use crate::optim::{Optimizer, StepArgs};
-use crate::tasks::{BatchRef, LossGrad, Task};
+use crate::tasks::{BatchRef, LossGrad, Shard, Task, TaskRng};
 use crate::{Error, Result};
 
 /// Losses of every instance after each of `steps` inner steps: `(steps + 1) × N`, row t holding
@@ -159,9 +159,15 @@ pub fn tune_learning_rate(
     init: &[f32],
     steps: usize,
 ) -> Result<(f32, Curves)> {
+    best_of(grid, |lr| evaluate(gpu, task, &make(lr), &[], init, steps))
+}
+
+/// The learning rate of `grid` whose curves `run(lr)` have the lowest finite mean final loss,
+/// and those curves.
+fn best_of(grid: &[f32], run: impl Fn(f32) -> Result<Curves>) -> Result<(f32, Curves)> {
     let mut best: Option<(f32, Curves)> = None;
     for &lr in grid {
-        let c = evaluate(gpu, task, &make(lr), &[], init, steps)?;
+        let c = run(lr)?;
         let f = c.final_mean();
         let better = match &best {
             None => f.is_finite(),
@@ -182,4 +188,152 @@ pub fn log_grid(lo: f32, hi: f32, k: usize) -> Vec<f32> {
     (0..k)
         .map(|i| lo * (hi / lo).powf(i as f32 / (k - 1) as f32))
         .collect()
+}
+
+/// One set of task instances held as consecutive shards, one task each ([`Task::set_shard`]):
+/// a set whose evaluation buffers would exceed the adapter's buffer limits as one task.
+/// Evaluations run shard by shard and their curves are joined instance by instance, as one
+/// task of every instance gives them.
+pub struct Shards {
+    parts: Vec<(Shard, Box<dyn Task>)>,
+}
+
+impl Shards {
+    /// `n` instances in `k` shards ([`Shard::split`]): `build(count)` builds a task of `count`
+    /// instances; each shard then draws the whole set's instances from a fresh `draw()` (the
+    /// instance stream) and keeps its own, so that the shards together hold the instances of
+    /// one task of all of them drawn so, whatever `k` ([`Task::resample`]). `whole`, a task of
+    /// the `n` instances already built, serves when `k` is 1.
+    pub fn build(
+        gpu: &Gpu,
+        (n, k): (usize, usize),
+        whole: Option<Box<dyn Task>>,
+        build: impl Fn(usize) -> Result<Box<dyn Task>>,
+        draw: impl Fn() -> TaskRng,
+    ) -> Result<Self> {
+        let mut parts = Vec::with_capacity(k);
+        let mut whole = whole.filter(|t| k == 1 && t.instances() == n);
+        for sh in Shard::split(n, k)? {
+            let mut t = match whole.take() {
+                Some(t) => t,
+                None => build(sh.count)?,
+            };
+            if !sh.is_whole() {
+                t.set_shard(gpu, sh)?;
+            }
+            t.resample(gpu, &mut draw())?;
+            parts.push((sh, t));
+        }
+        Ok(Self { parts })
+    }
+
+    /// The fewest shards of `n` instances for which an evaluation slot of `floats` floats per
+    /// instance (θ and the optimizer's state, [`Optimizer::slot_len`] of one instance: the
+    /// largest of the optimizers to evaluate) fits one buffer of `gpu`.
+    pub fn needed(gpu: &Gpu, n: usize, floats: usize) -> usize {
+        let l = &gpu.props().limits;
+        let limit = l
+            .max_buffer_size
+            .min(l.max_storage_buffer_binding_size)
+            .max(1);
+        let most = (limit / (floats as u64 * 4).max(1)).max(1) as usize;
+        n.div_ceil(most).clamp(1, n.max(1))
+    }
+
+    /// Shards.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Always false: a set holds at least one shard.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Instances of the whole set.
+    pub fn instances(&self) -> usize {
+        self.parts.iter().map(|(s, _)| s.count).sum()
+    }
+
+    /// The first shard's task: the family, its layout and what it scores.
+    pub fn first(&self) -> &dyn Task {
+        self.parts[0].1.as_ref()
+    }
+
+    /// The initial parameters of the whole set (N × P): each shard's from a fresh `rng()`.
+    pub fn init_params(&self, rng: impl Fn() -> TaskRng) -> Result<Vec<f32>> {
+        let mut v = Vec::new();
+        for (_, t) in &self.parts {
+            v.extend(t.init_params(&mut rng())?);
+        }
+        Ok(v)
+    }
+
+    /// [`evaluate_with_held_out`] of every shard from its rows of `init`, the curves joined.
+    pub fn evaluate_with_held_out(
+        &self,
+        gpu: &Gpu,
+        opt: &Optimizer,
+        phi: &[f32],
+        init: &[f32],
+        steps: usize,
+        held_out: bool,
+    ) -> Result<(Curves, Option<Curves>)> {
+        let p = self.first().layout().size();
+        if init.len() != self.instances() * p {
+            return Err(Error::invalid(format!(
+                "{} initial values given, the {} instances need N·P = {}",
+                init.len(),
+                self.instances(),
+                self.instances() * p
+            )));
+        }
+        let mut runs = Vec::with_capacity(self.parts.len());
+        for (sh, t) in &self.parts {
+            let rows = &init[sh.first * p..(sh.first + sh.count) * p];
+            runs.push(evaluate_with_held_out(
+                gpu,
+                t.as_ref(),
+                opt,
+                phi,
+                rows,
+                steps,
+                held_out,
+            )?);
+        }
+        let train: Vec<&Curves> = runs.iter().map(|r| &r.0).collect();
+        let held: Option<Vec<&Curves>> = runs.iter().map(|r| r.1.as_ref()).collect();
+        Ok((join(&train, steps), held.map(|h| join(&h, steps))))
+    }
+
+    /// [`tune_learning_rate`] over the whole set.
+    pub fn tune_learning_rate(
+        &self,
+        gpu: &Gpu,
+        make: impl Fn(f32) -> Optimizer,
+        grid: &[f32],
+        init: &[f32],
+        steps: usize,
+    ) -> Result<(f32, Curves)> {
+        best_of(grid, |lr| {
+            Ok(self
+                .evaluate_with_held_out(gpu, &make(lr), &[], init, steps, false)?
+                .0)
+        })
+    }
+}
+
+/// The curves of consecutive shards joined into the whole set's: row t of each in turn.
+fn join(parts: &[&Curves], steps: usize) -> Curves {
+    let n: usize = parts.iter().map(|c| c.instances).sum();
+    let mut losses = Vec::with_capacity((steps + 1) * n);
+    for t in 0..=steps {
+        for c in parts {
+            losses.extend_from_slice(&c.losses[t * c.instances..(t + 1) * c.instances]);
+        }
+    }
+    Curves {
+        instances: n,
+        losses,
+    }
 }

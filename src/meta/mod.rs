@@ -24,4 +24,5 @@ pub use save::{write_atomically, Checkpoint, RunDir, RunLock};
 pub use settings::{
     FinalBatch, LossWeights, MemoryReport, MetaConfig, MetaGradient, NonFinite, Skip, StepReport,
 };
+pub(crate) use sizing::chunks_needed;
 pub use trainer::{MetaTrainer, TrainerState};

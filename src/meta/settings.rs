@@ -71,6 +71,11 @@ pub struct MetaConfig {
     /// with as many slots as fit (each slot holds θ and the optimizer state of all instances;
     /// batches are regenerated from their seeds and need no storage).
     pub memory_budget: Option<u64>,
+    /// Chunks of the instances on each device (0: as few as make every buffer fit the
+    /// adapter's buffer limits). The instances are split into consecutive shards, each meta-
+    /// trained by a trainer of its own on the same device, their meta-gradients summed in f64
+    /// in shard order ([`crate::dist::DataParallel`]); `memory_budget` is shared among them.
+    pub chunks: usize,
     /// Meta-loss weights.
     pub weights: LossWeights,
     /// Batch of the final loss term.
@@ -94,6 +99,7 @@ impl Default for MetaConfig {
             mode: Mode::Truncated,
             schedule: Schedule::StoreAll,
             memory_budget: None,
+            chunks: 0,
             weights: LossWeights::Uniform,
             final_batch: FinalBatch::Train,
             learn_optimizer: true,
@@ -206,11 +212,28 @@ pub struct MemoryReport {
     pub working: u64,
     /// The task's data, batches and model activations.
     pub task: u64,
+    /// Trainers (chunks of the instances) the bytes are summed over; `slots` and
+    /// `slot_bytes` are each one's (the largest slot).
+    pub chunks: usize,
 }
 
 impl MemoryReport {
     /// Everything.
     pub fn total(&self) -> u64 {
         self.checkpoints + self.working + self.task
+    }
+
+    /// The memory of several trainers held at once (chunks of one set of instances): bytes
+    /// summed, the most slots and the largest slot of any. `None` for no part.
+    pub fn sum(parts: &[MemoryReport]) -> Option<MemoryReport> {
+        let first = parts.first()?;
+        Some(parts[1..].iter().fold(*first, |a, b| MemoryReport {
+            checkpoints: a.checkpoints + b.checkpoints,
+            slots: a.slots.max(b.slots),
+            slot_bytes: a.slot_bytes.max(b.slot_bytes),
+            working: a.working + b.working,
+            task: a.task + b.task,
+            chunks: a.chunks + b.chunks,
+        }))
     }
 }

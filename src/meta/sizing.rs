@@ -109,16 +109,53 @@ impl Sizing {
             slot_bytes,
             working: self.working().iter().map(|(_, f)| f * 4).sum::<u64>() + ws_bytes,
             task: task_bytes,
+            chunks: 1,
         }
     }
 
     /// The run fits the adapter: every buffer within its size limits and, where the adapter
     /// reports its memory, everything together within it.
     pub(crate) fn check_fits(&self, gpu: &Gpu, ws_bytes: u64, task_bytes: u64) -> Result<()> {
+        self.check_buffers(gpu)?;
+        gpu.check_memory(self.report(ws_bytes, task_bytes).total())
+    }
+
+    /// Every buffer of the unroll within the adapter's buffer-size limits.
+    fn check_buffers(&self, gpu: &Gpu) -> Result<()> {
         gpu.check_storage_size("checkpoint slot", self.slot_len as u64 * 4)?;
         for (name, floats) in self.working() {
             gpu.check_storage_size(name, floats * 4)?;
         }
-        gpu.check_memory(self.report(ws_bytes, task_bytes).total())
+        Ok(())
+    }
+}
+
+/// The fewest chunks that `n` instances of `p` parameters must be split into (consecutive
+/// shards as [`crate::tasks::Shard::split`] makes them, `cfg.memory_budget` shared among them)
+/// for every buffer of each chunk's unroll to fit the adapter's buffer-size limits; the error
+/// of one instance alone when even that does not fit.
+pub(crate) fn chunks_needed(
+    gpu: &Gpu,
+    n: usize,
+    p: usize,
+    opt: &Optimizer,
+    cfg: &MetaConfig,
+) -> Result<usize> {
+    let mut k = 1usize;
+    loop {
+        let largest = n.div_ceil(k);
+        let mut part = cfg.clone();
+        part.memory_budget = cfg.memory_budget.map(|b| b / k as u64);
+        let fits = Sizing::new(gpu, largest, p, opt, &part).and_then(|s| s.check_buffers(gpu));
+        match fits {
+            Ok(()) => return Ok(k),
+            Err(crate::Error::LimitExceeded { value, limit, .. }) if k < n && limit > 0 => {
+                // Buffers grow with the instances of a chunk: jump to the estimate, at least
+                // one more chunk.
+                let estimate = (k as u128 * value as u128).div_ceil(limit as u128);
+                k = (estimate.min(n as u128) as usize).max(k + 1);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

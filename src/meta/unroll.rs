@@ -198,6 +198,7 @@ impl Unroll {
             slot_bytes,
             working,
             task: task.gpu_bytes(),
+            chunks: 1,
         }
     }
 

@@ -204,7 +204,7 @@ pub fn dry_run_text(d: &crate::run::DryRun, adapter: &str) -> String {
     };
     format!(
         "dry run on {adapter}: the run fits; nothing was written\n\
-         \x20 checkpoints  {:>12}  ({} slots of {})\n\
+         \x20 checkpoints  {:>12}  ({} slots of {}{})\n\
          \x20 working      {:>12}  (gradients, adjoints, losses, initialisations, optimizer workspace)\n\
          \x20 task         {:>12}  (data, batches, activations)\n\
          \x20 total        {:>12}\n\
@@ -212,6 +212,11 @@ pub fn dry_run_text(d: &crate::run::DryRun, adapter: &str) -> String {
         bytes_text(m.checkpoints),
         m.slots,
         bytes_text(m.slot_bytes),
+        if m.chunks > 1 {
+            format!(" in each of {} chunks of the instances", m.chunks)
+        } else {
+            String::new()
+        },
         bytes_text(m.working),
         bytes_text(m.task),
         bytes_text(m.total()),

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::gpu::Gpu;
-use crate::meta::{evaluate_with_held_out, log_grid, save, tune_learning_rate, Checkpoint, RunDir};
+use crate::meta::eval::Shards;
+use crate::meta::{log_grid, save, Checkpoint, RunDir};
 use crate::optim::Optimizer;
-use crate::tasks::{build_task, Sample, Stream};
+use crate::tasks::{build_task, Sample, Stream, Task};
 use crate::{Error, Result};
 
 /// One curve of an evaluation.
@@ -45,11 +46,10 @@ pub fn evaluate_checkpoints(
 ) -> Result<Vec<EvalCurve>> {
     let n = cfg.eval.instances;
     let steps = cfg.eval.steps;
-    let held = build_task(gpu, cfg, Sample::HeldOut, n)?;
-    let few_shot = held.scores_held_out();
-    let family_init = held.init_params(&mut Stream::Init(0).rng(cfg.seed, Sample::HeldOut))?;
-    let p = held.layout().size();
-    let mut out = Vec::new();
+    let whole = build_task(gpu, cfg, Sample::HeldOut, n)?;
+    let few_shot = whole.scores_held_out();
+    let p = whole.layout().size();
+    let mut learned = Vec::with_capacity(candidates.len());
     for c in candidates {
         let saved = Config::from_toml(&c.checkpoint.config, &c.name)?;
         let opt = saved.optimizer()?;
@@ -65,7 +65,32 @@ pub fn evaluate_checkpoints(
                 hint: "the file does not match its own config; use another checkpoint".into(),
             });
         }
-        let init = if saved.meta.learn_init {
+        learned.push((c, opt, saved.meta.learn_init));
+    }
+    let mut baselines = Vec::with_capacity(cfg.eval.baselines.len());
+    for b in &cfg.eval.baselines {
+        let base = Optimizer::parse(b)?;
+        if base.is_learned() {
+            return Err(Error::invalid(format!(
+                "eval.baselines lists the learned optimizer '{b}'; list hand-designed ones"
+            )));
+        }
+        baselines.push((b, base));
+    }
+    // The instances are evaluated in as many shards as make the largest optimizer's slot fit
+    // one buffer.
+    let floats = learned
+        .iter()
+        .map(|(_, o, _)| o)
+        .chain(baselines.iter().map(|(_, o)| o))
+        .map(|o| o.slot_len(p))
+        .max()
+        .unwrap_or(p);
+    let held = shards(gpu, cfg, Sample::HeldOut, n, floats, Some(whole))?;
+    let family_init = held.init_params(|| Stream::Init(0).rng(cfg.seed, Sample::HeldOut))?;
+    let mut out = Vec::new();
+    for (c, opt, learn_init) in learned {
+        let init = if learn_init {
             let t0 = c.checkpoint.theta0();
             if t0.len() != p {
                 return Err(Error::invalid(format!(
@@ -78,15 +103,8 @@ pub fn evaluate_checkpoints(
         } else {
             family_init.clone()
         };
-        let (tc, q) = evaluate_with_held_out(
-            gpu,
-            held.as_ref(),
-            &opt,
-            c.checkpoint.phi(),
-            &init,
-            steps,
-            few_shot,
-        )?;
+        let (tc, q) =
+            held.evaluate_with_held_out(gpu, &opt, c.checkpoint.phi(), &init, steps, few_shot)?;
         out.push(EvalCurve {
             name: c.name.clone(),
             train: tc.mean(),
@@ -94,41 +112,28 @@ pub fn evaluate_checkpoints(
             learning_rate: None,
         });
     }
-    if !cfg.eval.baselines.is_empty() {
+    if !baselines.is_empty() {
         // Four times as many tuning instances as held-out ones, so that a learning rate at the
         // edge of divergence on a family's rare stiff instances is caught while tuning.
-        let tune = build_task(gpu, cfg, Sample::Tune, 4 * n)?;
-        let tune_init = tune.init_params(&mut Stream::Init(0).rng(cfg.seed, Sample::Tune))?;
+        let tune = shards(gpu, cfg, Sample::Tune, 4 * n, floats, None)?;
+        let tune_init = tune.init_params(|| Stream::Init(0).rng(cfg.seed, Sample::Tune))?;
         let [lo, hi] = cfg.eval.lr_range;
         let grid = log_grid(lo, hi, cfg.eval.grid_points);
         let bar = crate::progress::ProgressBar::counting(
             progress,
-            cfg.eval.baselines.len() as u64,
+            baselines.len() as u64,
             0,
             "baselines tuned",
         )?;
-        for (i, b) in cfg.eval.baselines.iter().enumerate() {
+        for (i, (b, base)) in baselines.iter().enumerate() {
             if let Some(bar) = &bar {
                 bar.set_message(format!("tuning {b} over {} learning rates", grid.len()));
                 bar.set_position(i as u64);
             }
-            let base = Optimizer::parse(b)?;
-            if base.is_learned() {
-                return Err(Error::invalid(format!(
-                    "eval.baselines lists the learned optimizer '{b}'; list hand-designed ones"
-                )));
-            }
             let make = |lr: f32| base.with_lr(lr);
-            let (lr, _) = tune_learning_rate(gpu, tune.as_ref(), make, &grid, &tune_init, steps)?;
-            let (tc, q) = evaluate_with_held_out(
-                gpu,
-                held.as_ref(),
-                &make(lr),
-                &[],
-                &family_init,
-                steps,
-                few_shot,
-            )?;
+            let (lr, _) = tune.tune_learning_rate(gpu, make, &grid, &tune_init, steps)?;
+            let (tc, q) =
+                held.evaluate_with_held_out(gpu, &make(lr), &[], &family_init, steps, few_shot)?;
             out.push(EvalCurve {
                 name: format!("{b} lr={lr:.2e}"),
                 train: tc.mean(),
@@ -137,11 +142,31 @@ pub fn evaluate_checkpoints(
             });
         }
         if let Some(bar) = &bar {
-            bar.set_position(cfg.eval.baselines.len() as u64);
+            bar.set_position(baselines.len() as u64);
             bar.finish_and_clear();
         }
     }
     Ok(out)
+}
+
+/// `n` instances of `sample` in as many shards as an evaluation slot of `floats` floats per
+/// instance needs ([`Shards::needed`]); `whole`, a task of all of them already built, serves
+/// when one shard is enough.
+fn shards(
+    gpu: &Gpu,
+    cfg: &Config,
+    sample: Sample,
+    n: usize,
+    floats: usize,
+    whole: Option<Box<dyn Task>>,
+) -> Result<Shards> {
+    Shards::build(
+        gpu,
+        (n, Shards::needed(gpu, n, floats)),
+        whole,
+        |count| build_task(gpu, cfg, sample, count),
+        || Stream::Instances.rng(cfg.seed, sample),
+    )
 }
 
 /// Load a checkpoint: a file, or the newest readable one of a run directory. Newer

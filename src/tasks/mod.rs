@@ -245,7 +245,7 @@ impl Shard {
         if parts == 0 || parts > total {
             return Err(Error::invalid(format!(
                 "{total} instances cannot be split over {parts} devices: every device needs at \
-                 least one instance; use more instances (meta.instances) or fewer devices"
+                 least one instance; use more instances (task.instances), fewer devices or fewer chunks (meta.chunks)"
             )));
         }
         let (base, extra) = (total / parts, total % parts);

@@ -47,6 +47,7 @@ pub fn gpu_other_tiling() -> &'static Gpu {
             staged_tiles: Some(!first.props().staged_tiles),
             adapter_name: Some(first.props().info.name.clone()),
             backends: Some(first.props().info.backend.into()),
+            ..Default::default()
         };
         Gpu::new(&opts).unwrap_or_else(|e| panic!("{e}"))
     })
