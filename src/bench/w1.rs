@@ -207,21 +207,35 @@ fn w1_steps_per_run(warm_up_seconds: f64) -> usize {
     ((0.5 / warm_up_seconds).ceil() as usize).clamp(1, 5)
 }
 
+/// The GPU memory W1 may hold: where store-all needs more, the instances' checkpoints are
+/// planned by Revolve within what is left of it after the working buffers.
+pub const W1_MEMORY: u64 = 24 << 30;
+
 /// Time W1: L2L meta-training of the LSTM optimizer (2 × 20, LogAndSign) on `instances` MLPs
-/// 784-20-10 sigmoid (batch 128, synthetic images), T = 20, truncated, store-all, meta-Adam.
-/// One warm-up outer step (with GPU timestamps where the device has them), then the median
-/// of `repeats` runs of a few outer steps, wall clock up to the status readback.
+/// 784-20-10 sigmoid (batch 128, synthetic images), T = 20, truncated, meta-Adam; store-all
+/// where it fits [`W1_MEMORY`], else Revolve within it; the instances in as many chunks as the
+/// buffer limits need ([`DataParallel`](crate::dist::DataParallel)). One warm-up outer step
+/// (with GPU timestamps where the device has them), then the median of `repeats` runs of a few
+/// outer steps, wall clock up to the status readback.
 pub fn measure_w1(gpu: &Arc<Gpu>, instances: usize, repeats: usize) -> Result<W1Measurement> {
-    use crate::meta::{MetaConfig, MetaTrainer};
+    use crate::dist::{estimate, DataParallel};
+    use crate::meta::MetaConfig;
     use crate::optim::lstm::{Lstm, HIDDEN};
     use crate::optim::Optimizer;
-    let (spec, task) = w1_task(gpu, W1_BATCH, instances)?;
-    let cfg = MetaConfig {
+    let spec = MlpSpec::new(&W1_WIDTHS, Activation::Sigmoid)?;
+    let build = |g: &Arc<Gpu>, n: usize| {
+        Ok(Box::new(w1_task(g, W1_BATCH, n)?.1) as Box<dyn crate::tasks::Task>)
+    };
+    let mut cfg = MetaConfig {
         unroll: W1_UNROLL,
         ..Default::default()
     };
     let opt = Optimizer::new(Lstm::default());
-    let mut tr = MetaTrainer::new(gpu.clone(), Box::new(task), opt, cfg)?;
+    let all = estimate(gpu, instances, &build, &opt, &cfg)?;
+    if all.total() > W1_MEMORY {
+        cfg.memory_budget = Some(W1_MEMORY.saturating_sub(all.working + all.task));
+    }
+    let mut tr = DataParallel::new(std::slice::from_ref(gpu), instances, &build, opt, cfg)?;
     gpu.profiler().reset_gpu_time();
     gpu.profiler().set_gpu_timing(true);
     let t0 = Instant::now();
@@ -242,10 +256,11 @@ pub fn measure_w1(gpu: &Arc<Gpu>, instances: usize, repeats: usize) -> Result<W1
         .collect::<Result<_>>()?;
     let runs = times.len();
     let step = median(times);
+    let memory = tr.memory();
     let flops = w1_flops(&spec, W1_BATCH, HIDDEN, instances, W1_UNROLL)?;
     let gpu_seconds: f64 = kernels.iter().map(|k| k.2).sum();
     Ok(W1Measurement {
-        label: label(instances),
+        label: label(instances, Some(&memory)),
         instances,
         outer_steps: k,
         repeats: runs,
@@ -255,7 +270,7 @@ pub fn measure_w1(gpu: &Arc<Gpu>, instances: usize, repeats: usize) -> Result<W1
         flops_per_second: flops.executed / step,
         gpu_busy: (!kernels.is_empty()).then(|| gpu_seconds / step),
         kernels,
-        memory: tr.memory(),
+        memory,
     })
 }
 
@@ -309,9 +324,22 @@ pub fn w1_instance_counts(
     }
 }
 
-/// The label of the W1 case with `instances` instances.
-fn label(instances: usize) -> String {
-    format!("w1 lstm on 784-20-10 MLPs B=128 T=20 N={instances} store-all")
+/// The label of the W1 case with `instances` instances held as `memory` reports: store-all
+/// (T + 1 slots), else Revolve with the slots of each chunk, and the chunks where more than one.
+fn label(instances: usize, memory: Option<&crate::meta::MemoryReport>) -> String {
+    let Some(memory) = memory else {
+        return format!("w1 lstm on 784-20-10 MLPs B=128 T=20 N={instances} store-all");
+    };
+    let schedule = if memory.slots > W1_UNROLL {
+        "store-all".to_string()
+    } else {
+        format!("revolve-{}", memory.slots)
+    };
+    let chunks = match memory.chunks {
+        0 | 1 => String::new(),
+        k => format!(" in {k} chunks"),
+    };
+    format!("w1 lstm on 784-20-10 MLPs B=128 T=20 N={instances} {schedule}{chunks}")
 }
 
 /// The W1 part of [`run`](super::run): W1 at each of [`w1_instance_counts`], a table and one
@@ -330,7 +358,8 @@ pub(super) fn run(gpu: &Arc<Gpu>, opts: &BenchOptions, out: &mut dyn Write) -> R
     writeln!(
         out,
         "\nW1: L2L LSTM optimizer (2×20, LogAndSign) on 784-20-10 sigmoid MLPs, B = 128, T = 20, truncated, \
-         store-all, meta-Adam; median of {repeats} runs; FLOP/s of the executed count, peak {:.1} TFLOP/s",
+         store-all (Revolve where that exceeds {} GiB), meta-Adam; median of {repeats} runs; FLOP/s of the executed count, peak {:.1} TFLOP/s",
+        W1_MEMORY >> 30,
         W1_PEAK_FLOPS / 1e12
     )
     .map_err(io)?;
@@ -347,7 +376,7 @@ pub(super) fn run(gpu: &Arc<Gpu>, opts: &BenchOptions, out: &mut dyn Write) -> R
             Err(e) => {
                 writeln!(out, "{n:<8} skipped: {e}").map_err(io)?;
                 rows.push(Row::W1Limit(W1LimitRow {
-                    case: label(n),
+                    case: label(n, None),
                     implementation: "metalearn".into(),
                     instances: n,
                     status: Status::Limit,
@@ -372,6 +401,16 @@ pub(super) fn run(gpu: &Arc<Gpu>, opts: &BenchOptions, out: &mut dyn Write) -> R
             m.memory.total() as f64 / (1 << 20) as f64
         )
         .map_err(io)?;
+        if !m.label.ends_with("store-all") {
+            let how = m.label.rsplit(&format!("N={n} ")[..]).next().unwrap_or("");
+            writeln!(
+                out,
+                "         {how}: {} slots of {} per chunk",
+                m.memory.slots,
+                crate::report::bytes_text(m.memory.slot_bytes)
+            )
+            .map_err(io)?;
+        }
         let top: Vec<String> = m
             .kernels
             .iter()
