@@ -4,11 +4,12 @@
 //!   SGD, Adam, the LSTM and the MLP optimizer.
 //! - The host API follows the f64 reference of each optimizer step (θ and state) on random
 //!   gradients, for several instances of a two-tensor layout.
+//! - Instances beyond one buffer of the device are held in parts that step as one slot.
 //! - Shape mismatches are errors.
 
 mod common;
 
-use common::{assert_close, f64s, gpu_other_tiling, rng, shared_gpu, uniform};
+use common::{assert_close, capped_gpu, f64s, gpu_other_tiling, rng, shared_gpu, uniform};
 use metalearn::gpu::Recorder;
 use metalearn::kernels::vec::View;
 use metalearn::kernels::Batched;
@@ -265,5 +266,71 @@ fn mismatched_shapes_are_errors() -> Result<()> {
     let mut rec_other = Recorder::new(other);
     assert!(run.step(&mut rec_other, &params, &params).is_err());
     assert_eq!(run.steps_taken(), 0);
+    Ok(())
+}
+
+/// On a device whose buffers hold fewer instances' slots than the run has, the instances are
+/// held in parts: every optimizer's parameters (GPU and host paths) and state are bit for bit
+/// those of one slot on an uncapped device, and a state set on the parts reads back as given.
+#[test]
+fn runs_beyond_one_buffer_step_in_parts_as_one_slot() -> Result<()> {
+    let gpu = shared_gpu();
+    let mut r = rng("optimizer runs in parts");
+    let mut layout = ParamLayout::new();
+    layout.add("w", &[40, 50])?;
+    layout.add("b", &[50])?;
+    let (n, p) = (7, layout.size());
+    for opt in optimizers() {
+        let name = opt.name();
+        // Slots of two instances per buffer (four parts: 2, 2, 2, 1), where the caller's
+        // buffers of all seven fit.
+        let cap = (opt.slot_len(2 * p).max(n * p) * 4) as u64;
+        let per = (cap / (opt.slot_len(p) as u64 * 4)) as usize;
+        let want = n.div_ceil(per);
+        assert!(want > 1 || opt.state_len() == 0, "{name}: {want} parts");
+        let small = capped_gpu(cap)?;
+        let phi = opt.init_phi(&mut r);
+        let theta0 = uniform(&mut r, n * p, -1.0, 1.0);
+        let grads: Vec<Vec<f32>> = (0..4).map(|_| uniform(&mut r, n * p, -1.0, 1.0)).collect();
+        let mut one = OptimizerRun::new(gpu.clone(), opt.clone(), &phi, layout.clone(), n)?;
+        let mut parts = OptimizerRun::new(small.clone(), opt.clone(), &phi, layout.clone(), n)?;
+        let mut host = OptimizerRun::new(small.clone(), opt.clone(), &phi, layout.clone(), n)?;
+        assert_eq!((one.parts(), parts.parts()), (1, want), "{name}");
+        let (pa, ga) = (
+            gpu.buffer_from("params", &theta0)?,
+            gpu.buffer("grads", n * p)?,
+        );
+        let (pb, gb) = (
+            small.buffer_from("params", &theta0)?,
+            small.buffer("grads", n * p)?,
+        );
+        let mut theta = theta0.clone();
+        for (k, g) in grads.iter().enumerate() {
+            for (dev, run, params, gbuf) in
+                [(gpu, &mut one, &pa, &ga), (&small, &mut parts, &pb, &gb)]
+            {
+                dev.write(gbuf, 0, g)?;
+                let mut rec = Recorder::new(dev);
+                run.step(&mut rec, params, gbuf)?;
+                rec.submit()?;
+            }
+            host.step_host(&mut theta, g)?;
+            let (a, b): (Vec<f32>, Vec<f32>) = (gpu.read(&pa)?, small.read(&pb)?);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&b), bits(&a), "{name}: step {k}, parts vs one slot");
+            assert_eq!(
+                bits(&theta),
+                bits(&a),
+                "{name}: step {k}, host parts vs one slot"
+            );
+            let (sa, sb) = (one.state()?, parts.state()?);
+            assert_eq!(bits(&sb), bits(&sa), "{name}: step {k}, state");
+            assert_eq!(sa.len(), opt.state_len() * n * p, "{name}");
+        }
+        let state = uniform(&mut r, opt.state_len() * n * p, -1.0, 1.0);
+        parts.set_state(&state, 9)?;
+        assert_eq!(parts.state()?, state, "{name}: a state set on the parts");
+        assert_eq!(parts.steps_taken(), 9, "{name}");
+    }
     Ok(())
 }

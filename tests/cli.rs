@@ -509,3 +509,60 @@ fn instances_beyond_the_buffer_limit_run_in_chunks() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("METALEARN_MAX_BUFFER_MIB"), "{err}");
 }
+
+/// The dynamical LM beyond the buffer limits (METALEARN_MAX_BUFFER_MIB=1): 64 documents
+/// meta-train in chunks (the corpus read once), and `metalearn eval` of 64 documents, in
+/// shards, writes the curves of an uncapped device bit for bit.
+#[test]
+fn dynamical_lm_beyond_the_buffer_limit_trains_in_chunks_and_evaluates_in_shards() {
+    let d = temp("dynlm-chunks");
+    let run = |cap: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_metalearn"));
+        c.args(args).env("XDG_RUNTIME_DIR", std::env::temp_dir());
+        match cap {
+            Some(v) => c.env("METALEARN_MAX_BUFFER_MIB", v),
+            None => c.env_remove("METALEARN_MAX_BUFFER_MIB"),
+        };
+        let out = c.output().expect("the metalearn binary runs");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let out = d.join("run");
+    let out_s = out.to_str().unwrap();
+    let err = run(
+        Some("1"),
+        &[
+            "train",
+            "--config",
+            "configs/dynlm_tiny.toml",
+            "--instances",
+            "64",
+            "--set",
+            "meta.outer_steps=2",
+            "--out",
+            out_s,
+        ],
+    );
+    assert!(err.contains("in 2 chunks per device"), "{err}");
+    assert_eq!(
+        err.matches("documents, ").count(),
+        1,
+        "the corpus read once: {err}"
+    );
+    let curves: Vec<String> = [Some("1"), None]
+        .iter()
+        .enumerate()
+        .map(|(i, cap)| {
+            let eval = d.join(format!("eval{i}"));
+            let args = ["eval", out_s, "--instances", "64", "--steps", "3", "--out"];
+            run(*cap, &[&args[..], &[eval.to_str().unwrap()]].concat());
+            std::fs::read_to_string(eval.join("curves.csv")).unwrap()
+        })
+        .collect();
+    assert!(curves[0].lines().count() > 3, "{}", curves[0]);
+    assert_eq!(
+        curves[0], curves[1],
+        "capped and uncapped evaluations differ"
+    );
+}

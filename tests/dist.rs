@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{expect_err, f64s, rng, shared_gpu};
+use common::{capped_gpu, expect_err, f64s, rng, shared_gpu};
 use metalearn::dist::DataParallel;
 use metalearn::gpu::{Gpu, GpuOptions};
 use metalearn::kernels::matmul::Activation;
@@ -265,17 +265,6 @@ fn impossible_splits_are_refused() -> Result<()> {
     Ok(())
 }
 
-/// The test adapter opened with buffers of at most `bytes` (a smaller card's limits).
-fn capped_gpu(bytes: u64) -> Result<Arc<Gpu>> {
-    let first = shared_gpu().props();
-    Ok(Arc::new(Gpu::new(&GpuOptions {
-        adapter_name: Some(first.info.name.clone()),
-        backends: Some(first.info.backend.into()),
-        max_buffer_bytes: Some(bytes),
-        ..Default::default()
-    })?))
-}
-
 /// Chunks of the instances on one device (meta.chunks = 3) meta-train as one trainer of all of
 /// them, up to the order of the sums, for every family; each chunk holds a third of the slot.
 #[test]
@@ -451,7 +440,7 @@ fn shards_evaluate_as_one_set() -> Result<()> {
 /// The fewest evaluation shards whose slots fit one buffer of the device.
 #[test]
 fn evaluation_shards_fit_the_buffer_limits() -> Result<()> {
-    let floats = 1000;
+    let floats = 4000;
     let small = capped_gpu(floats as u64 * 4 * 10)?;
     assert_eq!(Shards::needed(&small, 10, floats), 1);
     assert_eq!(Shards::needed(&small, 11, floats), 2);

@@ -130,9 +130,9 @@ fn agree_max(net: Option<&dyn Collective>, k: usize) -> Result<usize> {
 type Probe = Option<(Shard, Box<dyn Task>)>;
 
 /// The chunks of each device's share (`cfg.chunks`, or when 0 the fewest that make every buffer
-/// fit, agreed by every rank), and the task of `first` (the first shard of this rank without
-/// chunks) when it was built to learn the size of an instance: kept for reuse when one chunk is
-/// enough.
+/// of the task and of the unroll fit, agreed by every rank), and the task of `first` (the first
+/// shard of this rank without chunks) when it was built to learn the size of an instance: kept
+/// for reuse when one chunk is enough.
 fn choose_chunks(
     gpu: &Arc<Gpu>,
     first: Shard,
@@ -145,9 +145,29 @@ fn choose_chunks(
     if cfg.chunks > 0 || cfg.estimator.copies() > 1 {
         return Ok((cfg.chunks.max(1), None));
     }
-    let t = task(gpu, first.count)?;
-    let k = crate::meta::chunks_needed(gpu, first.count, t.layout().size(), opt, cfg)?;
-    Ok((agree_max(net, k)?, Some((first, t))))
+    // The task's own buffers grow with its instances too: the fewest chunks whose largest
+    // task can be built, then those whose unroll's buffers fit.
+    let mut k = 1usize;
+    let t = loop {
+        let n = first.count.div_ceil(k);
+        match task(gpu, n) {
+            Ok(t) => break t,
+            Err(Error::LimitExceeded { value, limit, .. }) if n > 1 && limit > 0 => {
+                let estimate = (k as u128 * value as u128).div_ceil(limit as u128);
+                k = (estimate.min(first.count as u128) as usize).max(k + 1);
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let k = k.max(crate::meta::chunks_needed(
+        gpu,
+        first.count,
+        t.layout().size(),
+        opt,
+        cfg,
+    )?);
+    let probe = (k == 1).then_some((first, t));
+    Ok((agree_max(net, k)?, probe))
 }
 
 /// The task of shard `sh` on `gpu`: `probe` when it was built for it, else a new one.

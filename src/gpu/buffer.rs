@@ -192,7 +192,12 @@ impl Gpu {
         }
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("staging"),
-            size: bytes.next_power_of_two().max(256),
+            // Pooled sizes are powers of two, within the device's largest buffer.
+            size: bytes
+                .next_power_of_two()
+                .max(256)
+                .min(self.props().limits.max_buffer_size & !3)
+                .max(bytes),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })

@@ -23,9 +23,14 @@ pub struct GpuOptions {
     pub staged_tiles: Option<bool>,
     /// Open the device with buffers (and storage bindings) of at most this many bytes, below
     /// the adapter's own limits: a smaller GPU's limits on a larger one (tests of chunking, a
-    /// run sized for another card). `None`: read `METALEARN_MAX_BUFFER_MIB`, else the adapter's.
+    /// run sized for another card), at least [`MIN_BUFFER_CAP`]. `None`: read
+    /// `METALEARN_MAX_BUFFER_MIB`, else the adapter's.
     pub max_buffer_bytes: Option<u64>,
 }
+
+/// The smallest buffer-size cap [`GpuOptions::max_buffer_bytes`] takes (smaller ones are
+/// raised to it).
+pub const MIN_BUFFER_CAP: u64 = 64 << 10;
 
 /// The buffer-size cap of `opts`, else of `METALEARN_MAX_BUFFER_MIB` (MiB, at least 1).
 fn max_buffer_bytes(opts: &GpuOptions) -> Result<Option<u64>> {
@@ -400,7 +405,8 @@ impl Gpu {
         let features = adapter.features() & wanted;
         let mut limits = adapter.limits();
         if let Some(cap) = max_buffer_bytes(opts)? {
-            let cap = cap & !3;
+            // The device's own small buffers (dispatch parameters, staging) need some room.
+            let cap = cap.max(MIN_BUFFER_CAP) & !3;
             limits.max_buffer_size = limits.max_buffer_size.min(cap);
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(cap);

@@ -203,7 +203,8 @@ impl Shards {
     /// instances; each shard then draws the whole set's instances from a fresh `draw()` (the
     /// instance stream) and keeps its own, so that the shards together hold the instances of
     /// one task of all of them drawn so, whatever `k` ([`Task::resample`]). `whole`, a task of
-    /// the `n` instances already built, serves when `k` is 1.
+    /// the `n` instances already built, serves when `k` is 1. Where the task of a shard exceeds
+    /// the device's buffer limits itself, more shards are taken.
     pub fn build(
         gpu: &Gpu,
         (n, k): (usize, usize),
@@ -211,8 +212,28 @@ impl Shards {
         build: impl Fn(usize) -> Result<Box<dyn Task>>,
         draw: impl Fn() -> TaskRng,
     ) -> Result<Self> {
-        let mut parts = Vec::with_capacity(k);
         let mut whole = whole.filter(|t| k == 1 && t.instances() == n);
+        let mut k = k.max(1);
+        // More shards where a shard's task exceeds the device's limits itself.
+        loop {
+            match Self::parts(gpu, (n, k), whole.take(), &build, &draw) {
+                Err(Error::LimitExceeded { value, limit, .. }) if k < n && limit > 0 => {
+                    let estimate = (k as u128 * value as u128).div_ceil(limit as u128);
+                    k = (estimate.min(n as u128) as usize).max(k + 1);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn parts(
+        gpu: &Gpu,
+        (n, k): (usize, usize),
+        mut whole: Option<Box<dyn Task>>,
+        build: &impl Fn(usize) -> Result<Box<dyn Task>>,
+        draw: &impl Fn() -> TaskRng,
+    ) -> Result<Self> {
+        let mut parts = Vec::with_capacity(k);
         for sh in Shard::split(n, k)? {
             let mut t = match whole.take() {
                 Some(t) => t,

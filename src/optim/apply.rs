@@ -13,12 +13,17 @@
 //! other slot, and the new parameters are copied back. The inner step number t (Adam's bias
 //! correction, the MLP optimizer's step embedding) counts the steps taken since construction or
 //! the last [`OptimizerRun::reset`].
+//!
+//! Instances whose slot would exceed one buffer of the device are held in parts of
+//! consecutive instances, a pair of slots and a workspace each, stepped one after the other:
+//! the optimizers act on each instance alone, so the parts compute what one slot would.
 
 use std::sync::Arc;
 
 use crate::gpu::{Gpu, GpuBuffer, Recorder};
 use crate::optim::{Optimizer, StepArgs, Workspace};
 use crate::params::ParamLayout;
+use crate::tasks::Shard;
 use crate::{Error, Result};
 
 /// An optimizer applied to the caller's parameters: `instances` copies of `layout`, stepped
@@ -49,12 +54,21 @@ pub struct OptimizerRun {
     layout: ParamLayout,
     instances: usize,
     count: usize,
-    ws: Workspace,
+    parts: Vec<Part>,
     phi: GpuBuffer,
-    slots: [GpuBuffer; 2],
     cur: usize,
-    host_grad: Option<GpuBuffer>,
+    /// The gradient of the host path, or of one part where there are several (the largest).
+    grad: Option<GpuBuffer>,
     t: usize,
+}
+
+/// Consecutive instances of a run with their own slots and workspace: coordinates
+/// `offset..offset + count` of the caller's buffers.
+struct Part {
+    offset: usize,
+    count: usize,
+    ws: Workspace,
+    slots: [GpuBuffer; 2],
 }
 
 impl std::fmt::Debug for OptimizerRun {
@@ -94,29 +108,58 @@ impl OptimizerRun {
         let count = p.checked_mul(instances).ok_or_else(|| {
             Error::invalid(format!("{instances} instances of {p} parameters overflow"))
         })?;
-        let slot_len = opt.slot_len(count);
-        let slots = [
-            gpu.buffer("optimizer run slot a", slot_len)?,
-            gpu.buffer("optimizer run slot b", slot_len)?,
-        ];
+        let parts = Self::split(&gpu, &opt, instances, p)?
+            .into_iter()
+            .map(|sh| {
+                let count = sh.count * p;
+                let slot_len = opt.slot_len(count);
+                Ok(Part {
+                    offset: sh.first * p,
+                    count,
+                    ws: opt.workspace(&gpu, &layout, sh.count, false)?,
+                    slots: [
+                        gpu.buffer("optimizer run slot a", slot_len)?,
+                        gpu.buffer("optimizer run slot b", slot_len)?,
+                    ],
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let phi_buf = gpu.buffer_from(
             "optimizer run phi",
             if phi.is_empty() { &[0.0] } else { phi },
         )?;
-        let ws = opt.workspace(&gpu, &layout, instances, false)?;
+        let grad = match parts.len() {
+            1 => None,
+            _ => {
+                let most = parts.iter().map(|q| q.count).max().unwrap_or(1);
+                Some(gpu.buffer("optimizer run gradient", most)?)
+            }
+        };
         Ok(Self {
             gpu,
             opt,
             layout,
             instances,
             count,
-            ws,
+            parts,
             phi: phi_buf,
-            slots,
             cur: 0,
-            host_grad: None,
+            grad,
             t: 0,
         })
+    }
+
+    /// The fewest parts of consecutive instances whose slots each fit one buffer of `gpu`
+    /// (one instance per part at most; its buffer then names the limit).
+    fn split(gpu: &Gpu, opt: &Optimizer, instances: usize, p: usize) -> Result<Vec<Shard>> {
+        let l = &gpu.props().limits;
+        let limit = l.max_buffer_size.min(l.max_storage_buffer_binding_size);
+        let bytes = |n: usize| opt.slot_len(n * p) as u64 * 4;
+        let first = bytes(instances).div_ceil(limit.max(1)).max(1) as usize;
+        let k = (first.min(instances)..=instances)
+            .find(|&k| bytes(instances.div_ceil(k)) <= limit)
+            .unwrap_or(instances);
+        Shard::split(instances, k)
     }
 
     /// Shorthand for one instance of a single flat tensor of `len` parameters.
@@ -154,12 +197,21 @@ impl OptimizerRun {
         &self.gpu
     }
 
-    /// Bytes held on the GPU (slots, φ, workspace, the host-path gradient buffer).
+    /// Bytes held on the GPU (slots, φ, workspaces, the gradient buffer of the host path or
+    /// of the parts).
     pub fn bytes(&self) -> u64 {
-        self.slots.iter().map(GpuBuffer::bytes).sum::<u64>()
+        self.parts
+            .iter()
+            .map(|q| q.slots.iter().map(GpuBuffer::bytes).sum::<u64>() + q.ws.bytes())
+            .sum::<u64>()
             + self.phi.bytes()
-            + self.ws.bytes()
-            + self.host_grad.as_ref().map_or(0, GpuBuffer::bytes)
+            + self.grad.as_ref().map_or(0, GpuBuffer::bytes)
+    }
+
+    /// Parts of consecutive instances the run is held in (1 where one slot of every instance
+    /// fits one buffer of the device).
+    pub fn parts(&self) -> usize {
+        self.parts.len()
     }
 
     /// Replace φ (takes effect from the next step; the state is kept).
@@ -173,8 +225,10 @@ impl OptimizerRun {
 
     /// Zero the optimizer state and the step counter (to start on new parameters).
     pub fn reset(&mut self) -> Result<()> {
-        for s in &self.slots {
-            self.gpu.fill(s, 0.0)?;
+        for q in &self.parts {
+            for s in &q.slots {
+                self.gpu.fill(s, 0.0)?;
+            }
         }
         self.cur = 0;
         self.t = 0;
@@ -184,22 +238,38 @@ impl OptimizerRun {
     /// The optimizer state, `state_len() × N·P` floats, struct of arrays (state k of coordinate
     /// i at `k·N·P + i`). Blocks until submitted work has finished.
     pub fn state(&self) -> Result<Vec<f32>> {
-        let len = self.count * self.opt.state_len();
-        self.gpu.read_range(&self.slots[self.cur], self.count, len)
+        let k = self.opt.state_len();
+        let mut out = vec![0.0; self.count * k];
+        for q in &self.parts {
+            let part = self
+                .gpu
+                .read_range(&q.slots[self.cur], q.count, q.count * k)?;
+            for (j, rows) in part.chunks_exact(q.count.max(1)).enumerate() {
+                let at = j * self.count + q.offset;
+                out[at..at + q.count].copy_from_slice(rows);
+            }
+        }
+        Ok(out)
     }
 
     /// Continue from `state` ([`state`](Self::state) of a run of the same optimizer and sizes)
     /// after `steps` steps.
     pub fn set_state(&mut self, state: &[f32], steps: usize) -> Result<()> {
-        let len = self.count * self.opt.state_len();
+        let k = self.opt.state_len();
+        let len = self.count * k;
         if state.len() != len {
             return Err(Error::invalid(format!(
                 "optimizer run: a state of {} values, this run's is {len}",
                 state.len()
             )));
         }
-        if len > 0 {
-            self.gpu.write(&self.slots[self.cur], self.count, state)?;
+        for q in &self.parts {
+            for j in 0..k {
+                let at = j * self.count + q.offset;
+                let rows = &state[at..at + q.count];
+                self.gpu
+                    .write(&q.slots[self.cur], q.count * (1 + j), rows)?;
+            }
         }
         self.t = steps;
         Ok(())
@@ -221,22 +291,19 @@ impl OptimizerRun {
         }
         self.check_len("parameter buffer", params.len())?;
         self.check_len("gradient buffer", grads.len())?;
-        let (cur, next) = (&self.slots[self.cur], &self.slots[1 - self.cur]);
-        rec.copy(params, 0, cur, 0, self.count)?;
-        self.opt.record_step(
-            rec,
-            &StepArgs {
-                count: self.count,
-                slot_in: cur,
-                g: grads,
-                phi: (&self.phi, 0),
-                phi_blocks: None,
-                slot_out: next,
-                t: self.t,
-                ws: &self.ws,
-            },
-        )?;
-        rec.copy(next, 0, params, 0, self.count)?;
+        for q in &self.parts {
+            let (cur, next) = (&q.slots[self.cur], &q.slots[1 - self.cur]);
+            rec.copy(params, q.offset, cur, 0, q.count)?;
+            let g = match &self.grad {
+                Some(g) => {
+                    rec.copy(grads, q.offset, g, 0, q.count)?;
+                    g
+                }
+                None => grads,
+            };
+            self.record(rec, q, g)?;
+            rec.copy(next, 0, params, q.offset, q.count)?;
+        }
         self.cur = 1 - self.cur;
         self.t += 1;
         Ok(())
@@ -247,38 +314,45 @@ impl OptimizerRun {
     pub fn step_host(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         self.check_len("parameter slice", params.len())?;
         self.check_len("gradient slice", grads.len())?;
-        let g = match &self.host_grad {
+        let g = match &self.grad {
             Some(g) => g.clone(),
             None => {
                 let g = self.gpu.buffer("optimizer run gradient", self.count)?;
-                self.host_grad = Some(g.clone());
+                self.grad = Some(g.clone());
                 g
             }
         };
         let gpu = self.gpu.clone();
-        let (cur, next) = (&self.slots[self.cur], &self.slots[1 - self.cur]);
-        gpu.write(cur, 0, params)?;
-        gpu.write(&g, 0, grads)?;
-        let mut rec = Recorder::new(&gpu);
-        self.opt.record_step(
-            &mut rec,
-            &StepArgs {
-                count: self.count,
-                slot_in: cur,
-                g: &g,
-                phi: (&self.phi, 0),
-                phi_blocks: None,
-                slot_out: next,
-                t: self.t,
-                ws: &self.ws,
-            },
-        )?;
-        rec.submit()?;
-        let out: Vec<f32> = gpu.read_range(next, 0, self.count)?;
-        params.copy_from_slice(&out);
+        for q in &self.parts {
+            let range = q.offset..q.offset + q.count;
+            gpu.write(&q.slots[self.cur], 0, &params[range.clone()])?;
+            gpu.write(&g, 0, &grads[range.clone()])?;
+            let mut rec = Recorder::new(&gpu);
+            self.record(&mut rec, q, &g)?;
+            rec.submit()?;
+            let out: Vec<f32> = gpu.read_range(&q.slots[1 - self.cur], 0, q.count)?;
+            params[range].copy_from_slice(&out);
+        }
         self.cur = 1 - self.cur;
         self.t += 1;
         Ok(())
+    }
+
+    /// Record the step of part `q` from its current slot into the other, on gradient `g`.
+    fn record(&self, rec: &mut Recorder, q: &Part, g: &GpuBuffer) -> Result<()> {
+        self.opt.record_step(
+            rec,
+            &StepArgs {
+                count: q.count,
+                slot_in: &q.slots[self.cur],
+                g,
+                phi: (&self.phi, 0),
+                phi_blocks: None,
+                slot_out: &q.slots[1 - self.cur],
+                t: self.t,
+                ws: &q.ws,
+            },
+        )
     }
 
     fn check_len(&self, what: &str, len: usize) -> Result<()> {

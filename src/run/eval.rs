@@ -46,9 +46,22 @@ pub fn evaluate_checkpoints(
 ) -> Result<Vec<EvalCurve>> {
     let n = cfg.eval.instances;
     let steps = cfg.eval.steps;
-    let whole = build_task(gpu, cfg, Sample::HeldOut, n)?;
-    let few_shot = whole.scores_held_out();
-    let p = whole.layout().size();
+    // A task of every instance, or where its own buffers exceed the device's limits one of a
+    // single instance: the layout and what it scores.
+    let (whole, probe) = match build_task(gpu, cfg, Sample::HeldOut, n) {
+        Ok(t) => (Some(t), None),
+        Err(Error::LimitExceeded { .. }) if n > 1 => {
+            (None, Some(build_task(gpu, cfg, Sample::HeldOut, 1)?))
+        }
+        Err(e) => return Err(e),
+    };
+    let first = whole
+        .as_deref()
+        .or(probe.as_deref())
+        .ok_or_else(|| Error::invalid("no task"))?;
+    let few_shot = first.scores_held_out();
+    let p = first.layout().size();
+    drop(probe);
     let mut learned = Vec::with_capacity(candidates.len());
     for c in candidates {
         let saved = Config::from_toml(&c.checkpoint.config, &c.name)?;
@@ -86,7 +99,7 @@ pub fn evaluate_checkpoints(
         .map(|o| o.slot_len(p))
         .max()
         .unwrap_or(p);
-    let held = shards(gpu, cfg, Sample::HeldOut, n, floats, Some(whole))?;
+    let held = shards(gpu, cfg, Sample::HeldOut, n, floats, whole)?;
     let family_init = held.init_params(|| Stream::Init(0).rng(cfg.seed, Sample::HeldOut))?;
     let mut out = Vec::new();
     for (c, opt, learn_init) in learned {

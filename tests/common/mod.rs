@@ -37,6 +37,18 @@ pub fn shared_gpu() -> &'static Arc<Gpu> {
     })
 }
 
+/// A device on the test adapter whose buffers (and storage bindings) hold at most `bytes`: a
+/// smaller card's limits, for the paths that split what does not fit one buffer.
+pub fn capped_gpu(bytes: u64) -> metalearn::Result<Arc<Gpu>> {
+    let first = shared_gpu().props();
+    Ok(Arc::new(Gpu::new(&GpuOptions {
+        adapter_name: Some(first.info.name.clone()),
+        backends: Some(first.info.backend.into()),
+        max_buffer_bytes: Some(bytes),
+        ..Default::default()
+    })?))
+}
+
 /// The same adapter opened with the other matrix-product tiling mode (staged in workgroup
 /// memory vs direct loads), so both code paths are tested on every adapter.
 pub fn gpu_other_tiling() -> &'static Gpu {

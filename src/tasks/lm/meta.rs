@@ -138,7 +138,37 @@ fn static_weights(cfg: &Config) -> Result<(LmSpec, Vec<f32>, Option<crate::data:
     }
 }
 
-fn build(gpu: &Gpu, cfg: &Config, sample: Sample, instances: usize) -> Result<Box<dyn Task>> {
+/// What [`build`] reads before it builds a task: the static weights and the documents of one
+/// split, encoded.
+struct Prepared {
+    spec: LmSpec,
+    theta: Vec<f32>,
+    ids: Vec<Vec<u32>>,
+    eos: u32,
+    split_name: &'static str,
+    dir: std::path::PathBuf,
+}
+
+/// [`Prepared`] of `cfg` and `sample`, kept for the next build of the same `[lm]`, seed, split
+/// and static model file (the chunks of one run, the evaluation sets of one `metalearn eval`),
+/// so that the corpus and the model are read once.
+fn prepared(cfg: &Config, sample: Sample) -> Result<std::sync::Arc<Prepared>> {
+    type Kept = Vec<(String, std::sync::Arc<Prepared>)>;
+    static KEPT: std::sync::Mutex<Kept> = std::sync::Mutex::new(Vec::new());
+    let stamp = cfg.lm.static_model.as_ref().map(|p| {
+        let p = std::path::Path::new(p);
+        [p.to_path_buf(), p.join("lm.safetensors")].map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()))
+        })
+    });
+    let key = format!("{:?} {} {sample:?} {stamp:?}", cfg.lm, cfg.seed);
+    if let Ok(kept) = KEPT.lock() {
+        if let Some((_, p)) = kept.iter().find(|(k, _)| *k == key) {
+            return Ok(p.clone());
+        }
+    }
     let (spec, theta, vocab) = static_weights(cfg)?;
     let (splits, dir, vocab) = read_corpus_splits(&cfg.lm, vocab)?;
     let (docs, split_name) = match sample {
@@ -146,15 +176,42 @@ fn build(gpu: &Gpu, cfg: &Config, sample: Sample, instances: usize) -> Result<Bo
         Sample::Tune => (&splits.valid, "valid"),
         Sample::HeldOut => (&splits.test, "test"),
     };
+    let p = std::sync::Arc::new(Prepared {
+        spec,
+        theta,
+        ids: docs.iter().map(|d| vocab.encode(&d.text)).collect(),
+        eos: vocab.eos(),
+        split_name,
+        dir,
+    });
+    if let Ok(mut kept) = KEPT.lock() {
+        // The newest three: a run's training set, an evaluation's tuning and held-out sets.
+        if kept.len() >= 3 {
+            kept.remove(0);
+        }
+        kept.push((key, p.clone()));
+    }
+    Ok(p)
+}
+
+fn build(gpu: &Gpu, cfg: &Config, sample: Sample, instances: usize) -> Result<Box<dyn Task>> {
+    let prep = prepared(cfg, sample)?;
+    let Prepared {
+        spec,
+        theta,
+        ids,
+        eos,
+        split_name,
+        dir,
+    } = prep.as_ref();
     let m = &cfg.meta;
     let episode = if m.episode > 0 { m.episode } else { m.unroll };
     let chunks = episode.max(cfg.eval.steps) + 1;
-    let ids: Vec<Vec<u32>> = docs.iter().map(|d| vocab.encode(&d.text)).collect();
     let task = DynLmTask::new(
         gpu,
-        (&spec, &theta),
+        (spec, theta),
         (&cfg.lm.fast, instances, cfg.lm.chunk, chunks),
-        (ids, vocab.eos(), split_name),
+        (ids.clone(), *eos, split_name),
         &mut Stream::Instances.rng(cfg.seed, sample),
     )
     .map_err(|e| match e {
