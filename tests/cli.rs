@@ -5,11 +5,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn metalearn(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_metalearn"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("the metalearn binary runs");
+    metalearn_capped(None, args)
+}
+
+/// [`metalearn`] with `METALEARN_MAX_BUFFER_MIB` set to `cap` (unset with `None`).
+fn metalearn_capped(cap: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_metalearn"));
+    c.args(args).env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    match cap {
+        Some(v) => c.env("METALEARN_MAX_BUFFER_MIB", v),
+        None => c.env_remove("METALEARN_MAX_BUFFER_MIB"),
+    };
+    let out = c.output().expect("the metalearn binary runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -462,20 +469,7 @@ fn eval_over_seeds_reports_mean_and_spread() {
 #[test]
 fn instances_beyond_the_buffer_limit_run_in_chunks() {
     let d = temp("chunks");
-    let run = |env: &str, args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_metalearn"))
-            .args(args)
-            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-            .env("METALEARN_MAX_BUFFER_MIB", env)
-            .output()
-            .expect("the metalearn binary runs");
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (
-            out.status.code().unwrap_or(-1),
-            text(&out.stdout),
-            text(&out.stderr),
-        )
-    };
+    let run = |cap: &str, args: &[&str]| metalearn_capped(Some(cap), args);
     let cfg = [
         "--config",
         "configs/l2l_quadratic.toml",
@@ -517,16 +511,9 @@ fn instances_beyond_the_buffer_limit_run_in_chunks() {
 fn dynamical_lm_beyond_the_buffer_limit_trains_in_chunks_and_evaluates_in_shards() {
     let d = temp("dynlm-chunks");
     let run = |cap: Option<&str>, args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_metalearn"));
-        c.args(args).env("XDG_RUNTIME_DIR", std::env::temp_dir());
-        match cap {
-            Some(v) => c.env("METALEARN_MAX_BUFFER_MIB", v),
-            None => c.env_remove("METALEARN_MAX_BUFFER_MIB"),
-        };
-        let out = c.output().expect("the metalearn binary runs");
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        text(&out.stderr)
+        let (code, _, err) = metalearn_capped(cap, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        err
     };
     let out = d.join("run");
     let out_s = out.to_str().unwrap();

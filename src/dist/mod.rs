@@ -166,8 +166,21 @@ fn choose_chunks(
         opt,
         cfg,
     )?);
-    let probe = (k == 1).then_some((first, t));
-    Ok((agree_max(net, k)?, probe))
+    if k > 1 {
+        // Before any chunk is built: k chunks of the largest one's memory must fit the device
+        // where it reports its memory.
+        let mut part = cfg.clone();
+        part.memory_budget = cfg.memory_budget.map(|b| b / k as u64);
+        let largest = first.count.div_ceil(k);
+        let mut t = match t.instances() == largest {
+            true => t,
+            false => task(gpu, largest)?,
+        };
+        let one = MetaTrainer::estimate(gpu, t.as_mut(), opt, &part)?;
+        gpu.check_memory(one.total().saturating_mul(k as u64))?;
+        return Ok((agree_max(net, k)?, None));
+    }
+    Ok((agree_max(net, k)?, Some((first, t))))
 }
 
 /// The task of shard `sh` on `gpu`: `probe` when it was built for it, else a new one.
