@@ -33,7 +33,7 @@ pub use opt::{measure_copy_bandwidth, measure_optimizer_step, StepMeasurement};
 pub use unroll::measure_unroll;
 pub use w1::{
     measure_w1, parse_instance_list, w1_flops, w1_instance_counts, LstmFlops, W1Flops,
-    W1Measurement, W1_BATCH, W1_PEAK_FLOPS, W1_UNROLL, W1_WIDTHS,
+    W1Measurement, W1_BATCH, W1_BUDGET_FROM, W1_MEMORY, W1_PEAK_FLOPS, W1_UNROLL, W1_WIDTHS,
 };
 
 /// Result of a timed case.
